@@ -1,0 +1,68 @@
+// Volume — an unlocked envelopefs volume: config, keyring and the keys derived from them.
+//
+// Open() reads the config, asks the MasterKeySource for the master key, authenticates the
+// keyring and derives the name and xattr keys. The master key stays in locked memory (needed to
+// re-authenticate the keyring when envelopectl rotates it) and is wiped when the Volume dies.
+// Create() makes a new volume in an empty (or missing) directory. Thread-safe for reads after
+// construction; ReloadKeyringIfChanged() swaps the keyring under a lock so a running daemon
+// picks up a rotation without remount.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+
+#include "envelopefs/key_source.h"
+#include "envelopefs/keyring.h"
+#include "envelopefs/secure_bytes.h"
+#include "envelopefs/volume_config.h"
+
+namespace envelopefs {
+
+struct CreateOptions {
+  uint32_t chunk_size = 0;  // 0: the default
+  bool plaintext_names = false;
+};
+
+class Volume {
+ public:
+  static std::unique_ptr<Volume> Create(const std::filesystem::path& cipher_dir,
+                                        const CreateOptions& options,
+                                        const MasterKeySource& source);
+  static std::unique_ptr<Volume> Open(const std::filesystem::path& cipher_dir,
+                                      const MasterKeySource& source);
+
+  const std::filesystem::path& cipher_dir() const { return cipher_dir_; }
+  const VolumeConfig& config() const { return config_; }
+
+  // The KEK new files are wrapped under, and lookup of any unretired version.
+  // Both copy the key so callers never hold a pointer into a keyring that may be swapped.
+  struct KekCopy {
+    KekInfo info;
+    SecureBytes key;
+  };
+  KekCopy ActiveKek() const;
+  bool FindKek(uint32_t id, uint32_t version, SecureBytes& key_out) const;
+  std::vector<KekInfo> Keks() const;
+
+  const SecureBytes& name_key() const { return name_key_; }    // 64 bytes, AES-256-SIV
+  const SecureBytes& xattr_key() const { return xattr_key_; }  // 32 bytes, AES-256-GCM
+
+  // Re-reads the keyring if its file changed since the last load (cheap stat otherwise).
+  void ReloadKeyringIfChanged();
+
+ private:
+  Volume() = default;
+  std::filesystem::path cipher_dir_;
+  VolumeConfig config_;
+  SecureBytes master_key_;
+  mutable std::shared_mutex keyring_mutex_;
+  Keyring keyring_;
+  struct timespec keyring_mtime_ {};
+  SecureBytes name_key_;
+  SecureBytes xattr_key_;
+};
+
+}  // namespace envelopefs

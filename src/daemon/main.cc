@@ -1,0 +1,2 @@
+// Placeholder: the FUSE daemon is being written.
+int main() { return 1; }

@@ -1,0 +1,2 @@
+// Placeholder: envelopectl is being written.
+int main() { return 1; }
