@@ -91,7 +91,7 @@ inline constexpr size_t kChunkOverhead = kChunkNonceSize + kChunkTagSize;
 
 inline constexpr uint32_t kMinChunkSize = 4096;
 inline constexpr uint32_t kMaxChunkSize = 1u << 20;
-inline constexpr uint32_t kDefaultChunkSize = 65536;
+inline constexpr uint32_t kDefaultChunkSize = 16384;  // see bench/RESULTS.md
 
 inline constexpr char kContentKeyLabel[] = "envelopefs content v1";
 inline constexpr char kStateKeyLabel[] = "envelopefs state v1";

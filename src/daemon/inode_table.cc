@@ -1,0 +1,31 @@
+#include "inode_table.h"
+
+namespace envelopefs {
+
+Inode* InodeTable::FindOrInsert(UniqueFd fd, dev_t dev, ino_t ino, mode_t type) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto& slot = inodes_[{dev, ino}];
+  if (!slot) {
+    slot = std::make_unique<Inode>();
+    slot->fd = std::move(fd);
+    slot->dev = dev;
+    slot->ino = ino;
+    slot->type = type;
+  }
+  slot->nlookup.fetch_add(1);
+  return slot.get();
+}
+
+void InodeTable::Forget(Inode* inode, uint64_t n) {
+  if (inode->is_root) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  uint64_t left = inode->nlookup.fetch_sub(n) - n;
+  if (left == 0) inodes_.erase({inode->dev, inode->ino});
+}
+
+size_t InodeTable::size() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return inodes_.size();
+}
+
+}  // namespace envelopefs

@@ -1,0 +1,52 @@
+// InodeTable — the daemon's inodes: one per backing object, keyed by (st_dev, st_ino).
+//
+// Each Inode holds an O_PATH fd of its backing object (as libfuse's passthrough_hp does), so
+// renames in the cipher dir never invalidate it, plus the cached directory IVs of a directory
+// and the shared CipherFile of an open regular file. The FUSE inode number is the Inode's
+// address. The table is guarded by its own mutex; each Inode's mutable parts by Inode::mutex.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <utility>
+
+#include "envelopefs/cipher_file.h"
+#include "envelopefs/name_transform.h"
+#include "envelopefs/unique_fd.h"
+
+namespace envelopefs {
+
+struct Inode {
+  UniqueFd fd;  // O_PATH
+  dev_t dev = 0;
+  ino_t ino = 0;
+  mode_t type = 0;  // S_IFMT bits
+  bool is_root = false;
+  std::atomic<uint64_t> nlookup{0};
+
+  std::mutex mutex;
+  std::optional<DirIvs> dir_ivs;        // directories: read on first use
+  std::weak_ptr<CipherFile> open_file;  // regular files: shared by all opens
+};
+
+class InodeTable {
+ public:
+  // Takes ownership of `fd`. Returns the existing inode for (dev, ino) (closing `fd`) or a new
+  // one, with its lookup count incremented by one.
+  Inode* FindOrInsert(UniqueFd fd, dev_t dev, ino_t ino, mode_t type);
+  // Drops `n` lookups; frees the inode when none remain.
+  void Forget(Inode* inode, uint64_t n);
+  size_t size() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::pair<dev_t, ino_t>, std::unique_ptr<Inode>> inodes_;
+};
+
+}  // namespace envelopefs

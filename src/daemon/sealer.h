@@ -1,0 +1,41 @@
+// Sealer — records the exact size of files some time after they are closed.
+//
+// Sealing right at close would need an fsync per file (or risk a sealed record that a crash
+// makes disagree with the data). Instead, closed files wait here; every interval the sealer
+// snapshots their modification counts, syncfs(2)s the backing file system once, and then writes
+// each unchanged file's sealed record. Flush() does the same immediately (used at unmount).
+// Thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "envelopefs/cipher_file.h"
+
+namespace envelopefs {
+
+class Sealer {
+ public:
+  Sealer(int backing_fd, int interval_seconds);
+  ~Sealer();  // stops the thread after a final Flush()
+
+  void Enqueue(std::shared_ptr<CipherFile> file);
+  void Flush();
+
+ private:
+  void Run();
+
+  const int backing_fd_;
+  const int interval_seconds_;
+  std::mutex mutex_;
+  std::mutex flush_mutex_;  // one flush at a time
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::map<CipherFile*, std::shared_ptr<CipherFile>> pending_;
+  std::thread thread_;
+};
+
+}  // namespace envelopefs

@@ -1,0 +1,236 @@
+// Unit tests of the header and chunk codec, and the format's fixed test vectors.
+#include "envelopefs/file_header.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "envelopefs/encoding.h"
+#include "envelopefs/error.h"
+
+namespace envelopefs {
+namespace {
+
+using namespace format;
+
+SecureBytes Pattern(uint8_t start, size_t n = kKeySize) {
+  SecureBytes out(n);
+  for (size_t i = 0; i < n; ++i) out.data()[i] = static_cast<uint8_t>(start + i);
+  return out;
+}
+
+FileId PatternId(uint8_t start) {
+  FileId id;
+  for (size_t i = 0; i < id.size(); ++i) id[i] = static_cast<uint8_t>(start + i);
+  return id;
+}
+
+TEST(FileHeader, LayoutOffsetsAreTheDocumentedOnes) {
+  SecureBytes kek = Pattern(0), dek = Pattern(0x40);
+  HeaderBytes h = BuildHeader(4096, PatternId(0xA0), dek, 0x11223344, 7, kek);
+  EXPECT_EQ(0, std::memcmp(h.data(), "ENVLPFS\x01", 8));
+  EXPECT_EQ(1, LoadLe16(h.data() + 8));
+  EXPECT_EQ(1, h[10]);
+  EXPECT_EQ(0, h[11]);
+  EXPECT_EQ(4096u, LoadLe32(h.data() + 12));
+  EXPECT_EQ(0xA0, h[16]);
+  EXPECT_EQ(0xAF, h[31]);
+  for (size_t i = 32; i < 64; ++i) EXPECT_EQ(0, h[i]) << i;
+  for (size_t slot : {64u, 160u}) {
+    EXPECT_EQ(1u, LoadLe64(h.data() + slot));
+    EXPECT_EQ(0x11223344u, LoadLe32(h.data() + slot + 8));
+    EXPECT_EQ(7u, LoadLe32(h.data() + slot + 12));
+    for (size_t i = 76; i < 96; ++i) EXPECT_EQ(0, h[slot + i]);
+  }
+  EXPECT_EQ(1u, LoadLe64(h.data() + 256));  // state slot 0, counter 1
+  EXPECT_EQ(0u, LoadLe64(h.data() + 320));  // state slot 1 unused
+  for (size_t i = 384; i < 512; ++i) EXPECT_EQ(0, h[i]);
+  // The DEK never appears in the clear.
+  EXPECT_EQ(std::search(h.begin(), h.end(), dek.data(), dek.data() + 32), h.end());
+}
+
+TEST(FileHeader, UnwrapsWithTheRightKekOnly) {
+  SecureBytes kek = Pattern(0), dek = Pattern(0x40), other = Pattern(1);
+  HeaderBytes h = BuildHeader(65536, PatternId(0xA0), dek, 1, 1, kek);
+  std::span<const uint8_t, kKeySlotSize> slot(h.data() + kKeySlotOffset[0], kKeySlotSize);
+  auto got = UnwrapDek(std::span(h.data(), kFixedSize), slot, kek);
+  ASSERT_TRUE(got);
+  EXPECT_TRUE(ConstantTimeEqual(got->span(), dek.span()));
+  EXPECT_FALSE(UnwrapDek(std::span(h.data(), kFixedSize), slot, other));
+}
+
+TEST(FileHeader, AnyChangeToTheFixedPartOrSlotBreaksTheWrap) {
+  SecureBytes kek = Pattern(0), dek = Pattern(0x40);
+  HeaderBytes h = BuildHeader(65536, PatternId(0xA0), dek, 1, 1, kek);
+  for (size_t i : {0u, 9u, 12u, 16u, 31u, 40u, 64u + 0u, 64u + 8u, 64u + 12u, 64u + 20u, 64u + 40u,
+                   64u + 70u}) {
+    HeaderBytes t = h;
+    t[i] ^= 0x01;
+    std::span<const uint8_t, kKeySlotSize> slot(t.data() + kKeySlotOffset[0], kKeySlotSize);
+    EXPECT_FALSE(UnwrapDek(std::span(t.data(), kFixedSize), slot, kek)) << "byte " << i;
+  }
+}
+
+TEST(FileHeader, ParseRejectsForeignAndDamagedHeaders) {
+  SecureBytes kek = Pattern(0), dek = Pattern(0x40);
+  HeaderBytes h = BuildHeader(4096, PatternId(0), dek, 1, 1, kek);
+  EXPECT_NO_THROW(ParseFixedHeader(h));
+  auto expect_format_error = [](HeaderBytes t) {
+    try {
+      ParseFixedHeader(t);
+      ADD_FAILURE() << "accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(ErrorKind::kFormat, e.kind());
+    }
+  };
+  HeaderBytes t = h;
+  t[0] = 'X';
+  expect_format_error(t);
+  t = h;
+  StoreLe16(t.data() + 8, 2);
+  expect_format_error(t);
+  t = h;
+  t[10] = 9;
+  expect_format_error(t);
+  t = h;
+  StoreLe32(t.data() + 12, 5000);
+  expect_format_error(t);
+  t = h;
+  StoreLe32(t.data() + 12, 2048);
+  expect_format_error(t);
+  t = h;
+  t[40] = 1;
+  expect_format_error(t);
+  EXPECT_THROW(ParseFixedHeader(std::span<const uint8_t>(h.data(), 10)), Error);
+}
+
+TEST(FileHeader, StateRoundTripAndTamper) {
+  SecureBytes key = Pattern(9);
+  FileId id = PatternId(3);
+  FileState s{5, 123456789, kStateSealed | kStateSparse};
+  StateSlotBytes slot = SealState(key, id, s);
+  auto got = OpenState(key, id, slot);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(5u, got->counter);
+  EXPECT_EQ(123456789u, got->size);
+  EXPECT_TRUE(got->sealed());
+  EXPECT_TRUE(got->sparse());
+  EXPECT_FALSE(OpenState(key, PatternId(4), slot));  // another file's record
+  for (size_t i = 0; i < 52; ++i) {
+    StateSlotBytes t = slot;
+    t[i] ^= 0x80;
+    EXPECT_FALSE(OpenState(key, id, t)) << "byte " << i;
+  }
+}
+
+TEST(ChunkLayout, SizesRoundTrip) {
+  for (uint32_t chunk : {4096u, 16384u, 1u << 20}) {
+    ChunkLayout layout{chunk};
+    const uint64_t c = chunk;
+    for (uint64_t plain : std::vector<uint64_t>{0, 1, 100, c - 1, c, c + 1, 10 * c, 10 * c + 7,
+                                                uint64_t{1} << 40}) {
+      uint64_t cipher = layout.CipherSize(plain);
+      ASSERT_EQ(plain, layout.PlainSize(cipher)) << chunk << " " << plain;
+    }
+    EXPECT_FALSE(layout.PlainSize(100));                        // shorter than the header
+    EXPECT_FALSE(layout.PlainSize(kHeaderSize + 1));            // 1 byte: not a chunk
+    EXPECT_FALSE(layout.PlainSize(kHeaderSize + kChunkOverhead));  // an empty chunk
+    EXPECT_EQ(1u, layout.PlainSize(kHeaderSize + kChunkOverhead + 1));
+    EXPECT_EQ(kHeaderSize + 3 * layout.stride(), layout.ChunkOffset(3));
+  }
+  EXPECT_EQ(1u << 20, ChunkLayout{4096}.CipherSize(0) + (1u << 20) - kHeaderSize);
+}
+
+// --- fixed test vectors ---------------------------------------------------------------------
+// tests/data/v1/file-4096.bin is a version-1 cipher file written once by BuildVector below
+// (ENVELOPEFS_WRITE_VECTORS=1 regenerates it; never do that for a released format version).
+// KEK = 00 01 .. 1f (id 0x0a0b0c0d, version 3), DEK = 40 41 .. 5f, file id = a0 .. af,
+// chunk size 4096, plaintext = 5000 bytes: byte i = (i * 7 + 3) & 0xff. Sealed, size 5000.
+
+constexpr uint64_t kVectorSize = 5000;
+
+std::vector<uint8_t> VectorPlaintext() {
+  std::vector<uint8_t> p(kVectorSize);
+  for (size_t i = 0; i < p.size(); ++i) p[i] = static_cast<uint8_t>((i * 7 + 3) & 0xff);
+  return p;
+}
+
+std::string VectorPath() { return std::string(ENVELOPEFS_TEST_DATA_DIR) + "/v1/file-4096.bin"; }
+
+std::vector<uint8_t> BuildVector() {
+  SecureBytes kek = Pattern(0), dek = Pattern(0x40);
+  FileId id = PatternId(0xA0);
+  HeaderBytes h = BuildHeader(4096, id, dek, 0x0a0b0c0d, 3, kek);
+  FileKeys keys = FileKeys::Derive(dek);
+  StateSlotBytes state = SealState(keys.state, id, FileState{2, kVectorSize, kStateSealed});
+  std::memcpy(h.data() + kStateSlotOffset[1], state.data(), kStateSlotSize);
+  std::vector<uint8_t> file(h.begin(), h.end());
+  std::vector<uint8_t> plain = VectorPlaintext();
+  ChunkLayout layout{4096};
+  for (uint64_t i = 0; i < layout.ChunkCount(kVectorSize); ++i) {
+    size_t len = std::min<uint64_t>(4096, kVectorSize - i * 4096);
+    std::vector<uint8_t> chunk(len + kChunkOverhead);
+    GcmNonce nonce = RandomNonce();
+    std::memcpy(chunk.data(), nonce.data(), nonce.size());
+    auto aad = ChunkAad(id, i);
+    ThreadAead().Seal(keys.content.span(), nonce, aad,
+                      std::span<const uint8_t>(plain.data() + i * 4096, len),
+                      std::span<uint8_t>(chunk.data() + 12, len),
+                      std::span<uint8_t, 16>(chunk.data() + 12 + len, 16));
+    file.insert(file.end(), chunk.begin(), chunk.end());
+  }
+  return file;
+}
+
+TEST(FormatVectors, Version1FileStillDecrypts) {
+  if (std::getenv("ENVELOPEFS_WRITE_VECTORS") != nullptr) {
+    std::vector<uint8_t> v = BuildVector();
+    std::ofstream(VectorPath(), std::ios::binary)
+        .write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size()));
+  }
+  std::ifstream in(VectorPath(), std::ios::binary);
+  ASSERT_TRUE(in) << VectorPath();
+  std::vector<uint8_t> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ChunkLayout layout{4096};
+  ASSERT_EQ(layout.CipherSize(kVectorSize), file.size());
+
+  FixedHeader fixed = ParseFixedHeader(file);
+  EXPECT_EQ(1, fixed.version);
+  EXPECT_EQ(4096u, fixed.chunk_size);
+  EXPECT_EQ(PatternId(0xA0), fixed.file_id);
+  KeySlotInfo slot = ParseKeySlot(std::span<const uint8_t, kKeySlotSize>(file.data() + 64, 96));
+  EXPECT_EQ(0x0a0b0c0du, slot.kek_id);
+  EXPECT_EQ(3u, slot.kek_version);
+
+  SecureBytes kek = Pattern(0);
+  auto dek = UnwrapDek(std::span(file.data(), kFixedSize),
+                       std::span<const uint8_t, kKeySlotSize>(file.data() + 160, 96), kek);
+  ASSERT_TRUE(dek);
+  EXPECT_TRUE(ConstantTimeEqual(dek->span(), Pattern(0x40).span()));
+  FileKeys keys = FileKeys::Derive(*dek);
+  auto state = OpenState(keys.state, fixed.file_id,
+                         std::span<const uint8_t, kStateSlotSize>(file.data() + 320, 64));
+  ASSERT_TRUE(state);
+  EXPECT_TRUE(state->sealed());
+  EXPECT_EQ(kVectorSize, state->size);
+
+  std::vector<uint8_t> plain(kVectorSize);
+  for (uint64_t i = 0; i < 2; ++i) {
+    size_t len = std::min<uint64_t>(4096, kVectorSize - i * 4096);
+    const uint8_t* c = file.data() + layout.ChunkOffset(i);
+    auto aad = ChunkAad(fixed.file_id, i);
+    ASSERT_TRUE(ThreadAead().Open(keys.content.span(), std::span<const uint8_t, 12>(c, 12), aad,
+                                  std::span<const uint8_t>(c + 12, len),
+                                  std::span<const uint8_t, 16>(c + 12 + len, 16),
+                                  std::span<uint8_t>(plain.data() + i * 4096, len)));
+  }
+  EXPECT_EQ(VectorPlaintext(), plain);
+}
+
+}  // namespace
+}  // namespace envelopefs
