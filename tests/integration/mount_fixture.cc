@@ -1,0 +1,195 @@
+#include "mount_fixture.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+namespace envelopefs::testing {
+namespace {
+
+constexpr long kFuseSuperMagic = 0x65735546;
+constexpr int kWatchdogSeconds = 240;
+
+}  // namespace
+
+TempDir::TempDir() {
+  std::string tmpl = "/tmp/envelopefs-test-XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+std::string Quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+CommandResult Run(const std::string& command, int timeout_seconds) {
+  std::string full = "timeout -k 5 " + std::to_string(timeout_seconds) + " sh -c " +
+                     Quote(command) + " 2>&1";
+  CommandResult result;
+  FILE* pipe = popen(full.c_str(), "r");
+  if (pipe == nullptr) return result;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) result.output.append(buf, n);
+  int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const fs::path& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(content.data(), static_cast<std::streamsize>(content.size()));
+  if (!out) throw std::runtime_error("write failed: " + path.string());
+}
+
+std::string RandomString(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+std::vector<uint8_t> ReadBytes(const fs::path& path) {
+  std::string s = ReadFile(path);
+  return std::vector<uint8_t>(s.begin(), s.end());
+}
+
+void WriteBytesAt(const fs::path& path, uint64_t offset, const std::vector<uint8_t>& bytes) {
+  int fd = open(path.c_str(), O_WRONLY);
+  if (fd < 0) throw std::runtime_error("open failed: " + path.string());
+  ssize_t n = pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset));
+  close(fd);
+  if (n != static_cast<ssize_t>(bytes.size())) throw std::runtime_error("pwrite failed");
+}
+
+std::vector<fs::path> FilesBelow(const fs::path& dir) {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file(std::error_code{}) && !e.is_symlink()) out.push_back(e.path());
+  }
+  return out;
+}
+
+bool IsFuseMount(const fs::path& path) {
+  struct statfs sf;
+  return statfs(path.c_str(), &sf) == 0 && sf.f_type == kFuseSuperMagic;
+}
+
+MountedVolume::MountedVolume(const VolumeOptions& options) : options_(options) {
+  cipher_ = root_.path() / "cipher";
+  mnt_ = root_.path() / "mnt";
+  keyfile_ = root_.path() / "key";
+  log_ = root_.path() / "daemon.log";
+  fs::create_directories(mnt_);
+  CommandResult key = Run("head -c 32 /dev/urandom > " + Quote(keyfile_));
+  if (key.exit_code != 0) throw std::runtime_error("cannot make a key file");
+  CommandResult init = Run(std::string(ENVELOPECTL_BINARY) + " init --keyfile " +
+                           Quote(keyfile_) + " " + options_.init_flags + " " + Quote(cipher_));
+  if (init.exit_code != 0) throw std::runtime_error("envelopectl init failed: " + init.output);
+  watchdog_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (!cv_.wait_for(lock, std::chrono::seconds(kWatchdogSeconds), [this] { return done_; })) {
+      std::fprintf(stderr, "watchdog: test ran past %d s; unmounting and aborting\n",
+                   kWatchdogSeconds);
+      Run("fusermount3 -uz " + Quote(mnt_));
+      if (pid_ > 0) kill(pid_, SIGKILL);
+      std::abort();
+    }
+  });
+  Mount();
+}
+
+MountedVolume::~MountedVolume() {
+  Unmount();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    done_ = true;
+  }
+  cv_.notify_all();
+  watchdog_.join();
+}
+
+void MountedVolume::Mount() {
+  ASSERT_LT(pid_, 0) << "already mounted";
+  pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
+    int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    std::string cmd = std::string("exec ") + ENVELOPEFS_BINARY + " -f --seal-interval 1 --keyfile " +
+                      Quote(keyfile_) + " " + options_.mount_flags + " " + Quote(cipher_) + " " +
+                      Quote(mnt_);
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  pid_ = pid;
+  for (int i = 0; i < 200; ++i) {
+    if (IsFuseMount(mnt_)) return;
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      FAIL() << "envelopefs exited before mounting: " << DaemonLog();
+    }
+    usleep(50 * 1000);
+  }
+  FAIL() << "mount did not appear within 10 s: " << DaemonLog();
+}
+
+void MountedVolume::Unmount() {
+  if (pid_ <= 0) {
+    if (IsFuseMount(mnt_)) Run("fusermount3 -uz " + Quote(mnt_));
+    return;
+  }
+  Run("fusermount3 -u " + Quote(mnt_), 30);
+  for (int i = 0; i < 300; ++i) {  // up to 30 s for the daemon to seal and exit
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return;
+    }
+    if (i == 100) Run("fusermount3 -uz " + Quote(mnt_));  // busy: detach lazily
+    usleep(100 * 1000);
+  }
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+  Run("fusermount3 -uz " + Quote(mnt_));
+  ADD_FAILURE() << "the daemon did not exit after unmount";
+}
+
+std::string MountedVolume::DaemonLog() const { return ReadFile(log_); }
+
+}  // namespace envelopefs::testing

@@ -1,0 +1,86 @@
+// Test support for mounted integration tests: temp dirs, running the programs, and a real FUSE
+// mount of a fresh volume that is always unmounted in teardown.
+//
+// MountedVolume starts `envelopefs -f` as a child process and waits until the mount point is a
+// FUSE mount. Its destructor unmounts (fusermount3 -u, then -uz) and reaps the daemon, so a
+// failing test never leaves a mount behind. A watchdog lazily unmounts and kills the daemon if a
+// test runs past its deadline, so a hung file system makes the test fail instead of hanging.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace envelopefs::testing {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+// Runs a command line through /bin/sh with a timeout; captures its output.
+CommandResult Run(const std::string& command, int timeout_seconds = 60);
+
+std::string Quote(const std::string& s);
+std::string ReadFile(const fs::path& path);
+void WriteFile(const fs::path& path, const std::string& content);
+std::string RandomString(size_t n, uint32_t seed);
+std::vector<uint8_t> ReadBytes(const fs::path& path);
+void WriteBytesAt(const fs::path& path, uint64_t offset, const std::vector<uint8_t>& bytes);
+
+// Every regular file below `dir`, recursively.
+std::vector<fs::path> FilesBelow(const fs::path& dir);
+
+struct VolumeOptions {
+  std::string init_flags;   // extra flags for envelopectl init
+  std::string mount_flags;  // extra flags for envelopefs
+};
+
+class MountedVolume {
+ public:
+  explicit MountedVolume(const VolumeOptions& options = {});
+  ~MountedVolume();
+
+  const fs::path& cipher() const { return cipher_; }
+  const fs::path& mnt() const { return mnt_; }
+  const fs::path& keyfile() const { return keyfile_; }
+  fs::path operator/(const std::string& rel) const { return mnt_ / rel; }
+
+  void Mount();    // asserts success
+  void Unmount();  // idempotent; waits for the daemon to exit (it seals everything first)
+  bool mounted() const { return pid_ > 0; }
+  std::string DaemonLog() const;  // the daemon's stderr so far
+
+ private:
+  TempDir root_;
+  fs::path cipher_, mnt_, keyfile_, log_;
+  VolumeOptions options_;
+  pid_t pid_ = -1;
+  std::thread watchdog_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+};
+
+bool IsFuseMount(const fs::path& path);
+
+}  // namespace envelopefs::testing
