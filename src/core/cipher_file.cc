@@ -417,6 +417,11 @@ int CipherFile::Truncate(uint64_t new_size) {
   }
   size_ = new_size;
   if (new_size <= damaged_from_) damaged_from_ = kNoDamage;  // the damaged tail is gone
+  if (new_size == 0 && disk_state_.sparse()) {
+    // No chunks, so no holes: clear the sparse flag, once the empty length is durable.
+    if (::fdatasync(fd_.get()) != 0) return -errno;
+    return WriteState(0, disk_state_.flags & ~kStateSparse, /*durable=*/false);
+  }
   return 0;
 }
 
