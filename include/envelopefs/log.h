@@ -17,4 +17,10 @@ using LogSink = std::function<void(LogLevel, const std::string&)>;
 void SetLogSink(LogSink sink);  // call before starting threads
 void Log(LogLevel level, const std::string& message);
 
+// Tampering or damage found in `file` (a cipher path): logs "tamper: FILE: DETAIL" as an error
+// and calls the tamper hook (the daemon appends it to the audit log). Thread-safe.
+using TamperHook = std::function<void(const std::string& file, const std::string& detail)>;
+void SetTamperHook(TamperHook hook);  // call before starting threads
+void ReportTamper(const std::string& file, const std::string& detail);
+
 }  // namespace envelopefs

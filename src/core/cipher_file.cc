@@ -141,10 +141,9 @@ std::shared_ptr<CipherFile> CipherFile::Open(UniqueFd fd, const Volume& volume,
                       std::to_string(best->size) + " bytes): cut or extended");
     }
     file->damaged_from_ = (intact - 1) / fixed.chunk_size * fixed.chunk_size;
-    Log(LogLevel::kError, "tamper: " + file->name_ + ": cipher file length does not match its " +
-                              "sealed size; chunks from " +
-                              std::to_string(file->damaged_from_ / fixed.chunk_size) +
-                              " on read as EIO");
+    ReportTamper(file->name_, "cipher file length does not match its sealed size; chunk " +
+                                  std::to_string(file->damaged_from_ / fixed.chunk_size) +
+                                  " on reads as EIO");
   }
   return file;
 }
@@ -155,9 +154,12 @@ void CipherFile::set_display_name(std::string name) {
 }
 
 void CipherFile::LogDamage(uint64_t chunk, const char* what) const {
-  std::shared_lock lock(name_mu_);
-  Log(LogLevel::kError,
-      "tamper: " + name_ + ": chunk " + std::to_string(chunk) + ": " + what + " (EIO)");
+  std::string name;
+  {
+    std::shared_lock lock(name_mu_);
+    name = name_;
+  }
+  ReportTamper(name, "chunk " + std::to_string(chunk) + ": " + what + " (EIO)");
 }
 
 uint64_t CipherFile::size() const {

@@ -18,9 +18,21 @@ LogSink& Sink() {
   return sink;
 }
 
+TamperHook& Hook() {
+  static TamperHook hook;
+  return hook;
+}
+
 }  // namespace
 
 void SetLogSink(LogSink sink) { Sink() = std::move(sink); }
+
+void SetTamperHook(TamperHook hook) { Hook() = std::move(hook); }
+
+void ReportTamper(const std::string& file, const std::string& detail) {
+  Log(LogLevel::kError, "tamper: " + file + ": " + detail);
+  if (Hook()) Hook()(file, detail);
+}
 
 void Log(LogLevel level, const std::string& message) { Sink()(level, message); }
 

@@ -1,0 +1,46 @@
+// Rewrap — moves files' DEKs to the active KEK version by rewriting only their key slots.
+//
+// Header-only I/O: the chunks are never read or written, so the cost per file does not depend
+// on its size. Crash-safe at every instant: files are processed in batches; each file's new
+// record first goes to one key slot (the one that does not hold the only valid record), the
+// file system is synced once per batch (syncfs), then the same record goes to the other slot
+// and the file system is synced again. A file always has at least one slot that opens with the
+// old or the new KEK, and running again finishes the job.
+//
+// Safe while the volume is mounted: the daemon writes only state slots after creating a file,
+// and rewrap writes only key slots, so their writes never overlap; the daemon reloads the
+// keyring when it meets a KEK version it does not know yet. Thread-safe: RewrapFiles may run
+// on several threads for disjoint file lists.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <span>
+#include <string>
+
+#include "envelopefs/volume.h"
+
+namespace envelopefs {
+
+struct RewrapStats {
+  uint64_t examined = 0;
+  uint64_t rewrapped = 0;
+  uint64_t already_current = 0;  // the newest slot already uses the active version
+  uint64_t skipped = 0;          // not an envelopefs file (or still being created)
+  uint64_t failed = 0;           // no slot authenticates with any known KEK
+  RewrapStats& operator+=(const RewrapStats& o);
+};
+
+// Rewraps every file in `files` to `target` (normally Volume::ActiveKek()). `on_file` is called
+// after each file with its outcome (for progress and error reporting); may be null.
+enum class RewrapOutcome { kRewrapped, kCurrent, kSkipped, kFailed };
+RewrapStats RewrapFiles(const Volume& volume, const Volume::KekCopy& target,
+                        std::span<const std::filesystem::path> files,
+                        const std::function<void(const std::filesystem::path&, RewrapOutcome,
+                                                 const std::string& why)>& on_file);
+
+// Deterministic shard of a cipher path relative to the cipher dir: FNV-1a 64 modulo `count`.
+uint32_t ShardOf(const std::string& relative_cipher_path, uint32_t count);
+
+}  // namespace envelopefs

@@ -1,0 +1,80 @@
+#include "envelopefs/cipher_dir.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "envelopefs/error.h"
+#include "envelopefs/unique_fd.h"
+
+namespace envelopefs {
+namespace {
+
+void Walk(int dirfd, const std::filesystem::path& cipher, const std::string& plain, bool in_root,
+          bool parent_ok, const NameTransform* names,
+          const std::function<void(const CipherEntry&)>& visit) {
+  DirIvs ivs;
+  bool ivs_ok = true;
+  if (names != nullptr) {
+    try {
+      ivs = names->ReadDirIvs(dirfd);
+    } catch (const Error&) {
+      ivs_ok = false;
+    }
+  }
+  int scan = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (scan < 0) ThrowSystemError("open " + cipher.string());
+  DIR* d = fdopendir(scan);
+  if (d == nullptr) {
+    close(scan);
+    ThrowSystemError("opendir " + cipher.string());
+  }
+  while (dirent* ent = readdir(d)) {
+    std::string_view n = ent->d_name;
+    if (n == "." || n == "..") continue;
+    // Without names we still know the internal files by name.
+    if (names != nullptr ? names->IsInternal(n, in_root)
+                         : (n.find('.') != std::string_view::npos &&
+                            (n.rfind("envelopefs", 0) == 0 || n.rfind(".envelopefs", 0) == 0))) {
+      continue;
+    }
+    CipherEntry entry;
+    entry.cipher_path = cipher / std::string(n);
+    entry.type = ent->d_type;
+    if (entry.type == DT_UNKNOWN) {
+      struct stat st;
+      if (fstatat(dirfd, ent->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        entry.type = static_cast<unsigned char>(IFTODT(st.st_mode));
+      }
+    }
+    entry.name_ok = parent_ok && ivs_ok;
+    if (names != nullptr && entry.name_ok) {
+      auto p = names->FromBacking(dirfd, ivs, n);
+      if (p) {
+        entry.plain_path = plain.empty() ? *p : plain + "/" + *p;
+      } else {
+        entry.name_ok = false;
+      }
+    }
+    visit(entry);
+    if (entry.type == DT_DIR) {
+      int child = openat(dirfd, ent->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (child < 0) continue;
+      UniqueFd owned(child);
+      Walk(child, entry.cipher_path, entry.plain_path, false, entry.name_ok, names, visit);
+    }
+  }
+  closedir(d);
+}
+
+}  // namespace
+
+void WalkCipherDir(const std::filesystem::path& cipher_dir, const NameTransform* names,
+                   const std::function<void(const CipherEntry&)>& visit) {
+  int fd = open(cipher_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) ThrowSystemError("open " + cipher_dir.string());
+  UniqueFd owned(fd);
+  Walk(fd, std::filesystem::absolute(cipher_dir), "", true, true, names, visit);
+}
+
+}  // namespace envelopefs
