@@ -40,6 +40,11 @@ class Keyring {
   // Writes crash-safely (temp file, fsync, rename, fsync dir), MAC'ed under `master_key`.
   void Save(const std::filesystem::path& cipher_dir, const VolumeConfig& config,
             const SecureBytes& master_key) const;
+  // The same for an explicit keyring file (used for the staged keyring of change-master).
+  static Keyring LoadFile(const std::filesystem::path& file, const VolumeConfig& config,
+                          const SecureBytes& master_key);
+  void SaveFile(const std::filesystem::path& file, const VolumeConfig& config,
+                const SecureBytes& master_key) const;
 
   std::vector<KekInfo> keks() const;  // ordered by version
   KekInfo active() const;

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -51,10 +52,21 @@ class Volume {
   const SecureBytes& xattr_key() const { return xattr_key_; }  // 32 bytes, AES-256-GCM
 
   // Re-reads the keyring if its file changed since the last load (cheap stat otherwise).
+  // Throws (and keeps the current keyring) if the new file does not authenticate.
   void ReloadKeyringIfChanged();
+
+  // Re-reads the keyring, applies `change` (e.g. Rotate or Retire) and saves it crash-safely.
+  void UpdateKeyring(const std::function<void(Keyring&)>& change);
+
+  // Rewraps the keyring under the master key of `new_source` (and updates the config's key
+  // source). Crash-safe: until it completes, the old and the new key both open the volume.
+  void ChangeMasterKey(const MasterKeySource& new_source);
 
  private:
   Volume() = default;
+  void DeriveVolumeKeys();
+  // Loads the keyring, completing an interrupted ChangeMasterKey if the staged one opens.
+  void LoadKeyring();
   std::filesystem::path cipher_dir_;
   VolumeConfig config_;
   SecureBytes master_key_;

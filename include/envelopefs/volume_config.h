@@ -17,6 +17,8 @@ namespace envelopefs {
 
 inline constexpr char kConfigFileName[] = "envelopefs.toml";
 inline constexpr char kKeyringFileName[] = "envelopefs.keyring";
+// The keyring under a new master key, staged by change-master until the config names that key.
+inline constexpr char kKeyringNewFileName[] = "envelopefs.keyring.new";
 
 enum class MasterKeyKind { kKeyFile, kPassphrase };
 

@@ -13,9 +13,11 @@ namespace {
 using namespace format;
 
 std::vector<uint8_t> DekAad(std::span<const uint8_t> fixed, const KeySlotBytes& slot) {
-  std::vector<uint8_t> aad(kDekWrapLabel, kDekWrapLabel + sizeof kDekWrapLabel - 1);
-  aad.insert(aad.end(), fixed.begin(), fixed.begin() + kFixedSize);
-  aad.insert(aad.end(), slot.begin(), slot.begin() + kKeySlotBoundSize);
+  constexpr size_t kLabelSize = sizeof kDekWrapLabel - 1;
+  std::vector<uint8_t> aad(kLabelSize + kFixedSize + kKeySlotBoundSize);
+  std::memcpy(aad.data(), kDekWrapLabel, kLabelSize);
+  std::memcpy(aad.data() + kLabelSize, fixed.data(), kFixedSize);
+  std::memcpy(aad.data() + kLabelSize + kFixedSize, slot.data(), kKeySlotBoundSize);
   return aad;
 }
 

@@ -1,0 +1,174 @@
+// The envelopectl command line — see cli.h.
+#include "cli.h"
+
+#include <getopt.h>
+
+#include <charconv>
+#include <cstring>
+
+#include "envelopefs/audit_log.h"
+#include "envelopefs/error.h"
+
+namespace envelopefs::cli {
+
+namespace {
+
+enum Option {
+  kKeyfile = 1000,
+  kPassfile,
+  kNewKeyfile,
+  kNewPassfile,
+  kVersion,
+  kShard,
+  kJobs,
+  kChunkSize,
+  kPlaintextNames,
+  kJson,
+  kCheck,
+  kQuiet,
+  kShowVersion,
+};
+
+const struct option kLongOptions[] = {
+    {"keyfile", required_argument, nullptr, kKeyfile},
+    {"passfile", required_argument, nullptr, kPassfile},
+    {"new-keyfile", required_argument, nullptr, kNewKeyfile},
+    {"new-passfile", required_argument, nullptr, kNewPassfile},
+    {"version", required_argument, nullptr, kVersion},
+    {"shard", required_argument, nullptr, kShard},
+    {"jobs", required_argument, nullptr, kJobs},
+    {"chunk-size", required_argument, nullptr, kChunkSize},
+    {"plaintext-names", no_argument, nullptr, kPlaintextNames},
+    {"json", no_argument, nullptr, kJson},
+    {"check", no_argument, nullptr, kCheck},
+    {"quiet", no_argument, nullptr, kQuiet},
+    {"output", required_argument, nullptr, 'o'},
+    {"help", no_argument, nullptr, 'h'},
+    {"program-version", no_argument, nullptr, kShowVersion},
+    {nullptr, 0, nullptr, 0},
+};
+
+uint64_t ParseNumber(const char* text, const char* what) {
+  uint64_t value = 0;
+  const char* end = text + std::strlen(text);
+  auto [ptr, ec] = std::from_chars(text, end, value);
+  if (ec != std::errc() || ptr != end || ptr == text) {
+    throw Error(ErrorKind::kUsage, std::string("invalid ") + what + " \"" + text + "\"");
+  }
+  return value;
+}
+
+// "16K", "1M", "65536" -> bytes.
+uint32_t ParseSize(const char* text) {
+  std::string s(text);
+  uint64_t scale = 1;
+  if (!s.empty() && (s.back() == 'K' || s.back() == 'k')) scale = 1024, s.pop_back();
+  else if (!s.empty() && (s.back() == 'M' || s.back() == 'm')) scale = 1024 * 1024, s.pop_back();
+  uint64_t n = ParseNumber(s.c_str(), "size") * scale;
+  if (n > UINT32_MAX) throw Error(ErrorKind::kUsage, std::string("size too large: ") + text);
+  return static_cast<uint32_t>(n);
+}
+
+Shard ParseShard(const char* text) {
+  const char* slash = std::strchr(text, '/');
+  if (slash == nullptr) throw Error(ErrorKind::kUsage, "--shard takes K/N, e.g. 1/4");
+  std::string k(text, slash);
+  uint64_t index = ParseNumber(k.c_str(), "shard");
+  uint64_t count = ParseNumber(slash + 1, "shard count");
+  if (count == 0 || index == 0 || index > count || count > 1000000) {
+    throw Error(ErrorKind::kUsage, std::string("invalid --shard ") + text + ": need 1 <= K <= N");
+  }
+  return Shard{static_cast<uint32_t>(index - 1), static_cast<uint32_t>(count)};
+}
+
+}  // namespace
+
+Args ParseArgs(int argc, char** argv) {
+  Args args;
+  opterr = 0;
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, "+o:hqV", kLongOptions, nullptr)) != -1 || optind < argc) {
+    if (c == -1) {  // a positional word: keep it and go on (options in any position)
+      args.words.emplace_back(argv[optind++]);
+      continue;
+    }
+    switch (c) {
+      case kKeyfile: args.keyfile = optarg; break;
+      case kPassfile: args.passfile = optarg; break;
+      case kNewKeyfile: args.new_keyfile = optarg; break;
+      case kNewPassfile: args.new_passfile = optarg; break;
+      case kVersion: {
+        uint64_t v = ParseNumber(optarg, "version");
+        if (v == 0 || v > UINT32_MAX) throw Error(ErrorKind::kUsage, "invalid --version");
+        args.version = static_cast<uint32_t>(v);
+        break;
+      }
+      case kShard: args.shard = ParseShard(optarg); break;
+      case kJobs: {
+        uint64_t j = ParseNumber(optarg, "--jobs");
+        if (j == 0 || j > 256) throw Error(ErrorKind::kUsage, "--jobs must be 1 to 256");
+        args.jobs = static_cast<unsigned>(j);
+        break;
+      }
+      case kChunkSize: args.chunk_size = ParseSize(optarg); break;
+      case kPlaintextNames: args.plaintext_names = true; break;
+      case kJson: args.json = true; break;
+      case kCheck: args.check = true; break;
+      case kQuiet:
+      case 'q': args.quiet = true; break;
+      case 'o': args.output = optarg; break;
+      case 'h': args.help = true; break;
+      case kShowVersion:
+      case 'V': args.show_version = true; break;
+      case ':':
+        throw Error(ErrorKind::kUsage, std::string("option ") + argv[optind - 1] +
+                                           " needs an argument");
+      default:
+        throw Error(ErrorKind::kUsage,
+                    std::string("unknown option ") + argv[optind - 1] +
+                        " (see envelopectl --help)");
+    }
+  }
+  if (args.keyfile && args.passfile) {
+    throw Error(ErrorKind::kUsage, "give either --keyfile or --passfile, not both");
+  }
+  if (args.new_keyfile && args.new_passfile) {
+    throw Error(ErrorKind::kUsage, "give either --new-keyfile or --new-passfile, not both");
+  }
+  return args;
+}
+
+std::unique_ptr<MasterKeySource> KeySource(const std::optional<std::string>& keyfile,
+                                           const std::optional<std::string>& passfile,
+                                           bool confirm) {
+  if (keyfile) return MakeKeyFileSource(*keyfile);
+  if (passfile) return MakePassFileSource(*passfile);
+  return MakePromptSource(confirm);
+}
+
+std::unique_ptr<Volume> OpenVolume(const Args& args, const std::filesystem::path& cipher_dir) {
+  auto source = KeySource(args.keyfile, args.passfile, false);
+  try {
+    auto volume = Volume::Open(cipher_dir, *source);
+    AppendAuditEvent(cipher_dir, volume->config(), "volume_unlocked");
+    return volume;
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::kWrongKey) {
+      try {
+        AppendAuditEvent(cipher_dir, VolumeConfig::Load(cipher_dir), "unlock_failed",
+                         {{"reason", "wrong key"}});
+      } catch (const Error&) {
+      }
+    }
+    throw;
+  }
+}
+
+void ExpectArgs(const Args& args, size_t words_used, size_t n, const char* usage) {
+  if (args.words.size() != words_used + n) {
+    throw Error(ErrorKind::kUsage, std::string("usage: envelopectl ") + usage);
+  }
+}
+
+}  // namespace envelopefs::cli

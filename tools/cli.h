@@ -1,0 +1,65 @@
+// The envelopectl command line: GNU-style options (in any position) shared by all subcommands,
+// and the helpers every subcommand uses to get a key and open a volume. Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "envelopefs/key_source.h"
+#include "envelopefs/volume.h"
+
+namespace envelopefs::cli {
+
+struct Shard {
+  uint32_t index = 0;  // K in K/N, 1-based as typed, stored 0-based
+  uint32_t count = 1;
+};
+
+struct Args {
+  std::vector<std::string> words;  // subcommand words and positional arguments, in order
+  std::optional<std::string> keyfile, passfile;
+  std::optional<std::string> new_keyfile, new_passfile;
+  std::optional<std::string> output;  // -o
+  std::optional<uint32_t> version;    // --version N (keys retire)
+  std::optional<Shard> shard;
+  unsigned jobs = 0;  // 0: one per core
+  uint32_t chunk_size = 0;
+  bool plaintext_names = false;
+  bool json = false;
+  bool check = false;
+  bool quiet = false;
+  bool help = false;
+  bool show_version = false;
+};
+
+// Parses argv; throws Error(kUsage) with a one-line message on unknown or malformed options.
+Args ParseArgs(int argc, char** argv);
+
+// The master-key source the options ask for (a key file, a passphrase file, or the terminal).
+// `confirm`: ask twice on the terminal (for new keys).
+std::unique_ptr<MasterKeySource> KeySource(const std::optional<std::string>& keyfile,
+                                           const std::optional<std::string>& passfile,
+                                           bool confirm);
+
+// Opens the volume with the key options in `args`, recording volume_unlocked / unlock_failed in
+// the audit log. Throws Error.
+std::unique_ptr<Volume> OpenVolume(const Args& args, const std::filesystem::path& cipher_dir);
+
+// Exactly `n` positional words after the subcommand words; throws Error(kUsage) otherwise.
+void ExpectArgs(const Args& args, size_t words_used, size_t n, const char* usage);
+
+// Each subcommand: returns the process exit code, throws Error for failures.
+int RunInit(const Args& args);
+int RunInspect(const Args& args);
+int RunKeys(const Args& args);
+int RunRewrap(const Args& args);
+int RunVerify(const Args& args);
+int RunAudit(const Args& args);
+int RunDecrypt(const Args& args);
+int RunLs(const Args& args);
+
+}  // namespace envelopefs::cli
