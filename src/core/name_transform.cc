@@ -273,6 +273,14 @@ int OpenInDir(int dirfd, const std::string& name) {
   return fd >= 0 ? fd : -errno;
 }
 
+// fsyncs the directory `dirfd`, which may be an O_PATH descriptor (as the daemon's are).
+int SyncDirectory(int dirfd) {
+  int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  UniqueFd owned(fd);
+  return ::fsync(fd) == 0 ? 0 : -errno;
+}
+
 // Writes `data` durably to a fresh temp file in `dirfd` and renames it to `name` (replacing it,
 // or refusing with -EEXIST when `no_replace`), then fsyncs `dirfd`. Returns 0 or -errno.
 int WriteFileAtomically(int dirfd, const std::string& name, std::span<const uint8_t> data,
@@ -293,7 +301,7 @@ int WriteFileAtomically(int dirfd, const std::string& name, std::span<const uint
     ::unlinkat(dirfd, temp.c_str(), 0);
     return rc;
   }
-  return ::fsync(dirfd) == 0 ? 0 : -errno;
+  return SyncDirectory(dirfd);
 }
 
 // The 16-byte IV in `name`, or std::nullopt if it is missing or not exactly 16 bytes.

@@ -700,28 +700,33 @@ int LoadDir(EnvelopeFs& fs, Inode& dir, DirHandle& handle) {
 void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   EnvelopeFs& fs = Fs(req);
   DirHandle& handle = *reinterpret_cast<DirHandle*>(fi->fh);
-  std::lock_guard<std::mutex> lock(handle.mutex);
-  int err = Guard("readdir", [&] {
-    if (off == 0 || !handle.loaded) return LoadDir(fs, GetInode(req, ino), handle);
-    return 0;
-  });
-  if (err) {
-    fuse_reply_err(req, err);
-    return;
-  }
   std::vector<char> buf(size);
   size_t used = 0;
-  for (size_t i = static_cast<size_t>(off); i < handle.entries.size(); ++i) {
-    const DirEntry& ent = handle.entries[i];
-    struct stat st {};
-    st.st_ino = ent.ino;
-    st.st_mode = static_cast<mode_t>(ent.type) << 12;
-    size_t need = fuse_add_direntry(req, buf.data() + used, size - used, ent.name.c_str(), &st,
-                                    static_cast<off_t>(i + 1));
-    if (need > size - used) break;
-    used += need;
+  int err = 0;
+  {
+    // Replies go out only after the handle's lock is released: once the kernel has the reply
+    // it may send releasedir, which frees the handle.
+    std::lock_guard<std::mutex> lock(handle.mutex);
+    err = Guard("readdir", [&] {
+      if (off == 0 || !handle.loaded) return LoadDir(fs, GetInode(req, ino), handle);
+      return 0;
+    });
+    for (size_t i = static_cast<size_t>(off); err == 0 && i < handle.entries.size(); ++i) {
+      const DirEntry& ent = handle.entries[i];
+      struct stat st {};
+      st.st_ino = ent.ino;
+      st.st_mode = static_cast<mode_t>(ent.type) << 12;
+      size_t need = fuse_add_direntry(req, buf.data() + used, size - used, ent.name.c_str(), &st,
+                                      static_cast<off_t>(i + 1));
+      if (need > size - used) break;
+      used += need;
+    }
   }
-  fuse_reply_buf(req, buf.data(), used);
+  if (err) {
+    fuse_reply_err(req, err);
+  } else {
+    fuse_reply_buf(req, buf.data(), used);
+  }
 }
 
 void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {

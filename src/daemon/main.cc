@@ -173,6 +173,13 @@ int Serve(const CommandLine& cl, int report_fd) {
   } catch (const Error& e) {
     Report(report_fd, ExitCodeFor(e.kind()), e.what());
   }
+  if (report_fd >= 0) {
+    // Detach only now: a passphrase prompt above needs the caller's terminal.
+    setsid();
+    if (chdir("/") != 0) {
+      // Paths were made absolute while parsing; keep going.
+    }
+  }
   struct stat st;
   if (stat(cl.mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     Report(report_fd, kExitUsage, "mount point " + cl.mountpoint + " is not a directory");
@@ -233,10 +240,6 @@ int Main(int argc, char** argv) {
   if (pid < 0) Fail(kExitIo, "fork failed");
   if (pid == 0) {
     close(pipefd[0]);
-    setsid();
-    if (chdir("/") != 0) {
-      // Relative paths were resolved by the parent's working directory; keep going.
-    }
     openlog("envelopefs", LOG_PID, LOG_DAEMON);
     SetLogSink([](LogLevel level, const std::string& message) {
       int priority = level == LogLevel::kError     ? LOG_ERR

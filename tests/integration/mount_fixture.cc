@@ -45,7 +45,7 @@ std::string Quote(const std::string& s) {
   return out + "'";
 }
 
-CommandResult Run(const std::string& command, int timeout_seconds) {
+CommandResult RunCommand(const std::string& command, int timeout_seconds) {
   std::string full = "timeout -k 5 " + std::to_string(timeout_seconds) + " sh -c " +
                      Quote(command) + " 2>&1";
   CommandResult result;
@@ -94,8 +94,9 @@ void WriteBytesAt(const fs::path& path, uint64_t offset, const std::vector<uint8
 
 std::vector<fs::path> FilesBelow(const fs::path& dir) {
   std::vector<fs::path> out;
+  std::error_code ec;
   for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file(std::error_code{}) && !e.is_symlink()) out.push_back(e.path());
+    if (e.is_regular_file(ec) && !e.is_symlink()) out.push_back(e.path());
   }
   return out;
 }
@@ -111,9 +112,9 @@ MountedVolume::MountedVolume(const VolumeOptions& options) : options_(options) {
   keyfile_ = root_.path() / "key";
   log_ = root_.path() / "daemon.log";
   fs::create_directories(mnt_);
-  CommandResult key = Run("head -c 32 /dev/urandom > " + Quote(keyfile_));
+  CommandResult key = RunCommand("head -c 32 /dev/urandom > " + Quote(keyfile_));
   if (key.exit_code != 0) throw std::runtime_error("cannot make a key file");
-  CommandResult init = Run(std::string(ENVELOPECTL_BINARY) + " init --keyfile " +
+  CommandResult init = RunCommand(std::string(ENVELOPECTL_BINARY) + " init --keyfile " +
                            Quote(keyfile_) + " " + options_.init_flags + " " + Quote(cipher_));
   if (init.exit_code != 0) throw std::runtime_error("envelopectl init failed: " + init.output);
   watchdog_ = std::thread([this] {
@@ -121,7 +122,7 @@ MountedVolume::MountedVolume(const VolumeOptions& options) : options_(options) {
     if (!cv_.wait_for(lock, std::chrono::seconds(kWatchdogSeconds), [this] { return done_; })) {
       std::fprintf(stderr, "watchdog: test ran past %d s; unmounting and aborting\n",
                    kWatchdogSeconds);
-      Run("fusermount3 -uz " + Quote(mnt_));
+      RunCommand("fusermount3 -uz " + Quote(mnt_));
       if (pid_ > 0) kill(pid_, SIGKILL);
       std::abort();
     }
@@ -149,7 +150,10 @@ void MountedVolume::Mount() {
       dup2(fd, 1);
       dup2(fd, 2);
     }
-    std::string cmd = std::string("exec ") + ENVELOPEFS_BINARY + " -f --seal-interval 1 --keyfile " +
+    // ENVELOPEFS_TEST_DAEMON_WRAPPER runs the daemon under a tool, e.g. "valgrind -q".
+    const char* wrapper = getenv("ENVELOPEFS_TEST_DAEMON_WRAPPER");
+    std::string cmd = std::string("exec ") + (wrapper ? std::string(wrapper) + " " : "") +
+                      ENVELOPEFS_BINARY + " -f --seal-interval 1 --keyfile " +
                       Quote(keyfile_) + " " + options_.mount_flags + " " + Quote(cipher_) + " " +
                       Quote(mnt_);
     execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
@@ -170,23 +174,23 @@ void MountedVolume::Mount() {
 
 void MountedVolume::Unmount() {
   if (pid_ <= 0) {
-    if (IsFuseMount(mnt_)) Run("fusermount3 -uz " + Quote(mnt_));
+    if (IsFuseMount(mnt_)) RunCommand("fusermount3 -uz " + Quote(mnt_));
     return;
   }
-  Run("fusermount3 -u " + Quote(mnt_), 30);
+  RunCommand("fusermount3 -u " + Quote(mnt_), 30);
   for (int i = 0; i < 300; ++i) {  // up to 30 s for the daemon to seal and exit
     int status;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
       return;
     }
-    if (i == 100) Run("fusermount3 -uz " + Quote(mnt_));  // busy: detach lazily
+    if (i == 100) RunCommand("fusermount3 -uz " + Quote(mnt_));  // busy: detach lazily
     usleep(100 * 1000);
   }
   kill(pid_, SIGKILL);
   waitpid(pid_, nullptr, 0);
   pid_ = -1;
-  Run("fusermount3 -uz " + Quote(mnt_));
+  RunCommand("fusermount3 -uz " + Quote(mnt_));
   ADD_FAILURE() << "the daemon did not exit after unmount";
 }
 

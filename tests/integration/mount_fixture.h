@@ -38,7 +38,7 @@ struct CommandResult {
 };
 
 // Runs a command line through /bin/sh with a timeout; captures its output.
-CommandResult Run(const std::string& command, int timeout_seconds = 60);
+CommandResult RunCommand(const std::string& command, int timeout_seconds = 60);
 
 std::string Quote(const std::string& s);
 std::string ReadFile(const fs::path& path);
