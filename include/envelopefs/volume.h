@@ -14,6 +14,8 @@
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
+#include <sys/types.h>
+#include <time.h>
 
 #include "envelopefs/key_source.h"
 #include "envelopefs/keyring.h"
@@ -72,7 +74,16 @@ class Volume {
   SecureBytes master_key_;
   mutable std::shared_mutex keyring_mutex_;
   Keyring keyring_;
-  struct timespec keyring_mtime_ {};
+  // Identity of the keyring file last loaded: atomic replacement gives it a new inode.
+  struct KeyringStamp {
+    ino_t ino = 0;
+    struct timespec mtime {};
+    bool operator==(const KeyringStamp& o) const {
+      return ino == o.ino && mtime.tv_sec == o.mtime.tv_sec && mtime.tv_nsec == o.mtime.tv_nsec;
+    }
+  };
+  KeyringStamp KeyringStampNow() const;
+  KeyringStamp keyring_stamp_;
   SecureBytes name_key_;
   SecureBytes xattr_key_;
 };

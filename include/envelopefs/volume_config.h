@@ -19,6 +19,8 @@ inline constexpr char kConfigFileName[] = "envelopefs.toml";
 inline constexpr char kKeyringFileName[] = "envelopefs.keyring";
 // The keyring under a new master key, staged by change-master until the config names that key.
 inline constexpr char kKeyringNewFileName[] = "envelopefs.keyring.new";
+// The audit log a new volume gets (JSON lines, nothing secret; see audit_log.h).
+inline constexpr char kDefaultAuditLogName[] = "envelopefs.audit.log";
 
 enum class MasterKeyKind { kKeyFile, kPassphrase };
 
@@ -40,6 +42,7 @@ struct VolumeConfig {
   // Policy (not authenticated).
   uint32_t rotate_after_days = 90;
   std::string audit_log;  // empty: none; relative paths are relative to the cipher dir
+                          // (new volumes: kDefaultAuditLogName)
 
   // Loads and validates `dir/envelopefs.toml`. Throws Error(kConfig) naming the file on any
   // problem (missing, not TOML, unknown format version, bad values).

@@ -154,8 +154,14 @@ void CipherFile::set_display_name(std::string name) {
 }
 
 void CipherFile::LogDamage(uint64_t chunk, const char* what) const {
+  // The file's current path (it may have been renamed since it was opened), else its name.
+  char path[4096];
+  std::string proc = "/proc/self/fd/" + std::to_string(fd_.get());
+  ssize_t n = ::readlink(proc.c_str(), path, sizeof path - 1);
   std::string name;
-  {
+  if (n > 0) {
+    name.assign(path, static_cast<size_t>(n));
+  } else {
     std::shared_lock lock(name_mu_);
     name = name_;
   }

@@ -34,12 +34,6 @@ void ValidateChunkSize(uint32_t chunk_size) {
   }
 }
 
-struct timespec KeyringMtime(const std::filesystem::path& cipher_dir, ino_t* ino = nullptr) {
-  struct stat st {};
-  if (::stat((cipher_dir / kKeyringFileName).c_str(), &st) != 0) return {};
-  if (ino != nullptr) *ino = st.st_ino;
-  return st.st_mtim;
-}
 
 }  // namespace
 
@@ -68,6 +62,7 @@ std::unique_ptr<Volume> Volume::Create(const std::filesystem::path& cipher_dir,
     c.chunk_size = chunk_size;
     c.plaintext_names = options.plaintext_names;
     c.created_unix = static_cast<int64_t>(::time(nullptr));
+    c.audit_log = kDefaultAuditLogName;
     source.PrepareNewVolume(c);
     v->master_key_ = source.MasterKey(c);
     v->keyring_ = Keyring::CreateNew(c.created_unix);
@@ -80,9 +75,10 @@ std::unique_ptr<Volume> Volume::Create(const std::filesystem::path& cipher_dir,
     v->keyring_.Save(cipher_dir, c, v->master_key_);
     c.Save(cipher_dir);  // last: a volume without a config is clearly unfinished
     ::chmod(cipher_dir.c_str(), 0700);
-    v->keyring_mtime_ = KeyringMtime(cipher_dir);
+    v->keyring_stamp_ = v->KeyringStampNow();
   } catch (...) {
-    for (const char* name : {kConfigFileName, kKeyringFileName, kDirIvFileName}) {
+    for (const char* name : {kConfigFileName, kKeyringFileName, kDirIvFileName,
+                             kDefaultAuditLogName}) {
       ::unlink((cipher_dir / name).c_str());
     }
     if (created_dir) ::rmdir(cipher_dir.c_str());
@@ -103,6 +99,12 @@ std::unique_ptr<Volume> Volume::Open(const std::filesystem::path& cipher_dir,
   return v;
 }
 
+Volume::KeyringStamp Volume::KeyringStampNow() const {
+  struct stat st {};
+  if (::stat((cipher_dir_ / kKeyringFileName).c_str(), &st) != 0) return {};
+  return KeyringStamp{st.st_ino, st.st_mtim};
+}
+
 void Volume::LoadKeyring() {
   const std::filesystem::path staged = cipher_dir_ / kKeyringNewFileName;
   if (::access(staged.c_str(), F_OK) == 0) {
@@ -111,13 +113,13 @@ void Volume::LoadKeyring() {
       if (::rename(staged.c_str(), (cipher_dir_ / kKeyringFileName).c_str()) != 0) {
         ThrowSystemError("cannot complete the master key change");
       }
-      keyring_mtime_ = KeyringMtime(cipher_dir_);
+      keyring_stamp_ = KeyringStampNow();
       return;
     } catch (const Error&) {
       // Not (yet) valid for this config and key: the main keyring is authoritative.
     }
   }
-  keyring_mtime_ = KeyringMtime(cipher_dir_);
+  keyring_stamp_ = KeyringStampNow();
   keyring_ = Keyring::Load(cipher_dir_, config_, master_key_);
 }
 
@@ -147,16 +149,16 @@ std::vector<KekInfo> Volume::Keks() const {
 }
 
 void Volume::ReloadKeyringIfChanged() {
-  struct timespec now = KeyringMtime(cipher_dir_);
+  KeyringStamp now = KeyringStampNow();
   {
     std::shared_lock lock(keyring_mutex_);
-    if (now.tv_sec == keyring_mtime_.tv_sec && now.tv_nsec == keyring_mtime_.tv_nsec) return;
+    if (now == keyring_stamp_) return;
   }
   // Load outside the lock; a failed load (e.g. a half-edited file) keeps the current keyring.
   Keyring fresh = Keyring::Load(cipher_dir_, config_, master_key_);
   std::unique_lock lock(keyring_mutex_);
   keyring_ = std::move(fresh);
-  keyring_mtime_ = now;
+  keyring_stamp_ = now;
 }
 
 void Volume::UpdateKeyring(const std::function<void(Keyring&)>& change) {
@@ -165,7 +167,7 @@ void Volume::UpdateKeyring(const std::function<void(Keyring&)>& change) {
   change(fresh);
   fresh.Save(cipher_dir_, config_, master_key_);
   keyring_ = std::move(fresh);
-  keyring_mtime_ = KeyringMtime(cipher_dir_);
+  keyring_stamp_ = KeyringStampNow();
 }
 
 void Volume::ChangeMasterKey(const MasterKeySource& new_source) {
@@ -187,7 +189,7 @@ void Volume::ChangeMasterKey(const MasterKeySource& new_source) {
   if (!dirfd.valid() || ::fsync(dirfd.get()) != 0) ThrowSystemError("cannot sync " + cipher_dir_.string());
   config_ = fresh_config;
   master_key_ = std::move(new_master);
-  keyring_mtime_ = KeyringMtime(cipher_dir_);
+  keyring_stamp_ = KeyringStampNow();
 }
 
 }  // namespace envelopefs

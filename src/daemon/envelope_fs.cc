@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <shared_mutex>
 #include <string>
@@ -56,6 +57,13 @@ Inode& GetInode(fuse_req_t req, fuse_ino_t ino) {
 FileHandle& GetFile(fuse_file_info* fi) { return *reinterpret_cast<FileHandle*>(fi->fh); }
 
 std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+// The backing path of `fd` (for log lines), or `fallback` if the kernel cannot tell.
+std::string BackingPath(int fd, const std::string& fallback = "(unknown)") {
+  char target[4096];
+  ssize_t n = readlink(ProcPath(fd).c_str(), target, sizeof target - 1);
+  return n > 0 ? std::string(target, static_cast<size_t>(n)) : fallback;
+}
 
 // Runs `body`, turning exceptions from the core into errno values: a failure to authenticate
 // is EIO (the core has logged it with the file), never unauthenticated data.
@@ -199,10 +207,16 @@ std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
     fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   }
   if (fd < 0) ThrowSystemError("open");
-  char target[4096];
-  ssize_t n = readlink(path.c_str(), target, sizeof target - 1);
-  std::string name = n > 0 ? std::string(target, n) : std::string("(unknown)");
-  auto file = CipherFile::Open(UniqueFd(fd), fs.volume(), name);
+  std::string name = BackingPath(fd);
+  UniqueFd owned(fd);
+  std::shared_ptr<CipherFile> file;
+  try {
+    file = CipherFile::Open(UniqueFd(dup(owned.get())), fs.volume(), name);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::kKeyUnavailable) throw;
+    fs.RefreshKeyring(/*force=*/true);  // rotated while mounted: the new version may be new
+    file = CipherFile::Open(std::move(owned), fs.volume(), name);
+  }
   inode.open_file = file;
   return file;
 }
@@ -354,11 +368,10 @@ int CreateRegular(fuse_req_t req, Inode& dir, const std::string& backing, mode_t
   }
   UniqueFd owned(fd);
   ChownToCaller(req, dir, backing);
-  char target[4096];
-  ssize_t n = readlink(ProcPath(fd).c_str(), target, sizeof target - 1);
+  std::string name = BackingPath(fd, backing);
+  fs.RefreshKeyring(/*force=*/false);  // new files go to the newest active KEK version
   try {
-    *out = CipherFile::Create(std::move(owned), fs.volume(),
-                              n > 0 ? std::string(target, n) : backing);
+    *out = CipherFile::Create(std::move(owned), fs.volume(), std::move(name));
   } catch (...) {
     unlinkat(dir.fd.get(), backing.c_str(), 0);
     throw;
@@ -687,7 +700,8 @@ int LoadDir(EnvelopeFs& fs, Inode& dir, DirHandle& handle) {
     if (n == "." || n == ".." || fs.names().IsInternal(n, dir.is_root)) continue;
     auto plain = fs.names().FromBacking(dirfd(d), ivs, n);
     if (!plain) {
-      Log(LogLevel::kError, "tamper: an entry name does not authenticate; skipped");
+      ReportTamper(BackingPath(dir.fd.get()) + "/" + std::string(n),
+                   "entry name does not authenticate; hidden from the listing");
       continue;
     }
     handle.entries.push_back({std::move(*plain), ent->d_ino, ent->d_type});
@@ -889,6 +903,20 @@ fuse_lowlevel_ops MakeOperations() {
 }
 
 }  // namespace
+
+void EnvelopeFs::RefreshKeyring(bool force) {
+  using namespace std::chrono;
+  const int64_t now =
+      duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+  int64_t last = keyring_checked_ms_.load();
+  if (!force && now - last < 1000) return;
+  if (!keyring_checked_ms_.compare_exchange_strong(last, now) && !force) return;
+  try {
+    volume_->ReloadKeyringIfChanged();
+  } catch (const Error& e) {
+    Log(LogLevel::kError, std::string("keeping the current keyring: ") + e.what());
+  }
+}
 
 EnvelopeFs::EnvelopeFs(std::unique_ptr<Volume> volume, const MountOptions& options)
     : volume_(std::move(volume)),

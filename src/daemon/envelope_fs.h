@@ -9,6 +9,8 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -41,6 +43,12 @@ class EnvelopeFs {
   InodeTable& inodes() { return inodes_; }
   Sealer& sealer() { return *sealer_; }
 
+  // Picks up a keyring changed by `envelopectl keys rotate` (or retire) without a remount.
+  // `force`: check now (a file needs a KEK version we do not know yet); otherwise at most
+  // once per second, so creating many files costs one stat(2) per second. Never throws: a
+  // keyring that does not load is logged and the current one kept.
+  void RefreshKeyring(bool force);
+
  private:
   std::unique_ptr<Volume> volume_;
   NameTransform names_;
@@ -49,6 +57,7 @@ class EnvelopeFs {
   InodeTable inodes_;
   UniqueFd sync_fd_;  // the cipher dir, opened for syncfs(2)
   std::unique_ptr<Sealer> sealer_;
+  std::atomic<int64_t> keyring_checked_ms_{0};
 };
 
 }  // namespace envelopefs

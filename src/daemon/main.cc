@@ -17,10 +17,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "envelope_fs.h"
+#include "envelopefs/audit_log.h"
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
 #include "envelopefs/key_source.h"
@@ -161,11 +164,50 @@ void Report(int fd, int code, const std::string& message) {
   if (code != 0) std::_Exit(code);
 }
 
+// Unlocks the volume, recording volume_unlocked or unlock_failed in the audit log.
+std::unique_ptr<Volume> OpenVolumeAudited(const std::string& cipher_dir,
+                                          const MasterKeySource& source,
+                                          const std::string& mountpoint, bool read_only) {
+  try {
+    auto volume = Volume::Open(cipher_dir, source);
+    AppendAuditEvent(cipher_dir, volume->config(), "volume_unlocked", {{"mountpoint", mountpoint}, {"read_only", read_only}});
+    return volume;
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::kWrongKey) {
+      try {
+        AppendAuditEvent(cipher_dir, VolumeConfig::Load(cipher_dir), "unlock_failed",
+                         {{"reason", "wrong key"}});
+      } catch (const Error&) {
+      }
+    }
+    throw;
+  }
+}
+
+// Sends tamper reports to the audit log, once per file and detail (a damaged file that is
+// read again and again must not flood the log).
+void InstallTamperAudit(const std::filesystem::path& cipher_dir, const VolumeConfig& config) {
+  struct Seen {
+    std::mutex mutex;
+    std::set<std::string> keys;
+  };
+  auto seen = std::make_shared<Seen>();
+  SetTamperHook([cipher_dir, config, seen](const std::string& file, const std::string& detail) {
+    {
+      std::lock_guard<std::mutex> lock(seen->mutex);
+      if (seen->keys.size() > 4096) seen->keys.clear();
+      if (!seen->keys.insert(file + '\n' + detail).second) return;
+    }
+    AppendAuditEvent(cipher_dir, config, "tamper_detected", {{"path", file}, {"detail", detail}});
+  });
+}
+
 int Serve(const CommandLine& cl, int report_fd) {
   std::unique_ptr<EnvelopeFs> fs;
   try {
     auto source = KeySource(cl);
-    auto volume = Volume::Open(cl.cipher_dir, *source);
+    auto volume = OpenVolumeAudited(cl.cipher_dir, *source, cl.mountpoint, cl.read_only);
+    InstallTamperAudit(volume->cipher_dir(), volume->config());
     MountOptions options;
     options.read_only = cl.read_only;
     options.seal_interval_seconds = cl.seal_interval;
@@ -229,6 +271,7 @@ int Serve(const CommandLine& cl, int report_fd) {
 }
 
 int Main(int argc, char** argv) {
+  SetAuditProgram("envelopefs");
   CommandLine cl = Parse(argc, argv);
   RaiseLimits();
   umask(0);  // the kernel has already applied the caller's umask to modes we receive

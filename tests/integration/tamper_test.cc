@@ -84,6 +84,11 @@ void ExpectTamperDetected(const std::function<void(const fs::path&, const fs::pa
   if (!expect_in_log.empty()) {
     EXPECT_NE(std::string::npos, log.find(expect_in_log)) << log;
   }
+  // The audit log records the event with the cipher path, and nothing of the plaintext.
+  std::string audit = ReadFile(v.cipher() / "envelopefs.audit.log");
+  EXPECT_NE(std::string::npos, audit.find("\"tamper_detected\"")) << audit;
+  EXPECT_NE(std::string::npos, audit.find(ca.filename().string())) << audit;
+  EXPECT_EQ(std::string::npos, audit.find(a.substr(0, 16))) << audit;
 }
 
 std::vector<uint8_t> Slice(const fs::path& p, uint64_t off, uint64_t len) {
