@@ -38,20 +38,29 @@ struct KeyringKeys {
         check(DeriveKey(master.span(), kCheckLabel)) {}
 };
 
+// Concatenates byte strings. (Written with memcpy: GCC 12 at -O3 misreports vector::insert of
+// string literals as out of bounds.)
+std::vector<uint8_t> Concat(std::initializer_list<std::span<const uint8_t>> parts) {
+  size_t total = 0;
+  for (auto p : parts) total += p.size();
+  std::vector<uint8_t> out(total);
+  size_t at = 0;
+  for (auto p : parts) {
+    if (!p.empty()) std::memcpy(out.data() + at, p.data(), p.size());
+    at += p.size();
+  }
+  return out;
+}
+
 std::vector<uint8_t> KekAad(const VolumeConfig& config, uint32_t id, uint32_t version) {
-  std::vector<uint8_t> aad(AsBytes(kKekAad).begin(), AsBytes(kKekAad).end());
-  aad.insert(aad.end(), config.volume_id.begin(), config.volume_id.end());
   uint8_t b[8];
   StoreLe32(b, id);
   StoreLe32(b + 4, version);
-  aad.insert(aad.end(), b, b + 8);
-  return aad;
+  return Concat({AsBytes(kKekAad), config.volume_id, b});
 }
 
 std::vector<uint8_t> VolumeKeyAad(const VolumeConfig& config) {
-  std::vector<uint8_t> aad(AsBytes(kVolumeKeyAad).begin(), AsBytes(kVolumeKeyAad).end());
-  aad.insert(aad.end(), config.volume_id.begin(), config.volume_id.end());
-  return aad;
+  return Concat({AsBytes(kVolumeKeyAad), config.volume_id});
 }
 
 std::vector<uint8_t> Wrap(const SecureBytes& wrap_key, std::span<const uint8_t> aad,
@@ -94,8 +103,8 @@ struct KekRecord {
 void AppendField(std::vector<uint8_t>& out, std::span<const uint8_t> bytes) {
   uint8_t len[4];
   StoreLe32(len, static_cast<uint32_t>(bytes.size()));
-  out.insert(out.end(), len, len + 4);
-  out.insert(out.end(), bytes.begin(), bytes.end());
+  std::vector<uint8_t> field = Concat({len, bytes});
+  out.insert(out.end(), field.begin(), field.end());
 }
 
 void AppendU64(std::vector<uint8_t>& out, uint64_t v) {
