@@ -1,5 +1,7 @@
 // Mounted integration tests: round trips, POSIX behaviour, persistence, keys, no plaintext on disk.
 #include <fcntl.h>
+#include <grp.h>
+#include <sys/wait.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -10,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 #include <random>
+#include <functional>
 #include <set>
 #include <thread>
 
@@ -359,6 +362,73 @@ TEST(Mount, DaemonizesAndUnmountsWithFusermount) {
   if (IsFuseMount(mnt)) RunCommand("fusermount3 -uz " + Quote(mnt));
   EXPECT_TRUE(mounted);
   EXPECT_EQ("persisted", content);
+}
+
+TEST(Mount, ReadOnlyMountServesReadsAndRefusesWrites) {
+  MountedVolume v;
+  ASSERT_MOUNTED(v);
+  WriteFile(v / "kept", "data");
+  v.Unmount();
+  v.set_mount_flags("--ro");
+  v.Mount();
+  ASSERT_MOUNTED(v);
+  EXPECT_EQ("data", ReadFile(v / "kept"));
+  EXPECT_EQ(-1, open((v / "kept").c_str(), O_WRONLY));
+  EXPECT_EQ(EROFS, errno);
+  EXPECT_EQ(-1, open((v / "new").c_str(), O_WRONLY | O_CREAT, 0644));
+  EXPECT_EQ(EROFS, errno);
+  EXPECT_EQ(-1, mkdir((v / "dir").c_str(), 0755));
+  EXPECT_EQ(EROFS, errno);
+}
+
+// Runs `body` in a child process as uid/gid 65534 (nobody) with its working directory at `dir`;
+// returns the child's exit code (the body's return value).
+int AsNobody(const fs::path& dir, const std::function<int()>& body) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (chdir(dir.c_str()) != 0 || setgroups(0, nullptr) != 0 || setgid(65534) != 0 ||
+        setuid(65534) != 0) {
+      _exit(100);
+    }
+    _exit(body());
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(Mount, AllowOtherGivesOtherUsersLocalDiskPermissionChecks) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to switch users";
+  MountedVolume v(VolumeOptions{"", "-o allow_other"});
+  ASSERT_MOUNTED(v);
+  // A new volume's root is 0700 (its cipher dir's mode); opening it up is a chmod, as on ext4.
+  ASSERT_EQ(0, chmod(v.mnt().c_str(), 0755));
+  WriteFile(v / "private", "secret");
+  chmod((v / "private").c_str(), 0600);
+  WriteFile(v / "public", "hello");
+  chmod((v / "public").c_str(), 0644);
+  fs::create_directory(v / "shared");
+  chmod((v / "shared").c_str(), 0777);
+  // The child starts inside the mount: the test's temp dir itself is 0700.
+  EXPECT_EQ(EACCES, AsNobody(v.mnt(), [] {
+              return open("private", O_RDONLY) < 0 ? errno : 0;
+            }));
+  EXPECT_EQ(0, AsNobody(v.mnt(), [] {
+              int fd = open("public", O_RDONLY);
+              char buf[5];
+              return fd >= 0 && read(fd, buf, 5) == 5 && std::string(buf, 5) == "hello" ? 0 : 1;
+            }));
+  EXPECT_EQ(EACCES, AsNobody(v.mnt(), [] {
+              return open("public", O_WRONLY) < 0 ? errno : 0;
+            }));
+  EXPECT_EQ(0, AsNobody(v.mnt(), [] {
+              int fd = open("shared/mine", O_WRONLY | O_CREAT, 0600);
+              return fd >= 0 && write(fd, "x", 1) == 1 ? 0 : 1;
+            }));
+  struct stat st;
+  ASSERT_EQ(0, stat((v / "shared/mine").c_str(), &st));
+  EXPECT_EQ(65534u, st.st_uid);  // new entries belong to their creator, as on ext4
+  EXPECT_EQ(65534u, st.st_gid);
 }
 
 }  // namespace
