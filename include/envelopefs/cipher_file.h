@@ -76,6 +76,7 @@ class CipherFile {
   int PwriteAll(const uint8_t* data, size_t len, uint64_t offset) const;
   int PreadAll(uint8_t* data, size_t len, uint64_t offset) const;
   void LogDamage(uint64_t chunk, const char* what) const;
+  std::string CurrentName() const;  // for log lines: the path of fd_, else name_
 
   UniqueFd fd_;
   const FixedHeader fixed_;

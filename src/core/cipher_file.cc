@@ -137,11 +137,11 @@ std::shared_ptr<CipherFile> CipherFile::Open(UniqueFd fd, const Volume& volume,
     uint64_t intact = best->sealed() ? std::min(best->size, file->size_) : file->size_;
     if (intact == 0) {
       throw Error(ErrorKind::kAuthentication,
-                  file->name_ + ": cipher file length does not match its sealed size (" +
+                  file->CurrentName() + ": cipher file length does not match its sealed size (" +
                       std::to_string(best->size) + " bytes): cut or extended");
     }
     file->damaged_from_ = (intact - 1) / fixed.chunk_size * fixed.chunk_size;
-    ReportTamper(file->name_, "cipher file length does not match its sealed size; chunk " +
+    ReportTamper(file->CurrentName(), "cipher file length does not match its sealed size; chunk " +
                                   std::to_string(file->damaged_from_ / fixed.chunk_size) +
                                   " on reads as EIO");
   }
@@ -153,19 +153,18 @@ void CipherFile::set_display_name(std::string name) {
   name_ = std::move(name);
 }
 
-void CipherFile::LogDamage(uint64_t chunk, const char* what) const {
+std::string CipherFile::CurrentName() const {
   // The file's current path (it may have been renamed since it was opened), else its name.
   char path[4096];
   std::string proc = "/proc/self/fd/" + std::to_string(fd_.get());
   ssize_t n = ::readlink(proc.c_str(), path, sizeof path - 1);
-  std::string name;
-  if (n > 0) {
-    name.assign(path, static_cast<size_t>(n));
-  } else {
-    std::shared_lock lock(name_mu_);
-    name = name_;
-  }
-  ReportTamper(name, "chunk " + std::to_string(chunk) + ": " + what + " (EIO)");
+  if (n > 0) return std::string(path, static_cast<size_t>(n));
+  std::shared_lock lock(name_mu_);
+  return name_;
+}
+
+void CipherFile::LogDamage(uint64_t chunk, const char* what) const {
+  ReportTamper(CurrentName(), "chunk " + std::to_string(chunk) + ": " + what + " (EIO)");
 }
 
 uint64_t CipherFile::size() const {

@@ -200,22 +200,25 @@ void ChownToCaller(fuse_req_t req, Inode& dir, const std::string& backing) {
 std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
   std::lock_guard<std::mutex> lock(inode.mutex);
   if (auto file = inode.open_file.lock()) return file;
-  std::string path = ProcPath(inode.fd.get());
-  int flags = fs.options().read_only ? O_RDONLY : O_RDWR;
-  int fd = open(path.c_str(), flags | O_CLOEXEC);
-  if (fd < 0 && !fs.options().read_only && (errno == EROFS || errno == EACCES || errno == EPERM)) {
-    fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  }
-  if (fd < 0) ThrowSystemError("open");
-  std::string name = BackingPath(fd);
-  UniqueFd owned(fd);
+  auto open_backing = [&] {
+    std::string path = ProcPath(inode.fd.get());
+    int flags = fs.options().read_only ? O_RDONLY : O_RDWR;
+    int fd = open(path.c_str(), flags | O_CLOEXEC);
+    if (fd < 0 && !fs.options().read_only &&
+        (errno == EROFS || errno == EACCES || errno == EPERM)) {
+      fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    }
+    if (fd < 0) ThrowSystemError("open");
+    return UniqueFd(fd);
+  };
+  // Log lines name the file by its current path, found only when needed (see CipherFile).
   std::shared_ptr<CipherFile> file;
   try {
-    file = CipherFile::Open(UniqueFd(dup(owned.get())), fs.volume(), name);
+    file = CipherFile::Open(open_backing(), fs.volume(), "");
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::kKeyUnavailable) throw;
-    fs.RefreshKeyring(/*force=*/true);  // rotated while mounted: the new version may be new
-    file = CipherFile::Open(std::move(owned), fs.volume(), name);
+    fs.RefreshKeyring(/*force=*/true);  // rotated while mounted: the version may be new to us
+    file = CipherFile::Open(open_backing(), fs.volume(), "");
   }
   inode.open_file = file;
   return file;
@@ -368,10 +371,9 @@ int CreateRegular(fuse_req_t req, Inode& dir, const std::string& backing, mode_t
   }
   UniqueFd owned(fd);
   ChownToCaller(req, dir, backing);
-  std::string name = BackingPath(fd, backing);
   fs.RefreshKeyring(/*force=*/false);  // new files go to the newest active KEK version
   try {
-    *out = CipherFile::Create(std::move(owned), fs.volume(), std::move(name));
+    *out = CipherFile::Create(std::move(owned), fs.volume(), backing);
   } catch (...) {
     unlinkat(dir.fd.get(), backing.c_str(), 0);
     throw;

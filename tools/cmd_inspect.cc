@@ -1,0 +1,118 @@
+// envelopectl inspect — shows a cipher file's header: format, chunk size, file id, the KEK
+// version its DEK is wrapped under, sizes; with a key, also whether the header authenticates
+// and a (non-secret) DEK fingerprint.
+#include <cstdio>
+
+#include "cli.h"
+#include "common.h"
+#include "envelopefs/encoding.h"
+#include "envelopefs/error.h"
+#include "envelopefs/exit_codes.h"
+
+namespace envelopefs::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr size_t kFingerprintBytes = 8;
+
+struct InspectReport {
+  fs::path file;
+  CipherHeader header;
+  int slot = 0;  // the key slot whose KEK is reported
+  uint64_t plaintext_size = 0;
+  std::optional<HeaderCheck> check;  // set when a key was given
+
+  std::string Fingerprint() const {
+    return ToHex(std::span<const uint8_t>(check->dek_fingerprint.data(), kFingerprintBytes));
+  }
+};
+
+nlohmann::json ReportJson(const InspectReport& r) {
+  const CipherHeader& h = r.header;
+  nlohmann::json slots = nlohmann::json::array();
+  for (const KeySlotInfo& s : h.slots) {
+    slots.push_back(
+        {{"generation", s.generation}, {"kek_id", s.kek_id}, {"kek_version", s.kek_version}});
+  }
+  const bool ok = r.check && r.check->ok;
+  return {{"file", r.file.string()},
+          {"format_version", h.fixed.version},
+          {"chunk_size", h.fixed.chunk_size},
+          {"cipher", kCipherName},
+          {"file_id", ToHex(h.fixed.file_id)},
+          {"kek_id", h.slots[r.slot].kek_id},
+          {"kek_version", h.slots[r.slot].kek_version},
+          {"key_slots", slots},
+          {"plaintext_size", r.plaintext_size},
+          {"chunks", ChunkLayout{h.fixed.chunk_size}.ChunkCount(r.plaintext_size)},
+          {"sealed", ok ? nlohmann::json(r.check->state.sealed()) : nlohmann::json(nullptr)},
+          {"header_ok", r.check ? nlohmann::json(r.check->ok) : nlohmann::json(nullptr)},
+          {"reason", r.check && !ok ? nlohmann::json(r.check->reason) : nlohmann::json(nullptr)},
+          {"dek_fingerprint", ok ? nlohmann::json(r.Fingerprint()) : nlohmann::json(nullptr)}};
+}
+
+void PrintReport(const InspectReport& r) {
+  const CipherHeader& h = r.header;
+  const KeySlotInfo& kek = h.slots[r.slot];
+  std::printf("file:            %s\n", r.file.c_str());
+  std::printf("format version:  %u\n", h.fixed.version);
+  std::printf("cipher:          %s\n", kCipherName);
+  std::printf("chunk size:      %u\n", h.fixed.chunk_size);
+  std::printf("file id:         %s\n", ToHex(h.fixed.file_id).c_str());
+  std::printf("KEK:             %s (key slot %d)\n", KekLabel(kek.kek_id, kek.kek_version).c_str(),
+              r.slot);
+  for (int i = 0; i < 2; ++i) {
+    std::printf("key slot %d:      generation %llu, KEK %s\n", i,
+                static_cast<unsigned long long>(h.slots[i].generation),
+                KekLabel(h.slots[i].kek_id, h.slots[i].kek_version).c_str());
+  }
+  const bool ok = r.check && r.check->ok;
+  std::printf("plaintext size:  %llu%s\n", static_cast<unsigned long long>(r.plaintext_size),
+              !r.check                  ? " (from the cipher file length)"
+              : !ok                     ? ""
+              : r.check->state.sealed() ? " (sealed)"
+                                        : " (unsealed: open for writing, or not yet sealed)");
+  std::printf("chunks:          %llu\n",
+              static_cast<unsigned long long>(
+                  ChunkLayout{h.fixed.chunk_size}.ChunkCount(r.plaintext_size)));
+  if (!r.check) {
+    std::printf("header:          not checked (no key given)\n");
+  } else if (ok) {
+    std::printf("header:          authentic\n");
+    std::printf("DEK fingerprint: %s\n", r.Fingerprint().c_str());
+  } else {
+    std::printf("header:          DAMAGED: %s\n", r.check->reason.c_str());
+  }
+}
+
+}  // namespace
+
+int RunInspect(const Args& args) {
+  ExpectArgs(args, 1, 1, "inspect FILE [--json] [--keyfile FILE | --passfile FILE]");
+  InspectReport r;
+  r.file = args.words[1];
+  HeaderRead read = ReadCipherHeader(r.file);
+  if (read.status != HeaderStatus::kOk) {
+    throw Error(read.status == HeaderStatus::kUnreadable ? ErrorKind::kIo : ErrorKind::kFormat,
+                r.file.string() + ": " + read.reason);
+  }
+  r.header = read.header;
+  r.slot = r.header.NewestSlot();
+  ChunkLayout layout{r.header.fixed.chunk_size};
+  r.plaintext_size = layout.ReportedPlainSize(r.header.cipher_size);
+  if (HasKeyOption(args)) {
+    auto volume = OpenVolume(args, FindVolumeRoot(r.file));
+    r.check = CheckHeader(r.header, KekTable(*volume));
+    if (r.check->slot >= 0) r.slot = r.check->slot;
+  }
+  if (args.json) {
+    PrintJson(ReportJson(r));
+  } else {
+    PrintReport(r);
+  }
+  return r.check && !r.check->ok ? kExitDamaged : kExitOk;
+}
+
+}  // namespace envelopefs::cli

@@ -1,0 +1,175 @@
+// envelopectl keys — lists KEK versions against the rotation policy, rotates to a new version,
+// retires a version no file uses any more (destroying its key), and changes the master key.
+// Every change is recorded in the audit log.
+#include <cerrno>
+#include <cstdio>
+#include <mutex>
+
+#include "cli.h"
+#include "common.h"
+#include "envelopefs/audit_log.h"
+#include "envelopefs/error.h"
+#include "envelopefs/exit_codes.h"
+#include "progress.h"
+
+namespace envelopefs::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr size_t kFilesNamed = 5;  // files named in a refusal
+
+constexpr char kKeysUsage[] =
+    "keys list CIPHERDIR [--json] [--check] | keys rotate CIPHERDIR | "
+    "keys retire CIPHERDIR --version N | "
+    "keys change-master CIPHERDIR (--new-keyfile FILE | --new-passfile FILE)";
+
+int KeysList(const Args& args, const fs::path& dir) {
+  auto volume = OpenVolume(args, dir);
+  const uint32_t days = volume->config().rotate_after_days;
+  std::vector<KekPolicyStatus> statuses = KeyStatuses(*volume);
+  if (args.json) {
+    PrintJson({{"keys", KeysJson(statuses)}, {"rotate_after_days", days}});
+  } else {
+    PrintKeysTable(statuses, days);
+  }
+  if (args.check && RotationOverdue(statuses)) {
+    for (const KekPolicyStatus& s : statuses) {
+      if (!s.overdue) continue;
+      std::fprintf(stderr,
+                   "envelopectl: rotation overdue: active KEK version %u is %lld days old "
+                   "(policy: %u days); run envelopectl keys rotate\n",
+                   s.info.version, static_cast<long long>(s.age_days), days);
+    }
+    return kExitCheckFailed;
+  }
+  return kExitOk;
+}
+
+int KeysRotate(const Args& args, const fs::path& dir) {
+  auto volume = OpenVolume(args, dir);
+  KekInfo previous, fresh;
+  volume->UpdateKeyring([&](Keyring& k) {
+    previous = k.active();
+    fresh = k.Rotate(NowUnix());
+  });
+  AppendAuditEvent(
+      dir, volume->config(), "kek_rotated",
+      {{"version", fresh.version}, {"kek_id", fresh.id}, {"previous_version", previous.version}});
+  if (args.json) {
+    PrintJson(
+        {{"version", fresh.version}, {"kek_id", fresh.id}, {"previous_version", previous.version}});
+  } else if (!args.quiet) {
+    std::printf(
+        "KEK version %u is now active; version %u is decrypt-only.\n"
+        "New files use version %u. Run `envelopectl rewrap %s` to move existing files.\n",
+        fresh.version, previous.version, fresh.version, dir.c_str());
+  }
+  return kExitOk;
+}
+
+// The files whose headers still reference `kek` in either key slot (a rewrap interrupted
+// between its two slot writes leaves the old version in one slot). Files that cannot be read
+// count as users: we cannot prove they do not need the key.
+struct Users {
+  uint64_t count = 0;
+  std::vector<std::string> examples;
+};
+
+Users FindUsers(const Args& args, const Volume& volume, const KekInfo& kek) {
+  NameTransform names = MakeNameTransform(volume);
+  std::vector<CipherEntry> files = CollectFiles(volume.cipher_dir(), &names);
+  Users users;
+  std::mutex mu;
+  Progress progress(Progress::WantedFor(args), "files", files.size());
+  ParallelFor(files.size(), JobCount(args), [&](size_t i) {
+    HeaderRead r = ReadCipherHeader(files[i].cipher_path);
+    progress.Add();
+    // A file deleted since the walk uses nothing; any other unreadable file might.
+    bool uses = r.status == HeaderStatus::kUnreadable && r.error != ENOENT;
+    for (const KeySlotInfo& s : r.header.slots) {
+      uses = uses ||
+             (r.status == HeaderStatus::kOk && s.kek_id == kek.id && s.kek_version == kek.version);
+    }
+    if (!uses) return;
+    std::lock_guard<std::mutex> lock(mu);
+    ++users.count;
+    if (users.examples.size() < kFilesNamed) {
+      users.examples.push_back(DisplayName(files[i]) + (r.status == HeaderStatus::kUnreadable
+                                                            ? " (" + r.reason + ")"
+                                                            : ""));
+    }
+  });
+  return users;
+}
+
+KekInfo FindVersion(const Volume& volume, uint32_t version) {
+  for (const KekInfo& k : volume.Keks()) {
+    if (k.version == version) return k;
+  }
+  throw Error(ErrorKind::kUsage, "no KEK version " + std::to_string(version));
+}
+
+int KeysRetire(const Args& args, const fs::path& dir) {
+  if (!args.version) throw Error(ErrorKind::kUsage, "keys retire needs --version N");
+  auto volume = OpenVolume(args, dir);
+  const KekInfo kek = FindVersion(*volume, *args.version);
+  if (kek.state == KekState::kRetired) {
+    if (!args.quiet) std::printf("KEK version %u is already retired\n", kek.version);
+    return kExitOk;
+  }
+  if (kek.state == KekState::kActive) {
+    throw Error(ErrorKind::kState, "version " + std::to_string(kek.version) +
+                                       " is the active version; run envelopectl keys rotate "
+                                       "and envelopectl rewrap first");
+  }
+  Users users = FindUsers(args, *volume, kek);
+  if (users.count > 0) {
+    std::string list;
+    for (const std::string& e : users.examples) list += (list.empty() ? "" : ", ") + e;
+    throw Error(ErrorKind::kState, "version " + std::to_string(kek.version) + " is still used by " +
+                                       std::to_string(users.count) + " file" +
+                                       (users.count == 1 ? "" : "s") + ", e.g. " + list +
+                                       (users.count > users.examples.size() ? ", ..." : "") +
+                                       "; run envelopectl rewrap first");
+  }
+  volume->UpdateKeyring([&](Keyring& k) { k.Retire(kek.version); });
+  AppendAuditEvent(dir, volume->config(), "version_retired",
+                   {{"version", kek.version}, {"kek_id", kek.id}});
+  if (!args.quiet) {
+    std::printf("KEK version %u retired: its key material is destroyed.\n", kek.version);
+  }
+  return kExitOk;
+}
+
+int KeysChangeMaster(const Args& args, const fs::path& dir) {
+  if (!args.new_keyfile && !args.new_passfile) {
+    throw Error(ErrorKind::kUsage, "keys change-master needs --new-keyfile or --new-passfile");
+  }
+  auto volume = OpenVolume(args, dir);
+  auto source = KeySource(args.new_keyfile, args.new_passfile, /*confirm=*/true);
+  volume->ChangeMasterKey(*source);
+  const char* kind = args.new_keyfile ? "keyfile" : "passphrase";
+  AppendAuditEvent(dir, volume->config(), "master_key_changed", {{"source", kind}});
+  if (!args.quiet) std::printf("master key changed (now a %s)\n", kind);
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunKeys(const Args& args) {
+  if (args.words.size() != 3)
+    throw Error(ErrorKind::kUsage, std::string("usage: envelopectl ") + kKeysUsage);
+  const std::string& sub = args.words[1];
+  const fs::path dir = args.words[2];
+  RequireVolumeRoot(dir);
+  if (sub == "list") return KeysList(args, dir);
+  if (sub == "rotate") return KeysRotate(args, dir);
+  if (sub == "retire") return KeysRetire(args, dir);
+  if (sub == "change-master") return KeysChangeMaster(args, dir);
+  throw Error(ErrorKind::kUsage,
+              "unknown keys command \"" + sub + "\"; usage: envelopectl " + kKeysUsage);
+}
+
+}  // namespace envelopefs::cli

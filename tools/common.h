@@ -1,0 +1,165 @@
+// Helpers shared by the envelopectl subcommands: finding and walking a volume, header-only reads
+// of cipher files, checking a header with the keys, reading a file's plaintext, running work on
+// several threads, and the shared key-policy report. Functions are thread-safe unless noted.
+#pragma once
+
+#include <dirent.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cli.h"
+#include "envelopefs/cipher_dir.h"
+#include "envelopefs/cipher_file.h"
+#include "envelopefs/file_header.h"
+#include "envelopefs/key_policy.h"
+#include "envelopefs/name_transform.h"
+#include "envelopefs/volume.h"
+
+namespace envelopefs::cli {
+
+inline constexpr char kCipherName[] = "AES-256-GCM";
+inline constexpr size_t kReadStep = 1 << 20;  // plaintext read in 1 MiB steps
+
+// --- volumes and options -------------------------------------------------------------------
+
+// True if --keyfile or --passfile was given (commands that work without a key never prompt).
+bool HasKeyOption(const Args& args);
+bool IsVolumeRoot(const std::filesystem::path& dir);
+// The directory holding envelopefs.toml at or above `start` (a file or a directory).
+// Throws Error(kConfig) if there is none.
+std::filesystem::path FindVolumeRoot(const std::filesystem::path& start);
+// Throws Error(kConfig) unless `dir` is a volume root (names the missing config).
+void RequireVolumeRoot(const std::filesystem::path& dir);
+NameTransform MakeNameTransform(const Volume& volume);
+// --jobs, or one per core.
+unsigned JobCount(const Args& args);
+// The current time (Unix seconds).
+int64_t NowUnix();
+
+// --- walking ---------------------------------------------------------------------------------
+
+// Every entry below the volume root (WalkCipherDir order: a directory before its entries).
+std::vector<CipherEntry> CollectEntries(const std::filesystem::path& cipher_dir,
+                                        const NameTransform* names);
+// Only the regular files.
+std::vector<CipherEntry> CollectFiles(const std::filesystem::path& cipher_dir,
+                                      const NameTransform* names);
+// `path` relative to the volume root `cipher_dir` (both as WalkCipherDir reports them).
+std::string RelativeCipherPath(const std::filesystem::path& cipher_dir,
+                               const std::filesystem::path& path);
+// The plaintext path if known, else the cipher path (for messages).
+std::string DisplayName(const CipherEntry& entry);
+// "file", "dir", "symlink", ... for a d_type.
+const char* TypeName(unsigned char d_type);
+
+// --- threads ---------------------------------------------------------------------------------
+
+// Runs body(i) for i in [0, jobs) on `jobs` threads (inline if 1); joins them all, then rethrows
+// the first exception any of them threw.
+void RunOnThreads(unsigned jobs, const std::function<void(unsigned)>& body);
+// Slice i of `parts` near-equal contiguous slices of [0, n): {begin, end}.
+std::pair<size_t, size_t> SliceBounds(size_t n, unsigned parts, unsigned i);
+// Calls fn(i) for every i in [0, n) on `jobs` threads, each taking the next index as it goes.
+void ParallelFor(size_t n, unsigned jobs, const std::function<void(size_t)>& fn);
+
+// --- headers (no key needed) -----------------------------------------------------------------
+
+struct CipherHeader {
+  HeaderBytes bytes{};
+  FixedHeader fixed;
+  KeySlotInfo slots[2];
+  uint64_t cipher_size = 0;  // length of the cipher file
+  dev_t dev = 0;
+  ino_t ino = 0;
+
+  int NewestSlot() const { return slots[1].generation > slots[0].generation ? 1 : 0; }
+  std::span<const uint8_t> FixedBytes() const;
+  std::span<const uint8_t, format::kKeySlotSize> SlotBytes(int slot) const;
+};
+
+enum class HeaderStatus {
+  kOk,
+  kNotEnvelope,  // no envelopefs magic: a file stored unencrypted
+  kDamaged,      // envelopefs magic (or empty), but the header is short or invalid
+  kUnreadable,   // open/read failed
+};
+
+struct HeaderRead {
+  HeaderStatus status = HeaderStatus::kUnreadable;
+  CipherHeader header;
+  std::string reason;  // for every status but kOk
+  int error = 0;       // errno, for kUnreadable
+};
+
+// One pread of the 512-byte header plus an fstat; parses the fixed part and both key slots.
+HeaderRead ReadCipherHeader(int fd);
+HeaderRead ReadCipherHeader(const std::filesystem::path& path);
+
+// --- headers (with the keys) -----------------------------------------------------------------
+
+// The volume's unwrapped KEKs, copied once; read-only afterwards, so shareable across threads.
+class KekTable {
+ public:
+  explicit KekTable(const Volume& volume);
+  const SecureBytes* Find(uint32_t id, uint32_t version) const;
+
+ private:
+  std::map<std::pair<uint32_t, uint32_t>, SecureBytes> keks_;
+};
+
+struct HeaderCheck {
+  bool ok = false;
+  std::string reason;  // why not ok
+  int slot = -1;       // the key slot that opened (-1: none)
+  Sha256Digest dek_fingerprint{};
+  FileState state;  // the newest authentic state record
+};
+
+// Unwraps the DEK (newest generation first, then the other slot), opens the state record and
+// checks the cipher length against it — everything but the chunks.
+HeaderCheck CheckHeader(const CipherHeader& header, const KekTable& keks);
+// A non-secret DEK fingerprint: HMAC-SHA256(DEK, "envelopefs dek fingerprint v1").
+Sha256Digest DekFingerprint(const SecureBytes& dek);
+// Why the cipher length is impossible (or disagrees with a sealed state); nullopt if fine.
+std::optional<std::string> LengthProblem(const CipherHeader& header, const FileState* state);
+std::string KekLabel(uint32_t id, uint32_t version);  // "version 2 (id 0x1a2b3c4d)"
+
+// --- reading plaintext -----------------------------------------------------------------------
+
+// Opens a cipher file read-only (no symlinks followed) through CipherFile::Open. Throws Error.
+std::shared_ptr<CipherFile> OpenCipherFile(const std::filesystem::path& path, const Volume& volume,
+                                           const std::string& display_name);
+// "NAME: detail" -> "detail" (library messages start with the display name they were given).
+std::string WithoutName(const std::string& message, const std::string& name);
+// Reads the whole plaintext in kReadStep pieces into `sink`. Returns 0 or -errno (-EIO when a
+// chunk does not authenticate: nothing after the last good chunk reaches the sink).
+int StreamPlaintext(CipherFile& file, const std::function<void(std::span<const uint8_t>)>& sink);
+
+// Routes the library's damage reports ("tamper: ...") away from stderr into a per-thread slot,
+// so tools print them once, in their own format. Other log lines still go to stderr. Call once,
+// before starting threads.
+void CaptureDamageReports();
+// This thread's last captured damage detail (and clears it); empty if none.
+std::string TakeDamageReport();
+
+// --- key policy report (keys list, audit) ----------------------------------------------------
+
+std::vector<KekPolicyStatus> KeyStatuses(const Volume& volume);
+nlohmann::json KeysJson(const std::vector<KekPolicyStatus>& statuses);
+void PrintKeysTable(const std::vector<KekPolicyStatus>& statuses, uint32_t rotate_after_days);
+
+// Pretty-printed, on stdout; bytes of names that are not UTF-8 are replaced by U+FFFD.
+void PrintJson(const nlohmann::json& value);
+
+}  // namespace envelopefs::cli
