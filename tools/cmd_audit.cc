@@ -117,7 +117,7 @@ AuditInput Load(const Args& args, const fs::path& dir) {
     in.config = VolumeConfig::Load(dir);
     names.emplace(SecureBytes(kNameKeyBytes), SecureBytes(kKeySize), in.config.plaintext_names);
   }
-  in.entries = CollectEntries(dir, &*names);
+  in.entries = CollectEntries(dir, *names);
   return in;
 }
 

@@ -137,7 +137,7 @@ class TreeRestore {
 
   int Run() {
     PrepareOutputDir();
-    entries_ = CollectEntries(volume_.cipher_dir(), &names_);
+    entries_ = CollectEntries(volume_.cipher_dir(), names_);
     for (const CipherEntry& e : entries_) CreateNonFile(e);
     ParallelFor(files_.size(), JobCount(args_), [&](size_t i) {
       const CipherEntry& e = *files_[i];

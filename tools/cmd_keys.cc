@@ -79,7 +79,7 @@ struct Users {
 
 Users FindUsers(const Args& args, const Volume& volume, const KekInfo& kek) {
   NameTransform names = MakeNameTransform(volume);
-  std::vector<CipherEntry> files = CollectFiles(volume.cipher_dir(), &names);
+  std::vector<CipherEntry> files = CollectFiles(volume.cipher_dir(), names);
   Users users;
   std::mutex mu;
   Progress progress(Progress::WantedFor(args), "files", files.size());

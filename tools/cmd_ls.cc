@@ -16,7 +16,7 @@ int RunLs(const Args& args) {
   RequireVolumeRoot(dir);
   auto volume = OpenVolume(args, dir);
   NameTransform names = MakeNameTransform(*volume);
-  std::vector<CipherEntry> entries = CollectEntries(dir, &names);
+  std::vector<CipherEntry> entries = CollectEntries(dir, names);
   std::sort(entries.begin(), entries.end(),
             [](const CipherEntry& a, const CipherEntry& b) { return a.plain_path < b.plain_path; });
   nlohmann::json list = nlohmann::json::array();

@@ -43,7 +43,7 @@ size_t SliceForFdLimit(unsigned jobs) {
 std::vector<fs::path> FilesOfShard(const Volume& volume, const Shard& shard) {
   NameTransform names = MakeNameTransform(volume);  // exact internal-file rules, any names mode
   std::vector<fs::path> files;
-  WalkCipherDir(volume.cipher_dir(), &names, [&](const CipherEntry& e) {
+  WalkCipherDir(volume.cipher_dir(), names, [&](const CipherEntry& e) {
     if (e.type != DT_REG) return;
     if (shard.count > 1 && ShardOf(RelativeCipherPath(volume.cipher_dir(), e.cipher_path),
                                    shard.count) != shard.index) {

@@ -98,7 +98,7 @@ int RunVerify(const Args& args) {
   auto volume = OpenVolume(args, dir);
   CaptureDamageReports();
   NameTransform names = MakeNameTransform(*volume);
-  const std::vector<CipherEntry> entries = CollectEntries(dir, &names);
+  const std::vector<CipherEntry> entries = CollectEntries(dir, names);
   std::vector<std::string> problems(entries.size());
   std::atomic<uint64_t> bytes{0};
   {

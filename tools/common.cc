@@ -78,13 +78,13 @@ int64_t NowUnix() { return static_cast<int64_t>(::time(nullptr)); }
 
 // --- walking ---------------------------------------------------------------------------------
 
-std::vector<CipherEntry> CollectEntries(const fs::path& cipher_dir, const NameTransform* names) {
+std::vector<CipherEntry> CollectEntries(const fs::path& cipher_dir, const NameTransform& names) {
   std::vector<CipherEntry> entries;
   WalkCipherDir(cipher_dir, names, [&](const CipherEntry& e) { entries.push_back(e); });
   return entries;
 }
 
-std::vector<CipherEntry> CollectFiles(const fs::path& cipher_dir, const NameTransform* names) {
+std::vector<CipherEntry> CollectFiles(const fs::path& cipher_dir, const NameTransform& names) {
   std::vector<CipherEntry> files;
   WalkCipherDir(cipher_dir, names, [&](const CipherEntry& e) {
     if (e.type == DT_REG) files.push_back(e);

@@ -51,10 +51,10 @@ int64_t NowUnix();
 
 // Every entry below the volume root (WalkCipherDir order: a directory before its entries).
 std::vector<CipherEntry> CollectEntries(const std::filesystem::path& cipher_dir,
-                                        const NameTransform* names);
+                                        const NameTransform& names);
 // Only the regular files.
 std::vector<CipherEntry> CollectFiles(const std::filesystem::path& cipher_dir,
-                                      const NameTransform* names);
+                                      const NameTransform& names);
 // `path` relative to the volume root `cipher_dir` (both as WalkCipherDir reports them).
 std::string RelativeCipherPath(const std::filesystem::path& cipher_dir,
                                const std::filesystem::path& path);

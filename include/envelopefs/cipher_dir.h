@@ -24,10 +24,11 @@ struct CipherEntry {
   unsigned char type = 0;             // DT_REG, DT_DIR, DT_LNK, ...
 };
 
-// Calls `visit` for every entry below `cipher_dir` (not the root itself). `names` may be null:
-// then plaintext paths are left empty. Directories whose IV cannot be read are reported with
-// name_ok == false; their entries are still visited (with empty plaintext paths).
-void WalkCipherDir(const std::filesystem::path& cipher_dir, const NameTransform* names,
+// Calls `visit` for every entry below `cipher_dir` (not the root itself), skipping the files
+// `names` calls internal. Without the volume's keys (a NameTransform with zero keys) names do
+// not decrypt: entries then have name_ok == false and empty plaintext paths. Directories whose
+// IV cannot be read are reported likewise; their entries are still visited.
+void WalkCipherDir(const std::filesystem::path& cipher_dir, const NameTransform& names,
                    const std::function<void(const CipherEntry&)>& visit);
 
 }  // namespace envelopefs

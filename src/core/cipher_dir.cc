@@ -12,16 +12,14 @@ namespace envelopefs {
 namespace {
 
 void Walk(int dirfd, const std::filesystem::path& cipher, const std::string& plain, bool in_root,
-          bool parent_ok, const NameTransform* names,
+          bool parent_ok, const NameTransform& names,
           const std::function<void(const CipherEntry&)>& visit) {
   DirIvs ivs;
   bool ivs_ok = true;
-  if (names != nullptr) {
-    try {
-      ivs = names->ReadDirIvs(dirfd);
-    } catch (const Error&) {
-      ivs_ok = false;
-    }
+  try {
+    ivs = names.ReadDirIvs(dirfd);
+  } catch (const Error&) {
+    ivs_ok = false;
   }
   int scan = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (scan < 0) ThrowSystemError("open " + cipher.string());
@@ -33,12 +31,7 @@ void Walk(int dirfd, const std::filesystem::path& cipher, const std::string& pla
   while (dirent* ent = readdir(d)) {
     std::string_view n = ent->d_name;
     if (n == "." || n == "..") continue;
-    // Without names we still know the internal files by name.
-    if (names != nullptr ? names->IsInternal(n, in_root)
-                         : (n.find('.') != std::string_view::npos &&
-                            (n.rfind("envelopefs", 0) == 0 || n.rfind(".envelopefs", 0) == 0))) {
-      continue;
-    }
+    if (names.IsInternal(n, in_root)) continue;
     CipherEntry entry;
     entry.cipher_path = cipher / std::string(n);
     entry.type = ent->d_type;
@@ -49,8 +42,8 @@ void Walk(int dirfd, const std::filesystem::path& cipher, const std::string& pla
       }
     }
     entry.name_ok = parent_ok && ivs_ok;
-    if (names != nullptr && entry.name_ok) {
-      auto p = names->FromBacking(dirfd, ivs, n);
+    if (entry.name_ok) {
+      auto p = names.FromBacking(dirfd, ivs, n);
       if (p) {
         entry.plain_path = plain.empty() ? *p : plain + "/" + *p;
       } else {
@@ -70,7 +63,7 @@ void Walk(int dirfd, const std::filesystem::path& cipher, const std::string& pla
 
 }  // namespace
 
-void WalkCipherDir(const std::filesystem::path& cipher_dir, const NameTransform* names,
+void WalkCipherDir(const std::filesystem::path& cipher_dir, const NameTransform& names,
                    const std::function<void(const CipherEntry&)>& visit) {
   int fd = open(cipher_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) ThrowSystemError("open " + cipher_dir.string());

@@ -141,9 +141,20 @@ std::unique_ptr<MasterKeySource> KeySource(const CommandLine& cl) {
 
 void RaiseLimits() {
   rlimit lim;
-  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;  // one O_PATH fd per cached inode
-    setrlimit(RLIMIT_NOFILE, &lim);
+  // One O_PATH fd per inode the kernel caches: a data lake's worth of files must fit. Root may
+  // raise the hard limit up to fs.nr_open; others get their hard limit.
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {
+    unsigned long nr_open = 0;
+    if (FILE* f = fopen("/proc/sys/fs/nr_open", "r")) {
+      if (fscanf(f, "%lu", &nr_open) != 1) nr_open = 0;
+      fclose(f);
+    }
+    if (geteuid() == 0 && nr_open > lim.rlim_max) lim.rlim_max = nr_open;
+    lim.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0 && getrlimit(RLIMIT_NOFILE, &lim) == 0) {
+      lim.rlim_cur = lim.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &lim);
+    }
   }
   if (geteuid() == 0) {
     lim.rlim_cur = lim.rlim_max = RLIM_INFINITY;  // key material of every open file is mlocked
