@@ -149,20 +149,7 @@ std::unique_ptr<MasterKeySource> KeySource(const std::optional<std::string>& key
 
 std::unique_ptr<Volume> OpenVolume(const Args& args, const std::filesystem::path& cipher_dir) {
   auto source = KeySource(args.keyfile, args.passfile, false);
-  try {
-    auto volume = Volume::Open(cipher_dir, *source);
-    AppendAuditEvent(cipher_dir, volume->config(), "volume_unlocked");
-    return volume;
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::kWrongKey) {
-      try {
-        AppendAuditEvent(cipher_dir, VolumeConfig::Load(cipher_dir), "unlock_failed",
-                         {{"reason", "wrong key"}});
-      } catch (const Error&) {
-      }
-    }
-    throw;
-  }
+  return OpenVolumeAudited(cipher_dir, *source);
 }
 
 void ExpectArgs(const Args& args, size_t words_used, size_t n, const char* usage) {

@@ -10,8 +10,11 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <string>
 
+#include "envelopefs/key_source.h"
+#include "envelopefs/volume.h"
 #include "envelopefs/volume_config.h"
 
 namespace envelopefs {
@@ -23,5 +26,11 @@ void AppendAuditEvent(const std::filesystem::path& cipher_dir, const VolumeConfi
 
 // The program name recorded in audit lines ("envelopefs" or "envelopectl").
 void SetAuditProgram(const std::string& name);
+
+// Volume::Open that records the outcome: volume_unlocked (with `fields`) or, for a wrong key,
+// unlock_failed. Throws what Volume::Open throws.
+std::unique_ptr<Volume> OpenVolumeAudited(const std::filesystem::path& cipher_dir,
+                                          const MasterKeySource& source,
+                                          nlohmann::json fields = nlohmann::json::object());
 
 }  // namespace envelopefs

@@ -76,7 +76,8 @@ class CipherFile {
   int PwriteAll(const uint8_t* data, size_t len, uint64_t offset) const;
   int PreadAll(uint8_t* data, size_t len, uint64_t offset) const;
   void LogDamage(uint64_t chunk, const char* what) const;
-  std::string CurrentName() const;  // for log lines: the path of fd_, else name_
+  std::string CurrentName() const;
+  void PrefetchIfSequential(uint64_t offset, uint64_t end, uint64_t cipher_len) const;  // for log lines: the path of fd_, else name_
 
   UniqueFd fd_;
   const FixedHeader fixed_;
@@ -90,6 +91,7 @@ class CipherFile {
   FileState disk_state_;          // the newest state record on disk
   uint64_t damaged_from_ = ~0ull;  // plaintext offset from which reads fail (cut/extended file)
   std::atomic<uint64_t> modifications_{0};
+  mutable std::atomic<uint64_t> last_read_end_{0};  // for sequential-read prefetch
 };
 
 }  // namespace envelopefs

@@ -1,5 +1,7 @@
 #include "envelopefs/audit_log.h"
 
+#include "envelopefs/error.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -50,6 +52,25 @@ void AppendAuditEvent(const std::filesystem::path& cipher_dir, const VolumeConfi
                                 std::strerror(errno));
   }
   if (fd >= 0) close(fd);
+}
+
+std::unique_ptr<Volume> OpenVolumeAudited(const std::filesystem::path& cipher_dir,
+                                          const MasterKeySource& source, nlohmann::json fields) {
+  try {
+    auto volume = Volume::Open(cipher_dir, source);
+    AppendAuditEvent(cipher_dir, volume->config(), "volume_unlocked", std::move(fields));
+    return volume;
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::kWrongKey) {
+      try {
+        AppendAuditEvent(cipher_dir, VolumeConfig::Load(cipher_dir), "unlock_failed",
+                         {{"reason", "wrong key"}});
+      } catch (const Error&) {
+        // No readable config: nowhere to log to.
+      }
+    }
+    throw;
+  }
 }
 
 }  // namespace envelopefs

@@ -346,7 +346,8 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
     if (n < 0) return errno;
     auto plain = fs.names().DecryptSymlink(std::string_view(buf, static_cast<size_t>(n)));
     if (!plain) {
-      Log(LogLevel::kError, "tamper: symlink target does not authenticate (EIO)");
+      ReportTamper(BackingPath(GetInode(req, ino).fd.get()),
+                   "symlink target does not authenticate (EIO)");
       return EIO;
     }
     target = std::move(*plain);
@@ -808,7 +809,8 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     sealed.resize(static_cast<size_t>(n));
     auto opened = fs.names().OpenXattrValue(*backing, sealed);
     if (!opened) {
-      Log(LogLevel::kError, "tamper: an extended attribute value does not authenticate (EIO)");
+      ReportTamper(BackingPath(GetInode(req, ino).fd.get()),
+                   "extended attribute " + *backing + ": value does not authenticate (EIO)");
       return EIO;
     }
     plain = std::move(*opened);

@@ -175,26 +175,6 @@ void Report(int fd, int code, const std::string& message) {
   if (code != 0) std::_Exit(code);
 }
 
-// Unlocks the volume, recording volume_unlocked or unlock_failed in the audit log.
-std::unique_ptr<Volume> OpenVolumeAudited(const std::string& cipher_dir,
-                                          const MasterKeySource& source,
-                                          const std::string& mountpoint, bool read_only) {
-  try {
-    auto volume = Volume::Open(cipher_dir, source);
-    AppendAuditEvent(cipher_dir, volume->config(), "volume_unlocked", {{"mountpoint", mountpoint}, {"read_only", read_only}});
-    return volume;
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::kWrongKey) {
-      try {
-        AppendAuditEvent(cipher_dir, VolumeConfig::Load(cipher_dir), "unlock_failed",
-                         {{"reason", "wrong key"}});
-      } catch (const Error&) {
-      }
-    }
-    throw;
-  }
-}
-
 // Sends tamper reports to the audit log, once per file and detail (a damaged file that is
 // read again and again must not flood the log).
 void InstallTamperAudit(const std::filesystem::path& cipher_dir, const VolumeConfig& config) {
@@ -217,7 +197,8 @@ int Serve(const CommandLine& cl, int report_fd) {
   std::unique_ptr<EnvelopeFs> fs;
   try {
     auto source = KeySource(cl);
-    auto volume = OpenVolumeAudited(cl.cipher_dir, *source, cl.mountpoint, cl.read_only);
+    auto volume = OpenVolumeAudited(cl.cipher_dir, *source,
+                                    {{"mountpoint", cl.mountpoint}, {"read_only", cl.read_only}});
     InstallTamperAudit(volume->cipher_dir(), volume->config());
     MountOptions options;
     options.read_only = cl.read_only;

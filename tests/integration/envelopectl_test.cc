@@ -718,16 +718,6 @@ TEST(Envelopectl, ChangeMasterKeyAndAuditLogEvents) {
 
 // --- mounted ---------------------------------------------------------------------------------
 
-// The cipher file behind plaintext file `plain` of a mounted volume (same inode number).
-fs::path CipherOf(const MountedVolume& v, const fs::path& plain) {
-  struct stat st;
-  if (stat(plain.c_str(), &st) != 0) return {};
-  for (const fs::path& p : FilesBelow(v.cipher())) {
-    struct stat cs;
-    if (stat(p.c_str(), &cs) == 0 && cs.st_ino == st.st_ino) return p;
-  }
-  return {};
-}
 
 std::string MountedCtl(const MountedVolume& v, const std::string& args) {
   return kCtl + " " + args + " --keyfile " + Quote(v.keyfile());

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -195,5 +196,15 @@ void MountedVolume::Unmount() {
 }
 
 std::string MountedVolume::DaemonLog() const { return ReadFile(log_); }
+
+fs::path CipherOf(const MountedVolume& v, const fs::path& plain) {
+  struct stat st;
+  if (stat(plain.c_str(), &st) != 0) return {};
+  for (const fs::path& p : FilesBelow(v.cipher())) {
+    struct stat cs;
+    if (stat(p.c_str(), &cs) == 0 && cs.st_ino == st.st_ino) return p;
+  }
+  return {};
+}
 
 }  // namespace envelopefs::testing

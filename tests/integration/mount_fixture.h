@@ -84,4 +84,8 @@ class MountedVolume {
 
 bool IsFuseMount(const fs::path& path);
 
+// The cipher file behind plaintext file `plain` of a mounted volume (same inode number), or an
+// empty path.
+fs::path CipherOf(const MountedVolume& v, const fs::path& plain);
+
 }  // namespace envelopefs::testing

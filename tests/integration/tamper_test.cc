@@ -18,16 +18,6 @@ constexpr uint64_t kChunk = 4096;
 constexpr uint64_t kStride = kChunk + 28;
 constexpr size_t kFileSize = 5 * kChunk;  // five full chunks
 
-// Returns the cipher file that backs plaintext file `plain` (same inode number).
-fs::path CipherOf(const MountedVolume& v, const fs::path& plain) {
-  struct stat st;
-  if (stat(plain.c_str(), &st) != 0) return {};
-  for (const fs::path& p : FilesBelow(v.cipher())) {
-    struct stat cs;
-    if (stat(p.c_str(), &cs) == 0 && cs.st_ino == st.st_ino) return p;
-  }
-  return {};
-}
 
 // Reads the whole file; returns errno of the first failing read, or 0.
 int ReadAllErrno(const fs::path& p, std::string* out = nullptr) {
