@@ -23,9 +23,14 @@ Sealer::~Sealer() {
 }
 
 void Sealer::Enqueue(std::shared_ptr<CipherFile> file) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  CipherFile* key = file.get();
-  pending_.emplace(key, std::move(file));
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    CipherFile* key = file.get();
+    pending_.emplace(key, std::move(file));
+    if (pending_.size() >= kMaxPending && !flush_now_) wake = flush_now_ = true;
+  }
+  if (wake) wake_.notify_all();
 }
 
 void Sealer::Flush() {
@@ -55,8 +60,10 @@ void Sealer::Flush() {
 void Sealer::Run() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stop_) {
-    wake_.wait_for(lock, std::chrono::seconds(interval_seconds_));
+    wake_.wait_for(lock, std::chrono::seconds(interval_seconds_),
+                   [this] { return stop_ || flush_now_; });
     if (stop_) break;
+    flush_now_ = false;
     lock.unlock();
     Flush();
     lock.lock();

@@ -4,6 +4,8 @@
 // makes disagree with the data). Instead, closed files wait here; every interval the sealer
 // snapshots their modification counts, syncfs(2)s the backing file system once, and then writes
 // each unchanged file's sealed record. Flush() does the same immediately (used at unmount).
+// Each waiting file holds an open descriptor, so a flush also starts early once kMaxPending
+// files wait (a burst of small files must not exhaust the daemon's descriptors).
 // Thread-safe.
 #pragma once
 
@@ -22,6 +24,7 @@ class Sealer {
   Sealer(int backing_fd, int interval_seconds);
   ~Sealer();  // stops the thread after a final Flush()
 
+  static constexpr size_t kMaxPending = 1024;
   void Enqueue(std::shared_ptr<CipherFile> file);
   void Flush();
 
@@ -34,6 +37,7 @@ class Sealer {
   std::mutex flush_mutex_;  // one flush at a time
   std::condition_variable wake_;
   bool stop_ = false;
+  bool flush_now_ = false;
   std::map<CipherFile*, std::shared_ptr<CipherFile>> pending_;
   std::thread thread_;
 };

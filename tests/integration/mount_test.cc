@@ -97,6 +97,16 @@ TEST(Mount, TruncateGrowShrinkAndSparse) {
   EXPECT_LT(st.st_blocks * 512, 1 << 20);
   EXPECT_EQ(std::string("x") + std::string(4095, '\0'), ReadAt(big, 0, 4096));
   EXPECT_EQ(std::string(100, '\0'), ReadAt(big, (1ull << 40) - 100, 1000));
+  // 1 PB behaves as a plain file on the backing file system does: instant and sparse where it
+  // fits (xfs, btrfs), EFBIG where it does not (ext4 stops at 16 TiB).
+  const fs::path probe = v.cipher().parent_path() / "probe";
+  WriteFile(probe, "x");
+  const int plain_rc = truncate(probe.c_str(), 1ll << 50) == 0 ? 0 : errno;
+  const int env_rc = truncate(big.c_str(), 1ll << 50) == 0 ? 0 : errno;
+  EXPECT_EQ(plain_rc, env_rc);
+  if (env_rc == 0) {
+    EXPECT_EQ(1ull << 50, fs::file_size(big));
+  }
 }
 
 TEST(Mount, AppendAndConcurrentWriters) {
