@@ -281,7 +281,7 @@ int Serve(const CommandLine& cl, int report_fd) {
   // Two cores: eight workers keep both busy while others wait on I/O. Each worker holds about
   // 4 MiB of request and crypto buffers, so idle workers beyond four exit (peak RSS).
   fuse_loop_cfg_set_max_threads(config, 8);
-  fuse_loop_cfg_set_idle_threads(config, 4);
+  fuse_loop_cfg_set_idle_threads(config, 8);
   int rc = fuse_session_loop_mt(se, config);
   fuse_loop_cfg_destroy(config);
   fuse_session_unmount(se);
