@@ -137,10 +137,12 @@ echo "one ${big_mib} MiB file vs one 1 KiB file..." >&2
 new_volume big
 head -c "$((big_mib * 1024 * 1024))" /dev/zero > "$mnt/big"
 unmount_volume
+sync  # rewrap's syncfs must not be timed flushing the file just written
 big_s=$(time_rewrap)
 new_volume small
 head -c 1024 /dev/urandom > "$mnt/small"
 unmount_volume
+sync
 small_s=$(time_rewrap)
 
 # row NAME COUNT SECONDS: one table row with the rate.
