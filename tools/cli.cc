@@ -62,8 +62,10 @@ uint64_t ParseNumber(const char* text, const char* what) {
 uint32_t ParseSize(const char* text) {
   std::string s(text);
   uint64_t scale = 1;
-  if (!s.empty() && (s.back() == 'K' || s.back() == 'k')) scale = 1024, s.pop_back();
-  else if (!s.empty() && (s.back() == 'M' || s.back() == 'm')) scale = 1024 * 1024, s.pop_back();
+  if (!s.empty() && (s.back() == 'K' || s.back() == 'k'))
+    scale = 1024, s.pop_back();
+  else if (!s.empty() && (s.back() == 'M' || s.back() == 'm'))
+    scale = 1024 * 1024, s.pop_back();
   uint64_t n = ParseNumber(s.c_str(), "size") * scale;
   if (n > UINT32_MAX) throw Error(ErrorKind::kUsage, std::string("size too large: ") + text);
   return static_cast<uint32_t>(n);
@@ -94,40 +96,65 @@ Args ParseArgs(int argc, char** argv) {
       continue;
     }
     switch (c) {
-      case kKeyfile: args.keyfile = optarg; break;
-      case kPassfile: args.passfile = optarg; break;
-      case kNewKeyfile: args.new_keyfile = optarg; break;
-      case kNewPassfile: args.new_passfile = optarg; break;
+      case kKeyfile:
+        args.keyfile = optarg;
+        break;
+      case kPassfile:
+        args.passfile = optarg;
+        break;
+      case kNewKeyfile:
+        args.new_keyfile = optarg;
+        break;
+      case kNewPassfile:
+        args.new_passfile = optarg;
+        break;
       case kVersion: {
         uint64_t v = ParseNumber(optarg, "version");
         if (v == 0 || v > UINT32_MAX) throw Error(ErrorKind::kUsage, "invalid --version");
         args.version = static_cast<uint32_t>(v);
         break;
       }
-      case kShard: args.shard = ParseShard(optarg); break;
+      case kShard:
+        args.shard = ParseShard(optarg);
+        break;
       case kJobs: {
         uint64_t j = ParseNumber(optarg, "--jobs");
         if (j == 0 || j > 256) throw Error(ErrorKind::kUsage, "--jobs must be 1 to 256");
         args.jobs = static_cast<unsigned>(j);
         break;
       }
-      case kChunkSize: args.chunk_size = ParseSize(optarg); break;
-      case kPlaintextNames: args.plaintext_names = true; break;
-      case kJson: args.json = true; break;
-      case kCheck: args.check = true; break;
+      case kChunkSize:
+        args.chunk_size = ParseSize(optarg);
+        break;
+      case kPlaintextNames:
+        args.plaintext_names = true;
+        break;
+      case kJson:
+        args.json = true;
+        break;
+      case kCheck:
+        args.check = true;
+        break;
       case kQuiet:
-      case 'q': args.quiet = true; break;
-      case 'o': args.output = optarg; break;
-      case 'h': args.help = true; break;
+      case 'q':
+        args.quiet = true;
+        break;
+      case 'o':
+        args.output = optarg;
+        break;
+      case 'h':
+        args.help = true;
+        break;
       case kShowVersion:
-      case 'V': args.show_version = true; break;
+      case 'V':
+        args.show_version = true;
+        break;
       case ':':
-        throw Error(ErrorKind::kUsage, std::string("option ") + argv[optind - 1] +
-                                           " needs an argument");
-      default:
         throw Error(ErrorKind::kUsage,
-                    std::string("unknown option ") + argv[optind - 1] +
-                        " (see envelopectl --help)");
+                    std::string("option ") + argv[optind - 1] + " needs an argument");
+      default:
+        throw Error(ErrorKind::kUsage, std::string("unknown option ") + argv[optind - 1] +
+                                           " (see envelopectl --help)");
     }
   }
   if (args.keyfile && args.passfile) {

@@ -77,7 +77,8 @@ class CipherFile {
   int PreadAll(uint8_t* data, size_t len, uint64_t offset) const;
   void LogDamage(uint64_t chunk, const char* what) const;
   std::string CurrentName() const;
-  void PrefetchIfSequential(uint64_t offset, uint64_t end, uint64_t cipher_len) const;  // for log lines: the path of fd_, else name_
+  void PrefetchIfSequential(uint64_t offset, uint64_t end, uint64_t cipher_len)
+      const;  // for log lines: the path of fd_, else name_
 
   UniqueFd fd_;
   const FixedHeader fixed_;
@@ -87,8 +88,8 @@ class CipherFile {
   mutable std::shared_mutex name_mu_;
 
   mutable std::shared_mutex mu_;
-  uint64_t size_ = 0;             // plaintext size; the cipher file length always matches it
-  FileState disk_state_;          // the newest state record on disk
+  uint64_t size_ = 0;              // plaintext size; the cipher file length always matches it
+  FileState disk_state_;           // the newest state record on disk
   uint64_t damaged_from_ = ~0ull;  // plaintext offset from which reads fail (cut/extended file)
   std::atomic<uint64_t> modifications_{0};
   mutable std::atomic<uint64_t> last_read_end_{0};  // for sequential-read prefetch

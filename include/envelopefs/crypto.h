@@ -62,8 +62,7 @@ class AeadContext {
   [[nodiscard]] bool Open(std::span<const uint8_t> key,
                           std::span<const uint8_t, kGcmNonceSize> nonce,
                           std::span<const uint8_t> aad, std::span<const uint8_t> ciphertext,
-                          std::span<const uint8_t, kGcmTagSize> tag,
-                          std::span<uint8_t> plaintext);
+                          std::span<const uint8_t, kGcmTagSize> tag, std::span<uint8_t> plaintext);
 
  private:
   EVP_CIPHER_CTX* encrypt_ = nullptr;

@@ -10,14 +10,14 @@
 namespace envelopefs {
 
 enum class ErrorKind {
-  kUsage,          // bad command line
-  kWrongKey,       // the master key / passphrase does not open the keyring
-  kConfig,         // the volume config or keyring is missing, damaged or foreign
-  kAuthentication, // a header, chunk, name or record failed authentication
-  kFormat,         // not an envelopefs file, or an unsupported version
-  kIo,             // a system call failed
-  kKeyUnavailable, // a KEK version the file needs is retired or missing
-  kState,          // the operation is refused in the current state (e.g. retire in use)
+  kUsage,           // bad command line
+  kWrongKey,        // the master key / passphrase does not open the keyring
+  kConfig,          // the volume config or keyring is missing, damaged or foreign
+  kAuthentication,  // a header, chunk, name or record failed authentication
+  kFormat,          // not an envelopefs file, or an unsupported version
+  kIo,              // a system call failed
+  kKeyUnavailable,  // a KEK version the file needs is retired or missing
+  kState,           // the operation is refused in the current state (e.g. retire in use)
 };
 
 class Error : public std::runtime_error {

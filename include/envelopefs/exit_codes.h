@@ -19,14 +19,22 @@ enum ExitCode : int {
 
 inline int ExitCodeFor(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::kUsage: return kExitUsage;
-    case ErrorKind::kWrongKey: return kExitWrongKey;
-    case ErrorKind::kConfig: return kExitConfig;
-    case ErrorKind::kAuthentication: return kExitDamaged;
-    case ErrorKind::kFormat: return kExitDamaged;
-    case ErrorKind::kIo: return kExitIo;
-    case ErrorKind::kKeyUnavailable: return kExitKeyUnavailable;
-    case ErrorKind::kState: return kExitRefused;
+    case ErrorKind::kUsage:
+      return kExitUsage;
+    case ErrorKind::kWrongKey:
+      return kExitWrongKey;
+    case ErrorKind::kConfig:
+      return kExitConfig;
+    case ErrorKind::kAuthentication:
+      return kExitDamaged;
+    case ErrorKind::kFormat:
+      return kExitDamaged;
+    case ErrorKind::kIo:
+      return kExitIo;
+    case ErrorKind::kKeyUnavailable:
+      return kExitKeyUnavailable;
+    case ErrorKind::kState:
+      return kExitRefused;
   }
   return kExitIo;
 }

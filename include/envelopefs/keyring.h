@@ -53,7 +53,7 @@ class Keyring {
   const SecureBytes& volume_key() const { return volume_key_; }
 
   KekInfo Rotate(int64_t now_unix);  // new active version; the old active becomes decrypt-only
-  void Retire(uint32_t version);      // destroys that version's key material; Error(kState) if active
+  void Retire(uint32_t version);  // destroys that version's key material; Error(kState) if active
 
  private:
   struct Entry {

@@ -70,8 +70,7 @@ class NameTransform {
   // --- entry names -------------------------------------------------------------------------
   // The backing name for plaintext `name` under IV `iv` (long names already hashed). Returns
   // std::nullopt if `name` is not allowed (too long, reserved in plaintext mode, "." or "..").
-  std::optional<std::string> ToBacking(const DirIv& iv, std::string_view name,
-                                       bool in_root) const;
+  std::optional<std::string> ToBacking(const DirIv& iv, std::string_view name, bool in_root) const;
   // True when `backing_name` is the hashed form that needs a ".name" side file.
   static bool IsLongName(std::string_view backing_name);
   // For a new entry with a long name: writes the side file (crash-safely). Call before

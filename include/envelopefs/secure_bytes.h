@@ -2,8 +2,9 @@
 //
 // Backed by libsodium's sodium_malloc (mlock'ed, guard pages, canary) and wiped when destroyed.
 // Buffers of up to 64 bytes (keys) are slots of a locked, guarded slab (SecurePool) rather than
-// a sodium_malloc of their own, which costs five syscalls each way. Move-only; never copied implicitly. Use Clone() when a copy is really meant.
-// Not thread-safe for concurrent mutation; concurrent reads of an unchanging buffer are fine.
+// a sodium_malloc of their own, which costs five syscalls each way. Move-only; never copied
+// implicitly. Use Clone() when a copy is really meant. Not thread-safe for concurrent mutation;
+// concurrent reads of an unchanging buffer are fine.
 #pragma once
 
 #include <cstddef>

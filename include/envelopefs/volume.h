@@ -8,14 +8,15 @@
 // picks up a rotation without remount.
 #pragma once
 
+#include <sys/types.h>
+#include <time.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
-#include <sys/types.h>
-#include <time.h>
 
 #include "envelopefs/key_source.h"
 #include "envelopefs/keyring.h"

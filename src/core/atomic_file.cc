@@ -33,8 +33,7 @@ void SyncDirectory(const std::filesystem::path& dir) {
 
 }  // namespace
 
-void WriteFileAtomically(const std::filesystem::path& path, std::string_view content,
-                         mode_t mode) {
+void WriteFileAtomically(const std::filesystem::path& path, std::string_view content, mode_t mode) {
   std::array<uint8_t, 8> suffix{};
   RandomBytes(suffix);
   std::filesystem::path dir = path.parent_path().empty() ? "." : path.parent_path();

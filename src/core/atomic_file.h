@@ -16,8 +16,7 @@ namespace envelopefs {
 
 // Replaces `path` with `content` (mode `mode`). Throws Error(kIo) naming the file on failure;
 // the old content is then untouched.
-void WriteFileAtomically(const std::filesystem::path& path, std::string_view content,
-                         mode_t mode);
+void WriteFileAtomically(const std::filesystem::path& path, std::string_view content, mode_t mode);
 
 // Reads a whole small file (at most `max_size` bytes). std::nullopt (errno set) if it cannot be
 // opened or read; Error(kConfig) naming the file if it is larger than `max_size`.

@@ -1,7 +1,5 @@
 #include "envelopefs/audit_log.h"
 
-#include "envelopefs/error.h"
-
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -10,6 +8,7 @@
 #include <ctime>
 
 #include "envelopefs/encoding.h"
+#include "envelopefs/error.h"
 #include "envelopefs/log.h"
 
 namespace envelopefs {
@@ -48,8 +47,8 @@ void AppendAuditEvent(const std::filesystem::path& cipher_dir, const VolumeConfi
   std::string text = line.dump() + "\n";
   int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0 || write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
-    Log(LogLevel::kWarning, "cannot append to the audit log " + path.string() + ": " +
-                                std::strerror(errno));
+    Log(LogLevel::kWarning,
+        "cannot append to the audit log " + path.string() + ": " + std::strerror(errno));
   }
   if (fd >= 0) close(fd);
 }

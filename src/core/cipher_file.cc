@@ -59,8 +59,8 @@ std::shared_ptr<CipherFile> CipherFile::Create(UniqueFd fd, const Volume& volume
   FileId file_id;
   RandomBytes(file_id);
   SecureBytes dek = SecureBytes::Random(kKeySize);  // a fresh DEK for every file
-  HeaderBytes header = BuildHeader(volume.config().chunk_size, file_id, dek, kek.info.id,
-                                   kek.info.version, kek.key);
+  HeaderBytes header =
+      BuildHeader(volume.config().chunk_size, file_id, dek, kek.info.id, kek.info.version, kek.key);
   FixedHeader fixed = ParseFixedHeader(header);
   std::shared_ptr<CipherFile> file(
       new CipherFile(std::move(fd), fixed, FileKeys::Derive(dek), std::move(display_name)));
@@ -86,8 +86,8 @@ std::shared_ptr<CipherFile> CipherFile::Open(UniqueFd fd, const Volume& volume,
   // Try the key slot with the higher generation first; the other one survives a torn rewrap.
   KeySlotInfo info[2];
   for (int i = 0; i < 2; ++i) {
-    info[i] = ParseKeySlot(std::span<const uint8_t, kKeySlotSize>(
-        header.data() + kKeySlotOffset[i], kKeySlotSize));
+    info[i] = ParseKeySlot(
+        std::span<const uint8_t, kKeySlotSize>(header.data() + kKeySlotOffset[i], kKeySlotSize));
   }
   int order[2] = {0, 1};
   if (info[1].generation > info[0].generation) std::swap(order[0], order[1]);
@@ -99,17 +99,17 @@ std::shared_ptr<CipherFile> CipherFile::Open(UniqueFd fd, const Volume& volume,
       key_missing = true;
       continue;
     }
-    dek = UnwrapDek(fixed_bytes,
-                    std::span<const uint8_t, kKeySlotSize>(header.data() + kKeySlotOffset[i],
-                                                           kKeySlotSize),
-                    kek);
+    dek = UnwrapDek(
+        fixed_bytes,
+        std::span<const uint8_t, kKeySlotSize>(header.data() + kKeySlotOffset[i], kKeySlotSize),
+        kek);
     if (dek) break;
   }
   if (!dek) {
     if (key_missing) {
-      throw Error(ErrorKind::kKeyUnavailable,
-                  display_name + ": needs KEK version " + std::to_string(info[order[0]].kek_version) +
-                      ", which is retired or unknown");
+      throw Error(ErrorKind::kKeyUnavailable, display_name + ": needs KEK version " +
+                                                  std::to_string(info[order[0]].kek_version) +
+                                                  ", which is retired or unknown");
     }
     throw Error(ErrorKind::kAuthentication, display_name + ": header does not authenticate");
   }
@@ -142,8 +142,8 @@ std::shared_ptr<CipherFile> CipherFile::Open(UniqueFd fd, const Volume& volume,
     }
     file->damaged_from_ = (intact - 1) / fixed.chunk_size * fixed.chunk_size;
     ReportTamper(file->CurrentName(), "cipher file length does not match its sealed size; chunk " +
-                                  std::to_string(file->damaged_from_ / fixed.chunk_size) +
-                                  " on reads as EIO");
+                                          std::to_string(file->damaged_from_ / fixed.chunk_size) +
+                                          " on reads as EIO");
   }
   return file;
 }

@@ -163,8 +163,8 @@ bool AeadContext::Open(std::span<const uint8_t> key, std::span<const uint8_t, kG
       EVP_DecryptUpdate(decrypt_, nullptr, &len, aad.data(), IntSize(aad.size())) != 1) {
     ThrowOpenSsl("GCM open aad");
   }
-  if (!ciphertext.empty() && EVP_DecryptUpdate(decrypt_, plaintext.data(), &len,
-                                               ciphertext.data(), IntSize(ciphertext.size())) != 1) {
+  if (!ciphertext.empty() && EVP_DecryptUpdate(decrypt_, plaintext.data(), &len, ciphertext.data(),
+                                               IntSize(ciphertext.size())) != 1) {
     ThrowOpenSsl("GCM open");
   }
   if (EVP_CIPHER_CTX_ctrl(decrypt_, EVP_CTRL_AEAD_SET_TAG, kGcmTagSize,

@@ -22,7 +22,7 @@ std::vector<uint8_t> DekAad(std::span<const uint8_t> fixed, const KeySlotBytes& 
 }
 
 std::array<uint8_t, sizeof kStateLabel - 1 + kFileIdSize + 8> StateAad(const FileId& file_id,
-                                                                         uint64_t counter) {
+                                                                       uint64_t counter) {
   std::array<uint8_t, sizeof kStateLabel - 1 + kFileIdSize + 8> aad{};
   std::memcpy(aad.data(), kStateLabel, sizeof kStateLabel - 1);
   std::memcpy(aad.data() + sizeof kStateLabel - 1, file_id.data(), kFileIdSize);
@@ -131,8 +131,8 @@ std::optional<FileState> OpenState(const SecureBytes& state_key, const FileId& f
   std::array<uint8_t, kStatePlainSize> plain{};
   bool ok = ThreadAead().Open(
       state_key.span(),
-      std::span<const uint8_t, kGcmNonceSize>(slot.data() + kStateNonceOffset, kGcmNonceSize),
-      aad, slot.subspan(kStateCipherOffset, kStatePlainSize),
+      std::span<const uint8_t, kGcmNonceSize>(slot.data() + kStateNonceOffset, kGcmNonceSize), aad,
+      slot.subspan(kStateCipherOffset, kStatePlainSize),
       std::span<const uint8_t, kGcmTagSize>(slot.data() + kStateTagOffset, kGcmTagSize), plain);
   if (!ok) return std::nullopt;
   state.size = LoadLe64(plain.data());

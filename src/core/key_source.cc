@@ -62,11 +62,10 @@ class KeyFileSource : public MasterKeySource {
     if (!fd.valid()) ThrowSystemError("cannot open key file " + path_.string());
     SecureBytes key = ReadLocked(fd.get(), kKeySize + 1, "key file " + path_.string());
     if (key.size() != kKeySize) {
-      throw Error(ErrorKind::kUsage, "key file " + path_.string() +
-                                         " must hold exactly 32 bytes (it holds " +
-                                         (key.size() > kKeySize ? std::string("more")
-                                                                : std::to_string(key.size())) +
-                                         "); create one with: head -c 32 /dev/urandom > FILE");
+      throw Error(ErrorKind::kUsage,
+                  "key file " + path_.string() + " must hold exactly 32 bytes (it holds " +
+                      (key.size() > kKeySize ? std::string("more") : std::to_string(key.size())) +
+                      "); create one with: head -c 32 /dev/urandom > FILE");
     }
     return key;
   }

@@ -146,9 +146,12 @@ std::vector<uint8_t> B64Field(const toml::node_view<const toml::node>& node, con
 
 const char* KekStateName(KekState state) {
   switch (state) {
-    case KekState::kActive: return "active";
-    case KekState::kDecryptOnly: return "decrypt-only";
-    case KekState::kRetired: return "retired";
+    case KekState::kActive:
+      return "active";
+    case KekState::kDecryptOnly:
+      return "decrypt-only";
+    case KekState::kRetired:
+      return "retired";
   }
   return "unknown";
 }
@@ -157,8 +160,8 @@ Keyring Keyring::CreateNew(int64_t now_unix) {
   Keyring k;
   uint32_t id = 0;
   RandomBytes(std::span(reinterpret_cast<uint8_t*>(&id), sizeof id));
-  k.entries_.push_back(Entry{KekInfo{id, 1, now_unix, KekState::kActive},
-                             SecureBytes::Random(kKeySize)});
+  k.entries_.push_back(
+      Entry{KekInfo{id, 1, now_unix, KekState::kActive}, SecureBytes::Random(kKeySize)});
   k.volume_key_ = SecureBytes::Random(kKeySize);
   return k;
 }
@@ -201,8 +204,7 @@ Keyring Keyring::LoadFile(const std::filesystem::path& file, const VolumeConfig&
   std::vector<uint8_t> check = B64Field(t["check"], "check", file);
   Sha256Digest expected_check = HmacSha256(keys.check.span(), config.volume_id);
   if (!ConstantTimeEqual(check, expected_check)) {
-    throw Error(ErrorKind::kWrongKey,
-                "wrong key or passphrase for volume " + cipher_dir.string());
+    throw Error(ErrorKind::kWrongKey, "wrong key or passphrase for volume " + cipher_dir.string());
   }
   std::vector<uint8_t> wrapped_volume_key = B64Field(t["volume_key"], "volume_key", file);
   std::vector<uint8_t> mac = B64Field(t["mac"], "mac", file);
@@ -244,8 +246,8 @@ Keyring Keyring::LoadFile(const std::filesystem::path& file, const VolumeConfig&
     Entry entry{r.info, {}};
     if (r.info.state != KekState::kRetired) {
       auto kek = Unwrap(keys.wrap, KekAad(config, r.info.id, r.info.version), r.wrapped);
-      if (!kek) throw fail("KEK version " + std::to_string(r.info.version) +
-                           " does not authenticate");
+      if (!kek)
+        throw fail("KEK version " + std::to_string(r.info.version) + " does not authenticate");
       entry.key = std::move(*kek);
     }
     if (r.info.state == KekState::kActive) ++active;
@@ -329,8 +331,8 @@ KekInfo Keyring::Rotate(int64_t now_unix) {
   }
   uint32_t id = 0;
   RandomBytes(std::span(reinterpret_cast<uint8_t*>(&id), sizeof id));
-  entries_.push_back(Entry{KekInfo{id, next, now_unix, KekState::kActive},
-                           SecureBytes::Random(kKeySize)});
+  entries_.push_back(
+      Entry{KekInfo{id, next, now_unix, KekState::kActive}, SecureBytes::Random(kKeySize)});
   return entries_.back().info;
 }
 

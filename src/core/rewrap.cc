@@ -106,8 +106,7 @@ RewrapStats RewrapFiles(const Volume& volume, const Volume::KekCopy& target,
     KeySlotInfo info[2];
     std::optional<SecureBytes> dek[2];
     for (int i = 0; i < 2; ++i) {
-      std::span<const uint8_t, kKeySlotSize> slot(header.data() + kKeySlotOffset[i],
-                                                   kKeySlotSize);
+      std::span<const uint8_t, kKeySlotSize> slot(header.data() + kKeySlotOffset[i], kKeySlotSize);
       info[i] = ParseKeySlot(slot);
       SecureBytes kek;
       if (volume.FindKek(info[i].kek_id, info[i].kek_version, kek)) {

@@ -13,8 +13,7 @@ inline toml::date_time ToTomlTime(int64_t unix_seconds) {
   struct tm tm {};
   gmtime_r(&t, &tm);
   return toml::date_time{toml::date{tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday},
-                         toml::time{tm.tm_hour, tm.tm_min, tm.tm_sec},
-                         toml::time_offset{}};
+                         toml::time{tm.tm_hour, tm.tm_min, tm.tm_sec}, toml::time_offset{}};
 }
 
 inline int64_t FromTomlTime(const toml::date_time& dt) {

@@ -34,7 +34,6 @@ void ValidateChunkSize(uint32_t chunk_size) {
   }
 }
 
-
 }  // namespace
 
 std::unique_ptr<Volume> Volume::Create(const std::filesystem::path& cipher_dir,
@@ -46,7 +45,8 @@ std::unique_ptr<Volume> Volume::Create(const std::filesystem::path& cipher_dir,
   std::error_code ec;
   bool created_dir = false;
   if (!std::filesystem::exists(cipher_dir, ec)) {
-    if (::mkdir(cipher_dir.c_str(), 0700) != 0) ThrowSystemError("cannot create " + cipher_dir.string());
+    if (::mkdir(cipher_dir.c_str(), 0700) != 0)
+      ThrowSystemError("cannot create " + cipher_dir.string());
     created_dir = true;
   } else if (!std::filesystem::is_directory(cipher_dir, ec)) {
     throw Error(ErrorKind::kUsage, cipher_dir.string() + " is not a directory");
@@ -77,8 +77,8 @@ std::unique_ptr<Volume> Volume::Create(const std::filesystem::path& cipher_dir,
     ::chmod(cipher_dir.c_str(), 0700);
     v->keyring_stamp_ = v->KeyringStampNow();
   } catch (...) {
-    for (const char* name : {kConfigFileName, kKeyringFileName, kDirIvFileName,
-                             kDefaultAuditLogName}) {
+    for (const char* name :
+         {kConfigFileName, kKeyringFileName, kDirIvFileName, kDefaultAuditLogName}) {
       ::unlink((cipher_dir / name).c_str());
     }
     if (created_dir) ::rmdir(cipher_dir.c_str());
@@ -186,7 +186,8 @@ void Volume::ChangeMasterKey(const MasterKeySource& new_source) {
     ThrowSystemError("cannot replace keyring");
   }
   UniqueFd dirfd(::open(cipher_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dirfd.valid() || ::fsync(dirfd.get()) != 0) ThrowSystemError("cannot sync " + cipher_dir_.string());
+  if (!dirfd.valid() || ::fsync(dirfd.get()) != 0)
+    ThrowSystemError("cannot sync " + cipher_dir_.string());
   config_ = fresh_config;
   master_key_ = std::move(new_master);
   keyring_stamp_ = KeyringStampNow();

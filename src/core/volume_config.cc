@@ -9,10 +9,10 @@
 #include <sstream>
 
 #include "atomic_file.h"
-#include "toml_time.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/file_format.h"
+#include "toml_time.h"
 
 namespace envelopefs {
 
@@ -75,8 +75,8 @@ VolumeConfig VolumeConfig::Load(const std::filesystem::path& cipher_dir) {
   int64_t version = Required<int64_t>(table, "volume", "format_version", file);
   if (version != 1) Fail(file, "unsupported format version " + std::to_string(version));
   c.format_version = 1;
-  c.volume_id = HexField<16>(Required<std::string>(table, "volume", "volume_id", file),
-                             "volume_id", file);
+  c.volume_id =
+      HexField<16>(Required<std::string>(table, "volume", "volume_id", file), "volume_id", file);
   int64_t chunk = Required<int64_t>(table, "volume", "chunk_size", file);
   if (chunk < format::kMinChunkSize || chunk > format::kMaxChunkSize || chunk % 4096 != 0) {
     Fail(file, "invalid chunk_size " + std::to_string(chunk));

@@ -75,9 +75,12 @@ int Guard(const char* op, F&& body) {
   } catch (const Error& e) {
     Log(LogLevel::kError, std::string(op) + ": " + e.what());
     switch (e.kind()) {
-      case ErrorKind::kIo: return EIO;
-      case ErrorKind::kKeyUnavailable: return EACCES;
-      default: return EIO;
+      case ErrorKind::kIo:
+        return EIO;
+      case ErrorKind::kKeyUnavailable:
+        return EACCES;
+      default:
+        return EIO;
     }
   } catch (const std::bad_alloc&) {
     return ENOMEM;
@@ -134,8 +137,7 @@ int FindBacking(EnvelopeFs& fs, Inode& dir, const char* name, std::string* backi
   auto primary = fs.names().ToBacking(ivs.primary, name, dir.is_root);
   if (!primary) return std::strlen(name) > kMaxNameLength ? ENAMETOOLONG : ENOENT;
   struct stat st;
-  if (fstatat(dir.fd.get(), primary->c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 ||
-      errno != ENOENT) {
+  if (fstatat(dir.fd.get(), primary->c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT) {
     *backing = *primary;
     return 0;
   }
@@ -176,8 +178,8 @@ int LookupBacking(EnvelopeFs& fs, Inode& dir, const std::string& backing, fuse_e
   UniqueFd owned(fd);
   struct stat st;
   if (int err = StatFd(fd, &st)) return err;
-  Inode* inode = fs.inodes().FindOrInsert(std::move(owned), st.st_dev, st.st_ino,
-                                          st.st_mode & S_IFMT);
+  Inode* inode =
+      fs.inodes().FindOrInsert(std::move(owned), st.st_dev, st.st_ino, st.st_mode & S_IFMT);
   ToPlainAttr(fs, inode, inode->fd.get(), st);
   e->ino = reinterpret_cast<fuse_ino_t>(inode);
   e->attr = st;
@@ -287,8 +289,7 @@ void OpGetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
 }
 
-void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
-               fuse_file_info* fi) {
+void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
   EnvelopeFs& fs = Fs(req);
   Inode& inode = GetInode(req, ino);
   int err = Guard("setattr", [&]() -> int {
@@ -324,9 +325,9 @@ void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
       } else if (to_set & FUSE_SET_ATTR_MTIME) {
         times[1] = attr->st_mtim;
       }
-      int rc = S_ISLNK(inode.type) ? utimensat(inode.fd.get(), "", times,
-                                               AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
-                                   : utimensat(AT_FDCWD, path.c_str(), times, 0);
+      int rc = S_ISLNK(inode.type)
+                   ? utimensat(inode.fd.get(), "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
+                   : utimensat(AT_FDCWD, path.c_str(), times, 0);
       if (rc != 0) return errno;
     }
     return 0;
@@ -833,6 +834,19 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
   fuse_reply_err(req, err);
 }
 
+// The reply to getxattr/listxattr: the size when asked with size 0, else the data or ERANGE.
+void ReplyXattr(fuse_req_t req, int err, size_t size, const char* data, size_t len) {
+  if (err) {
+    fuse_reply_err(req, err);
+  } else if (size == 0) {
+    fuse_reply_xattr(req, len);
+  } else if (len > size) {
+    fuse_reply_err(req, ERANGE);
+  } else {
+    fuse_reply_buf(req, data, len);
+  }
+}
+
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   EnvelopeFs& fs = Fs(req);
   std::vector<uint8_t> plain;
@@ -855,15 +869,7 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     plain = std::move(*opened);
     return 0;
   });
-  if (err) {
-    fuse_reply_err(req, err);
-  } else if (size == 0) {
-    fuse_reply_xattr(req, plain.size());
-  } else if (plain.size() > size) {
-    fuse_reply_err(req, ERANGE);
-  } else {
-    fuse_reply_buf(req, reinterpret_cast<const char*>(plain.data()), plain.size());
-  }
+  ReplyXattr(req, err, size, reinterpret_cast<const char*>(plain.data()), plain.size());
 }
 
 void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
@@ -886,15 +892,7 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
     }
     return 0;
   });
-  if (err) {
-    fuse_reply_err(req, err);
-  } else if (size == 0) {
-    fuse_reply_xattr(req, list.size());
-  } else if (list.size() > size) {
-    fuse_reply_err(req, ERANGE);
-  } else {
-    fuse_reply_buf(req, list.data(), list.size());
-  }
+  ReplyXattr(req, err, size, list.data(), list.size());
 }
 
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
@@ -950,8 +948,7 @@ fuse_lowlevel_ops MakeOperations() {
 
 void EnvelopeFs::RefreshKeyring(bool force) {
   using namespace std::chrono;
-  const int64_t now =
-      duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+  const int64_t now = duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
   int64_t last = keyring_checked_ms_.load();
   if (!force && now - last < 1000) return;
   if (!keyring_checked_ms_.compare_exchange_strong(last, now) && !force) return;

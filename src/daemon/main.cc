@@ -175,8 +175,7 @@ void RaiseReadahead(const std::string& mountpoint) {
   while (fgets(line, sizeof line, f) != nullptr) {
     // "<id> <parent> <major:minor> <root> <mount point> ..."
     char dev[64], root[4096], point[4096];
-    if (sscanf(line, "%*s %*s %63s %4095s %4095s", dev, root, point) == 3 &&
-        mountpoint == point) {
+    if (sscanf(line, "%*s %*s %63s %4095s %4095s", dev, root, point) == 3 && mountpoint == point) {
       device = dev;  // the last match is the newest mount
     }
   }

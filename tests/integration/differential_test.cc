@@ -2,7 +2,6 @@
 // and to a plain reference directory on the backing file system, and compares results, errnos,
 // contents, sizes, modes, links, xattrs and listings as it goes. A failure names the seed and
 // the operation, so it can be replayed.
-#include <cstring>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -10,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <map>
 #include <random>
 #include <sstream>
@@ -267,8 +267,9 @@ void RunDifferential(uint32_t seed, int steps, const std::string& init_flags) {
   Differ differ(seed, v.mnt(), ref.path());
   for (int i = 0; i < steps; ++i) {
     std::string what;
-    ASSERT_TRUE(differ.Step(&what)) << "seed " << seed << " step " << i << ": " << what
-                                   << "\ndaemon log:\n" << v.DaemonLog();
+    ASSERT_TRUE(differ.Step(&what))
+        << "seed " << seed << " step " << i << ": " << what << "\ndaemon log:\n"
+        << v.DaemonLog();
     if (i % 100 == 99) {
       std::string diff = differ.CompareTrees();
       ASSERT_EQ("", diff) << "seed " << seed << " after step " << i;

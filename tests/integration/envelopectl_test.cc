@@ -718,7 +718,6 @@ TEST(Envelopectl, ChangeMasterKeyAndAuditLogEvents) {
 
 // --- mounted ---------------------------------------------------------------------------------
 
-
 std::string MountedCtl(const MountedVolume& v, const std::string& args) {
   return kCtl + " " + args + " --keyfile " + Quote(v.keyfile());
 }

@@ -47,8 +47,8 @@ std::string Quote(const std::string& s) {
 }
 
 CommandResult RunCommand(const std::string& command, int timeout_seconds) {
-  std::string full = "timeout -k 5 " + std::to_string(timeout_seconds) + " sh -c " +
-                     Quote(command) + " 2>&1";
+  std::string full =
+      "timeout -k 5 " + std::to_string(timeout_seconds) + " sh -c " + Quote(command) + " 2>&1";
   CommandResult result;
   FILE* pipe = popen(full.c_str(), "r");
   if (pipe == nullptr) return result;
@@ -115,8 +115,9 @@ MountedVolume::MountedVolume(const VolumeOptions& options) : options_(options) {
   fs::create_directories(mnt_);
   CommandResult key = RunCommand("head -c 32 /dev/urandom > " + Quote(keyfile_));
   if (key.exit_code != 0) throw std::runtime_error("cannot make a key file");
-  CommandResult init = RunCommand(std::string(ENVELOPECTL_BINARY) + " init --keyfile " +
-                           Quote(keyfile_) + " " + options_.init_flags + " " + Quote(cipher_));
+  CommandResult init =
+      RunCommand(std::string(ENVELOPECTL_BINARY) + " init --keyfile " + Quote(keyfile_) + " " +
+                 options_.init_flags + " " + Quote(cipher_));
   if (init.exit_code != 0) throw std::runtime_error("envelopectl init failed: " + init.output);
   watchdog_ = std::thread([this] {
     std::unique_lock<std::mutex> lock(mutex_);
@@ -154,9 +155,8 @@ void MountedVolume::Mount() {
     // ENVELOPEFS_TEST_DAEMON_WRAPPER runs the daemon under a tool, e.g. "valgrind -q".
     const char* wrapper = getenv("ENVELOPEFS_TEST_DAEMON_WRAPPER");
     std::string cmd = std::string("exec ") + (wrapper ? std::string(wrapper) + " " : "") +
-                      ENVELOPEFS_BINARY + " -f --seal-interval 1 --keyfile " +
-                      Quote(keyfile_) + " " + options_.mount_flags + " " + Quote(cipher_) + " " +
-                      Quote(mnt_);
+                      ENVELOPEFS_BINARY + " -f --seal-interval 1 --keyfile " + Quote(keyfile_) +
+                      " " + options_.mount_flags + " " + Quote(cipher_) + " " + Quote(mnt_);
     execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }

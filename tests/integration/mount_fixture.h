@@ -65,7 +65,7 @@ class MountedVolume {
   const fs::path& keyfile() const { return keyfile_; }
   fs::path operator/(const std::string& rel) const { return mnt_ / rel; }
 
-  void Mount();    // asserts success
+  void Mount();  // asserts success
   void set_mount_flags(const std::string& flags) { options_.mount_flags = flags; }
   void Unmount();  // idempotent; waits for the daemon to exit (it seals everything first)
   bool mounted() const { return pid_ > 0; }

@@ -1,18 +1,18 @@
 // Mounted integration tests: round trips, POSIX behaviour, persistence, keys, no plaintext on disk.
 #include <fcntl.h>
 #include <grp.h>
-#include <sys/wait.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
-#include <random>
 #include <functional>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -181,12 +181,12 @@ TEST(Mount, PosixNamespaceOperations) {
   EXPECT_FALSE(fs::exists(v / "a/g"));
   WriteFile(v / "x", "X");
   WriteFile(v / "y", "Y");
-  EXPECT_EQ(0, renameat2(AT_FDCWD, (v / "x").c_str(), AT_FDCWD, (v / "y").c_str(),
-                         RENAME_EXCHANGE));
+  EXPECT_EQ(0,
+            renameat2(AT_FDCWD, (v / "x").c_str(), AT_FDCWD, (v / "y").c_str(), RENAME_EXCHANGE));
   EXPECT_EQ("Y", ReadFile(v / "x"));
   EXPECT_EQ("X", ReadFile(v / "y"));
-  EXPECT_EQ(-1, renameat2(AT_FDCWD, (v / "x").c_str(), AT_FDCWD, (v / "y").c_str(),
-                          RENAME_NOREPLACE));
+  EXPECT_EQ(-1,
+            renameat2(AT_FDCWD, (v / "x").c_str(), AT_FDCWD, (v / "y").c_str(), RENAME_NOREPLACE));
   EXPECT_EQ(EEXIST, errno);
   fs::rename(v / "a/b", v / "moved");  // a directory across directories
   EXPECT_TRUE(fs::is_directory(v / "moved/c"));
@@ -308,11 +308,11 @@ TEST(Mount, NoPlaintextNamesOrContentInTheCipherDir) {
   EXPECT_EQ(1, grep.exit_code) << "plaintext found in: " << grep.output;
   CommandResult names = RunCommand("find " + Quote(v.cipher()) + " | grep -a " + Quote(canary));
   EXPECT_EQ(1, names.exit_code) << names.output;
-  CommandResult links = RunCommand("find " + Quote(v.cipher()) + " -type l -printf '%l\\n' | grep " +
-                            Quote(canary));
+  CommandResult links =
+      RunCommand("find " + Quote(v.cipher()) + " -type l -printf '%l\\n' | grep " + Quote(canary));
   EXPECT_EQ(1, links.exit_code) << links.output;
-  CommandResult xattrs = RunCommand("getfattr -R -d -m - " + Quote(v.cipher()) + " 2>/dev/null | grep " +
-                             Quote(canary));
+  CommandResult xattrs = RunCommand("getfattr -R -d -m - " + Quote(v.cipher()) +
+                                    " 2>/dev/null | grep " + Quote(canary));
   EXPECT_NE(0, xattrs.exit_code) << xattrs.output;
 }
 
@@ -345,7 +345,7 @@ TEST(Mount, WrongKeyFailsCleanlyAndMountsNothing) {
   fs::path mnt = other.path() / "mnt";
   fs::create_directory(mnt);
   CommandResult r = RunCommand(std::string(ENVELOPEFS_BINARY) + " --keyfile " + Quote(wrong) + " " +
-                        Quote(v.cipher()) + " " + Quote(mnt));
+                               Quote(v.cipher()) + " " + Quote(mnt));
   EXPECT_NE(0, r.exit_code);
   EXPECT_EQ(1, std::count(r.output.begin(), r.output.end(), '\n')) << r.output;
   EXPECT_NE(std::string::npos, r.output.find("wrong key")) << r.output;
@@ -363,7 +363,7 @@ TEST(Mount, DaemonizesAndUnmountsWithFusermount) {
   fs::path mnt = other.path() / "mnt";
   fs::create_directory(mnt);
   CommandResult r = RunCommand(std::string(ENVELOPEFS_BINARY) + " --keyfile " + Quote(v.keyfile()) +
-                        " " + Quote(v.cipher()) + " " + Quote(mnt));
+                               " " + Quote(v.cipher()) + " " + Quote(mnt));
   ASSERT_EQ(0, r.exit_code) << r.output;
   bool mounted = IsFuseMount(mnt);  // exit 0 means mounted
   std::string content = mounted ? ReadFile(mnt / "f") : "";
@@ -420,17 +420,13 @@ TEST(Mount, AllowOtherGivesOtherUsersLocalDiskPermissionChecks) {
   fs::create_directory(v / "shared");
   chmod((v / "shared").c_str(), 0777);
   // The child starts inside the mount: the test's temp dir itself is 0700.
-  EXPECT_EQ(EACCES, AsNobody(v.mnt(), [] {
-              return open("private", O_RDONLY) < 0 ? errno : 0;
-            }));
+  EXPECT_EQ(EACCES, AsNobody(v.mnt(), [] { return open("private", O_RDONLY) < 0 ? errno : 0; }));
   EXPECT_EQ(0, AsNobody(v.mnt(), [] {
               int fd = open("public", O_RDONLY);
               char buf[5];
               return fd >= 0 && read(fd, buf, 5) == 5 && std::string(buf, 5) == "hello" ? 0 : 1;
             }));
-  EXPECT_EQ(EACCES, AsNobody(v.mnt(), [] {
-              return open("public", O_WRONLY) < 0 ? errno : 0;
-            }));
+  EXPECT_EQ(EACCES, AsNobody(v.mnt(), [] { return open("public", O_WRONLY) < 0 ? errno : 0; }));
   EXPECT_EQ(0, AsNobody(v.mnt(), [] {
               int fd = open("shared/mine", O_WRONLY | O_CREAT, 0600);
               return fd >= 0 && write(fd, "x", 1) == 1 ? 0 : 1;

@@ -18,7 +18,6 @@ constexpr uint64_t kChunk = 4096;
 constexpr uint64_t kStride = kChunk + 28;
 constexpr size_t kFileSize = 5 * kChunk;  // five full chunks
 
-
 // Reads the whole file; returns errno of the first failing read, or 0.
 int ReadAllErrno(const fs::path& p, std::string* out = nullptr) {
   int fd = open(p.c_str(), O_RDONLY);

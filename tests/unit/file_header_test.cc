@@ -132,13 +132,13 @@ TEST(ChunkLayout, SizesRoundTrip) {
   for (uint32_t chunk : {4096u, 16384u, 1u << 20}) {
     ChunkLayout layout{chunk};
     const uint64_t c = chunk;
-    for (uint64_t plain : std::vector<uint64_t>{0, 1, 100, c - 1, c, c + 1, 10 * c, 10 * c + 7,
-                                                uint64_t{1} << 40}) {
+    for (uint64_t plain :
+         std::vector<uint64_t>{0, 1, 100, c - 1, c, c + 1, 10 * c, 10 * c + 7, uint64_t{1} << 40}) {
       uint64_t cipher = layout.CipherSize(plain);
       ASSERT_EQ(plain, layout.PlainSize(cipher)) << chunk << " " << plain;
     }
-    EXPECT_FALSE(layout.PlainSize(100));                        // shorter than the header
-    EXPECT_FALSE(layout.PlainSize(kHeaderSize + 1));            // 1 byte: not a chunk
+    EXPECT_FALSE(layout.PlainSize(100));                           // shorter than the header
+    EXPECT_FALSE(layout.PlainSize(kHeaderSize + 1));               // 1 byte: not a chunk
     EXPECT_FALSE(layout.PlainSize(kHeaderSize + kChunkOverhead));  // an empty chunk
     EXPECT_EQ(1u, layout.PlainSize(kHeaderSize + kChunkOverhead + 1));
     EXPECT_EQ(kHeaderSize + 3 * layout.stride(), layout.ChunkOffset(3));

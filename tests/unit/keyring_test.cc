@@ -1,5 +1,7 @@
 // Unit tests for the volume config, master-key sources, keyring and Volume: round trips, wrong
 // keys, edits detected, rotation and retirement, and crash-safe master-key changes.
+#include "envelopefs/keyring.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -10,7 +12,6 @@
 
 #include "envelopefs/error.h"
 #include "envelopefs/key_source.h"
-#include "envelopefs/keyring.h"
 #include "envelopefs/volume.h"
 #include "envelopefs/volume_config.h"
 
@@ -229,7 +230,6 @@ TEST_F(VolumeDir, ChangeMasterKeyRewrapsOnlyTheKeyring) {
   auto opened = Volume::Open(dir_, *MakePassFileSource(pass));
   EXPECT_TRUE(std::equal(kek.key.span().begin(), kek.key.span().end(),
                          opened->ActiveKek().key.span().begin()));
-
 }
 
 TEST_F(VolumeDir, AStagedKeyringIsCompletedByTheNewKey) {
