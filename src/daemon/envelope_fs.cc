@@ -171,7 +171,8 @@ int NewBacking(EnvelopeFs& fs, Inode& dir, const char* name, std::string* backin
 }
 
 // Looks up backing entry `backing` in `dir` and fills `e` (incrementing its lookup count).
-int LookupBacking(EnvelopeFs& fs, Inode& dir, const std::string& backing, fuse_entry_param* e) {
+int LookupBacking(EnvelopeFs& fs, Inode& dir, const std::string& backing, std::string_view name,
+                  fuse_entry_param* e) {
   std::memset(e, 0, sizeof *e);
   int fd = openat(dir.fd.get(), backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return errno;
@@ -181,6 +182,11 @@ int LookupBacking(EnvelopeFs& fs, Inode& dir, const std::string& backing, fuse_e
   Inode* inode =
       fs.inodes().FindOrInsert(std::move(owned), st.st_dev, st.st_ino, st.st_mode & S_IFMT);
   ToPlainAttr(fs, inode, inode->fd.get(), st);
+  {
+    std::lock_guard<std::mutex> lock(inode->mutex);  // where the kernel last saw it
+    inode->parent = dir.is_root ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(&dir);
+    inode->name.assign(name);
+  }
   e->ino = reinterpret_cast<fuse_ino_t>(inode);
   e->attr = st;
   e->attr_timeout = fs.options().attr_timeout;
@@ -251,7 +257,7 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   int err = Guard("lookup", [&] {
     std::string backing;
     if (int rc = FindBacking(fs, GetInode(req, parent), name, &backing)) return rc;
-    return LookupBacking(fs, GetInode(req, parent), backing, &e);
+    return LookupBacking(fs, GetInode(req, parent), backing, name, &e);
   });
   if (err == ENOENT) {
     std::memset(&e, 0, sizeof e);  // a negative entry, cached like a positive one
@@ -384,9 +390,10 @@ int CreateRegular(fuse_req_t req, Inode& dir, const std::string& backing, mode_t
   return 0;
 }
 
-void ReplyNewEntry(fuse_req_t req, Inode& dir, const std::string& backing, int err) {
+void ReplyNewEntry(fuse_req_t req, Inode& dir, const std::string& backing, const char* name,
+                   int err) {
   fuse_entry_param e;
-  if (!err) err = Guard("lookup", [&] { return LookupBacking(Fs(req), dir, backing, &e); });
+  if (!err) err = Guard("lookup", [&] { return LookupBacking(Fs(req), dir, backing, name, &e); });
   if (err) {
     fuse_reply_err(req, err);
   } else {
@@ -410,7 +417,7 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
     ChownToCaller(req, dir, backing);
     return 0;
   });
-  ReplyNewEntry(req, dir, backing, err);
+  ReplyNewEntry(req, dir, backing, name, err);
 }
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
@@ -424,7 +431,7 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
     ChownToCaller(req, dir, backing);
     return 0;
   });
-  ReplyNewEntry(req, dir, backing, err);
+  ReplyNewEntry(req, dir, backing, name, err);
 }
 
 void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
@@ -440,7 +447,7 @@ void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* 
     ChownToCaller(req, dir, backing);
     return 0;
   });
-  ReplyNewEntry(req, dir, backing, err);
+  ReplyNewEntry(req, dir, backing, name, err);
 }
 
 void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name) {
@@ -456,7 +463,7 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name)
     }
     return 0;
   });
-  ReplyNewEntry(req, dir, backing, err);
+  ReplyNewEntry(req, dir, backing, name, err);
 }
 
 // True if the backing directory `fd` holds nothing but internal files.
@@ -601,7 +608,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     std::shared_ptr<CipherFile> file;
     int rc = CreateRegular(req, dir, backing, mode, (fi->flags & O_EXCL) != 0, &file);
     if (rc != 0 && rc != EEXIST) return rc;
-    if (int lrc = LookupBacking(fs, dir, backing, &e)) return lrc;
+    if (int lrc = LookupBacking(fs, dir, backing, name, &e)) return lrc;
     Inode& inode = *reinterpret_cast<Inode*>(e.ino);
     if (file) {
       std::lock_guard<std::mutex> ilock(inode.mutex);
@@ -736,7 +743,8 @@ size_t AddDirEntry(fuse_req_t req, Inode& dir, const DirEntry& ent, size_t i, bo
     e.attr.st_ino = ent.ino;
     e.attr.st_mode = static_cast<mode_t>(ent.type) << 12;
   } else {
-    int err = Guard("readdirplus", [&] { return LookupBacking(Fs(req), dir, ent.backing, &e); });
+    int err = Guard("readdirplus",
+                    [&] { return LookupBacking(Fs(req), dir, ent.backing, ent.name, &e); });
     if (err) return SIZE_MAX;  // removed since the directory was read
     looked_up = reinterpret_cast<Inode*>(e.ino);
   }

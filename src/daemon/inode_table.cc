@@ -1,5 +1,7 @@
 #include "inode_table.h"
 
+#include <sys/stat.h>
+
 namespace envelopefs {
 
 Inode* InodeTable::FindOrInsert(UniqueFd fd, dev_t dev, ino_t ino, mode_t type) {
@@ -21,6 +23,19 @@ void InodeTable::Forget(Inode* inode, uint64_t n) {
   std::lock_guard<std::mutex> lock(mutex_);
   uint64_t left = inode->nlookup.fetch_sub(n) - n;
   if (left == 0) inodes_.erase({inode->dev, inode->ino});
+}
+
+std::vector<std::pair<fuse_ino_t, std::string>> InodeTable::IdleEntries(size_t max) const {
+  std::vector<std::pair<fuse_ino_t, std::string>> out;
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& [key, inode] : inodes_) {
+    if (out.size() >= max) break;
+    if (inode->type != S_IFREG && inode->type != S_IFLNK) continue;
+    std::lock_guard<std::mutex> ilock(inode->mutex);
+    if (inode->parent == 0 || inode->name.empty() || !inode->open_file.expired()) continue;
+    out.emplace_back(inode->parent, inode->name);
+  }
+  return out;
 }
 
 size_t InodeTable::size() const {

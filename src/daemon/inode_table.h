@@ -14,7 +14,12 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <utility>
+#include <vector>
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
 
 #include "envelopefs/cipher_file.h"
 #include "envelopefs/name_transform.h"
@@ -31,6 +36,8 @@ struct Inode {
   std::atomic<uint64_t> nlookup{0};
 
   std::mutex mutex;
+  fuse_ino_t parent = 0;                // where the kernel last looked it up (for invalidation)
+  std::string name;                     //   and under which plaintext name
   std::optional<DirIvs> dir_ivs;        // directories: read on first use
   std::weak_ptr<CipherFile> open_file;  // regular files: shared by all opens
 };
@@ -43,6 +50,10 @@ class InodeTable {
   // Drops `n` lookups; frees the inode when none remain.
   void Forget(Inode* inode, uint64_t n);
   size_t size() const;
+
+  // Up to `max` (parent, name) pairs of cached regular files and symlinks that no one has open:
+  // the entries the daemon asks the kernel to forget when it holds too many descriptors.
+  std::vector<std::pair<fuse_ino_t, std::string>> IdleEntries(size_t max) const;
 
  private:
   mutable std::mutex mutex_;

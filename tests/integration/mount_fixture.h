@@ -69,7 +69,8 @@ class MountedVolume {
   void set_mount_flags(const std::string& flags) { options_.mount_flags = flags; }
   void Unmount();  // idempotent; waits for the daemon to exit (it seals everything first)
   bool mounted() const { return pid_ > 0; }
-  std::string DaemonLog() const;  // the daemon's stderr so far
+  pid_t pid() const { return pid_; }  // the daemon
+  std::string DaemonLog() const;      // the daemon's stderr so far
 
  private:
   TempDir root_;

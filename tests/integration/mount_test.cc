@@ -437,5 +437,36 @@ TEST(Mount, AllowOtherGivesOtherUsersLocalDiskPermissionChecks) {
   EXPECT_EQ(65534u, st.st_gid);
 }
 
+// More files than the daemon may hold descriptors for: it asks the kernel to forget idle
+// entries, so a walk over a large tree never fails with EMFILE.
+TEST(Mount, LargeTreesStayWithinTheDescriptorBudget) {
+  setenv("ENVELOPEFS_MAX_INODES", "300", 1);
+  MountedVolume v;
+  unsetenv("ENVELOPEFS_MAX_INODES");
+  ASSERT_MOUNTED(v);
+  fs::create_directory(v / "many");
+  const int kFiles = 2000;
+  for (int i = 0; i < kFiles; ++i) {
+    WriteFile(v / "many" / ("f" + std::to_string(i)), "content " + std::to_string(i));
+  }
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < kFiles; ++i) {
+      ASSERT_EQ("content " + std::to_string(i), ReadFile(v / "many" / ("f" + std::to_string(i))));
+    }
+  }
+  fs::rename(v / "many" / "f7", v / "renamed");
+  EXPECT_EQ("content 7", ReadFile(v / "renamed"));
+  size_t listed = 0;
+  for (auto& e : fs::directory_iterator(v / "many")) listed += e.is_regular_file() ? 1 : 0;
+  EXPECT_EQ(static_cast<size_t>(kFiles - 1), listed);
+  usleep(600 * 1000);  // the daemon trims every 200 ms
+  size_t fds = 0;
+  for (auto& e : fs::directory_iterator("/proc/" + std::to_string(v.pid()) + "/fd")) {
+    (void)e;
+    ++fds;
+  }
+  EXPECT_LT(fds, 600u) << "descriptors are not bounded";
+}
+
 }  // namespace
 }  // namespace envelopefs::testing

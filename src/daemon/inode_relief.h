@@ -1,0 +1,46 @@
+// InodeRelief — keeps the daemon's descriptors within its limit on very large trees.
+//
+// Every inode the kernel has cached holds an O_PATH descriptor in the daemon (InodeTable), and
+// the kernel keeps inodes cached as long as memory allows. A walk over a lake with more files
+// than RLIMIT_NOFILE would otherwise make lookups fail with EMFILE. When the table grows past
+// its budget, a background thread asks the kernel to drop the dentries of idle files
+// (fuse_lowlevel_notify_inval_entry); the kernel then sends FORGET and the descriptors close.
+// Dropping a dentry is only a cache operation: a later lookup finds the entry again.
+// Thread-safe; notifications are sent from its own thread, never from a request handler.
+#pragma once
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include <condition_variable>
+#include <cstddef>
+#include <mutex>
+#include <thread>
+
+#include "inode_table.h"
+
+namespace envelopefs {
+
+class InodeRelief {
+ public:
+  // `max_inodes`: the budget; 0 picks three quarters of RLIMIT_NOFILE (or the value of
+  // ENVELOPEFS_MAX_INODES, for tests).
+  InodeRelief(InodeTable& inodes, size_t max_inodes = 0);
+  ~InodeRelief();  // Stop()
+
+  void Start(fuse_session* session);
+  void Stop();  // before the session is unmounted or destroyed
+  size_t budget() const { return budget_; }
+
+ private:
+  void Run();
+  InodeTable& inodes_;
+  size_t budget_;
+  fuse_session* session_ = nullptr;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace envelopefs
