@@ -26,6 +26,9 @@ using Sha256Digest = std::array<uint8_t, kSha256Size>;
 using GcmNonce = std::array<uint8_t, kGcmNonceSize>;
 using GcmTag = std::array<uint8_t, kGcmTagSize>;
 
+// Throws Error(kIo) "OpenSSL <what> failed: <OpenSSL's error>"; use right after a failed call.
+[[noreturn]] void ThrowOpenSslError(const char* what);
+
 // Initializes libsodium once; idempotent and thread-safe. Throws on failure.
 void EnsureCryptoInitialized();
 

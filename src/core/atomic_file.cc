@@ -11,67 +11,111 @@
 #include "envelopefs/crypto.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
+#include "envelopefs/name_transform.h"
 #include "envelopefs/unique_fd.h"
 
 namespace envelopefs {
 
 namespace {
 
-void WriteAll(int fd, std::string_view data, const std::filesystem::path& path) {
+int WriteAll(int fd, std::span<const uint8_t> data) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) ThrowSystemError("cannot write " + path.string());
-    data.remove_prefix(static_cast<size_t>(n));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    data = data.subspan(static_cast<size_t>(n));
   }
-}
-
-void SyncDirectory(const std::filesystem::path& dir) {
-  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid() || ::fsync(fd.get()) != 0) ThrowSystemError("cannot sync " + dir.string());
+  return 0;
 }
 
 }  // namespace
 
-void WriteFileAtomically(const std::filesystem::path& path, std::string_view content, mode_t mode) {
-  std::array<uint8_t, 8> suffix{};
-  RandomBytes(suffix);
-  std::filesystem::path dir = path.parent_path().empty() ? "." : path.parent_path();
-  std::filesystem::path temp = dir / (".envelopefs.tmp." + ToHex(suffix));
-  UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
-  if (!fd.valid()) ThrowSystemError("cannot create " + temp.string());
-  try {
-    WriteAll(fd.get(), content, temp);
-    if (::fchmod(fd.get(), mode) != 0 || ::fsync(fd.get()) != 0) {
-      ThrowSystemError("cannot sync " + temp.string());
-    }
-    fd.reset();
-    if (::rename(temp.c_str(), path.c_str()) != 0) {
-      ThrowSystemError("cannot replace " + path.string());
-    }
-  } catch (...) {
-    ::unlink(temp.c_str());
-    throw;
+std::string RandomTempName() {
+  std::array<uint8_t, 8> random{};
+  RandomBytes(random);
+  return kTempPrefix + ToHex(random);
+}
+
+int SyncDirectoryAt(int dirfd) {
+  int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  UniqueFd owned(fd);
+  return ::fsync(fd) == 0 ? 0 : -errno;
+}
+
+int WriteFileAtomicallyAt(int dirfd, const std::string& name, std::span<const uint8_t> data,
+                          mode_t mode, bool no_replace) {
+  std::string temp = RandomTempName();
+  int raw =
+      ::openat(dirfd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (raw < 0) return -errno;
+  UniqueFd fd(raw);
+  int rc = WriteAll(fd.get(), data);
+  // fchmod: the mode given to openat is filtered by the umask.
+  if (rc == 0 && (::fchmod(fd.get(), mode) != 0 || ::fsync(fd.get()) != 0)) rc = -errno;
+  fd.reset();
+  if (rc == 0 && ::renameat2(dirfd, temp.c_str(), dirfd, name.c_str(),
+                             no_replace ? RENAME_NOREPLACE : 0) != 0) {
+    rc = -errno;
   }
-  SyncDirectory(dir);
+  if (rc != 0) {
+    ::unlinkat(dirfd, temp.c_str(), 0);
+    return rc;
+  }
+  return SyncDirectoryAt(dirfd);
+}
+
+std::optional<std::vector<uint8_t>> ReadSmallFileAt(int fd, size_t limit) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return std::nullopt;
+  if (!S_ISREG(st.st_mode)) {
+    errno = EINVAL;
+    return std::nullopt;
+  }
+  if (static_cast<uint64_t>(st.st_size) > limit) {
+    errno = EFBIG;
+    return std::nullopt;
+  }
+  std::vector<uint8_t> data(limit + 1);
+  size_t got = 0;
+  while (got < data.size()) {
+    ssize_t n = ::read(fd, data.data() + got, data.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::nullopt;
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got > limit) {  // grew while we read it
+    errno = EFBIG;
+    return std::nullopt;
+  }
+  data.resize(got);
+  return data;
+}
+
+void WriteFileAtomically(const std::filesystem::path& path, std::string_view content, mode_t mode) {
+  std::filesystem::path dir = path.parent_path().empty() ? "." : path.parent_path();
+  UniqueFd dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dirfd.valid()) ThrowSystemError("cannot open " + dir.string());
+  int rc = WriteFileAtomicallyAt(dirfd.get(), path.filename().string(), AsBytes(content), mode,
+                                 /*no_replace=*/false);
+  if (rc < 0) {
+    errno = -rc;
+    ThrowSystemError("cannot replace " + path.string());
+  }
 }
 
 std::optional<std::string> ReadSmallFile(const std::filesystem::path& path, size_t max_size) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return std::nullopt;
-  std::string content;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return std::nullopt;
-    if (n == 0) break;
-    content.append(buf, static_cast<size_t>(n));
-    if (content.size() > max_size) {
-      throw Error(ErrorKind::kConfig, path.string() + ": file too large");
-    }
+  auto data = ReadSmallFileAt(fd.get(), max_size);
+  if (!data) {
+    if (errno == EFBIG) throw Error(ErrorKind::kConfig, path.string() + ": file too large");
+    return std::nullopt;
   }
-  return content;
+  return std::string(data->begin(), data->end());
 }
 
 }  // namespace envelopefs

@@ -18,17 +18,10 @@
 namespace envelopefs {
 namespace {
 
-[[noreturn]] void ThrowOpenSsl(const char* what) {
-  unsigned long code = ERR_get_error();
-  char buf[256] = "unknown";
-  if (code != 0) ERR_error_string_n(code, buf, sizeof buf);
-  throw Error(ErrorKind::kIo, std::string("OpenSSL ") + what + " failed: " + buf);
-}
-
 const EVP_CIPHER* Aes256Gcm() {
   // Fetched once: implicit fetching on every init is a measurable cost in OpenSSL 3.
   static EVP_CIPHER* cipher = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
-  if (cipher == nullptr) ThrowOpenSsl("EVP_CIPHER_fetch(AES-256-GCM)");
+  if (cipher == nullptr) ThrowOpenSslError("EVP_CIPHER_fetch(AES-256-GCM)");
   return cipher;
 }
 
@@ -40,6 +33,13 @@ int IntSize(size_t n) {
 }
 
 }  // namespace
+
+void ThrowOpenSslError(const char* what) {
+  unsigned long code = ERR_get_error();
+  char buf[256] = "unknown";
+  if (code != 0) ERR_error_string_n(code, buf, sizeof buf);
+  throw Error(ErrorKind::kIo, std::string("OpenSSL ") + what + " failed: " + buf);
+}
 
 void ThrowSystemError(const std::string& what) {
   throw Error(ErrorKind::kIo, what + ": " + std::strerror(errno));
@@ -65,9 +65,9 @@ GcmNonce RandomNonce() {
 
 void HkdfSha256(std::span<const uint8_t> key, std::string_view label, std::span<uint8_t> out) {
   static EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
-  if (kdf == nullptr) ThrowOpenSsl("EVP_KDF_fetch(HKDF)");
+  if (kdf == nullptr) ThrowOpenSslError("EVP_KDF_fetch(HKDF)");
   EVP_KDF_CTX* ctx = EVP_KDF_CTX_new(kdf);
-  if (ctx == nullptr) ThrowOpenSsl("EVP_KDF_CTX_new");
+  if (ctx == nullptr) ThrowOpenSslError("EVP_KDF_CTX_new");
   OSSL_PARAM params[] = {
       OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
       OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<uint8_t*>(key.data()),
@@ -77,7 +77,7 @@ void HkdfSha256(std::span<const uint8_t> key, std::string_view label, std::span<
       OSSL_PARAM_construct_end()};
   int rc = EVP_KDF_derive(ctx, out.data(), out.size(), params);
   EVP_KDF_CTX_free(ctx);
-  if (rc != 1) ThrowOpenSsl("HKDF");
+  if (rc != 1) ThrowOpenSslError("HKDF");
 }
 
 SecureBytes DeriveKey(std::span<const uint8_t> key, std::string_view label) {
@@ -92,7 +92,7 @@ Sha256Digest HmacSha256(std::span<const uint8_t> key, std::span<const uint8_t> d
   if (EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, key.data(), key.size(), data.data(),
                 data.size(), out.data(), out.size(), &out_len) == nullptr ||
       out_len != out.size()) {
-    ThrowOpenSsl("HMAC-SHA256");
+    ThrowOpenSslError("HMAC-SHA256");
   }
   return out;
 }
@@ -101,7 +101,7 @@ Sha256Digest Sha256(std::span<const uint8_t> data) {
   Sha256Digest out;
   unsigned int len = 0;
   if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1) {
-    ThrowOpenSsl("SHA-256");
+    ThrowOpenSslError("SHA-256");
   }
   return out;
 }
@@ -111,10 +111,10 @@ bool ConstantTimeEqual(std::span<const uint8_t> a, std::span<const uint8_t> b) {
 }
 
 AeadContext::AeadContext() : encrypt_(EVP_CIPHER_CTX_new()), decrypt_(EVP_CIPHER_CTX_new()) {
-  if (encrypt_ == nullptr || decrypt_ == nullptr) ThrowOpenSsl("EVP_CIPHER_CTX_new");
+  if (encrypt_ == nullptr || decrypt_ == nullptr) ThrowOpenSslError("EVP_CIPHER_CTX_new");
   if (EVP_EncryptInit_ex2(encrypt_, Aes256Gcm(), nullptr, nullptr, nullptr) != 1 ||
       EVP_DecryptInit_ex2(decrypt_, Aes256Gcm(), nullptr, nullptr, nullptr) != 1) {
-    ThrowOpenSsl("AES-256-GCM init");
+    ThrowOpenSslError("AES-256-GCM init");
   }
 }
 
@@ -132,20 +132,20 @@ void AeadContext::Seal(std::span<const uint8_t> key, std::span<const uint8_t, kG
   // The key is installed on every call: caching by address would be unsafe once a freed key
   // buffer is reused. Expanding an AES key costs far less than sealing one chunk.
   if (EVP_EncryptInit_ex2(encrypt_, nullptr, key.data(), nonce.data(), nullptr) != 1) {
-    ThrowOpenSsl("GCM seal init");
+    ThrowOpenSslError("GCM seal init");
   }
   int len = 0;
   if (!aad.empty() &&
       EVP_EncryptUpdate(encrypt_, nullptr, &len, aad.data(), IntSize(aad.size())) != 1) {
-    ThrowOpenSsl("GCM seal aad");
+    ThrowOpenSslError("GCM seal aad");
   }
   if (!plaintext.empty() && EVP_EncryptUpdate(encrypt_, ciphertext.data(), &len, plaintext.data(),
                                               IntSize(plaintext.size())) != 1) {
-    ThrowOpenSsl("GCM seal");
+    ThrowOpenSslError("GCM seal");
   }
   if (EVP_EncryptFinal_ex(encrypt_, ciphertext.data() + plaintext.size(), &len) != 1 ||
       EVP_CIPHER_CTX_ctrl(encrypt_, EVP_CTRL_AEAD_GET_TAG, kGcmTagSize, tag.data()) != 1) {
-    ThrowOpenSsl("GCM seal final");
+    ThrowOpenSslError("GCM seal final");
   }
 }
 
@@ -156,20 +156,20 @@ bool AeadContext::Open(std::span<const uint8_t> key, std::span<const uint8_t, kG
     throw Error(ErrorKind::kIo, "AeadContext::Open: bad sizes");
   }
   if (EVP_DecryptInit_ex2(decrypt_, nullptr, key.data(), nonce.data(), nullptr) != 1) {
-    ThrowOpenSsl("GCM open init");
+    ThrowOpenSslError("GCM open init");
   }
   int len = 0;
   if (!aad.empty() &&
       EVP_DecryptUpdate(decrypt_, nullptr, &len, aad.data(), IntSize(aad.size())) != 1) {
-    ThrowOpenSsl("GCM open aad");
+    ThrowOpenSslError("GCM open aad");
   }
   if (!ciphertext.empty() && EVP_DecryptUpdate(decrypt_, plaintext.data(), &len, ciphertext.data(),
                                                IntSize(ciphertext.size())) != 1) {
-    ThrowOpenSsl("GCM open");
+    ThrowOpenSslError("GCM open");
   }
   if (EVP_CIPHER_CTX_ctrl(decrypt_, EVP_CTRL_AEAD_SET_TAG, kGcmTagSize,
                           const_cast<uint8_t*>(tag.data())) != 1) {
-    ThrowOpenSsl("GCM set tag");
+    ThrowOpenSslError("GCM set tag");
   }
   return EVP_DecryptFinal_ex(decrypt_, plaintext.data() + ciphertext.size(), &len) == 1;
 }

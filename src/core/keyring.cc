@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "atomic_file.h"
+#include "canonical_bytes.h"
 #include "envelopefs/crypto.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
@@ -38,8 +39,7 @@ struct KeyringKeys {
         check(DeriveKey(master.span(), kCheckLabel)) {}
 };
 
-// Concatenates byte strings. (Written with memcpy: GCC 12 at -O3 misreports vector::insert of
-// string literals as out of bounds.)
+// Concatenates byte strings (the associated data of the keyring's wraps).
 std::vector<uint8_t> Concat(std::initializer_list<std::span<const uint8_t>> parts) {
   size_t total = 0;
   for (auto p : parts) total += p.size();
@@ -100,19 +100,6 @@ struct KekRecord {
   std::vector<uint8_t> wrapped;  // empty when retired
 };
 
-void AppendField(std::vector<uint8_t>& out, std::span<const uint8_t> bytes) {
-  uint8_t len[4];
-  StoreLe32(len, static_cast<uint32_t>(bytes.size()));
-  std::vector<uint8_t> field = Concat({len, bytes});
-  out.insert(out.end(), field.begin(), field.end());
-}
-
-void AppendU64(std::vector<uint8_t>& out, uint64_t v) {
-  uint8_t b[8];
-  StoreLe64(b, v);
-  AppendField(out, b);
-}
-
 // The canonical byte string the keyring MAC covers.
 std::vector<uint8_t> MacInput(const VolumeConfig& config, std::span<const uint8_t> check,
                               std::span<const uint8_t> volume_key,
@@ -156,12 +143,20 @@ const char* KekStateName(KekState state) {
   return "unknown";
 }
 
-Keyring Keyring::CreateNew(int64_t now_unix) {
-  Keyring k;
+namespace {
+
+uint32_t RandomKekId() {
   uint32_t id = 0;
   RandomBytes(std::span(reinterpret_cast<uint8_t*>(&id), sizeof id));
+  return id;
+}
+
+}  // namespace
+
+Keyring Keyring::CreateNew(int64_t now_unix) {
+  Keyring k;
   k.entries_.push_back(
-      Entry{KekInfo{id, 1, now_unix, KekState::kActive}, SecureBytes::Random(kKeySize)});
+      Entry{KekInfo{RandomKekId(), 1, now_unix, KekState::kActive}, SecureBytes::Random(kKeySize)});
   k.volume_key_ = SecureBytes::Random(kKeySize);
   return k;
 }
@@ -329,10 +324,8 @@ KekInfo Keyring::Rotate(int64_t now_unix) {
     if (e.info.state == KekState::kActive) e.info.state = KekState::kDecryptOnly;
     next = std::max(next, e.info.version + 1);
   }
-  uint32_t id = 0;
-  RandomBytes(std::span(reinterpret_cast<uint8_t*>(&id), sizeof id));
-  entries_.push_back(
-      Entry{KekInfo{id, next, now_unix, KekState::kActive}, SecureBytes::Random(kKeySize)});
+  entries_.push_back(Entry{KekInfo{RandomKekId(), next, now_unix, KekState::kActive},
+                           SecureBytes::Random(kKeySize)});
   return entries_.back().info;
 }
 

@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "atomic_file.h"
 #include "envelopefs/crypto.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
@@ -48,24 +49,17 @@ constexpr std::string_view kAuditFilePrefix = "envelopefs.audit";
 
 // --- AES-256-SIV (OpenSSL EVP) ---------------------------------------------------------------
 
-[[noreturn]] void ThrowOpenSsl(const char* what) {
-  unsigned long code = ERR_get_error();
-  char buf[256] = "unknown";
-  if (code != 0) ERR_error_string_n(code, buf, sizeof buf);
-  throw Error(ErrorKind::kIo, std::string("OpenSSL ") + what + " failed: " + buf);
-}
-
 const EVP_CIPHER* Aes256Siv() {
   // Fetched once: implicit fetching on every init is a measurable cost in OpenSSL 3.
   static EVP_CIPHER* cipher = EVP_CIPHER_fetch(nullptr, "AES-256-SIV", nullptr);
-  if (cipher == nullptr) ThrowOpenSsl("EVP_CIPHER_fetch(AES-256-SIV)");
+  if (cipher == nullptr) ThrowOpenSslError("EVP_CIPHER_fetch(AES-256-SIV)");
   return cipher;
 }
 
 class CipherCtx {
  public:
   CipherCtx() : ctx_(EVP_CIPHER_CTX_new()) {
-    if (ctx_ == nullptr) ThrowOpenSsl("EVP_CIPHER_CTX_new");
+    if (ctx_ == nullptr) ThrowOpenSslError("EVP_CIPHER_CTX_new");
   }
   ~CipherCtx() { EVP_CIPHER_CTX_free(ctx_); }
   CipherCtx(const CipherCtx&) = delete;
@@ -101,23 +95,23 @@ std::vector<uint8_t> SivSeal(std::span<const uint8_t> key, AadList aad,
                              std::span<const uint8_t> plaintext) {
   CipherCtx ctx;
   if (EVP_EncryptInit_ex2(ctx.get(), Aes256Siv(), key.data(), nullptr, nullptr) != 1) {
-    ThrowOpenSsl("EVP_EncryptInit_ex2(AES-256-SIV)");
+    ThrowOpenSslError("EVP_EncryptInit_ex2(AES-256-SIV)");
   }
-  if (!FeedAad(ctx.get(), aad)) ThrowOpenSsl("AES-SIV associated data");
+  if (!FeedAad(ctx.get(), aad)) ThrowOpenSslError("AES-SIV associated data");
   std::vector<uint8_t> out(kSivTagSize + plaintext.size());
   int len = 0;
   if (EVP_EncryptUpdate(ctx.get(), out.data() + kSivTagSize, &len, plaintext.data(),
                         IntSize(plaintext.size())) != 1 ||
       static_cast<size_t>(len) != plaintext.size()) {
-    ThrowOpenSsl("EVP_EncryptUpdate(AES-256-SIV)");
+    ThrowOpenSslError("EVP_EncryptUpdate(AES-256-SIV)");
   }
   int final_len = 0;
   if (EVP_EncryptFinal_ex(ctx.get(), out.data() + kSivTagSize + len, &final_len) != 1 ||
       final_len != 0) {
-    ThrowOpenSsl("EVP_EncryptFinal_ex(AES-256-SIV)");
+    ThrowOpenSslError("EVP_EncryptFinal_ex(AES-256-SIV)");
   }
   if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_GET_TAG, kSivTagSize, out.data()) != 1) {
-    ThrowOpenSsl("EVP_CTRL_AEAD_GET_TAG(AES-256-SIV)");
+    ThrowOpenSslError("EVP_CTRL_AEAD_GET_TAG(AES-256-SIV)");
   }
   return out;
 }
@@ -130,13 +124,13 @@ std::optional<std::vector<uint8_t>> SivOpen(std::span<const uint8_t> key, AadLis
   std::span<const uint8_t> ciphertext = sealed.subspan(kSivTagSize);
   CipherCtx ctx;
   if (EVP_DecryptInit_ex2(ctx.get(), Aes256Siv(), key.data(), nullptr, nullptr) != 1) {
-    ThrowOpenSsl("EVP_DecryptInit_ex2(AES-256-SIV)");
+    ThrowOpenSslError("EVP_DecryptInit_ex2(AES-256-SIV)");
   }
   if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_TAG, kSivTagSize,
                           const_cast<uint8_t*>(tag.data())) != 1) {
-    ThrowOpenSsl("EVP_CTRL_AEAD_SET_TAG(AES-256-SIV)");
+    ThrowOpenSslError("EVP_CTRL_AEAD_SET_TAG(AES-256-SIV)");
   }
-  if (!FeedAad(ctx.get(), aad)) ThrowOpenSsl("AES-SIV associated data");
+  if (!FeedAad(ctx.get(), aad)) ThrowOpenSslError("AES-SIV associated data");
   std::vector<uint8_t> plain(ciphertext.size());
   int len = 0;
   int final_len = 0;
@@ -226,82 +220,10 @@ std::string SideFileName(std::string_view backing_name) {
   return std::string(backing_name) + kLongNameSuffix;
 }
 
-std::string RandomTempName() {
-  uint8_t random[8];
-  RandomBytes(random);
-  return kTempPrefix + ToHex(random);
-}
-
-// --- file helpers (0 or -errno) --------------------------------------------------------------
-
-int WriteAll(int fd, std::span<const uint8_t> data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    data = data.subspan(static_cast<size_t>(n));
-  }
-  return 0;
-}
-
-// Reads the whole of `fd` if it is a regular file of at most `limit` bytes.
-std::optional<std::vector<uint8_t>> ReadSmallFile(int fd, size_t limit) {
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0 ||
-      static_cast<uint64_t>(st.st_size) > limit) {
-    return std::nullopt;
-  }
-  std::vector<uint8_t> data(limit + 1);
-  size_t got = 0;
-  while (got < data.size()) {
-    ssize_t n = ::read(fd, data.data() + got, data.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return std::nullopt;
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  if (got > limit) return std::nullopt;  // grew while we read it
-  data.resize(got);
-  return data;
-}
-
 // Opens `name` in `dirfd` without following symlinks; -errno on failure.
 int OpenInDir(int dirfd, const std::string& name) {
   int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   return fd >= 0 ? fd : -errno;
-}
-
-// fsyncs the directory `dirfd`, which may be an O_PATH descriptor (as the daemon's are).
-int SyncDirectory(int dirfd) {
-  int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  UniqueFd owned(fd);
-  return ::fsync(fd) == 0 ? 0 : -errno;
-}
-
-// Writes `data` durably to a fresh temp file in `dirfd` and renames it to `name` (replacing it,
-// or refusing with -EEXIST when `no_replace`), then fsyncs `dirfd`. Returns 0 or -errno.
-int WriteFileAtomically(int dirfd, const std::string& name, std::span<const uint8_t> data,
-                        mode_t mode, bool no_replace) {
-  std::string temp = RandomTempName();
-  int raw =
-      ::openat(dirfd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-  if (raw < 0) return -errno;
-  UniqueFd fd(raw);
-  int rc = WriteAll(fd.get(), data);
-  if (rc == 0 && ::fsync(fd.get()) != 0) rc = -errno;
-  fd.reset();
-  if (rc == 0 && ::renameat2(dirfd, temp.c_str(), dirfd, name.c_str(),
-                             no_replace ? RENAME_NOREPLACE : 0) != 0) {
-    rc = -errno;
-  }
-  if (rc != 0) {
-    ::unlinkat(dirfd, temp.c_str(), 0);
-    return rc;
-  }
-  return SyncDirectory(dirfd);
 }
 
 // The 16-byte IV in `name`, or std::nullopt if it is missing or not exactly 16 bytes.
@@ -314,7 +236,7 @@ std::optional<DirIv> ReadIvFile(int dirfd, const std::string& name, int* error) 
     return std::nullopt;
   }
   UniqueFd owned(fd);
-  auto data = ReadSmallFile(fd, kDirIvSize);
+  auto data = ReadSmallFileAt(fd, kDirIvSize);
   if (!data || data->size() != kDirIvSize) return std::nullopt;
   DirIv iv;
   std::copy(data->begin(), data->end(), iv.begin());
@@ -344,7 +266,7 @@ std::vector<std::string> ListConflictIvFiles(int dirfd) {
 int WriteNewDirIv(int dirfd) {
   DirIv iv;
   RandomBytes(iv);
-  return WriteFileAtomically(dirfd, kDirIvFileName, iv, 0444, /*no_replace=*/true);
+  return WriteFileAtomicallyAt(dirfd, kDirIvFileName, iv, 0444, /*no_replace=*/true);
 }
 
 // Removes a half-made temp directory `temp` (open as `fd`) from `parent_fd`.
@@ -458,8 +380,8 @@ int NameTransform::WriteLongNameSideFile(int dirfd, const DirIv& iv, std::string
       return -EINVAL;  // `backing_name` is not the long form of `name` under `iv`
     }
     // The content is deterministic, so replacing an existing side file is harmless.
-    return WriteFileAtomically(dirfd, SideFileName(backing_name), AsBytes(cipher), 0444,
-                               /*no_replace=*/false);
+    return WriteFileAtomicallyAt(dirfd, SideFileName(backing_name), AsBytes(cipher), 0444,
+                                 /*no_replace=*/false);
   } catch (const Error&) {
     return -EIO;
   }
@@ -490,7 +412,7 @@ std::optional<std::string> NameTransform::FromBacking(int dirfd, const DirIvs& i
     int fd = OpenInDir(dirfd, SideFileName(backing_name));
     if (fd < 0) return std::nullopt;
     UniqueFd owned(fd);
-    auto content = ReadSmallFile(fd, kMaxSideFileSize);
+    auto content = ReadSmallFileAt(fd, kMaxSideFileSize);
     if (!content) return std::nullopt;
     cipher.assign(content->begin(), content->end());
     // Only the canonical form: a cipher name that fits is never stored as a long name.

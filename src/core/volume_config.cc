@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "atomic_file.h"
+#include "canonical_bytes.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/file_format.h"
@@ -41,19 +42,6 @@ std::array<uint8_t, N> HexField(const std::string& hex, const char* what,
   std::array<uint8_t, N> out{};
   std::copy(bytes->begin(), bytes->end(), out.begin());
   return out;
-}
-
-void AppendField(std::vector<uint8_t>& out, std::span<const uint8_t> bytes) {
-  uint8_t len[4];
-  StoreLe32(len, static_cast<uint32_t>(bytes.size()));
-  out.insert(out.end(), len, len + 4);
-  out.insert(out.end(), bytes.begin(), bytes.end());
-}
-
-void AppendU64(std::vector<uint8_t>& out, uint64_t v) {
-  uint8_t b[8];
-  StoreLe64(b, v);
-  AppendField(out, b);
 }
 
 }  // namespace

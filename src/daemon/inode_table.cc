@@ -25,16 +25,21 @@ void InodeTable::Forget(Inode* inode, uint64_t n) {
   if (left == 0) inodes_.erase({inode->dev, inode->ino});
 }
 
-std::vector<std::pair<fuse_ino_t, std::string>> InodeTable::IdleEntries(size_t max) const {
+std::vector<std::pair<fuse_ino_t, std::string>> InodeTable::IdleEntries(size_t max) {
   std::vector<std::pair<fuse_ino_t, std::string>> out;
   std::lock_guard<std::mutex> lock(mutex_);
-  for (const auto& [key, inode] : inodes_) {
-    if (out.size() >= max) break;
-    if (inode->type != S_IFREG && inode->type != S_IFLNK) continue;
-    std::lock_guard<std::mutex> ilock(inode->mutex);
-    if (inode->parent == 0 || inode->name.empty() || !inode->open_file.expired()) continue;
-    out.emplace_back(inode->parent, inode->name);
+  // Resume where the last call stopped, so entries the kernel keeps (a process's working
+  // directory, say) are not offered again and again while the rest are never reached.
+  auto it = inodes_.lower_bound(idle_cursor_);
+  for (size_t seen = 0; seen < inodes_.size() && out.size() < max; ++seen, ++it) {
+    if (it == inodes_.end()) it = inodes_.begin();
+    const Inode& inode = *it->second;
+    if (inode.type != S_IFREG && inode.type != S_IFLNK) continue;
+    std::lock_guard<std::mutex> ilock(it->second->mutex);
+    if (inode.parent == 0 || inode.name.empty() || !inode.open_file.expired()) continue;
+    out.emplace_back(inode.parent, inode.name);
   }
+  idle_cursor_ = it == inodes_.end() ? std::pair<dev_t, ino_t>{} : it->first;
   return out;
 }
 

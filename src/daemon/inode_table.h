@@ -53,11 +53,12 @@ class InodeTable {
 
   // Up to `max` (parent, name) pairs of cached regular files and symlinks that no one has open:
   // the entries the daemon asks the kernel to forget when it holds too many descriptors.
-  std::vector<std::pair<fuse_ino_t, std::string>> IdleEntries(size_t max) const;
+  std::vector<std::pair<fuse_ino_t, std::string>> IdleEntries(size_t max);
 
  private:
   mutable std::mutex mutex_;
   std::map<std::pair<dev_t, ino_t>, std::unique_ptr<Inode>> inodes_;
+  std::pair<dev_t, ino_t> idle_cursor_{};  // where IdleEntries resumes
 };
 
 }  // namespace envelopefs
