@@ -27,6 +27,8 @@ enum Option {
   kCheck,
   kQuiet,
   kShowVersion,
+  kSameOwner,
+  kInsecureKeyfile,
 };
 
 const struct option kLongOptions[] = {
@@ -45,6 +47,8 @@ const struct option kLongOptions[] = {
     {"output", required_argument, nullptr, 'o'},
     {"help", no_argument, nullptr, 'h'},
     {"program-version", no_argument, nullptr, kShowVersion},
+    {"same-owner", no_argument, nullptr, kSameOwner},
+    {"insecure-keyfile", no_argument, nullptr, kInsecureKeyfile},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -144,6 +148,12 @@ Args ParseArgs(int argc, char** argv) {
         break;
       case 'h':
         args.help = true;
+        break;
+      case kSameOwner:
+        args.same_owner = true;
+        break;
+      case kInsecureKeyfile:
+        args.insecure_keyfile = true;
         break;
       case kShowVersion:
       case 'V':

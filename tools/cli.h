@@ -34,6 +34,8 @@ struct Args {
   bool quiet = false;
   bool help = false;
   bool show_version = false;
+  bool same_owner = false;        // decrypt: restore owners (like tar --same-owner)
+  bool insecure_keyfile = false;  // accept a key or passphrase file readable by others
 };
 
 // Parses argv; throws Error(kUsage) with a one-line message on unknown or malformed options.

@@ -21,6 +21,7 @@
 #include "envelopefs/key_source.h"
 #include "envelopefs/keyring.h"
 #include "envelopefs/secure_bytes.h"
+#include "envelopefs/unique_fd.h"
 #include "envelopefs/volume_config.h"
 
 namespace envelopefs {
@@ -39,6 +40,9 @@ class Volume {
                                       const MasterKeySource& source);
 
   const std::filesystem::path& cipher_dir() const { return cipher_dir_; }
+  // The cipher dir, opened once (O_PATH): every volume file and every path a tool derives from
+  // the cipher dir is opened relative to it, never through a symlink (see beneath.h).
+  int root_fd() const { return root_fd_.get(); }
   const VolumeConfig& config() const { return config_; }
 
   // The KEK new files are wrapped under, and lookup of any unretired version.
@@ -71,6 +75,7 @@ class Volume {
   // Loads the keyring, completing an interrupted ChangeMasterKey if the staged one opens.
   void LoadKeyring();
   std::filesystem::path cipher_dir_;
+  UniqueFd root_fd_;
   VolumeConfig config_;
   SecureBytes master_key_;
   mutable std::shared_mutex keyring_mutex_;

@@ -11,7 +11,8 @@
 namespace envelopefs {
 namespace {
 
-void Walk(int dirfd, const std::filesystem::path& cipher, const std::string& plain, bool in_root,
+void Walk(int dirfd, const std::filesystem::path& cipher, const std::string& relative,
+          const std::string& plain, bool in_root,
           bool parent_ok, const NameTransform& names,
           const std::function<void(const CipherEntry&)>& visit) {
   DirIvs ivs;
@@ -34,6 +35,7 @@ void Walk(int dirfd, const std::filesystem::path& cipher, const std::string& pla
     if (names.IsInternal(n, in_root)) continue;
     CipherEntry entry;
     entry.cipher_path = cipher / std::string(n);
+    entry.relative = relative.empty() ? std::string(n) : relative + "/" + std::string(n);
     entry.type = ent->d_type;
     if (entry.type == DT_UNKNOWN) {
       struct stat st;
@@ -55,7 +57,8 @@ void Walk(int dirfd, const std::filesystem::path& cipher, const std::string& pla
       int child = openat(dirfd, ent->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (child < 0) continue;
       UniqueFd owned(child);
-      Walk(child, entry.cipher_path, entry.plain_path, false, entry.name_ok, names, visit);
+      Walk(child, entry.cipher_path, entry.relative, entry.plain_path, false, entry.name_ok, names,
+           visit);
     }
   }
   closedir(d);
@@ -68,7 +71,7 @@ void WalkCipherDir(const std::filesystem::path& cipher_dir, const NameTransform&
   int fd = open(cipher_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) ThrowSystemError("open " + cipher_dir.string());
   UniqueFd owned(fd);
-  Walk(fd, std::filesystem::absolute(cipher_dir), "", true, true, names, visit);
+  Walk(fd, std::filesystem::absolute(cipher_dir), "", "", true, true, names, visit);
 }
 
 }  // namespace envelopefs

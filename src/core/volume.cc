@@ -56,6 +56,8 @@ std::unique_ptr<Volume> Volume::Create(const std::filesystem::path& cipher_dir,
 
   std::unique_ptr<Volume> v(new Volume());
   v->cipher_dir_ = cipher_dir;
+  v->root_fd_.reset(::open(cipher_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!v->root_fd_.valid()) ThrowSystemError("cannot open " + cipher_dir.string());
   try {
     VolumeConfig& c = v->config_;
     RandomBytes(c.volume_id);
@@ -92,6 +94,8 @@ std::unique_ptr<Volume> Volume::Open(const std::filesystem::path& cipher_dir,
   EnsureCryptoInitialized();
   std::unique_ptr<Volume> v(new Volume());
   v->cipher_dir_ = cipher_dir;
+  v->root_fd_.reset(::open(cipher_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!v->root_fd_.valid()) ThrowSystemError("cannot open " + cipher_dir.string());
   v->config_ = VolumeConfig::Load(cipher_dir);
   v->master_key_ = source.MasterKey(v->config_);
   v->LoadKeyring();

@@ -1,0 +1,25 @@
+// Opening paths inside the cipher dir without ever leaving it.
+//
+// The cipher dir is hostile: any directory in it may be replaced by a symlink between the moment
+// a walk saw it and the moment a tool opens a path through it. These helpers resolve a path
+// relative to a directory descriptor one component at a time, each with O_NOFOLLOW, so no symlink
+// (and no ".." or absolute component) is ever followed. Thread-safe (no shared state).
+#pragma once
+
+#include <sys/types.h>
+
+#include <string_view>
+
+namespace envelopefs {
+
+// Opens `relative` (components separated by '/', none of them "", "." or "..") below the
+// directory `root_fd` with `flags` (O_NOFOLLOW and O_CLOEXEC are always added; `mode` for
+// O_CREAT). Every intermediate component must be a real directory. Returns the fd or -errno
+// (-ELOOP when a component is a symlink, -EINVAL for a malformed path).
+int OpenBeneath(int root_fd, std::string_view relative, int flags, mode_t mode = 0);
+
+// Opens the directory that holds the last component of `relative` (O_PATH | O_DIRECTORY) and
+// returns its fd or -errno; `*leaf` receives the last component.
+int OpenParentBeneath(int root_fd, std::string_view relative, std::string_view* leaf);
+
+}  // namespace envelopefs

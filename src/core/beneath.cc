@@ -1,0 +1,49 @@
+// Opening paths inside the cipher dir without ever leaving it — see beneath.h.
+#include "envelopefs/beneath.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+
+#include "envelopefs/unique_fd.h"
+
+namespace envelopefs {
+namespace {
+
+bool ValidComponent(std::string_view c) { return !c.empty() && c != "." && c != ".."; }
+
+}  // namespace
+
+int OpenParentBeneath(int root_fd, std::string_view relative, std::string_view* leaf) {
+  if (relative.empty() || relative.front() == '/') return -EINVAL;
+  UniqueFd dir(::fcntl(root_fd, F_DUPFD_CLOEXEC, 0));
+  if (!dir.valid()) return -errno;
+  for (;;) {
+    size_t slash = relative.find('/');
+    std::string_view component = relative.substr(0, slash);
+    if (!ValidComponent(component)) return -EINVAL;
+    if (slash == std::string_view::npos) {
+      *leaf = component;
+      return dir.release();
+    }
+    std::string name(component);
+    int next = ::openat(dir.get(), name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0) return errno == ENOTDIR ? -ELOOP : -errno;  // a symlink is not a directory
+    dir.reset(next);
+    relative.remove_prefix(slash + 1);
+  }
+}
+
+int OpenBeneath(int root_fd, std::string_view relative, int flags, mode_t mode) {
+  std::string_view leaf;
+  int parent = OpenParentBeneath(root_fd, relative, &leaf);
+  if (parent < 0) return parent;
+  UniqueFd owned(parent);
+  std::string name(leaf);
+  int fd = ::openat(parent, name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode);
+  return fd >= 0 ? fd : -errno;
+}
+
+}  // namespace envelopefs
