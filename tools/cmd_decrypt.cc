@@ -1,8 +1,15 @@
-// envelopectl decrypt — restores plaintext without FUSE: one cipher file to a file or stdout, or
-// a whole volume (directories, files, symlinks with decrypted targets, FIFOs and devices, with
-// modes, times and, as root, owners) to a directory. Only authenticated plaintext is ever left
-// behind: each file is written to a temp file and renamed into place once every chunk of it
-// authenticated; on any failure the partial output is removed.
+// envelopectl decrypt — restores plaintext without FUSE, safely against a hostile cipher dir: one
+// cipher file to standard output or to a new file, or a whole volume into a new (or empty)
+// directory. Nothing is opened by path: cipher entries are opened beneath the volume's root fd
+// and output entries beneath the -o root fd (mkdirat, openat with O_EXCL, symlinkat, renameat2
+// with RENAME_NOREPLACE), one component at a time without following any symlink, so nothing is
+// read from or written outside either tree. Two cipher entries with the same plaintext path are
+// reported and only the first is restored (a duplicate directory's children are not merged into
+// the first one). Device nodes, FIFOs and sockets are skipped, set-uid/set-gid bits dropped, and
+// owners applied only with --same-owner as root. Only authenticated plaintext is ever left
+// behind: each file is written under a random temp name and renamed into place once every chunk
+// of it authenticated; on any failure the temp file is removed.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,9 +20,13 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <unordered_map>
 
 #include "cli.h"
 #include "common.h"
+#include "envelopefs/beneath.h"
+#include "envelopefs/crypto.h"
+#include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
 #include "envelopefs/unique_fd.h"
@@ -26,10 +37,32 @@ namespace {
 
 namespace fs = std::filesystem;
 
+constexpr char kOutputTempPrefix[] = ".envelopectl-";
+constexpr int kTempAttempts = 16;
+
 struct Failure {
   ErrorKind kind;
   std::string reason;
 };
+
+Failure SystemFailure(const std::string& what, int error) {
+  return {ErrorKind::kIo, what + ": " + std::strerror(error)};
+}
+
+// A failed OpenBeneath/OpenParentBeneath: a symlink on the way is tampering, not an I/O error.
+Failure BeneathFailure(const std::string& what, int error) {
+  if (error == ELOOP) {
+    return {ErrorKind::kAuthentication,
+            what + ": a symbolic link where a directory or file belongs (not followed)"};
+  }
+  return SystemFailure(what, error);
+}
+
+// "a/b/c" -> "a/b"; "c" -> "".
+std::string ParentOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? std::string() : path.substr(0, slash);
+}
 
 void WriteAll(int fd, std::span<const uint8_t> data, const std::string& what) {
   while (!data.empty()) {
@@ -40,51 +73,134 @@ void WriteAll(int fd, std::span<const uint8_t> data, const std::string& what) {
   }
 }
 
-// A temp file next to `target`, created 0600, unlinked unless Commit() renames it into place.
-class TempOutput {
+// --- metadata policy -------------------------------------------------------------------------
+
+// Permissions as stored, without set-uid/set-gid; the sticky bit on directories only.
+mode_t RestoredMode(const struct stat& st) {
+  return st.st_mode & (S_ISDIR(st.st_mode) ? 01777 : 0777);
+}
+
+// Owner (only if `same_owner`), mode and times of `st` onto the open file or directory `fd`.
+// Returns 0 or an errno.
+int ApplyMetadata(int fd, const struct stat& st, bool same_owner) {
+  if (same_owner && ::fchown(fd, st.st_uid, st.st_gid) != 0) return errno;
+  if (::fchmod(fd, RestoredMode(st)) != 0) return errno;
+  const struct timespec times[2] = {st.st_atim, st.st_mtim};
+  return ::futimens(fd, times) == 0 ? 0 : errno;
+}
+
+// The same for the symlink `name` in `dir_fd` (symlinks have no mode of their own).
+int ApplySymlinkMetadata(int dir_fd, const std::string& name, const struct stat& st,
+                         bool same_owner) {
+  if (same_owner &&
+      ::fchownat(dir_fd, name.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0) {
+    return errno;
+  }
+  const struct timespec times[2] = {st.st_atim, st.st_mtim};
+  return ::utimensat(dir_fd, name.c_str(), times, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
+}
+
+// --- locating entries beneath a directory fd -------------------------------------------------
+
+// The directory holding `relative` below `root_fd` (reached without following any symlink) and
+// the last component; `error` is an errno if that failed.
+struct Located {
+  UniqueFd dir;
+  std::string leaf;
+  int error = 0;
+};
+
+Located Locate(int root_fd, const std::string& relative) {
+  Located at;
+  std::string_view leaf;
+  int fd = OpenParentBeneath(root_fd, relative, &leaf);
+  if (fd < 0) {
+    at.error = -fd;
+    return at;
+  }
+  at.dir.reset(fd);
+  at.leaf = std::string(leaf);
+  return at;
+}
+
+// Opens the cipher file `relative` beneath the volume root for reading (no symlink followed) and
+// stats it. Its type is checked before it is opened, so a device node or FIFO is never opened
+// (nor blocked on); the inode opened must be the one checked. Throws Error.
+std::shared_ptr<CipherFile> OpenCipherBeneath(const Volume& volume, const std::string& relative,
+                                              const std::string& display, struct stat* st) {
+  Located at = Locate(volume.root_fd(), relative);
+  if (at.error != 0) {
+    Failure f = BeneathFailure("open", at.error);
+    throw Error(f.kind, display + ": " + f.reason);
+  }
+  struct stat seen;
+  if (::fstatat(at.dir.get(), at.leaf.c_str(), &seen, AT_SYMLINK_NOFOLLOW) != 0) {
+    ThrowSystemError(display + ": lstat");
+  }
+  if (!S_ISREG(seen.st_mode)) {
+    throw Error(ErrorKind::kAuthentication, display + ": not a regular file in the cipher dir");
+  }
+  UniqueFd fd(::openat(at.dir.get(), at.leaf.c_str(),
+                       O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  if (!fd.valid()) ThrowSystemError(display + ": open");
+  if (::fstat(fd.get(), st) != 0) ThrowSystemError(display + ": fstat");
+  if (st->st_dev != seen.st_dev || st->st_ino != seen.st_ino) {
+    throw Error(ErrorKind::kAuthentication, display + ": replaced in the cipher dir while opened");
+  }
+  if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK) != 0) {
+    ThrowSystemError(display + ": fcntl");
+  }
+  return CipherFile::Open(std::move(fd), volume, display);
+}
+
+// --- writing one output file -----------------------------------------------------------------
+
+// Renames `from` to `to` in `dir_fd` unless `to` exists; 0 or an errno (EEXIST if it does).
+int RenameNoReplace(int dir_fd, const std::string& from, const std::string& to) {
+  if (::renameat2(dir_fd, from.c_str(), dir_fd, to.c_str(), RENAME_NOREPLACE) == 0) return 0;
+  if (errno != EINVAL && errno != ENOSYS) return errno;
+  // A file system without RENAME_NOREPLACE: link(2) never replaces either.
+  if (::linkat(dir_fd, from.c_str(), dir_fd, to.c_str(), 0) != 0) return errno;
+  ::unlinkat(dir_fd, from.c_str(), 0);
+  return 0;
+}
+
+// A new regular file `leaf` in the directory `dir`: written under a short random temp name
+// (created O_EXCL, 0600) and renamed into place by Commit() without replacing anything; the temp
+// file is removed unless committed.
+class NewFile {
  public:
-  explicit TempOutput(const fs::path& target) : target_(target) {
-    std::string tmpl =
-        (target.parent_path() / ("." + target.filename().string() + ".envelopectl-XXXXXX"))
-            .string();
-    fd_.reset(mkstemp(tmpl.data()));
-    if (!fd_.valid()) ThrowSystemError("create a temp file for " + target.string());
-    path_ = tmpl;
+  NewFile(UniqueFd dir, std::string leaf) : dir_(std::move(dir)), leaf_(std::move(leaf)) {
+    for (int attempt = 0; attempt < kTempAttempts && !fd_.valid(); ++attempt) {
+      uint8_t random[8];
+      RandomBytes(random);
+      temp_ = kOutputTempPrefix + ToHex(random);
+      fd_.reset(::openat(dir_.get(), temp_.c_str(),
+                         O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+      if (!fd_.valid() && errno != EEXIST) break;
+    }
+    if (!fd_.valid()) ThrowSystemError("create a temp file for " + leaf_);
   }
-  ~TempOutput() {
-    if (!path_.empty()) ::unlink(path_.c_str());
+  ~NewFile() {
+    if (!committed_) ::unlinkat(dir_.get(), temp_.c_str(), 0);
   }
+  NewFile(const NewFile&) = delete;
+  NewFile& operator=(const NewFile&) = delete;
+
   int fd() const { return fd_.get(); }
-  void Commit() {
-    if (::rename(path_.c_str(), target_.c_str()) != 0)
-      ThrowSystemError("rename to " + target_.string());
-    path_.clear();
+  // 0 or an errno (EEXIST: the name is taken, nothing was replaced).
+  int Commit() {
+    int error = RenameNoReplace(dir_.get(), temp_, leaf_);
+    committed_ = error == 0;
+    return error;
   }
 
  private:
-  fs::path target_, path_;
+  UniqueFd dir_;
+  std::string leaf_, temp_;
   UniqueFd fd_;
+  bool committed_ = false;
 };
-
-struct timespec TimesOf(const struct stat& st, int which) {
-  return which == 0 ? st.st_atim : st.st_mtim;
-}
-
-// Mode, owner (as root) and times of `st` onto the open file `fd`.
-void ApplyMetadata(int fd, const struct stat& st) {
-  if (geteuid() == 0) (void)::fchown(fd, st.st_uid, st.st_gid);
-  ::fchmod(fd, st.st_mode & 07777);
-  const struct timespec times[2] = {TimesOf(st, 0), TimesOf(st, 1)};
-  ::futimens(fd, times);
-}
-
-// The same by path, not following symlinks (no mode for symlinks).
-void ApplyMetadata(const fs::path& path, const struct stat& st) {
-  if (geteuid() == 0) (void)::lchown(path.c_str(), st.st_uid, st.st_gid);
-  if (!S_ISLNK(st.st_mode)) ::chmod(path.c_str(), st.st_mode & 07777);
-  const struct timespec times[2] = {TimesOf(st, 0), TimesOf(st, 1)};
-  ::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW);
-}
 
 // Streams the authenticated plaintext of `file` into `fd`; a Failure if a chunk fails.
 std::optional<Failure> CopyPlaintext(CipherFile& file, int fd, const std::string& what) {
@@ -97,32 +213,81 @@ std::optional<Failure> CopyPlaintext(CipherFile& file, int fd, const std::string
   return Failure{rc == -EIO ? ErrorKind::kAuthentication : ErrorKind::kIo, detail};
 }
 
-std::optional<Failure> RestoreFile(const Volume& volume, const fs::path& cipher,
-                                   const std::string& display, const fs::path& target) {
-  try {
-    auto file = OpenCipherFile(cipher, volume, display);
-    struct stat st;
-    if (::fstat(file->fd(), &st) != 0) ThrowSystemError("fstat " + cipher.string());
-    TempOutput out(target);
-    if (auto failure = CopyPlaintext(*file, out.fd(), target.string())) return failure;
-    ApplyMetadata(out.fd(), st);
-    out.Commit();
-    return std::nullopt;
-  } catch (const Error& e) {
-    return Failure{e.kind(), WithoutName(e.what(), display)};
+// Writes the plaintext of `file` (whose cipher file has metadata `st`) as the new file `leaf`
+// of `dir`. Throws Error for failures before any plaintext is written.
+std::optional<Failure> WriteRestoredFile(CipherFile& file, const struct stat& st, UniqueFd dir,
+                                         const std::string& leaf, bool same_owner) {
+  NewFile out(std::move(dir), leaf);
+  if (auto failure = CopyPlaintext(file, out.fd(), leaf)) return failure;
+  if (int error = ApplyMetadata(out.fd(), st, same_owner)) {
+    return SystemFailure("set owner, mode or times", error);
   }
+  if (int error = out.Commit()) {
+    if (error == EEXIST) return Failure{ErrorKind::kState, "already exists: not overwritten"};
+    return SystemFailure("rename into place", error);
+  }
+  return std::nullopt;
+}
+
+// --- one file --------------------------------------------------------------------------------
+
+// --same-owner takes effect only as root (a warning otherwise).
+bool SameOwner(const Args& args) {
+  if (!args.same_owner) return false;
+  if (::geteuid() == 0) return true;
+  std::fprintf(stderr, "envelopectl: warning: --same-owner needs root; ignored\n");
+  return false;
+}
+
+// Where single-file decrypt writes: OUT's directory (opened once, as the user named it) and its
+// last component, which must not exist yet.
+Located ReserveOutputFile(const std::string& out) {
+  const fs::path path(out);
+  const std::string leaf = path.filename().string();
+  if (leaf.empty() || leaf == "." || leaf == "..") {
+    throw Error(ErrorKind::kUsage, "-o " + out + ": not a file name");
+  }
+  const fs::path parent = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+  Located at;
+  at.dir.reset(::open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!at.dir.valid()) ThrowSystemError("open " + parent.string());
+  struct stat st;
+  if (::fstatat(at.dir.get(), leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    throw Error(ErrorKind::kState, out + " already exists: not overwritten");
+  }
+  at.leaf = leaf;
+  return at;
+}
+
+// `cipher` relative to the volume root `root` (both made absolute, lexically).
+std::string PathInVolume(const fs::path& root, const fs::path& cipher) {
+  const fs::path relative = fs::absolute(cipher).lexically_normal().lexically_relative(root);
+  const std::string text = relative.string();
+  if (text.empty() || text == "." || text.rfind("..", 0) == 0) {
+    throw Error(ErrorKind::kUsage, cipher.string() + ": not a file inside the volume");
+  }
+  return text;
 }
 
 int DecryptOneFile(const Args& args, const fs::path& cipher) {
-  auto volume = OpenVolume(args, FindVolumeRoot(cipher));
+  const bool to_stdout = !args.output || *args.output == "-";
+  std::optional<Located> out;
+  if (!to_stdout) out = ReserveOutputFile(*args.output);  // before asking for a key
+  const bool same_owner = SameOwner(args);
+  const fs::path root = FindVolumeRoot(cipher);
+  auto volume = OpenVolume(args, root);
   CaptureDamageReports();
   const std::string display = cipher.string();
+  struct stat st;
+  auto file = OpenCipherBeneath(*volume, PathInVolume(root, cipher), display, &st);
   std::optional<Failure> failure;
-  if (args.output && *args.output != "-") {
-    failure = RestoreFile(*volume, cipher, display, *args.output);
-  } else {
-    auto file = OpenCipherFile(cipher, *volume, display);
+  if (to_stdout) {
     failure = CopyPlaintext(*file, STDOUT_FILENO, "standard output");
+  } else {
+    failure = WriteRestoredFile(*file, st, std::move(out->dir), out->leaf, same_owner);
+    if (failure && failure->kind == ErrorKind::kState) {
+      throw Error(failure->kind, *args.output + " " + failure->reason);
+    }
   }
   if (failure) throw Error(failure->kind, display + ": " + failure->reason);
   return kExitOk;
@@ -130,91 +295,234 @@ int DecryptOneFile(const Args& args, const fs::path& cipher) {
 
 // --- a whole volume --------------------------------------------------------------------------
 
+bool IsEmptyDirectory(int dir_fd) {
+  int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) ThrowSystemError("open the output directory");
+  DIR* dir = ::fdopendir(fd);
+  if (dir == nullptr) {
+    ::close(fd);
+    ThrowSystemError("read the output directory");
+  }
+  bool empty = true;
+  while (dirent* entry = ::readdir(dir)) {
+    std::string_view name = entry->d_name;
+    if (name != "." && name != "..") empty = false;
+  }
+  ::closedir(dir);
+  return empty;
+}
+
+// Opens (creating it 0700 if missing) the restore target, which must be an empty directory and
+// not a symlink. Throws Error.
+UniqueFd OpenOutputRoot(const std::string& out) {
+  if (::mkdir(out.c_str(), 0700) != 0 && errno != EEXIST) ThrowSystemError("mkdir " + out);
+  UniqueFd fd(::open(out.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid() && (errno == ENOTDIR || errno == ELOOP)) {
+    throw Error(ErrorKind::kState,
+                out + " exists and is not a directory (a symbolic link is not followed)");
+  }
+  if (!fd.valid()) ThrowSystemError("open " + out);
+  if (!IsEmptyDirectory(fd.get())) {
+    throw Error(ErrorKind::kState, out + " exists and is not an empty directory");
+  }
+  return fd;
+}
+
+// What a special file is called in the "skipped" report; nullptr for the types restored.
+const char* SpecialKind(unsigned char type) {
+  switch (type) {
+    case DT_CHR:
+    case DT_BLK:
+      return "device node";
+    case DT_FIFO:
+      return "FIFO";
+    case DT_SOCK:
+      return "socket";
+    default:
+      return nullptr;
+  }
+}
+
 class TreeRestore {
  public:
-  TreeRestore(const Args& args, const Volume& volume, fs::path out)
-      : args_(args), volume_(volume), names_(MakeNameTransform(volume)), out_(std::move(out)) {}
+  TreeRestore(const Args& args, const Volume& volume, std::string out)
+      : args_(args),
+        volume_(volume),
+        names_(MakeNameTransform(volume)),
+        out_(std::move(out)),
+        same_owner_(SameOwner(args)) {}
 
   int Run() {
-    PrepareOutputDir();
+    out_fd_ = OpenOutputRoot(out_);
     entries_ = CollectEntries(volume_.cipher_dir(), names_);
-    for (const CipherEntry& e : entries_) CreateNonFile(e);
-    ParallelFor(files_.size(), JobCount(args_), [&](size_t i) {
-      const CipherEntry& e = *files_[i];
-      if (auto f = RestoreFile(volume_, e.cipher_path, e.plain_path, out_ / e.plain_path)) {
-        Fail(e, *f);
-      } else {
-        ++restored_files_;
-      }
-    });
+    dir_owner_[""] = "";  // the output root holds the cipher root's entries
+    for (const CipherEntry& e : entries_) Place(e);
+    ParallelFor(files_.size(), JobCount(args_), [&](size_t i) { RestoreFile(*files_[i]); });
     // Directory modes and times last (children change a directory's mtime), deepest first.
-    for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) ApplyMetadata(it->first, it->second);
+    for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
+      FinishDirectory(*it->first, it->second);
+    }
     return Summarize();
   }
 
  private:
-  void PrepareOutputDir() {
-    std::error_code ec;
-    if (!fs::exists(out_, ec)) {
-      if (::mkdir(out_.c_str(), 0700) != 0) ThrowSystemError("mkdir " + out_.string());
-    } else if (!fs::is_directory(out_, ec) || !fs::is_empty(out_, ec)) {
-      throw Error(ErrorKind::kState, out_.string() + " exists and is not an empty directory");
-    }
-  }
-
-  void Fail(const CipherEntry& e, const Failure& f) {
+  // --- reporting ---
+  void Report(const CipherEntry& e, const Failure& f, const char* what = "not restored") {
     std::lock_guard<std::mutex> lock(mu_);
     damaged_ = damaged_ || ExitCodeFor(f.kind) == kExitDamaged;
     if (!first_kind_) first_kind_ = f.kind;
-    std::fprintf(stderr, "envelopectl: not restored: %s (%s): %s\n",
+    std::fprintf(stderr, "envelopectl: %s: %s (%s): %s\n", what,
                  e.plain_path.empty() ? "?" : e.plain_path.c_str(), e.cipher_path.c_str(),
                  f.reason.c_str());
     ++failed_;
   }
 
-  void CreateNonFile(const CipherEntry& e) {
-    if (!e.name_ok) return Fail(e, {ErrorKind::kAuthentication, "name does not authenticate"});
-    if (e.type == DT_REG) return files_.push_back(&e);
-    const fs::path target = out_ / e.plain_path;
-    struct stat st;
-    if (::lstat(e.cipher_path.c_str(), &st) != 0) {
-      return Fail(e, {ErrorKind::kIo, std::string("lstat: ") + std::strerror(errno)});
-    }
-    if (std::optional<Failure> f = CreateNode(e, st, target)) return Fail(e, *f);
-    if (e.type == DT_DIR) {
-      dirs_.emplace_back(target, st);
-    } else {
-      ApplyMetadata(target, st);
-      ++restored_other_;
+  void Skip(const CipherEntry& e, const char* kind) {
+    std::fprintf(stderr, "envelopectl: skipped: %s: %s (not restored)\n", e.plain_path.c_str(),
+                 kind);
+    ++skipped_;
+  }
+
+  // --- planning, in walk order (a directory before its entries) ---
+  void Place(const CipherEntry& e) {
+    if (!e.name_ok) return Report(e, {ErrorKind::kAuthentication, "name does not authenticate"});
+    if (!ParentIsOurs(e)) return;
+    if (const char* kind = SpecialKind(e.type)) return Skip(e, kind);
+    if (!Claim(e)) return;
+    switch (e.type) {
+      case DT_DIR:
+        return CreateDirectory(e);
+      case DT_LNK:
+        return CreateSymlink(e);
+      case DT_REG:
+        return files_.push_back(&e);
+      default:
+        return Report(e, {ErrorKind::kIo, "unknown file type"});
     }
   }
 
-  std::optional<Failure> CreateNode(const CipherEntry& e, const struct stat& st,
-                                    const fs::path& target) {
-    int rc;
-    if (e.type == DT_DIR) {
-      rc = ::mkdir(target.c_str(), 0700);
-    } else if (e.type == DT_LNK) {
-      std::string stored(PATH_MAX, '\0');
-      ssize_t n = ::readlink(e.cipher_path.c_str(), stored.data(), stored.size());
-      if (n < 0) return Failure{ErrorKind::kIo, std::string("readlink: ") + std::strerror(errno)};
-      stored.resize(static_cast<size_t>(n));
-      std::optional<std::string> link = names_.DecryptSymlink(stored);
-      if (!link) return Failure{ErrorKind::kAuthentication, "symlink target does not authenticate"};
-      rc = ::symlink(link->c_str(), target.c_str());
+  // True if the plaintext parent of `e` was restored from e's own cipher parent; reports why not
+  // otherwise (the parent failed, or is a duplicate restored from another cipher directory).
+  bool ParentIsOurs(const CipherEntry& e) {
+    const std::string plain_parent = ParentOf(e.plain_path);
+    const std::string cipher_parent = ParentOf(e.relative);
+    auto it = dir_owner_.find(plain_parent);
+    if (it != dir_owner_.end() && it->second == cipher_parent) return true;
+    auto claim = claims_.find(plain_parent);
+    if (claim != claims_.end() && claim->second->relative != cipher_parent) {
+      Report(e, {ErrorKind::kAuthentication, "its parent " + plain_parent +
+                                                 " is a duplicate name (restored from " +
+                                                 claim->second->cipher_path.string() + ")"});
     } else {
-      rc = ::mknod(target.c_str(), st.st_mode & (S_IFMT | 0600), st.st_rdev);
+      Report(e, {ErrorKind::kIo, "its directory " + plain_parent + " was not restored"});
     }
-    if (rc != 0) return Failure{ErrorKind::kIo, std::string("create: ") + std::strerror(errno)};
+    return false;
+  }
+
+  // Records `e` as the owner of its plaintext path; false (reported) if another entry has it.
+  bool Claim(const CipherEntry& e) {
+    auto [it, inserted] = claims_.emplace(e.plain_path, &e);
+    if (inserted) return true;
+    std::fprintf(stderr,
+                 "envelopectl: duplicate name %s: %s (restored) and %s (not restored) decrypt to "
+                 "the same path\n",
+                 e.plain_path.c_str(), it->second->cipher_path.c_str(), e.cipher_path.c_str());
+    ++duplicates_;
+    damaged_ = true;
+    return false;
+  }
+
+  // The cipher entry's own metadata (no symlink followed); a Failure if its type changed since
+  // the walk.
+  std::optional<Failure> StatCipher(const CipherEntry& e, struct stat* st, Located* at) {
+    *at = Locate(volume_.root_fd(), e.relative);
+    if (at->error != 0) return BeneathFailure("open", at->error);
+    if (::fstatat(at->dir.get(), at->leaf.c_str(), st, AT_SYMLINK_NOFOLLOW) != 0) {
+      return SystemFailure("lstat", errno);
+    }
+    if (IFTODT(st->st_mode) != e.type) {
+      return Failure{ErrorKind::kAuthentication, "changed type in the cipher dir during restore"};
+    }
     return std::nullopt;
+  }
+
+  void CreateDirectory(const CipherEntry& e) {
+    struct stat st;
+    Located cipher;
+    if (auto f = StatCipher(e, &st, &cipher)) return Report(e, *f);
+    Located out = Locate(out_fd_.get(), e.plain_path);
+    if (out.error != 0) return Report(e, BeneathFailure("open the output directory", out.error));
+    if (::mkdirat(out.dir.get(), out.leaf.c_str(), 0700) != 0) {
+      return Report(e, SystemFailure("mkdir", errno));
+    }
+    dir_owner_[e.plain_path] = e.relative;
+    dirs_.emplace_back(&e, st);
+  }
+
+  // The decrypted target of the cipher symlink `e` (in `cipher`), or a Failure.
+  std::optional<Failure> ReadTarget(const Located& cipher, std::string* target) {
+    std::string stored(PATH_MAX, '\0');
+    ssize_t n = ::readlinkat(cipher.dir.get(), cipher.leaf.c_str(), stored.data(), stored.size());
+    if (n < 0) return SystemFailure("readlink", errno);
+    stored.resize(static_cast<size_t>(n));
+    std::optional<std::string> link = names_.DecryptSymlink(stored);
+    if (!link) return Failure{ErrorKind::kAuthentication, "symlink target does not authenticate"};
+    *target = std::move(*link);
+    return std::nullopt;
+  }
+
+  void CreateSymlink(const CipherEntry& e) {
+    struct stat st;
+    Located cipher;
+    std::string target;
+    if (auto f = StatCipher(e, &st, &cipher)) return Report(e, *f);
+    if (auto f = ReadTarget(cipher, &target)) return Report(e, *f);
+    Located out = Locate(out_fd_.get(), e.plain_path);
+    if (out.error != 0) return Report(e, BeneathFailure("open the output directory", out.error));
+    if (::symlinkat(target.c_str(), out.dir.get(), out.leaf.c_str()) != 0) {
+      return Report(e, SystemFailure("symlink", errno));
+    }
+    ++restored_links_;
+    if (int error = ApplySymlinkMetadata(out.dir.get(), out.leaf, st, same_owner_)) {
+      Report(e, SystemFailure("set owner or times", error), "metadata not restored");
+    }
+  }
+
+  // --- files, on several threads ---
+  void RestoreFile(const CipherEntry& e) {
+    try {
+      struct stat st;
+      auto file = OpenCipherBeneath(volume_, e.relative, e.plain_path, &st);
+      Located out = Locate(out_fd_.get(), e.plain_path);
+      if (out.error != 0) return Report(e, BeneathFailure("open the output directory", out.error));
+      if (auto f = WriteRestoredFile(*file, st, std::move(out.dir), out.leaf, same_owner_)) {
+        return Report(e, *f);
+      }
+      ++restored_files_;
+    } catch (const Error& ex) {
+      Report(e, {ex.kind(), WithoutName(ex.what(), e.plain_path)});
+    }
+  }
+
+  // --- directories, last ---
+  void FinishDirectory(const CipherEntry& e, const struct stat& st) {
+    int fd = OpenBeneath(out_fd_.get(), e.plain_path, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return Report(e, BeneathFailure("open", -fd), "metadata not restored");
+    UniqueFd owned(fd);
+    if (int error = ApplyMetadata(fd, st, same_owner_)) {
+      Report(e, SystemFailure("set owner, mode or times", error), "metadata not restored");
+    }
   }
 
   int Summarize() {
     if (!args_.quiet) {
-      std::printf("restored %llu files, %zu directories, %llu other entries to %s; %llu failed\n",
-                  static_cast<unsigned long long>(restored_files_.load()), dirs_.size(),
-                  static_cast<unsigned long long>(restored_other_), out_.c_str(),
-                  static_cast<unsigned long long>(failed_));
+      std::printf(
+          "restored %llu files, %zu directories, %llu symlinks to %s; %llu skipped (device "
+          "nodes, FIFOs, sockets), %llu duplicate names, %llu failed\n",
+          static_cast<unsigned long long>(restored_files_.load()), dirs_.size(),
+          static_cast<unsigned long long>(restored_links_), out_.c_str(),
+          static_cast<unsigned long long>(skipped_), static_cast<unsigned long long>(duplicates_),
+          static_cast<unsigned long long>(failed_));
     }
     if (damaged_) return kExitDamaged;
     return first_kind_ ? ExitCodeFor(*first_kind_) : kExitOk;
@@ -223,13 +531,19 @@ class TreeRestore {
   const Args& args_;
   const Volume& volume_;
   const NameTransform names_;
-  const fs::path out_;
+  const std::string out_;
+  const bool same_owner_;
+  UniqueFd out_fd_;
   std::vector<CipherEntry> entries_;
+  // Plaintext path -> the cipher entry restored there (first come), and for each restored
+  // directory the relative cipher path of the directory it came from ("" for the root).
+  std::unordered_map<std::string, const CipherEntry*> claims_;
+  std::unordered_map<std::string, std::string> dir_owner_;
   std::vector<const CipherEntry*> files_;
-  std::vector<std::pair<fs::path, struct stat>> dirs_;
+  std::vector<std::pair<const CipherEntry*, struct stat>> dirs_;
   std::atomic<uint64_t> restored_files_{0};
-  uint64_t restored_other_ = 0;
-  std::mutex mu_;
+  uint64_t restored_links_ = 0, skipped_ = 0, duplicates_ = 0;
+  std::mutex mu_;  // guards what Report() changes (files are restored on several threads)
   uint64_t failed_ = 0;
   bool damaged_ = false;
   std::optional<ErrorKind> first_kind_;
