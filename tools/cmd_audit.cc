@@ -15,6 +15,7 @@
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
+#include "envelopefs/unique_fd.h"
 #include "progress.h"
 
 namespace envelopefs::cli {
@@ -32,6 +33,8 @@ struct FileFacts {
   std::string problem;  // not ok: why (also set for authentication failures with the key)
   uint32_t chunk_size = 0;
   uint32_t kek_version = 0;
+  uint16_t format_version = 0;
+  bool unsealed = false;  // with the key: the last write was interrupted (length unproven)
   FileId file_id{};
   Sha256Digest dek_key{};  // DEK fingerprint (with key) or SHA-256 of the wrapped record
   bool dek_known = false;
@@ -39,18 +42,18 @@ struct FileFacts {
   ino_t ino = 0;
 };
 
-FileFacts Examine(const fs::path& path, const KekTable* keks) {
+FileFacts Examine(int root_fd, const CipherEntry& entry, const KekTable* keks) {
   FileFacts f;
-  HeaderRead r = ReadCipherHeader(path);
-  f.status = r.status;
-  f.dev = r.header.dev;
-  f.ino = r.header.ino;
-  if (r.status != HeaderStatus::kOk) {
-    f.problem = r.reason;
+  HeaderRead h = ReadEntryHeader(root_fd, entry);
+  f.status = h.status;
+  f.dev = h.dev;
+  f.ino = h.ino;
+  if (h.status != HeaderStatus::kOk) {
+    f.problem = h.reason;
     return f;
   }
-  const CipherHeader& h = r.header;
   f.chunk_size = h.fixed.chunk_size;
+  f.format_version = h.fixed.version;
   f.file_id = h.fixed.file_id;
   int slot = h.NewestSlot();
   if (keks != nullptr) {
@@ -59,14 +62,13 @@ FileFacts Examine(const fs::path& path, const KekTable* keks) {
     if (check.ok) {
       f.dek_key = check.dek_fingerprint;
       f.dek_known = true;
+      f.unsealed = !check.state.sealed();
     } else {
       f.problem = check.reason;
     }
   } else {
     // Without the key, the wrapped record (nonce, ciphertext, tag) of the newest slot.
-    f.dek_key = Sha256(h.SlotBytes(slot).subspan(
-        format::kKeySlotNonceOffset,
-        format::kKeySlotTagOffset + kGcmTagSize - format::kKeySlotNonceOffset));
+    f.dek_key = WrappedDekDigest(h, slot);
     f.dek_known = true;
     if (auto problem = LengthProblem(h, nullptr)) f.problem = *problem;
   }
@@ -97,6 +99,7 @@ json DuplicateGroups(const std::vector<CipherEntry>& files, const std::vector<Fi
 
 struct AuditInput {
   fs::path dir;
+  UniqueFd root;  // the cipher dir (O_PATH)
   VolumeConfig config;
   std::unique_ptr<Volume> volume;  // null without a key
   std::vector<CipherEntry> entries;
@@ -105,6 +108,7 @@ struct AuditInput {
 AuditInput Load(const Args& args, const fs::path& dir) {
   AuditInput in;
   in.dir = dir;
+  in.root = OpenRoot(dir);
   std::optional<NameTransform> names;
   if (HasKeyOption(args)) {
     in.volume = OpenVolume(args, dir);
@@ -121,14 +125,14 @@ AuditInput Load(const Args& args, const fs::path& dir) {
   return in;
 }
 
-std::vector<FileFacts> ExamineAll(const Args& args, const std::vector<CipherEntry>& files,
-                                  const Volume* volume) {
+std::vector<FileFacts> ExamineAll(const Args& args, int root_fd,
+                                  const std::vector<CipherEntry>& files, const Volume* volume) {
   std::optional<KekTable> keks;
   if (volume != nullptr) keks.emplace(*volume);
   std::vector<FileFacts> facts(files.size());
   Progress progress(Progress::WantedFor(args), "files", files.size());
   ParallelFor(files.size(), JobCount(args), [&](size_t i) {
-    facts[i] = Examine(files[i].cipher_path, keks ? &*keks : nullptr);
+    facts[i] = Examine(root_fd, files[i], keks ? &*keks : nullptr);
     progress.Add();
   });
   return facts;
@@ -136,8 +140,8 @@ std::vector<FileFacts> ExamineAll(const Args& args, const std::vector<CipherEntr
 
 // Counts and lists over all files' facts.
 struct Tally {
-  std::map<std::string, uint64_t> by_version, chunk_sizes, ciphers;
-  json unencrypted = json::array(), damaged = json::array();
+  std::map<std::string, uint64_t> by_version, chunk_sizes, ciphers, formats;
+  json unencrypted = json::array(), damaged = json::array(), unsealed = json::array();
   std::set<std::pair<dev_t, ino_t>> inodes;
 };
 
@@ -153,8 +157,10 @@ Tally Count(const std::vector<CipherEntry>& files, const std::vector<FileFacts>&
     if (f.status == HeaderStatus::kOk) {
       ++t.by_version[std::to_string(f.kek_version)];
       ++t.chunk_sizes[std::to_string(f.chunk_size)];
+      ++t.formats[std::to_string(f.format_version)];
       ++t.ciphers[kCipherName];
     }
+    if (f.unsealed) t.unsealed.push_back(files[i].cipher_path.string());
     if (!f.problem.empty()) {
       t.damaged.push_back({{"cipher_path", files[i].cipher_path.string()}, {"reason", f.problem}});
     }
@@ -180,7 +186,7 @@ json Report(const Args& args, const AuditInput& in) {
     if (e.type == DT_REG) files.push_back(e);
     if (names_checked && !e.name_ok) bad_names.push_back(e.cipher_path.string());
   }
-  const std::vector<FileFacts> facts = ExamineAll(args, files, in.volume.get());
+  const std::vector<FileFacts> facts = ExamineAll(args, in.root.get(), files, in.volume.get());
   const Tally t = Count(files, facts);
   const bool keyed = in.volume != nullptr;
   const json dek_groups = DuplicateGroups<Sha256Digest>(files, facts, DekOf);
@@ -196,6 +202,8 @@ json Report(const Args& args, const AuditInput& in) {
       {"duplicate_wrapped_deks", keyed ? json(nullptr) : dek_groups},
       {"unencrypted", t.unencrypted},
       {"damaged", t.damaged},
+      {"unsealed", keyed ? t.unsealed : json(nullptr)},
+      {"format_versions", t.formats},
       {"bad_names", names_checked ? bad_names : json(nullptr)},
       {"chunk_sizes", t.chunk_sizes},
       {"ciphers", t.ciphers},
@@ -248,6 +256,7 @@ void PrintReport(const json& r, const std::vector<KekPolicyStatus>* statuses) {
               r["inodes"].get<unsigned long long>());
   std::printf("%-24s %s\n", "files by KEK version:", Counts(r["by_kek_version"]).c_str());
   std::printf("%-24s %s\n", "chunk sizes:", Counts(r["chunk_sizes"]).c_str());
+  std::printf("%-24s %s\n", "file format versions:", Counts(r["format_versions"]).c_str());
   std::printf("%-24s %s\n", "ciphers:", Counts(r["ciphers"]).c_str());
   PrintList("duplicate file ids:", r["duplicate_file_ids"], "");
   if (r["key_given"].get<bool>()) {
@@ -258,6 +267,7 @@ void PrintReport(const json& r, const std::vector<KekPolicyStatus>* statuses) {
   }
   PrintList("stored unencrypted:", r["unencrypted"], "");
   PrintList("damaged:", r["damaged"], "");
+  PrintList("unsealed (interrupted):", r["unsealed"], "not checked (no key given)");
   PrintList("names not authentic:", r["bad_names"], "not checked (no key given)");
   if (statuses == nullptr) {
     std::printf("%-24s not checked (no key given)\n", "keys:");

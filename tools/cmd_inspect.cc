@@ -19,7 +19,7 @@ constexpr size_t kFingerprintBytes = 8;
 
 struct InspectReport {
   fs::path file;
-  CipherHeader header;
+  HeaderRead header;
   int slot = 0;  // the key slot whose KEK is reported
   uint64_t plaintext_size = 0;
   std::optional<HeaderCheck> check;  // set when a key was given
@@ -30,7 +30,7 @@ struct InspectReport {
 };
 
 nlohmann::json ReportJson(const InspectReport& r) {
-  const CipherHeader& h = r.header;
+  const HeaderRead& h = r.header;
   nlohmann::json slots = nlohmann::json::array();
   for (const KeySlotInfo& s : h.slots) {
     slots.push_back(
@@ -46,7 +46,7 @@ nlohmann::json ReportJson(const InspectReport& r) {
           {"kek_version", h.slots[r.slot].kek_version},
           {"key_slots", slots},
           {"plaintext_size", r.plaintext_size},
-          {"chunks", ChunkLayout{h.fixed.chunk_size}.ChunkCount(r.plaintext_size)},
+          {"chunks", h.layout().ChunkCount(r.plaintext_size)},
           {"sealed", ok ? nlohmann::json(r.check->state.sealed()) : nlohmann::json(nullptr)},
           {"header_ok", r.check ? nlohmann::json(r.check->ok) : nlohmann::json(nullptr)},
           {"reason", r.check && !ok ? nlohmann::json(r.check->reason) : nlohmann::json(nullptr)},
@@ -54,7 +54,7 @@ nlohmann::json ReportJson(const InspectReport& r) {
 }
 
 void PrintReport(const InspectReport& r) {
-  const CipherHeader& h = r.header;
+  const HeaderRead& h = r.header;
   const KeySlotInfo& kek = h.slots[r.slot];
   std::printf("file:            %s\n", r.file.c_str());
   std::printf("format version:  %u\n", h.fixed.version);
@@ -75,8 +75,7 @@ void PrintReport(const InspectReport& r) {
               : r.check->state.sealed() ? " (sealed)"
                                         : " (unsealed: open for writing, or not yet sealed)");
   std::printf("chunks:          %llu\n",
-              static_cast<unsigned long long>(
-                  ChunkLayout{h.fixed.chunk_size}.ChunkCount(r.plaintext_size)));
+              static_cast<unsigned long long>(h.layout().ChunkCount(r.plaintext_size)));
   if (!r.check) {
     std::printf("header:          not checked (no key given)\n");
   } else if (ok) {
@@ -93,15 +92,13 @@ int RunInspect(const Args& args) {
   ExpectArgs(args, 1, 1, "inspect FILE [--json] [--keyfile FILE | --passfile FILE]");
   InspectReport r;
   r.file = args.words[1];
-  HeaderRead read = ReadCipherHeader(r.file);
-  if (read.status != HeaderStatus::kOk) {
-    throw Error(read.status == HeaderStatus::kUnreadable ? ErrorKind::kIo : ErrorKind::kFormat,
-                r.file.string() + ": " + read.reason);
+  r.header = ReadHeaderAt(r.file);
+  if (r.header.status != HeaderStatus::kOk) {
+    throw Error(r.header.status == HeaderStatus::kUnreadable ? ErrorKind::kIo : ErrorKind::kFormat,
+                r.file.string() + ": " + r.header.reason);
   }
-  r.header = read.header;
   r.slot = r.header.NewestSlot();
-  ChunkLayout layout{r.header.fixed.chunk_size};
-  r.plaintext_size = layout.ReportedPlainSize(r.header.cipher_size);
+  r.plaintext_size = r.header.layout().ReportedPlainSize(r.header.cipher_size);
   if (HasKeyOption(args)) {
     auto volume = OpenVolume(args, FindVolumeRoot(r.file));
     r.check = CheckHeader(r.header, KekTable(*volume));

@@ -84,11 +84,11 @@ Users FindUsers(const Args& args, const Volume& volume, const KekInfo& kek) {
   std::mutex mu;
   Progress progress(Progress::WantedFor(args), "files", files.size());
   ParallelFor(files.size(), JobCount(args), [&](size_t i) {
-    HeaderRead r = ReadCipherHeader(files[i].cipher_path);
+    HeaderRead r = ReadEntryHeader(volume.root_fd(), files[i]);
     progress.Add();
     // A file deleted since the walk uses nothing; any other unreadable file might.
     bool uses = r.status == HeaderStatus::kUnreadable && r.error != ENOENT;
-    for (const KeySlotInfo& s : r.header.slots) {
+    for (const KeySlotInfo& s : r.slots) {
       uses = uses ||
              (r.status == HeaderStatus::kOk && s.kek_id == kek.id && s.kek_version == kek.version);
     }

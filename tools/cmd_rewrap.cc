@@ -22,9 +22,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// RewrapFiles keeps one fd open per file of its current batch (up to 2048) until the batch's
+// RewrapFiles keeps one fd open per file of its current batch (kRewrapBatch) until the batch's
 // syncfs; sub-slices keep jobs x slice within the fd limit.
-constexpr size_t kMaxSlice = 2048;
 constexpr rlim_t kReservedFds = 64;
 
 // Raises the soft fd limit to the hard one; returns the files each of `jobs` threads may hold.
@@ -37,25 +36,23 @@ size_t SliceForFdLimit(unsigned jobs) {
     getrlimit(RLIMIT_NOFILE, &lim);
   }
   rlim_t usable = lim.rlim_cur > 2 * kReservedFds ? lim.rlim_cur - kReservedFds : kReservedFds;
-  return std::clamp<size_t>(static_cast<size_t>(usable / jobs), 1, kMaxSlice);
+  return std::clamp<size_t>(static_cast<size_t>(usable / jobs), 1, kRewrapBatch);
 }
 
-std::vector<fs::path> FilesOfShard(const Volume& volume, const Shard& shard) {
+// The cipher paths (relative to the cipher dir) of the regular files in this shard.
+std::vector<std::string> FilesOfShard(const Volume& volume, const Shard& shard) {
   NameTransform names = MakeNameTransform(volume);  // exact internal-file rules, any names mode
-  std::vector<fs::path> files;
+  std::vector<std::string> files;
   WalkCipherDir(volume.cipher_dir(), names, [&](const CipherEntry& e) {
     if (e.type != DT_REG) return;
-    if (shard.count > 1 && ShardOf(RelativeCipherPath(volume.cipher_dir(), e.cipher_path),
-                                   shard.count) != shard.index) {
-      return;
-    }
-    files.push_back(e.cipher_path);
+    if (shard.count > 1 && ShardOf(e.relative, shard.count) != shard.index) return;
+    files.push_back(e.relative);
   });
   return files;
 }
 
 struct Failure {
-  fs::path file;
+  std::string file;
   std::string why;
 };
 
@@ -68,7 +65,7 @@ int RunRewrap(const Args& args) {
   const auto start = std::chrono::steady_clock::now();
   auto volume = OpenVolume(args, dir);
   const Shard shard = args.shard.value_or(Shard{});
-  const std::vector<fs::path> files = FilesOfShard(*volume, shard);
+  const std::vector<std::string> files = FilesOfShard(*volume, shard);
   const Volume::KekCopy target = volume->ActiveKek();
   const unsigned jobs = static_cast<unsigned>(std::clamp<size_t>(files.size(), 1, JobCount(args)));
   const size_t slice = SliceForFdLimit(jobs);
@@ -77,7 +74,7 @@ int RunRewrap(const Args& args) {
   std::vector<Failure> failures;
   std::mutex mu;
   Progress progress(Progress::WantedFor(args), "files", files.size());
-  auto on_file = [&](const fs::path& file, RewrapOutcome outcome, const std::string& why) {
+  auto on_file = [&](const std::string& file, RewrapOutcome outcome, const std::string& why) {
     progress.Add();
     if (outcome != RewrapOutcome::kFailed) return;
     std::lock_guard<std::mutex> lock(mu);
@@ -86,7 +83,7 @@ int RunRewrap(const Args& args) {
   RunOnThreads(jobs, [&](unsigned t) {
     auto [begin, end] = SliceBounds(files.size(), jobs, t);
     for (size_t i = begin; i < end; i += slice) {
-      std::span<const fs::path> part(files.data() + i, std::min(slice, end - i));
+      std::span<const std::string> part(files.data() + i, std::min(slice, end - i));
       stats[t] += RewrapFiles(*volume, target, part, on_file);
     }
   });
@@ -108,12 +105,13 @@ int RunRewrap(const Args& args) {
                             {"seconds", seconds}};
   AppendAuditEvent(dir, volume->config(), "rewrap_finished", summary);
   for (const Failure& f : failures) {
-    std::fprintf(stderr, "envelopectl: rewrap failed: %s: %s\n", f.file.c_str(), f.why.c_str());
+    std::fprintf(stderr, "envelopectl: rewrap failed: %s: %s\n", (dir / f.file).c_str(),
+                 f.why.c_str());
   }
   if (args.json) {
     nlohmann::json failed = nlohmann::json::array();
     for (const Failure& f : failures)
-      failed.push_back({{"cipher_path", f.file}, {"reason", f.why}});
+      failed.push_back({{"cipher_path", (dir / f.file).string()}, {"reason", f.why}});
     summary["failures"] = failed;
     PrintJson(summary);
   } else if (!args.quiet) {

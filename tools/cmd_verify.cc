@@ -29,7 +29,7 @@ std::string CheckFile(const CipherEntry& e, const Volume& volume, std::atomic<ui
   const std::string name = DisplayName(e);
   TakeDamageReport();
   try {
-    auto file = OpenCipherFile(e.cipher_path, volume, name);
+    auto file = OpenEntry(volume, e);
     int rc = StreamPlaintext(*file, [&](std::span<const uint8_t> piece) { bytes += piece.size(); });
     if (rc == 0) return "";
     std::string detail = TakeDamageReport();

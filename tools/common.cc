@@ -17,6 +17,7 @@
 #include <mutex>
 #include <thread>
 
+#include "envelopefs/beneath.h"
 #include "envelopefs/crypto.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
@@ -29,7 +30,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr char kFingerprintLabel[] = "envelopefs dek fingerprint v1";
 constexpr char kTamperPrefix[] = "tamper: ";
 
 thread_local std::string last_damage;
@@ -69,6 +69,12 @@ NameTransform MakeNameTransform(const Volume& volume) {
   return NameTransform(volume.name_key(), volume.xattr_key(), volume.config().plaintext_names);
 }
 
+UniqueFd OpenRoot(const fs::path& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) ThrowSystemError("open " + dir.string());
+  return fd;
+}
+
 unsigned JobCount(const Args& args) {
   if (args.jobs > 0) return args.jobs;
   return std::max(1u, std::thread::hardware_concurrency());
@@ -90,16 +96,6 @@ std::vector<CipherEntry> CollectFiles(const fs::path& cipher_dir, const NameTran
     if (e.type == DT_REG) files.push_back(e);
   });
   return files;
-}
-
-std::string RelativeCipherPath(const fs::path& cipher_dir, const fs::path& path) {
-  // WalkCipherDir names entries root / name / ..., with root = fs::absolute(cipher_dir).
-  const std::string root = fs::absolute(cipher_dir).string();
-  const std::string full = path.string();
-  if (full.compare(0, root.size(), root) != 0) return full;
-  size_t start = root.size();
-  while (start < full.size() && full[start] == '/') ++start;
-  return full.substr(start);
 }
 
 std::string DisplayName(const CipherEntry& entry) {
@@ -164,75 +160,31 @@ void ParallelFor(size_t n, unsigned jobs, const std::function<void(size_t)>& fn)
   });
 }
 
-// --- headers (no key needed) -----------------------------------------------------------------
+// --- headers ---------------------------------------------------------------------------------
 
-std::span<const uint8_t> CipherHeader::FixedBytes() const {
-  return std::span<const uint8_t>(bytes.data(), format::kFixedSize);
-}
+namespace {
 
-std::span<const uint8_t, format::kKeySlotSize> CipherHeader::SlotBytes(int slot) const {
-  return std::span<const uint8_t, format::kKeySlotSize>(bytes.data() + format::kKeySlotOffset[slot],
-                                                        format::kKeySlotSize);
-}
-
-HeaderRead ReadCipherHeader(int fd) {
+HeaderRead Unreadable(int error) {
   HeaderRead r;
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    r.error = errno;
-    r.reason = std::string("fstat: ") + std::strerror(errno);
-    return r;
-  }
-  r.header.cipher_size = static_cast<uint64_t>(st.st_size);
-  r.header.dev = st.st_dev;
-  r.header.ino = st.st_ino;
-  ssize_t n = ::pread(fd, r.header.bytes.data(), r.header.bytes.size(), 0);
-  if (n < 0) {
-    r.error = errno;
-    r.reason = std::string("read: ") + std::strerror(errno);
-    return r;
-  }
-  const size_t got = static_cast<size_t>(n);
-  const size_t magic_len = std::min(got, format::kMagic.size());
-  if (got == 0) {
-    r.status = HeaderStatus::kDamaged;
-    r.reason = "empty file without a header (an interrupted create?)";
-    return r;
-  }
-  if (std::memcmp(r.header.bytes.data(), format::kMagic.data(), magic_len) != 0) {
-    r.status = HeaderStatus::kNotEnvelope;
-    r.reason = "not an envelopefs file: stored unencrypted";
-    return r;
-  }
-  r.status = HeaderStatus::kDamaged;
-  if (got < format::kHeaderSize) {
-    r.reason = "short header (" + std::to_string(got) + " of " +
-               std::to_string(format::kHeaderSize) + " bytes)";
-    return r;
-  }
-  try {
-    r.header.fixed = ParseFixedHeader(r.header.bytes);
-  } catch (const Error& e) {
-    r.reason = e.what();
-    return r;
-  }
-  for (int i = 0; i < 2; ++i) r.header.slots[i] = ParseKeySlot(r.header.SlotBytes(i));
-  r.status = HeaderStatus::kOk;
+  r.error = error;
+  r.reason = std::string("open: ") + std::strerror(error);
   return r;
 }
 
-HeaderRead ReadCipherHeader(const fs::path& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd.valid()) {
-    HeaderRead r;
-    r.error = errno;
-    r.reason = std::string("open: ") + std::strerror(errno);
-    return r;
-  }
-  return ReadCipherHeader(fd.get());
+}  // namespace
+
+HeaderRead ReadEntryHeader(int root_fd, const CipherEntry& entry) {
+  int fd = OpenBeneath(root_fd, entry.relative, O_RDONLY);
+  if (fd < 0) return Unreadable(-fd);
+  UniqueFd owned(fd);
+  return ReadHeader(fd);
 }
 
-// --- headers (with the keys) -----------------------------------------------------------------
+HeaderRead ReadHeaderAt(const fs::path& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return Unreadable(errno);
+  return ReadHeader(fd.get());
+}
 
 KekTable::KekTable(const Volume& volume) {
   for (const KekInfo& info : volume.Keks()) {
@@ -243,9 +195,11 @@ KekTable::KekTable(const Volume& volume) {
   }
 }
 
-const SecureBytes* KekTable::Find(uint32_t id, uint32_t version) const {
+bool KekTable::FindKek(uint32_t id, uint32_t version, SecureBytes& key_out) const {
   auto it = keks_.find({id, version});
-  return it == keks_.end() ? nullptr : &it->second;
+  if (it == keks_.end()) return false;
+  key_out = it->second.Clone();
+  return true;
 }
 
 std::string KekLabel(uint32_t id, uint32_t version) {
@@ -254,74 +208,27 @@ std::string KekLabel(uint32_t id, uint32_t version) {
   return "version " + std::to_string(version) + " (id " + hex + ")";
 }
 
-Sha256Digest DekFingerprint(const SecureBytes& dek) {
-  return HmacSha256(dek.span(), AsBytes(kFingerprintLabel));
-}
-
-std::optional<std::string> LengthProblem(const CipherHeader& header, const FileState* state) {
-  ChunkLayout layout{header.fixed.chunk_size};
-  std::optional<uint64_t> plain = layout.PlainSize(header.cipher_size);
-  if (!plain) {
-    return "cipher file length " + std::to_string(header.cipher_size) +
-           " is not valid for any plaintext size (cut or extended)";
-  }
-  if (state != nullptr && state->sealed() && state->size != *plain) {
-    return "cipher file length does not match its sealed size of " + std::to_string(state->size) +
-           " bytes (cut or extended)";
-  }
-  return std::nullopt;
-}
-
-HeaderCheck CheckHeader(const CipherHeader& header, const KekTable& keks) {
+HeaderCheck CheckHeader(const HeaderRead& header, const KekSource& keks) {
   HeaderCheck check;
-  const int newest = header.NewestSlot();
-  std::optional<SecureBytes> dek;
-  bool any_key = false;
-  for (int slot : {newest, 1 - newest}) {
-    const KeySlotInfo& info = header.slots[slot];
-    const SecureBytes* kek = keks.Find(info.kek_id, info.kek_version);
-    if (kek == nullptr) continue;
-    any_key = true;
-    dek = UnwrapDek(header.FixedBytes(), header.SlotBytes(slot), *kek);
-    if (dek) {
-      check.slot = slot;
-      break;
-    }
-  }
-  if (!dek) {
-    const KeySlotInfo& info = header.slots[newest];
-    check.reason = any_key ? "header does not authenticate (no key slot opens)"
-                           : "needs KEK " + KekLabel(info.kek_id, info.kek_version) +
-                                 ", which is retired or unknown";
-    return check;
-  }
-  check.dek_fingerprint = DekFingerprint(*dek);
-  // One locked buffer per thread: audit checks 100k headers, and every SecureBytes is an
-  // mmap/mlock/munmap (with TLB shootdowns across threads).
-  thread_local SecureBytes state_key(kKeySize);
-  HkdfSha256(dek->span(), format::kStateKeyLabel, state_key.mutable_span());
-  std::optional<FileState> best;
-  for (int i = 0; i < 2; ++i) {
-    auto state =
-        OpenState(state_key, header.fixed.file_id,
-                  std::span<const uint8_t, format::kStateSlotSize>(
-                      header.bytes.data() + format::kStateSlotOffset[i], format::kStateSlotSize));
-    if (state && (!best || state->counter > best->counter)) best = state;
-  }
-  if (!best) {
-    check.reason = "state record does not authenticate";
-    return check;
-  }
-  check.state = *best;
-  if (auto problem = LengthProblem(header, &check.state)) {
-    check.reason = *problem;
-    return check;
-  }
-  check.ok = true;
+  OpenedHeader opened = OpenHeader(header, keks);
+  check.slot = opened.slot;
+  if (opened.slot >= 0) check.dek_fingerprint = DekFingerprint(opened.dek);
+  check.ok = opened.ok;
+  check.reason = opened.problem;
+  check.state = opened.state;
   return check;
 }
 
 // --- reading plaintext -----------------------------------------------------------------------
+
+std::shared_ptr<CipherFile> OpenEntry(const Volume& volume, const CipherEntry& entry) {
+  int fd = OpenBeneath(volume.root_fd(), entry.relative, O_RDONLY);
+  if (fd < 0) {
+    errno = -fd;
+    ThrowSystemError("open " + entry.cipher_path.string());
+  }
+  return CipherFile::Open(UniqueFd(fd), volume, DisplayName(entry));
+}
 
 std::shared_ptr<CipherFile> OpenCipherFile(const fs::path& path, const Volume& volume,
                                            const std::string& display_name) {

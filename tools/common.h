@@ -21,9 +21,11 @@
 #include "cli.h"
 #include "envelopefs/cipher_dir.h"
 #include "envelopefs/cipher_file.h"
+#include "envelopefs/cipher_header.h"
 #include "envelopefs/file_header.h"
 #include "envelopefs/key_policy.h"
 #include "envelopefs/name_transform.h"
+#include "envelopefs/unique_fd.h"
 #include "envelopefs/volume.h"
 
 namespace envelopefs::cli {
@@ -42,6 +44,8 @@ std::filesystem::path FindVolumeRoot(const std::filesystem::path& start);
 // Throws Error(kConfig) unless `dir` is a volume root (names the missing config).
 void RequireVolumeRoot(const std::filesystem::path& dir);
 NameTransform MakeNameTransform(const Volume& volume);
+// The cipher dir opened O_PATH (for commands that run without a key, hence without a Volume).
+UniqueFd OpenRoot(const std::filesystem::path& dir);
 // --jobs, or one per core.
 unsigned JobCount(const Args& args);
 // The current time (Unix seconds).
@@ -55,9 +59,6 @@ std::vector<CipherEntry> CollectEntries(const std::filesystem::path& cipher_dir,
 // Only the regular files.
 std::vector<CipherEntry> CollectFiles(const std::filesystem::path& cipher_dir,
                                       const NameTransform& names);
-// `path` relative to the volume root `cipher_dir` (both as WalkCipherDir reports them).
-std::string RelativeCipherPath(const std::filesystem::path& cipher_dir,
-                               const std::filesystem::path& path);
 // The plaintext path if known, else the cipher path (for messages).
 std::string DisplayName(const CipherEntry& entry);
 // "file", "dir", "symlink", ... for a d_type.
@@ -73,46 +74,19 @@ std::pair<size_t, size_t> SliceBounds(size_t n, unsigned parts, unsigned i);
 // Calls fn(i) for every i in [0, n) on `jobs` threads, each taking the next index as it goes.
 void ParallelFor(size_t n, unsigned jobs, const std::function<void(size_t)>& fn);
 
-// --- headers (no key needed) -----------------------------------------------------------------
+// --- headers ---------------------------------------------------------------------------------
 
-struct CipherHeader {
-  HeaderBytes bytes{};
-  FixedHeader fixed;
-  KeySlotInfo slots[2];
-  uint64_t cipher_size = 0;  // length of the cipher file
-  dev_t dev = 0;
-  ino_t ino = 0;
-
-  int NewestSlot() const { return slots[1].generation > slots[0].generation ? 1 : 0; }
-  std::span<const uint8_t> FixedBytes() const;
-  std::span<const uint8_t, format::kKeySlotSize> SlotBytes(int slot) const;
-};
-
-enum class HeaderStatus {
-  kOk,
-  kNotEnvelope,  // no envelopefs magic: a file stored unencrypted
-  kDamaged,      // envelopefs magic (or empty), but the header is short or invalid
-  kUnreadable,   // open/read failed
-};
-
-struct HeaderRead {
-  HeaderStatus status = HeaderStatus::kUnreadable;
-  CipherHeader header;
-  std::string reason;  // for every status but kOk
-  int error = 0;       // errno, for kUnreadable
-};
-
-// One pread of the 512-byte header plus an fstat; parses the fixed part and both key slots.
-HeaderRead ReadCipherHeader(int fd);
-HeaderRead ReadCipherHeader(const std::filesystem::path& path);
-
-// --- headers (with the keys) -----------------------------------------------------------------
+// The header of a cipher file found by a walk: opened below the volume's root without following
+// symlinks. Reading needs no key.
+HeaderRead ReadEntryHeader(int root_fd, const CipherEntry& entry);
+// The header of a file the user named on the command line (the last component is not followed).
+HeaderRead ReadHeaderAt(const std::filesystem::path& path);
 
 // The volume's unwrapped KEKs, copied once; read-only afterwards, so shareable across threads.
-class KekTable {
+class KekTable : public KekSource {
  public:
   explicit KekTable(const Volume& volume);
-  const SecureBytes* Find(uint32_t id, uint32_t version) const;
+  bool FindKek(uint32_t id, uint32_t version, SecureBytes& key_out) const override;
 
  private:
   std::map<std::pair<uint32_t, uint32_t>, SecureBytes> keks_;
@@ -126,18 +100,16 @@ struct HeaderCheck {
   FileState state;  // the newest authentic state record
 };
 
-// Unwraps the DEK (newest generation first, then the other slot), opens the state record and
-// checks the cipher length against it — everything but the chunks.
-HeaderCheck CheckHeader(const CipherHeader& header, const KekTable& keks);
-// A non-secret DEK fingerprint: HMAC-SHA256(DEK, "envelopefs dek fingerprint v1").
-Sha256Digest DekFingerprint(const SecureBytes& dek);
-// Why the cipher length is impossible (or disagrees with a sealed state); nullopt if fine.
-std::optional<std::string> LengthProblem(const CipherHeader& header, const FileState* state);
+// OpenHeader (everything but the chunks) plus the DEK's fingerprint.
+HeaderCheck CheckHeader(const HeaderRead& header, const KekSource& keks);
 std::string KekLabel(uint32_t id, uint32_t version);  // "version 2 (id 0x1a2b3c4d)"
 
 // --- reading plaintext -----------------------------------------------------------------------
 
-// Opens a cipher file read-only (no symlinks followed) through CipherFile::Open. Throws Error.
+// Opens a cipher file found by a walk read-only, below the volume's root without following
+// symlinks, through CipherFile::Open (the daemon's data path). Throws Error.
+std::shared_ptr<CipherFile> OpenEntry(const Volume& volume, const CipherEntry& entry);
+// The same for a file the user named on the command line (the last component is not followed).
 std::shared_ptr<CipherFile> OpenCipherFile(const std::filesystem::path& path, const Volume& volume,
                                            const std::string& display_name);
 // "NAME: detail" -> "detail" (library messages start with the display name they were given).

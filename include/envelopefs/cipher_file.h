@@ -1,25 +1,35 @@
 // CipherFile — plaintext read/write/truncate over one open cipher file. The data path.
 //
-// Holds what an open file needs for its whole lifetime: the backing fd, the parsed header and
-// the per-file keys derived from the DEK (unwrapped once, at open). Every chunk read is
-// authenticated; a chunk that fails reads as -EIO and is logged with the file and chunk index.
-// Reads take a shared lock and writes an exclusive one, so any number of threads may use one
-// CipherFile concurrently. Knows nothing about FUSE.
+// Holds what an open file needs for its whole lifetime: the backing fd, the parsed header, the
+// per-file keys derived from the DEK (unwrapped once, at open) and, for format-2 files, the tag
+// of every chunk (the chunk index). Every chunk read is authenticated; a chunk that fails reads
+// as -EIO and is logged with the file and chunk index. Reads take a shared lock and writes an
+// exclusive one, so any number of threads may use one CipherFile concurrently. Knows nothing
+// about FUSE.
 //
-// State slots (see file_format.h): before the first operation that changes the cipher file's
-// length, a durable "unsealed" record is written; Seal() records the exact size again. A sealed
-// record whose size disagrees with the cipher file's length means the file was cut or extended
-// behind our back: the affected tail reads as -EIO. The "sparse" flag is set durably before the
-// first hole is created; without it, an all-zero chunk is a tampered chunk, not a hole.
+// Sealing (see file_format.h): before the first change of a sealed file (format 2: any change;
+// format 1: a change of length) a durable "unsealed" record is written; Seal records the exact
+// size, flags and (format 2) the digest of the chunk index again. Open refuses a sealed file
+// whose length, index or chunks disagree with its record: a closed file reads back exactly as
+// last written, or not at all. Format 2 also compares each chunk's tag with the index on every
+// read, so a chunk replaced by an older copy of itself reads as -EIO even while the file is
+// open. The "sparse" flag is set durably before the first hole is created; without it, an
+// all-zero chunk is a tampered chunk, not a hole. Truncating a non-empty file to zero gives it a
+// fresh DEK (and the current format version): nothing written before can be spliced back.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <span>
 #include <string>
+#include <vector>
 
+#include "envelopefs/chunk_index.h"
+#include "envelopefs/cipher_header.h"
 #include "envelopefs/file_header.h"
 #include "envelopefs/unique_fd.h"
 
@@ -33,8 +43,10 @@ class CipherFile {
   // empty file `fd`. Throws Error.
   static std::shared_ptr<CipherFile> Create(UniqueFd fd, const Volume& volume,
                                             std::string display_name);
-  // Opens an existing cipher file: parses the header, unwraps the DEK (either key slot),
-  // reads the state. Throws Error(kFormat / kAuthentication / kKeyUnavailable / kIo).
+  // Opens an existing cipher file: reads the header, unwraps the DEK, selects the state and
+  // (format 2) loads and checks the chunk index. `volume` must outlive the file. Throws
+  // Error(kFormat / kAuthentication / kKeyUnavailable / kIo); tampering is also reported
+  // (ReportTamper) with the chunk where it can be told.
   static std::shared_ptr<CipherFile> Open(UniqueFd fd, const Volume& volume,
                                           std::string display_name);
 
@@ -46,51 +58,76 @@ class CipherFile {
   int Truncate(uint64_t size);
   // fallocate(2) modes 0 and FALLOC_FL_KEEP_SIZE; others -EOPNOTSUPP.
   int Allocate(int mode, uint64_t offset, uint64_t length);
-  // fsync/fdatasync: makes data durable, then records the sealed size durably.
+  // fsync/fdatasync: makes data durable, then records the sealed state durably.
   int Sync();
 
   // Deferred sealing after close: ModificationCount() before a syncfs(2) of the backing file
   // system, then SealIfUnchanged(count) after it writes the sealed record (no extra flush:
-  // the data it covers is already durable) unless the file changed in between.
+  // the data it covers is already durable) unless the file changed in between. Only a file
+  // changed through this object needs sealing: a file left unsealed by a crash stays so (and
+  // verify says so) until it is written again.
   bool NeedsSeal() const;
   uint64_t ModificationCount() const { return modifications_.load(); }
   int SealIfUnchanged(uint64_t count);
 
   uint64_t size() const;
   int fd() const { return fd_.get(); }
-  const FixedHeader& fixed() const { return fixed_; }
+  uint16_t format_version() const;
+  FileId file_id() const { return file_id_; }  // never changes for the life of the file
+  bool sealed() const;                         // the on-disk state is sealed
   const std::string& display_name() const { return name_; }
   void set_display_name(std::string name);
 
  private:
-  CipherFile(UniqueFd fd, const FixedHeader& fixed, FileKeys keys, std::string name);
+  CipherFile(UniqueFd fd, const Volume& volume, const FixedHeader& fixed, FileKeys keys,
+             uint64_t key_generation, std::string name);
 
+  bool indexed() const { return layout_.indexed; }
   // Helpers below require mu_ held exclusively (or shared for reads).
+  void LoadIndex(bool sealed, bool writable);
+  std::optional<std::string> LocalizeDamage();
   ssize_t WriteLocked(std::span<const uint8_t> in, uint64_t offset);
-  int ReadChunk(uint64_t index, uint64_t plain_len, uint8_t* cipher, uint8_t* plain) const;
-  void SealChunk(uint64_t index, const uint8_t* plain, uint64_t plain_len, uint8_t* cipher) const;
-  int WriteState(uint64_t size, uint32_t flags, bool durable);
-  int PrepareSizeChange(bool creates_holes);
+  // Decrypts chunk `index` stored at `cipher` into `plain`; what is wrong with it, or nullptr.
+  const char* ChunkProblem(uint64_t index, uint64_t plain_len, const uint8_t* cipher,
+                           uint8_t* plain) const;
+  int ReadChunk(uint64_t index, uint64_t plain_len, const uint8_t* cipher, uint8_t* plain) const;
+  void SealChunk(uint64_t index, const uint8_t* plain, uint64_t plain_len, uint8_t* cipher);
+  int ReadOldChunk(uint64_t index, uint64_t old_len, uint8_t* plain);
+  int WriteState(uint64_t size, uint32_t flags, bool sealed, bool durable);
+  int PrepareModify(bool changes_size, bool creates_holes);
   int ExtendTo(uint64_t new_size);
   int RewriteChunk(uint64_t index, uint64_t old_len, uint64_t new_len);
+  int Rekey();
+  // Index blocks (format 2) after chunks [first, last] changed and the chunk count went from
+  // `old_count` to the current one; blocks inside [buffer_lo, buffer_hi) were already written.
+  int WriteIndex(uint64_t first, uint64_t last, uint64_t old_count, uint64_t buffer_lo,
+                 uint64_t buffer_hi);
+  // Calls visit(lo, hi) for each stretch of [from, to) of the cipher file that may hold data
+  // (SEEK_DATA/SEEK_HOLE; the whole range where the file system cannot tell).
+  void ForEachDataRegion(uint64_t from, uint64_t to,
+                         const std::function<void(uint64_t, uint64_t)>& visit) const;
+  void ReadInlineTags(uint64_t first, uint64_t end);
   int PwriteAll(const uint8_t* data, size_t len, uint64_t offset) const;
   int PreadAll(uint8_t* data, size_t len, uint64_t offset) const;
-  void LogDamage(uint64_t chunk, const char* what) const;
-  std::string CurrentName() const;
-  void PrefetchIfSequential(uint64_t offset, uint64_t end, uint64_t cipher_len)
-      const;  // for log lines: the path of fd_, else name_
+  void LogDamage(uint64_t chunk, const std::string& what) const;
+  std::string CurrentName() const;  // for log lines: the path of fd_, else name_
+  void PrefetchIfSequential(uint64_t offset, uint64_t end, uint64_t cipher_len) const;
 
   UniqueFd fd_;
-  const FixedHeader fixed_;
-  const ChunkLayout layout_;
-  const FileKeys keys_;
+  const Volume& volume_;
+  const FileId file_id_;
   std::string name_;  // for log lines; guarded by name_mu_
   mutable std::shared_mutex name_mu_;
 
   mutable std::shared_mutex mu_;
-  uint64_t size_ = 0;              // plaintext size; the cipher file length always matches it
-  FileState disk_state_;           // the newest state record on disk
-  uint64_t damaged_from_ = ~0ull;  // plaintext offset from which reads fail (cut/extended file)
+  FixedHeader fixed_;        // changes only when Rekey() moves a file to the current version
+  ChunkLayout layout_;       // likewise
+  FileKeys keys_;            // likewise (a fresh DEK)
+  uint64_t key_generation_;  // the higher key-slot generation
+  uint64_t size_ = 0;        // plaintext size; the cipher file length always matches it
+  FileState disk_state_;     // the newest state record on disk
+  ChunkIndex tags_;          // format 2: the tag of every chunk (zero for holes)
+  bool dirty_ = false;       // changed through this object since it was opened
   std::atomic<uint64_t> modifications_{0};
   mutable std::atomic<uint64_t> last_read_end_{0};  // for sequential-read prefetch
 };

@@ -72,7 +72,22 @@ class AeadContext {
   EVP_CIPHER_CTX* decrypt_ = nullptr;
 };
 
-// The calling thread's AeadContext.
+// The calling thread's AeadContext (for per-file content and state keys).
 AeadContext& ThreadAead();
+
+// AES-256-GCM with a key that wraps other keys (a KEK, the keyring's wrap key). Each call uses
+// its own EVP context and frees it before returning; OpenSSL cleanses a context's expanded key
+// schedule when it is freed, so the schedule of a wrapping key never outlives the call in
+// unlocked heap memory (unlike a thread's reusable context). Same contract as AeadContext.
+void SealWithWrappingKey(std::span<const uint8_t> key,
+                         std::span<const uint8_t, kGcmNonceSize> nonce,
+                         std::span<const uint8_t> aad, std::span<const uint8_t> plaintext,
+                         std::span<uint8_t> ciphertext, std::span<uint8_t, kGcmTagSize> tag);
+[[nodiscard]] bool OpenWithWrappingKey(std::span<const uint8_t> key,
+                                       std::span<const uint8_t, kGcmNonceSize> nonce,
+                                       std::span<const uint8_t> aad,
+                                       std::span<const uint8_t> ciphertext,
+                                       std::span<const uint8_t, kGcmTagSize> tag,
+                                       std::span<uint8_t> plaintext);
 
 }  // namespace envelopefs

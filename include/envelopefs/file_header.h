@@ -1,9 +1,12 @@
-// FileHeader — encode, parse, wrap and unwrap the 512-byte header of a cipher file.
+// FileHeader — encode, parse, wrap and unwrap the 512-byte header of a cipher file, and the
+// pure offset math of its chunks (ChunkLayout).
 //
 // Pure codec over byte buffers (no I/O): the layout is in file_format.h, the prose in
-// envelopefs-format(5). The fixed part and the key slots are readable without any key (so
-// inspect and audit can count files per KEK version); unwrapping the DEK authenticates the
-// fixed part and the slot. State slots carry the authenticated plaintext size and flags.
+// envelopefs-format(5). Both format versions are read; BuildHeader writes the current one. The
+// fixed part and the key slots are readable without any key (so inspect and audit can count
+// files per KEK version); unwrapping the DEK authenticates the fixed part and the slot. State
+// slots carry the authenticated plaintext size, flags and (v2) the digest of the chunk index.
+// Opening a header with keys (slot and state selection) is cipher_header.h's job.
 // All functions are thread-safe.
 #pragma once
 
@@ -11,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 
 #include "envelopefs/crypto.h"
 #include "envelopefs/file_format.h"
@@ -21,7 +25,8 @@ namespace envelopefs {
 using FileId = std::array<uint8_t, format::kFileIdSize>;
 using HeaderBytes = std::array<uint8_t, format::kHeaderSize>;
 using KeySlotBytes = std::array<uint8_t, format::kKeySlotSize>;
-using StateSlotBytes = std::array<uint8_t, format::kStateSlotSize>;
+using ChunkTag = std::array<uint8_t, format::kChunkTagSize>;
+using IndexDigest = std::array<uint8_t, format::kIndexDigestSize>;
 
 struct FixedHeader {
   uint16_t version = 0;
@@ -41,6 +46,7 @@ struct FileState {
   uint64_t counter = 0;
   uint64_t size = 0;
   uint32_t flags = 0;
+  IndexDigest digest{};  // v2: the chunk-index digest (meaningful when sealed)
   bool sealed() const { return (flags & format::kStateSealed) != 0; }
   bool sparse() const { return (flags & format::kStateSparse) != 0; }
 };
@@ -52,17 +58,18 @@ struct FileKeys {
   static FileKeys Derive(const SecureBytes& dek);
 };
 
-// Parses and validates the fixed part (magic, version, cipher, chunk size, reserved bytes).
-// Throws Error(kFormat) with a description of what is wrong.
+// Parses and validates the fixed part (magic, version 1 or 2, cipher, chunk size, reserved
+// bytes). Throws Error(kFormat) with a description of what is wrong.
 FixedHeader ParseFixedHeader(std::span<const uint8_t> header);
 KeySlotInfo ParseKeySlot(std::span<const uint8_t, format::kKeySlotSize> slot);
 
-// Builds a complete new header: fixed part with a fresh random file id, both key slots holding
-// `dek` wrapped under `kek`, and state slot 0 = {counter 1, size 0, unsealed}. `file_id_out` and
-// the DEK are chosen by the caller so tests can use fixed vectors; production code passes
-// random ones (see NewRandomHeader in cipher_file.h).
+// Builds a complete new header in the current format version: fixed part with `file_id`, both
+// key slots holding `dek` wrapped under `kek` (generation `key_generation`), and both state
+// slots = records 1 and 2 of {size 0, unsealed}. The file id and DEK are chosen by the caller so
+// tests can use fixed vectors; production code passes random ones.
 HeaderBytes BuildHeader(uint32_t chunk_size, const FileId& file_id, const SecureBytes& dek,
-                        uint32_t kek_id, uint32_t kek_version, const SecureBytes& kek);
+                        uint32_t kek_id, uint32_t kek_version, const SecureBytes& kek,
+                        uint64_t key_generation = 1);
 
 // Wraps `dek` into a key slot bound to the fixed part `fixed` (first 64 header bytes).
 KeySlotBytes WrapDek(std::span<const uint8_t> fixed, const KeySlotInfo& info,
@@ -72,28 +79,74 @@ std::optional<SecureBytes> UnwrapDek(std::span<const uint8_t> fixed,
                                      std::span<const uint8_t, format::kKeySlotSize> slot,
                                      const SecureBytes& kek);
 
-StateSlotBytes SealState(const SecureBytes& state_key, const FileId& file_id,
-                         const FileState& state);
-std::optional<FileState> OpenState(const SecureBytes& state_key, const FileId& file_id,
-                                   std::span<const uint8_t, format::kStateSlotSize> slot);
+// --- state slots ---------------------------------------------------------------------------
+// A state slot's size and offset in a header of format `version`.
+size_t StateSlotSize(uint16_t version);
+size_t StateSlotOffset(uint16_t version, int slot);
+// The slot that record number `counter` belongs in.
+inline int StateSlotFor(uint64_t counter) { return static_cast<int>((counter - 1) % 2); }
 
-// Offset math of the chunk layout. Pure; see file_format.h.
+using StateSlotBytes = std::array<uint8_t, format::kMaxStateSlotSize>;  // first StateSlotSize()
+StateSlotBytes SealState(uint16_t version, const SecureBytes& state_key, const FileId& file_id,
+                         const FileState& state);
+std::optional<FileState> OpenState(uint16_t version, const SecureBytes& state_key,
+                                   const FileId& file_id, std::span<const uint8_t> slot);
+
+// The newest state record of a header, chosen strictly: every written slot must authenticate,
+// and the two slots must hold consecutive records each in its own slot (only a version-1 file
+// that never wrote its second record may leave slot 1 empty). Anything else is tampering: a
+// damaged or zeroed slot never lets an older record (an unsealed one that accepts any length)
+// win. `problem` says why there is no state.
+struct StateChoice {
+  std::optional<FileState> state;
+  std::string problem;
+};
+StateChoice SelectState(const FixedHeader& fixed, const SecureBytes& state_key,
+                        std::span<const uint8_t> header);
+
+// --- chunk index (v2) ----------------------------------------------------------------------
+// The index digest of `tags` (see ChunkIndex::Digest, which the data path uses).
+IndexDigest ComputeIndexDigest(std::span<const ChunkTag> tags);
+bool IsZeroTag(const ChunkTag& tag);
+
+// --- offsets -----------------------------------------------------------------------------
+// Offset math of the chunk layout (file_format.h). Pure; every function is total.
 struct ChunkLayout {
   uint32_t chunk_size = format::kDefaultChunkSize;
+  bool indexed = true;  // v2: an index block after every group of 256 chunks with a successor
+
+  static ChunkLayout Of(const FixedHeader& fixed) {
+    return ChunkLayout{fixed.chunk_size, fixed.version >= format::kFormatVersion2};
+  }
 
   uint64_t stride() const { return uint64_t{chunk_size} + format::kChunkOverhead; }
-  uint64_t ChunkOffset(uint64_t index) const { return format::kHeaderSize + index * stride(); }
+  uint64_t ChunkOffset(uint64_t index) const;
   uint64_t ChunkIndex(uint64_t plain_offset) const { return plain_offset / chunk_size; }
   uint64_t ChunkCount(uint64_t plain_size) const {
     return (plain_size + chunk_size - 1) / chunk_size;
   }
+  // Plaintext bytes of chunk `index` in a file of `plain_size` bytes (0 past the end).
+  uint64_t ChunkLength(uint64_t index, uint64_t plain_size) const;
+  // The chunk at cipher offset `offset` (the next chunk for an offset in the header or in an
+  // index block).
+  uint64_t ChunkAt(uint64_t offset) const;
+  // The group whose chunks or index block (v2) hold cipher offset `offset`.
+  uint64_t GroupAt(uint64_t offset) const;
+  // Index blocks (v2): group `group`'s block offset; whether it exists for `chunk_count` chunks.
+  uint64_t IndexBlockOffset(uint64_t group) const;
+  bool HasIndexBlock(uint64_t group, uint64_t chunk_count) const {
+    return indexed && chunk_count > (group + 1) * format::kIndexGroupChunks;
+  }
   // Cipher file size for a plaintext size.
   uint64_t CipherSize(uint64_t plain_size) const;
   // Plaintext size for a cipher file size; std::nullopt if no plaintext size maps to it
-  // (shorter than the header, or a last chunk of 1..28 bytes).
+  // (shorter than the header, a last chunk of 1..28 bytes, a cut inside an index block).
   std::optional<uint64_t> PlainSize(uint64_t cipher_size) const;
   // Plaintext size to report for any cipher size: PlainSize, or the best lower bound.
   uint64_t ReportedPlainSize(uint64_t cipher_size) const;
+  // True if the plaintext size is the same for every format version (small files), so it can
+  // be reported without reading the header.
+  bool SizeIsVersionIndependent(uint64_t cipher_size) const;
 };
 
 // The AAD of chunk `index`: file id || index (LE64).

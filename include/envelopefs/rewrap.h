@@ -8,9 +8,13 @@
 // old or the new KEK, and running again finishes the job.
 //
 // Safe while the volume is mounted: the daemon writes only state slots after creating a file,
-// and rewrap writes only key slots, so their writes never overlap; the daemon reloads the
-// keyring when it meets a KEK version it does not know yet. Thread-safe: RewrapFiles may run
-// on several threads for disjoint file lists.
+// and rewrap writes only key slots, so their writes never overlap; the one exception, the
+// daemon rewriting a whole header when a file is truncated to zero (a fresh DEK), takes the
+// same flock(2) on the file that rewrap holds while it reads a header and writes a slot. The
+// daemon reloads the keyring when it meets a KEK version it does not know yet. Files are opened
+// below the volume's root fd without following symlinks (OpenBeneath); every file system the
+// batch touched is synced. Thread-safe: RewrapFiles may run on several threads for disjoint
+// file lists.
 #pragma once
 
 #include <cstdint>
@@ -32,13 +36,17 @@ struct RewrapStats {
   RewrapStats& operator+=(const RewrapStats& o);
 };
 
-// Rewraps every file in `files` to `target` (normally Volume::ActiveKek()). `on_file` is called
-// after each file with its outcome (for progress and error reporting); may be null.
+// Rewraps every file in `files` (cipher paths relative to the cipher dir) to `target`
+// (normally Volume::ActiveKek()). `on_file` is called after each file with its outcome (for
+// progress and error reporting); may be null.
 enum class RewrapOutcome { kRewrapped, kCurrent, kSkipped, kFailed };
-RewrapStats RewrapFiles(const Volume& volume, const Volume::KekCopy& target,
-                        std::span<const std::filesystem::path> files,
-                        const std::function<void(const std::filesystem::path&, RewrapOutcome,
-                                                 const std::string& why)>& on_file);
+RewrapStats RewrapFiles(
+    const Volume& volume, const Volume::KekCopy& target, std::span<const std::string> files,
+    const std::function<void(const std::string&, RewrapOutcome, const std::string& why)>& on_file);
+
+// The number of files RewrapFiles keeps open at once (one batch); callers size their slices
+// of the work so that jobs x kRewrapBatch stays within the descriptor limit.
+inline constexpr size_t kRewrapBatch = 2048;
 
 // Deterministic shard of a cipher path relative to the cipher dir: FNV-1a 64 modulo `count`.
 uint32_t ShardOf(const std::string& relative_cipher_path, uint32_t count);

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <shared_mutex>
 
+#include "envelopefs/cipher_header.h"
 #include "envelopefs/key_source.h"
 #include "envelopefs/keyring.h"
 #include "envelopefs/secure_bytes.h"
@@ -31,7 +32,7 @@ struct CreateOptions {
   bool plaintext_names = false;
 };
 
-class Volume {
+class Volume : public KekSource {
  public:
   static std::unique_ptr<Volume> Create(const std::filesystem::path& cipher_dir,
                                         const CreateOptions& options,
@@ -52,7 +53,7 @@ class Volume {
     SecureBytes key;
   };
   KekCopy ActiveKek() const;
-  bool FindKek(uint32_t id, uint32_t version, SecureBytes& key_out) const;
+  bool FindKek(uint32_t id, uint32_t version, SecureBytes& key_out) const override;
   std::vector<KekInfo> Keks() const;
 
   const SecureBytes& name_key() const { return name_key_; }    // 64 bytes, AES-256-SIV

@@ -12,8 +12,7 @@ namespace envelopefs {
 namespace {
 
 void Walk(int dirfd, const std::filesystem::path& cipher, const std::string& relative,
-          const std::string& plain, bool in_root,
-          bool parent_ok, const NameTransform& names,
+          const std::string& plain, bool in_root, bool parent_ok, const NameTransform& names,
           const std::function<void(const CipherEntry&)>& visit) {
   DirIvs ivs;
   bool ivs_ok = true;

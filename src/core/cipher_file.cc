@@ -1,7 +1,9 @@
+// CipherFile — see cipher_file.h; the byte layout is in file_format.h.
 #include "envelopefs/cipher_file.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,8 +23,6 @@ namespace {
 
 using namespace format;
 
-constexpr uint64_t kNoDamage = ~0ull;
-
 // Per-thread scratch buffers: the data path allocates nothing per chunk or per request once
 // a thread has seen its largest request.
 std::vector<uint8_t>& CipherScratch() {
@@ -33,9 +33,21 @@ std::vector<uint8_t>& PlainScratch() {
   thread_local std::vector<uint8_t> buffer;
   return buffer;
 }
+std::vector<uint8_t>& OutputScratch() {
+  thread_local std::vector<uint8_t> buffer;
+  return buffer;
+}
 uint8_t* Scratch(std::vector<uint8_t>& buffer, size_t size) {
   if (buffer.size() < size) buffer.resize(size);
   return buffer.data();
+}
+
+// The current path of `fd` (for log lines), or `fallback`.
+std::string FdPath(int fd, const std::string& fallback) {
+  char path[4096];
+  std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  ssize_t n = ::readlink(proc.c_str(), path, sizeof path - 1);
+  return n > 0 ? std::string(path, static_cast<size_t>(n)) : fallback;
 }
 
 bool AllZero(const uint8_t* p, size_t n) {
@@ -44,14 +56,46 @@ bool AllZero(const uint8_t* p, size_t n) {
   return acc == 0;
 }
 
+// Groups of chunks followed by an index block in a file of `chunk_count` chunks.
+uint64_t ClosedGroups(uint64_t chunk_count) {
+  return chunk_count == 0 ? 0 : (chunk_count - 1) / kIndexGroupChunks;
+}
+
+// The tag stored with a chunk of `plain_len` bytes at `cipher`.
+ChunkTag StoredTag(const uint8_t* cipher, uint64_t plain_len) {
+  ChunkTag tag;
+  std::memcpy(tag.data(), cipher + kChunkNonceSize + plain_len, kChunkTagSize);
+  return tag;
+}
+
+// Holds flock(LOCK_EX) on a cipher file while its header is rewritten, so that a concurrent
+// `envelopectl rewrap` (which takes the same lock) never writes a key slot for an old DEK.
+class HeaderLock {
+ public:
+  explicit HeaderLock(int fd) : fd_(fd) {
+    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+    }
+  }
+  ~HeaderLock() { ::flock(fd_, LOCK_UN); }
+  HeaderLock(const HeaderLock&) = delete;
+  HeaderLock& operator=(const HeaderLock&) = delete;
+
+ private:
+  int fd_;
+};
+
 }  // namespace
 
-CipherFile::CipherFile(UniqueFd fd, const FixedHeader& fixed, FileKeys keys, std::string name)
+CipherFile::CipherFile(UniqueFd fd, const Volume& volume, const FixedHeader& fixed, FileKeys keys,
+                       uint64_t key_generation, std::string name)
     : fd_(std::move(fd)),
+      volume_(volume),
+      file_id_(fixed.file_id),
+      name_(std::move(name)),
       fixed_(fixed),
-      layout_{fixed.chunk_size},
+      layout_(ChunkLayout::Of(fixed)),
       keys_(std::move(keys)),
-      name_(std::move(name)) {}
+      key_generation_(key_generation) {}
 
 std::shared_ptr<CipherFile> CipherFile::Create(UniqueFd fd, const Volume& volume,
                                                std::string display_name) {
@@ -61,91 +105,167 @@ std::shared_ptr<CipherFile> CipherFile::Create(UniqueFd fd, const Volume& volume
   SecureBytes dek = SecureBytes::Random(kKeySize);  // a fresh DEK for every file
   HeaderBytes header =
       BuildHeader(volume.config().chunk_size, file_id, dek, kek.info.id, kek.info.version, kek.key);
-  FixedHeader fixed = ParseFixedHeader(header);
-  std::shared_ptr<CipherFile> file(
-      new CipherFile(std::move(fd), fixed, FileKeys::Derive(dek), std::move(display_name)));
+  std::shared_ptr<CipherFile> file(new CipherFile(std::move(fd), volume, ParseFixedHeader(header),
+                                                  FileKeys::Derive(dek), 1,
+                                                  std::move(display_name)));
   if (int rc = file->PwriteAll(header.data(), header.size(), 0); rc < 0) {
     errno = -rc;
     ThrowSystemError("writing the header of " + file->name_);
   }
-  file->disk_state_ = FileState{1, 0, 0};
+  file->disk_state_ = FileState{2, 0, 0, ComputeIndexDigest({})};
+  file->dirty_ = true;  // a new file is sealed after its first close, even if left empty
   return file;
 }
 
 std::shared_ptr<CipherFile> CipherFile::Open(UniqueFd fd, const Volume& volume,
                                              std::string display_name) {
-  HeaderBytes header{};
-  ssize_t n = ::pread(fd.get(), header.data(), header.size(), 0);
-  if (n < 0) ThrowSystemError("reading the header of " + display_name);
-  if (static_cast<size_t>(n) < header.size()) {
-    throw Error(ErrorKind::kFormat, display_name + ": missing or short header");
+  HeaderRead header = ReadHeader(fd.get());
+  if (header.status != HeaderStatus::kOk) {
+    throw Error(header.status == HeaderStatus::kUnreadable ? ErrorKind::kIo : ErrorKind::kFormat,
+                display_name + ": " + header.reason);
   }
-  FixedHeader fixed = ParseFixedHeader(header);
-  std::span<const uint8_t> fixed_bytes(header.data(), kFixedSize);
-
-  // Try the key slot with the higher generation first; the other one survives a torn rewrap.
-  KeySlotInfo info[2];
-  for (int i = 0; i < 2; ++i) {
-    info[i] = ParseKeySlot(
-        std::span<const uint8_t, kKeySlotSize>(header.data() + kKeySlotOffset[i], kKeySlotSize));
-  }
-  int order[2] = {0, 1};
-  if (info[1].generation > info[0].generation) std::swap(order[0], order[1]);
-  std::optional<SecureBytes> dek;
-  bool key_missing = false;
-  for (int i : order) {
-    SecureBytes kek;
-    if (!volume.FindKek(info[i].kek_id, info[i].kek_version, kek)) {
-      key_missing = true;
-      continue;
+  OpenedHeader opened = OpenHeader(header, volume, /*check_length=*/false);
+  if (!opened.ok) {
+    if (opened.kind == ErrorKind::kAuthentication) {
+      ReportTamper(FdPath(fd.get(), display_name), opened.problem);
     }
-    dek = UnwrapDek(
-        fixed_bytes,
-        std::span<const uint8_t, kKeySlotSize>(header.data() + kKeySlotOffset[i], kKeySlotSize),
-        kek);
-    if (dek) break;
+    throw Error(opened.kind, display_name + ": " + opened.problem);
   }
-  if (!dek) {
-    if (key_missing) {
-      throw Error(ErrorKind::kKeyUnavailable, display_name + ": needs KEK version " +
-                                                  std::to_string(info[order[0]].kek_version) +
-                                                  ", which is retired or unknown");
+  std::shared_ptr<CipherFile> file(new CipherFile(
+      std::move(fd), volume, header.fixed, FileKeys::Derive(opened.dek),
+      std::max(header.slots[0].generation, header.slots[1].generation), std::move(display_name)));
+  file->disk_state_ = opened.state;
+  const bool sealed = opened.state.sealed();
+  if (sealed) {
+    if (auto problem = LengthProblem(header, &opened.state)) {
+      ReportTamper(file->CurrentName(), *problem);
+      throw Error(ErrorKind::kAuthentication, file->name_ + ": " + *problem);
     }
-    throw Error(ErrorKind::kAuthentication, display_name + ": header does not authenticate");
+    file->size_ = opened.state.size;
+  } else {
+    // Unsealed: the file was being written when the daemon stopped. Its length is not
+    // authenticated; a torn last chunk is left out of the file.
+    file->size_ = opened.plain_size ? *opened.plain_size
+                                    : header.layout().ReportedPlainSize(header.cipher_size);
   }
-
-  std::shared_ptr<CipherFile> file(
-      new CipherFile(std::move(fd), fixed, FileKeys::Derive(*dek), std::move(display_name)));
-  std::optional<FileState> best;
-  for (int i = 0; i < 2; ++i) {
-    auto state = OpenState(file->keys_.state, fixed.file_id,
-                           std::span<const uint8_t, kStateSlotSize>(
-                               header.data() + kStateSlotOffset[i], kStateSlotSize));
-    if (state && (!best || state->counter > best->counter)) best = state;
-  }
-  if (!best) {
-    throw Error(ErrorKind::kAuthentication, file->name_ + ": state record does not authenticate");
-  }
-  file->disk_state_ = *best;
-
-  struct stat st;
-  if (::fstat(file->fd(), &st) != 0) ThrowSystemError("fstat " + file->name_);
-  std::optional<uint64_t> plain = file->layout_.PlainSize(static_cast<uint64_t>(st.st_size));
-  file->size_ = plain ? *plain : file->layout_.ReportedPlainSize(st.st_size);
-  bool damaged = !plain || (best->sealed() && best->size != *plain);
-  if (damaged) {
-    uint64_t intact = best->sealed() ? std::min(best->size, file->size_) : file->size_;
-    if (intact == 0) {
-      throw Error(ErrorKind::kAuthentication,
-                  file->CurrentName() + ": cipher file length does not match its sealed size (" +
-                      std::to_string(best->size) + " bytes): cut or extended");
-    }
-    file->damaged_from_ = (intact - 1) / fixed.chunk_size * fixed.chunk_size;
-    ReportTamper(file->CurrentName(), "cipher file length does not match its sealed size; chunk " +
-                                          std::to_string(file->damaged_from_ / fixed.chunk_size) +
-                                          " on reads as EIO");
+  if (file->indexed()) {
+    const int access = ::fcntl(file->fd(), F_GETFL) & O_ACCMODE;
+    file->LoadIndex(sealed, access != O_RDONLY);
   }
   return file;
+}
+
+void CipherFile::ForEachDataRegion(uint64_t from, uint64_t to,
+                                   const std::function<void(uint64_t, uint64_t)>& visit) const {
+  uint64_t pos = from;
+  while (pos < to) {
+    off_t data = ::lseek(fd_.get(), static_cast<off_t>(pos), SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) return;  // only holes from here on
+      visit(pos, to);              // the file system cannot tell: all of it
+      return;
+    }
+    if (static_cast<uint64_t>(data) >= to) return;
+    off_t hole = ::lseek(fd_.get(), data, SEEK_HOLE);
+    const uint64_t end = hole < 0 ? to : std::min<uint64_t>(to, static_cast<uint64_t>(hole));
+    visit(static_cast<uint64_t>(data), end);
+    pos = end;
+  }
+}
+
+void CipherFile::ReadInlineTags(uint64_t first, uint64_t end) {
+  // The tags stored with chunks [first, end): in one read when they are close together, else
+  // one small read per chunk, skipping the holes of a sparse file.
+  if (first >= end) return;
+  const uint64_t lo = layout_.ChunkOffset(first);
+  const uint64_t hi =
+      layout_.ChunkOffset(end - 1) + layout_.ChunkLength(end - 1, size_) + kChunkOverhead;
+  auto tag_offset = [&](uint64_t i) {
+    return layout_.ChunkOffset(i) + kChunkNonceSize + layout_.ChunkLength(i, size_);
+  };
+  constexpr uint64_t kOneRead = 1 << 20;
+  if (hi - lo <= kOneRead) {
+    std::vector<uint8_t> span(hi - lo);
+    if (PreadAll(span.data(), span.size(), lo) == 0) {
+      ChunkTag tag;
+      for (uint64_t i = first; i < end; ++i) {
+        std::memcpy(tag.data(), span.data() + (tag_offset(i) - lo), kChunkTagSize);
+        tags_.Set(i, tag);
+      }
+      return;
+    }
+  }
+  ForEachDataRegion(lo, hi, [&](uint64_t data, uint64_t hole) {
+    ChunkTag tag;
+    for (uint64_t i = std::max(first, layout_.ChunkAt(data));
+         i < end && layout_.ChunkOffset(i) < hole; ++i) {
+      if (PreadAll(tag.data(), kChunkTagSize, tag_offset(i)) < 0) tag = ChunkTag{};
+      tags_.Set(i, tag);  // an unreadable tag makes the chunk fail when read
+    }
+  });
+}
+
+void CipherFile::LoadIndex(bool sealed, bool writable) {
+  const uint64_t count = layout_.ChunkCount(size_);
+  tags_.Clear();
+  tags_.Resize(count);
+  // A sealed file's index blocks are current; an unsealed one's may be stale after a crash
+  // between a chunk write and its index write, so its index is rebuilt from the chunks.
+  const uint64_t groups = ClosedGroups(count);
+  if (sealed && groups > 0) {
+    std::vector<uint8_t> block(kIndexBlockSize);
+    ForEachDataRegion(
+        layout_.IndexBlockOffset(0), layout_.IndexBlockOffset(groups - 1) + kIndexBlockSize,
+        [&](uint64_t data, uint64_t hole) {
+          // The groups whose block overlaps [data, hole).
+          uint64_t g = layout_.GroupAt(data);
+          for (; g < groups && layout_.IndexBlockOffset(g) < hole; ++g) {
+            if (layout_.IndexBlockOffset(g) + kIndexBlockSize <= data) continue;
+            if (int rc = PreadAll(block.data(), block.size(), layout_.IndexBlockOffset(g));
+                rc < 0) {
+              errno = -rc;
+              ThrowSystemError(name_ + ": reading index block " + std::to_string(g));
+            }
+            tags_.SetBlock(g, block.data());
+          }
+        });
+  }
+  ReadInlineTags(sealed ? groups * kIndexGroupChunks : 0, count);
+  if (sealed) {
+    if (tags_.Digest() != disk_state_.digest) {
+      std::string detail = LocalizeDamage().value_or(
+          "the chunks are not the versions last written (a chunk or the index was replaced by "
+          "an older copy)");
+      ReportTamper(CurrentName(), detail);
+      throw Error(ErrorKind::kAuthentication, name_ + ": " + detail);
+    }
+  } else if (writable) {
+    if (int rc = WriteIndex(1, 0, 0, 0, 0); rc < 0) {  // persist the rebuilt index
+      errno = -rc;
+      ThrowSystemError(name_ + ": writing the chunk index");
+    }
+  }
+}
+
+std::optional<std::string> CipherFile::LocalizeDamage() {
+  // Only after a failed index check: name the first chunk that fails on its own.
+  std::vector<uint8_t> cipher(layout_.stride());
+  std::vector<uint8_t> plain(fixed_.chunk_size);
+  std::optional<std::string> found;
+  const uint64_t count = tags_.count();
+  ForEachDataRegion(
+      layout_.ChunkOffset(0), layout_.CipherSize(size_), [&](uint64_t data, uint64_t hole) {
+        for (uint64_t i = layout_.ChunkAt(data);
+             !found && i < count && layout_.ChunkOffset(i) < hole; ++i) {
+          const uint64_t len = layout_.ChunkLength(i, size_);
+          if (PreadAll(cipher.data(), len + kChunkOverhead, layout_.ChunkOffset(i)) < 0) {
+            found = "chunk " + std::to_string(i) + ": cannot be read";
+          } else if (const char* problem = ChunkProblem(i, len, cipher.data(), plain.data())) {
+            found = "chunk " + std::to_string(i) + ": " + problem;
+          }
+        }
+      });
+  return found;
 }
 
 void CipherFile::set_display_name(std::string name) {
@@ -155,21 +275,31 @@ void CipherFile::set_display_name(std::string name) {
 
 std::string CipherFile::CurrentName() const {
   // The file's current path (it may have been renamed since it was opened), else its name.
-  char path[4096];
-  std::string proc = "/proc/self/fd/" + std::to_string(fd_.get());
-  ssize_t n = ::readlink(proc.c_str(), path, sizeof path - 1);
-  if (n > 0) return std::string(path, static_cast<size_t>(n));
-  std::shared_lock lock(name_mu_);
-  return name_;
+  std::string fallback;
+  {
+    std::shared_lock lock(name_mu_);
+    fallback = name_;
+  }
+  return FdPath(fd_.get(), fallback);
 }
 
-void CipherFile::LogDamage(uint64_t chunk, const char* what) const {
+void CipherFile::LogDamage(uint64_t chunk, const std::string& what) const {
   ReportTamper(CurrentName(), "chunk " + std::to_string(chunk) + ": " + what + " (EIO)");
 }
 
 uint64_t CipherFile::size() const {
   std::shared_lock lock(mu_);
   return size_;
+}
+
+uint16_t CipherFile::format_version() const {
+  std::shared_lock lock(mu_);
+  return fixed_.version;
+}
+
+bool CipherFile::sealed() const {
+  std::shared_lock lock(mu_);
+  return disk_state_.sealed();
 }
 
 int CipherFile::PreadAll(uint8_t* data, size_t len, uint64_t offset) const {
@@ -201,31 +331,45 @@ int CipherFile::PwriteAll(const uint8_t* data, size_t len, uint64_t offset) cons
   return 0;
 }
 
-int CipherFile::ReadChunk(uint64_t index, uint64_t plain_len, uint8_t* cipher,
-                          uint8_t* plain) const {
-  const uint8_t* nonce = cipher;
-  if (disk_state_.sparse() && AllZero(nonce, kChunkNonceSize)) {
-    // A random nonce is all-zero with probability 2^-96: this is a hole, or a zeroed chunk.
-    if (AllZero(cipher, plain_len + kChunkOverhead)) {
-      std::memset(plain, 0, plain_len);
-      return 0;
-    }
+const char* CipherFile::ChunkProblem(uint64_t index, uint64_t plain_len, const uint8_t* cipher,
+                                     uint8_t* plain) const {
+  const bool full = plain_len == fixed_.chunk_size;
+  const bool zero = AllZero(cipher, kChunkNonceSize) && AllZero(cipher, plain_len + kChunkOverhead);
+  // A hole reads as zeros: a whole all-zero chunk of a file marked sparse (a random nonce is
+  // all-zero with probability 2^-96) that, in format 2, the index records as a hole.
+  const bool hole_expected = !indexed() || IsZeroTag(tags_.Get(index));
+  if (zero && full && disk_state_.sparse() && hole_expected) {
+    std::memset(plain, 0, plain_len);
+    return nullptr;
+  }
+  if (zero) {
+    return full ? "all-zero chunk in a file without holes"
+                : "all-zero last chunk (a last chunk is never a hole)";
+  }
+  if (indexed() && hole_expected) return "data where the index records a hole";
+  if (indexed() && std::memcmp(tags_.Get(index).data(), cipher + kChunkNonceSize + plain_len,
+                               kChunkTagSize) != 0) {
+    return "not the version last written (an older or foreign copy of the chunk)";
   }
   auto aad = ChunkAad(fixed_.file_id, index);
   bool ok = ThreadAead().Open(
-      keys_.content.span(), std::span<const uint8_t, kGcmNonceSize>(nonce, kGcmNonceSize), aad,
+      keys_.content.span(), std::span<const uint8_t, kGcmNonceSize>(cipher, kGcmNonceSize), aad,
       std::span<const uint8_t>(cipher + kChunkNonceSize, plain_len),
       std::span<const uint8_t, kGcmTagSize>(cipher + kChunkNonceSize + plain_len, kGcmTagSize),
       std::span<uint8_t>(plain, plain_len));
-  if (ok) return 0;
-  LogDamage(index, AllZero(cipher, plain_len + kChunkOverhead) ? "all-zero chunk in a file "
-                                                                 "without holes"
-                                                               : "authentication failed");
+  return ok ? nullptr : "authentication failed";
+}
+
+int CipherFile::ReadChunk(uint64_t index, uint64_t plain_len, const uint8_t* cipher,
+                          uint8_t* plain) const {
+  const char* problem = ChunkProblem(index, plain_len, cipher, plain);
+  if (problem == nullptr) return 0;
+  LogDamage(index, problem);
   return -EIO;
 }
 
 void CipherFile::SealChunk(uint64_t index, const uint8_t* plain, uint64_t plain_len,
-                           uint8_t* cipher) const {
+                           uint8_t* cipher) {
   GcmNonce nonce = RandomNonce();  // fresh on every write: never reused under this file's key
   std::memcpy(cipher, nonce.data(), nonce.size());
   auto aad = ChunkAad(fixed_.file_id, index);
@@ -233,33 +377,37 @@ void CipherFile::SealChunk(uint64_t index, const uint8_t* plain, uint64_t plain_
       keys_.content.span(), nonce, aad, std::span<const uint8_t>(plain, plain_len),
       std::span<uint8_t>(cipher + kChunkNonceSize, plain_len),
       std::span<uint8_t, kGcmTagSize>(cipher + kChunkNonceSize + plain_len, kGcmTagSize));
+  if (indexed()) tags_.Set(index, StoredTag(cipher, plain_len));
+}
+
+int CipherFile::ReadOldChunk(uint64_t index, uint64_t old_len, uint8_t* plain) {
+  uint8_t* old = Scratch(CipherScratch(), layout_.stride());
+  if (int rc = PreadAll(old, old_len + kChunkOverhead, layout_.ChunkOffset(index)); rc < 0) {
+    return rc;
+  }
+  return ReadChunk(index, old_len, old, plain);
 }
 
 ssize_t CipherFile::Read(std::span<uint8_t> out, uint64_t offset) {
   std::shared_lock lock(mu_);
   if (offset >= size_ || out.empty()) return 0;
   const uint64_t end = std::min<uint64_t>(offset + out.size(), size_);
-  if (end > damaged_from_) {
-    LogDamage(std::max(offset, damaged_from_) / fixed_.chunk_size,
-              "missing or extra data: the file length differs from its sealed size");
-    return -EIO;
-  }
   const uint64_t chunk = fixed_.chunk_size;
   const uint64_t first = offset / chunk;
   const uint64_t last = (end - 1) / chunk;
-  const uint64_t last_len = std::min(chunk, size_ - last * chunk);
-  const size_t cipher_len = (last - first) * layout_.stride() + last_len + kChunkOverhead;
-  uint8_t* cipher = Scratch(CipherScratch(), cipher_len);
-  if (int rc = PreadAll(cipher, cipher_len, layout_.ChunkOffset(first)); rc < 0) {
+  const uint64_t lo = layout_.ChunkOffset(first);
+  const uint64_t hi = layout_.ChunkOffset(last) + layout_.ChunkLength(last, size_) + kChunkOverhead;
+  uint8_t* cipher = Scratch(CipherScratch(), hi - lo);
+  if (int rc = PreadAll(cipher, hi - lo, lo); rc < 0) {
     if (rc == -EIO) LogDamage(last, "cipher file is shorter than its size implies");
     return rc;
   }
   for (uint64_t i = first; i <= last; ++i) {
     const uint64_t start = i * chunk;
-    const uint64_t len = std::min(chunk, size_ - start);
+    const uint64_t len = layout_.ChunkLength(i, size_);
     const uint64_t from = std::max(offset, start) - start;
     const uint64_t to = std::min(end, start + len) - start;
-    uint8_t* src = cipher + (i - first) * layout_.stride();
+    const uint8_t* src = cipher + (layout_.ChunkOffset(i) - lo);
     if (from == 0 && to == len) {
       if (int rc = ReadChunk(i, len, src, out.data() + (start - offset)); rc < 0) return rc;
     } else {
@@ -268,7 +416,7 @@ ssize_t CipherFile::Read(std::span<uint8_t> out, uint64_t offset) {
       std::memcpy(out.data() + (start + from - offset), plain + from, to - from);
     }
   }
-  PrefetchIfSequential(offset, end, cipher_len);
+  PrefetchIfSequential(offset, end, hi - lo);
   return static_cast<ssize_t>(end - offset);
 }
 
@@ -281,39 +429,79 @@ void CipherFile::PrefetchIfSequential(uint64_t offset, uint64_t end, uint64_t ci
                   POSIX_FADV_WILLNEED);
 }
 
-int CipherFile::WriteState(uint64_t size, uint32_t flags, bool durable) {
-  FileState next{disk_state_.counter + 1, size, flags};
-  StateSlotBytes slot = SealState(keys_.state, fixed_.file_id, next);
-  // Alternate slots: a torn write leaves the previous record intact in the other slot.
-  if (int rc = PwriteAll(slot.data(), slot.size(), kStateSlotOffset[(next.counter - 1) % 2]);
-      rc < 0) {
-    return rc;
+int CipherFile::WriteState(uint64_t size, uint32_t flags, bool sealed, bool durable) {
+  // A sealed state goes into both slots (two consecutive records), so that no slot holds an
+  // older record that could be replayed alone; an unsealed one into the next slot only.
+  const uint16_t version = fixed_.version;
+  const size_t slot_size = StateSlotSize(version);
+  FileState next{disk_state_.counter + 1, size, sealed ? flags | kStateSealed : flags, {}};
+  if (sealed && indexed()) next.digest = tags_.Digest();
+  const int records = sealed ? 2 : 1;
+  uint8_t region[2 * kMaxStateSlotSize];
+  int slot = StateSlotFor(next.counter);
+  for (int r = 0; r < records; ++r) {
+    StateSlotBytes bytes = SealState(version, keys_.state, fixed_.file_id, next);
+    std::memcpy(region + StateSlotFor(next.counter) * slot_size, bytes.data(), slot_size);
+    if (r + 1 < records) ++next.counter;
   }
+  const size_t offset = records == 2 ? StateSlotOffset(version, 0) : StateSlotOffset(version, slot);
+  const uint8_t* data = records == 2 ? region : region + slot * slot_size;
+  if (int rc = PwriteAll(data, records * slot_size, offset); rc < 0) return rc;
   if (durable && ::fdatasync(fd_.get()) != 0) return -errno;
   disk_state_ = next;
   return 0;
 }
 
-int CipherFile::PrepareSizeChange(bool creates_holes) {
+int CipherFile::PrepareModify(bool changes_size, bool creates_holes) {
+  // Format 1 keeps no index digest: an overwrite in place leaves the sealed record valid.
+  if (!indexed() && !changes_size && !creates_holes) return 0;
   uint32_t flags = disk_state_.flags & ~kStateSealed;
   if (creates_holes) flags |= kStateSparse;
   if (flags == disk_state_.flags) return 0;  // already unsealed (and sparse if needed)
-  // Durable before the length changes: a crash can never leave a sealed record that
-  // disagrees with the file's length, nor holes in a file not marked sparse.
-  return WriteState(size_, flags, /*durable=*/true);
+  // Durable before anything changes: a crash can never leave a sealed record that disagrees
+  // with the file's chunks or length, nor holes in a file not marked sparse.
+  return WriteState(size_, flags, /*sealed=*/false, /*durable=*/true);
+}
+
+int CipherFile::WriteIndex(uint64_t first, uint64_t last, uint64_t old_count, uint64_t buffer_lo,
+                           uint64_t buffer_hi) {
+  const uint64_t closed_now = ClosedGroups(tags_.count());
+  const uint64_t closed_before = ClosedGroups(old_count);
+  auto in_buffer = [&](uint64_t offset) { return offset >= buffer_lo && offset < buffer_hi; };
+  // Groups closed by this change get their whole block (none for groups of holes only).
+  std::vector<uint8_t> block(kIndexBlockSize);
+  int rc = 0;
+  tags_.ForEachDataGroup(closed_before, closed_now, [&](uint64_t g) {
+    const uint64_t offset = layout_.IndexBlockOffset(g);
+    if (rc < 0 || in_buffer(offset)) return;
+    tags_.CopyBlock(g, block.data());
+    rc = PwriteAll(block.data(), block.size(), offset);
+  });
+  if (rc < 0 || first > last) return rc;
+  // Groups closed before: only the entries of the chunks that changed.
+  for (uint64_t g = first / kIndexGroupChunks;
+       g <= last / kIndexGroupChunks && g < std::min(closed_before, closed_now); ++g) {
+    const uint64_t offset = layout_.IndexBlockOffset(g);
+    if (in_buffer(offset)) continue;
+    const uint64_t a = std::max(first, g * kIndexGroupChunks);
+    const uint64_t b = std::min(last, (g + 1) * kIndexGroupChunks - 1);
+    std::span<const uint8_t> entries = tags_.Entries(a, b);
+    if (int rc2 = PwriteAll(entries.data(), entries.size(),
+                            offset + (a - g * kIndexGroupChunks) * kChunkTagSize);
+        rc2 < 0) {
+      return rc2;
+    }
+  }
+  return 0;
 }
 
 int CipherFile::RewriteChunk(uint64_t index, uint64_t old_len, uint64_t new_len) {
-  const uint64_t chunk = fixed_.chunk_size;
-  uint8_t* plain = Scratch(PlainScratch(), chunk);
-  uint8_t* cipher = Scratch(CipherScratch(), layout_.stride());
+  uint8_t* plain = Scratch(PlainScratch(), fixed_.chunk_size);
   if (old_len > 0) {
-    if (int rc = PreadAll(cipher, old_len + kChunkOverhead, layout_.ChunkOffset(index)); rc < 0) {
-      return rc;
-    }
-    if (int rc = ReadChunk(index, old_len, cipher, plain); rc < 0) return rc;
+    if (int rc = ReadOldChunk(index, old_len, plain); rc < 0) return rc;
   }
   if (new_len > old_len) std::memset(plain + old_len, 0, new_len - old_len);
+  uint8_t* cipher = Scratch(CipherScratch(), layout_.stride());
   SealChunk(index, plain, new_len, cipher);
   return PwriteAll(cipher, new_len + kChunkOverhead, layout_.ChunkOffset(index));
 }
@@ -325,7 +513,10 @@ int CipherFile::ExtendTo(uint64_t new_size) {
   const uint64_t rounded_old = old_rem ? (last + 1) * chunk : size_;
   const uint64_t new_rem = new_size % chunk;
   const bool creates_holes = new_size - new_rem > rounded_old;
-  if (int rc = PrepareSizeChange(creates_holes); rc < 0) return rc;
+  if (int rc = PrepareModify(/*changes_size=*/true, creates_holes); rc < 0) return rc;
+  dirty_ = true;
+  const uint64_t old_count = layout_.ChunkCount(size_);
+  if (indexed()) tags_.Resize(layout_.ChunkCount(new_size));
   if (old_rem != 0) {
     // The old partial last chunk grows (zero-padded), within itself or to a full chunk.
     uint64_t grown = std::min(new_size, (last + 1) * chunk) - last * chunk;
@@ -338,6 +529,7 @@ int CipherFile::ExtendTo(uint64_t new_size) {
     return -errno;
   }
   size_ = new_size;
+  if (indexed()) return WriteIndex(1, 0, old_count, 0, 0);
   return 0;
 }
 
@@ -355,33 +547,30 @@ ssize_t CipherFile::WriteLocked(std::span<const uint8_t> in, uint64_t offset) {
   if (in.empty()) return 0;
   const uint64_t chunk = fixed_.chunk_size;
   const uint64_t max_size =
-      (static_cast<uint64_t>(std::numeric_limits<off_t>::max()) - kHeaderSize) / layout_.stride() *
-      chunk;
+      (static_cast<uint64_t>(std::numeric_limits<off_t>::max()) - kHeaderSize) /
+      (layout_.stride() + kIndexBlockSize / kIndexGroupChunks) * chunk;
   if (offset > max_size || in.size() > max_size - offset) return -EFBIG;
   const uint64_t end = offset + in.size();
-  if (damaged_from_ != kNoDamage && end > damaged_from_) {
-    LogDamage(damaged_from_ / chunk, "refusing to write into a damaged file's tail");
-    return -EIO;
-  }
   modifications_.fetch_add(1);
+  dirty_ = true;
   const uint64_t aligned_start = offset / chunk * chunk;
   if (aligned_start > size_) {
     if (int rc = ExtendTo(aligned_start); rc < 0) return rc;
   }
   const uint64_t new_size = std::max(size_, end);
-  if (new_size != size_) {
-    if (int rc = PrepareSizeChange(false); rc < 0) return rc;
-  }
+  if (int rc = PrepareModify(new_size != size_, false); rc < 0) return rc;
   const uint64_t first = offset / chunk;
   const uint64_t last = (end - 1) / chunk;
-  const uint64_t last_len = std::min(chunk, new_size - last * chunk);
-  const size_t cipher_len = (last - first) * layout_.stride() + last_len + kChunkOverhead;
+  const uint64_t old_count = layout_.ChunkCount(size_);
+  if (indexed()) tags_.Resize(layout_.ChunkCount(new_size));
+  const uint64_t lo = layout_.ChunkOffset(first);
+  const uint64_t hi =
+      layout_.ChunkOffset(last) + layout_.ChunkLength(last, new_size) + kChunkOverhead;
   // Old partial chunks are read into the plaintext scratch; the output goes to its own buffer.
-  thread_local std::vector<uint8_t> output;
-  uint8_t* out = Scratch(output, cipher_len);
+  uint8_t* out = Scratch(OutputScratch(), hi - lo);
   for (uint64_t i = first; i <= last; ++i) {
     const uint64_t start = i * chunk;
-    const uint64_t len = std::min(chunk, new_size - start);
+    const uint64_t len = layout_.ChunkLength(i, new_size);
     const uint64_t from = std::max(offset, start);
     const uint64_t to = std::min(end, start + len);
     const uint8_t* src;
@@ -389,56 +578,78 @@ ssize_t CipherFile::WriteLocked(std::span<const uint8_t> in, uint64_t offset) {
       src = in.data() + (start - offset);  // chunk fully overwritten: no read needed
     } else {
       uint8_t* plain = Scratch(PlainScratch(), chunk);
-      const uint64_t old_len = size_ > start ? std::min(chunk, size_ - start) : 0;
+      const uint64_t old_len = layout_.ChunkLength(i, size_);
       if (old_len > 0) {
-        uint8_t* old = Scratch(CipherScratch(), layout_.stride());
-        if (int rc = PreadAll(old, old_len + kChunkOverhead, layout_.ChunkOffset(i)); rc < 0) {
-          return rc;
-        }
-        if (int rc = ReadChunk(i, old_len, old, plain); rc < 0) return rc;
+        if (int rc = ReadOldChunk(i, old_len, plain); rc < 0) return rc;
       }
       if (len > old_len) std::memset(plain + old_len, 0, len - old_len);
       std::memcpy(plain + (from - start), in.data() + (from - offset), to - from);
       src = plain;
     }
-    SealChunk(i, src, len, out + (i - first) * layout_.stride());
+    SealChunk(i, src, len, out + (layout_.ChunkOffset(i) - lo));
   }
-  if (int rc = PwriteAll(out, cipher_len, layout_.ChunkOffset(first)); rc < 0) {
-    struct stat st;  // a partial write (ENOSPC): re-derive the size from what is on disk
-    if (::fstat(fd_.get(), &st) == 0) size_ = layout_.ReportedPlainSize(st.st_size);
+  // Index blocks between the written chunks travel in the same write.
+  for (uint64_t g = first / kIndexGroupChunks; indexed() && g < last / kIndexGroupChunks; ++g) {
+    tags_.CopyBlock(g, out + (layout_.IndexBlockOffset(g) - lo));
+  }
+  if (int rc = PwriteAll(out, hi - lo, lo); rc < 0) {
+    // A partial write (ENOSPC): re-derive the size and the index from what is on disk.
+    struct stat st;
+    if (::fstat(fd_.get(), &st) == 0) {
+      size_ = std::min(size_, layout_.ReportedPlainSize(static_cast<uint64_t>(st.st_size)));
+    }
+    if (indexed()) LoadIndex(/*sealed=*/false, /*writable=*/true);
     return rc;
+  }
+  if (indexed()) {
+    if (int rc = WriteIndex(first, last, old_count, lo, hi); rc < 0) return rc;
   }
   size_ = new_size;
   return static_cast<ssize_t>(in.size());
+}
+
+int CipherFile::Rekey() {
+  // Nothing written before may ever be spliced back in: the empty file gets a fresh DEK (and
+  // the current format version). The unsealed record goes first, so that a crash in between
+  // leaves an empty, unsealed file under the old header.
+  if (int rc = PrepareModify(/*changes_size=*/true, false); rc < 0) return rc;
+  if (::ftruncate(fd_.get(), static_cast<off_t>(kHeaderSize)) != 0) return -errno;
+  Volume::KekCopy kek = volume_.ActiveKek();
+  SecureBytes dek = SecureBytes::Random(kKeySize);
+  HeaderBytes header = BuildHeader(fixed_.chunk_size, file_id_, dek, kek.info.id, kek.info.version,
+                                   kek.key, key_generation_ + 1);
+  {
+    HeaderLock lock(fd_.get());
+    if (int rc = PwriteAll(header.data(), header.size(), 0); rc < 0) return rc;
+  }
+  fixed_ = ParseFixedHeader(header);
+  layout_ = ChunkLayout::Of(fixed_);
+  keys_ = FileKeys::Derive(dek);
+  ++key_generation_;
+  disk_state_ = FileState{2, 0, 0, ComputeIndexDigest({})};
+  tags_.Clear();
+  size_ = 0;
+  return 0;
 }
 
 int CipherFile::Truncate(uint64_t new_size) {
   std::unique_lock lock(mu_);
   if (new_size == size_) return 0;
   modifications_.fetch_add(1);
-  if (new_size > size_) {
-    if (damaged_from_ != kNoDamage) return -EIO;
-    return ExtendTo(new_size);
-  }
-  if (int rc = PrepareSizeChange(false); rc < 0) return rc;
-  const uint64_t chunk = fixed_.chunk_size;
-  const uint64_t rem = new_size % chunk;
+  dirty_ = true;
+  if (new_size > size_) return ExtendTo(new_size);
+  if (new_size == 0) return Rekey();
+  if (int rc = PrepareModify(/*changes_size=*/true, false); rc < 0) return rc;
+  const uint64_t rem = new_size % fixed_.chunk_size;
   if (rem != 0) {
-    const uint64_t index = new_size / chunk;
-    if (int rc = RewriteChunk(index, std::min(chunk, size_ - index * chunk), rem); rc < 0) {
-      return rc;
-    }
+    const uint64_t index = new_size / fixed_.chunk_size;
+    if (int rc = RewriteChunk(index, layout_.ChunkLength(index, size_), rem); rc < 0) return rc;
   }
   if (::ftruncate(fd_.get(), static_cast<off_t>(layout_.CipherSize(new_size))) != 0) {
     return -errno;
   }
+  if (indexed()) tags_.Resize(layout_.ChunkCount(new_size));  // the last group has no block
   size_ = new_size;
-  if (new_size <= damaged_from_) damaged_from_ = kNoDamage;  // the damaged tail is gone
-  if (new_size == 0 && disk_state_.sparse()) {
-    // No chunks, so no holes: clear the sparse flag, once the empty length is durable.
-    if (::fdatasync(fd_.get()) != 0) return -errno;
-    return WriteState(0, disk_state_.flags & ~kStateSparse, /*durable=*/false);
-  }
   return 0;
 }
 
@@ -454,22 +665,29 @@ int CipherFile::Allocate(int mode, uint64_t offset, uint64_t length) {
 
 bool CipherFile::NeedsSeal() const {
   std::shared_lock lock(mu_);
-  return damaged_from_ == kNoDamage && (!disk_state_.sealed() || disk_state_.size != size_);
+  return dirty_;
 }
 
 int CipherFile::Sync() {
   std::unique_lock lock(mu_);
   if (::fdatasync(fd_.get()) != 0) return -errno;
-  if (damaged_from_ != kNoDamage || (disk_state_.sealed() && disk_state_.size == size_)) return 0;
-  // The data is durable; now record the exact size, durably.
-  return WriteState(size_, disk_state_.flags | kStateSealed, /*durable=*/true);
+  if (!dirty_) return 0;
+  // The data is durable; now record the exact state, durably.
+  if (int rc = WriteState(size_, disk_state_.flags, /*sealed=*/true, /*durable=*/true); rc < 0) {
+    return rc;
+  }
+  dirty_ = false;
+  return 0;
 }
 
 int CipherFile::SealIfUnchanged(uint64_t count) {
   std::unique_lock lock(mu_);
-  if (modifications_.load() != count || damaged_from_ != kNoDamage) return 0;
-  if (disk_state_.sealed() && disk_state_.size == size_) return 0;
-  return WriteState(size_, disk_state_.flags | kStateSealed, /*durable=*/false);
+  if (modifications_.load() != count || !dirty_) return 0;
+  if (int rc = WriteState(size_, disk_state_.flags, /*sealed=*/true, /*durable=*/false); rc < 0) {
+    return rc;
+  }
+  dirty_ = false;
+  return 0;
 }
 
 }  // namespace envelopefs

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 
 #include "envelopefs/error.h"
@@ -127,7 +128,7 @@ void AeadContext::Seal(std::span<const uint8_t> key, std::span<const uint8_t, kG
                        std::span<const uint8_t> aad, std::span<const uint8_t> plaintext,
                        std::span<uint8_t> ciphertext, std::span<uint8_t, kGcmTagSize> tag) {
   if (key.size() != kKeySize || ciphertext.size() != plaintext.size()) {
-    throw Error(ErrorKind::kIo, "AeadContext::Seal: bad sizes");
+    throw std::invalid_argument("AeadContext::Seal: bad sizes");
   }
   // The key is installed on every call: caching by address would be unsafe once a freed key
   // buffer is reused. Expanding an AES key costs far less than sealing one chunk.
@@ -153,7 +154,7 @@ bool AeadContext::Open(std::span<const uint8_t> key, std::span<const uint8_t, kG
                        std::span<const uint8_t> aad, std::span<const uint8_t> ciphertext,
                        std::span<const uint8_t, kGcmTagSize> tag, std::span<uint8_t> plaintext) {
   if (key.size() != kKeySize || ciphertext.size() != plaintext.size()) {
-    throw Error(ErrorKind::kIo, "AeadContext::Open: bad sizes");
+    throw std::invalid_argument("AeadContext::Open: bad sizes");
   }
   if (EVP_DecryptInit_ex2(decrypt_, nullptr, key.data(), nonce.data(), nullptr) != 1) {
     ThrowOpenSslError("GCM open init");
@@ -177,6 +178,22 @@ bool AeadContext::Open(std::span<const uint8_t> key, std::span<const uint8_t, kG
 AeadContext& ThreadAead() {
   thread_local AeadContext context;
   return context;
+}
+
+void SealWithWrappingKey(std::span<const uint8_t> key,
+                         std::span<const uint8_t, kGcmNonceSize> nonce,
+                         std::span<const uint8_t> aad, std::span<const uint8_t> plaintext,
+                         std::span<uint8_t> ciphertext, std::span<uint8_t, kGcmTagSize> tag) {
+  AeadContext context;  // freed (and cleansed) on return
+  context.Seal(key, nonce, aad, plaintext, ciphertext, tag);
+}
+
+bool OpenWithWrappingKey(std::span<const uint8_t> key,
+                         std::span<const uint8_t, kGcmNonceSize> nonce,
+                         std::span<const uint8_t> aad, std::span<const uint8_t> ciphertext,
+                         std::span<const uint8_t, kGcmTagSize> tag, std::span<uint8_t> plaintext) {
+  AeadContext context;
+  return context.Open(key, nonce, aad, ciphertext, tag, plaintext);
 }
 
 }  // namespace envelopefs

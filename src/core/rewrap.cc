@@ -1,11 +1,17 @@
+// Rewrap — see rewrap.h.
 #include "envelopefs/rewrap.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <set>
 #include <vector>
 
+#include "envelopefs/beneath.h"
+#include "envelopefs/cipher_header.h"
 #include "envelopefs/error.h"
 #include "envelopefs/file_header.h"
 #include "envelopefs/unique_fd.h"
@@ -15,19 +21,42 @@ namespace {
 
 using namespace format;
 
-constexpr size_t kBatch = 2048;
-constexpr size_t kSlotsEnd = kKeySlotOffset[1] + kKeySlotSize;  // 256: fixed part + key slots
-
 struct Pending {
-  const std::filesystem::path* path;
+  const std::string* path;
   UniqueFd fd;
+  dev_t dev;
+  std::array<uint8_t, kFixedSize> fixed;  // the fixed part the record is bound to
   KeySlotBytes record;
   int first_slot;  // written before the first sync; the other one after it
+};
+
+// flock(LOCK_EX) for the duration of a header read and slot write (see rewrap.h).
+class FileLock {
+ public:
+  explicit FileLock(int fd) : fd_(fd) {
+    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+    }
+  }
+  ~FileLock() { ::flock(fd_, LOCK_UN); }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  int fd_;
 };
 
 int WriteSlot(int fd, const KeySlotBytes& record, int slot) {
   ssize_t n = pwrite(fd, record.data(), record.size(), static_cast<off_t>(kKeySlotOffset[slot]));
   return n == static_cast<ssize_t>(record.size()) ? 0 : -1;
+}
+
+// syncfs(2) of every file system the batch touched (a cipher dir may span mounts).
+void SyncFileSystems(const std::vector<Pending>& batch) {
+  std::set<dev_t> done;
+  for (const Pending& p : batch) {
+    if (!done.insert(p.dev).second) continue;
+    if (syncfs(p.fd.get()) != 0) ThrowSystemError("syncfs");
+  }
 }
 
 }  // namespace
@@ -50,22 +79,32 @@ uint32_t ShardOf(const std::string& relative_cipher_path, uint32_t count) {
   return static_cast<uint32_t>(h % count);
 }
 
-RewrapStats RewrapFiles(const Volume& volume, const Volume::KekCopy& target,
-                        std::span<const std::filesystem::path> files,
-                        const std::function<void(const std::filesystem::path&, RewrapOutcome,
-                                                 const std::string&)>& on_file) {
+RewrapStats RewrapFiles(
+    const Volume& volume, const Volume::KekCopy& target, std::span<const std::string> files,
+    const std::function<void(const std::string&, RewrapOutcome, const std::string&)>& on_file) {
   RewrapStats stats;
-  auto report = [&](const std::filesystem::path& p, RewrapOutcome o, const std::string& why) {
+  auto report = [&](const std::string& p, RewrapOutcome o, const std::string& why) {
     if (on_file) on_file(p, o, why);
   };
   std::vector<Pending> batch;
-  batch.reserve(kBatch);
+  batch.reserve(kRewrapBatch);
 
   auto finish_batch = [&] {
     if (batch.empty()) return;
     // Phase 1 is written; make it durable, then overwrite the other slot and sync again.
-    if (syncfs(batch.front().fd.get()) != 0) ThrowSystemError("syncfs");
+    SyncFileSystems(batch);
     for (Pending& p : batch) {
+      FileLock lock(p.fd.get());
+      HeaderRead now = ReadHeader(p.fd.get());
+      if (now.status != HeaderStatus::kOk ||
+          std::memcmp(now.bytes.data(), p.fixed.data(), kFixedSize) != 0 ||
+          std::memcmp(now.SlotBytes(p.first_slot).data(), p.record.data(), kKeySlotSize) != 0) {
+        // The daemon gave the file a new header meanwhile (truncated to zero): that header is
+        // already wrapped under the active KEK.
+        ++stats.already_current;
+        report(*p.path, RewrapOutcome::kCurrent, "");
+        continue;
+      }
       if (WriteSlot(p.fd.get(), p.record, 1 - p.first_slot) != 0) {
         ++stats.failed;  // the first slot already holds the new record: the file is fine
         report(*p.path, RewrapOutcome::kFailed, std::string("second slot: ") + strerror(errno));
@@ -74,56 +113,39 @@ RewrapStats RewrapFiles(const Volume& volume, const Volume::KekCopy& target,
       ++stats.rewrapped;
       report(*p.path, RewrapOutcome::kRewrapped, "");
     }
-    if (syncfs(batch.front().fd.get()) != 0) ThrowSystemError("syncfs");
+    SyncFileSystems(batch);
     batch.clear();
   };
 
-  std::array<uint8_t, kSlotsEnd> header{};
-  for (const std::filesystem::path& path : files) {
+  for (const std::string& path : files) {
     ++stats.examined;
-    int fd = open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    int fd = OpenBeneath(volume.root_fd(), path, O_RDWR);
     if (fd < 0) {
       ++stats.failed;
-      report(path, RewrapOutcome::kFailed, strerror(errno));
+      report(path, RewrapOutcome::kFailed, strerror(-fd));
       continue;
     }
     UniqueFd owned(fd);
-    ssize_t n = pread(fd, header.data(), header.size(), 0);
-    if (n != static_cast<ssize_t>(header.size()) ||
-        std::memcmp(header.data(), kMagic.data(), kMagic.size()) != 0) {
-      ++stats.skipped;
-      report(path, RewrapOutcome::kSkipped, "not an envelopefs file");
+    FileLock lock(fd);
+    HeaderRead header = ReadHeader(fd);
+    if (header.status == HeaderStatus::kNotEnvelope ||
+        (header.status == HeaderStatus::kDamaged && header.cipher_size == 0)) {
+      ++stats.skipped;  // stored unencrypted, or still being created
+      report(path, RewrapOutcome::kSkipped, header.reason);
       continue;
     }
-    std::span<const uint8_t> fixed(header.data(), kFixedSize);
-    try {
-      ParseFixedHeader(header);
-    } catch (const Error& e) {
-      ++stats.skipped;
-      report(path, RewrapOutcome::kSkipped, e.what());
-      continue;
-    }
-    KeySlotInfo info[2];
-    std::optional<SecureBytes> dek[2];
-    for (int i = 0; i < 2; ++i) {
-      std::span<const uint8_t, kKeySlotSize> slot(header.data() + kKeySlotOffset[i], kKeySlotSize);
-      info[i] = ParseKeySlot(slot);
-      SecureBytes kek;
-      if (volume.FindKek(info[i].kek_id, info[i].kek_version, kek)) {
-        dek[i] = UnwrapDek(fixed, slot, kek);
-      }
-    }
-    if (!dek[0] && !dek[1]) {
+    OpenedHeader opened = OpenHeader(header, volume, /*check_length=*/false);
+    if (opened.slot < 0) {
       ++stats.failed;
       report(path, RewrapOutcome::kFailed,
-             "no key slot opens (KEK version " + std::to_string(info[0].kek_version) +
-                 " retired or unknown, or the header is damaged)");
+             header.status != HeaderStatus::kOk ? header.reason
+                                                : opened.problem + " (or the header is damaged)");
       continue;
     }
     bool current = true;
     for (int i = 0; i < 2; ++i) {
-      current = current && dek[i] && info[i].kek_id == target.info.id &&
-                info[i].kek_version == target.info.version;
+      current = current && opened.slot_opens[i] && header.slots[i].kek_id == target.info.id &&
+                header.slots[i].kek_version == target.info.version;
     }
     if (current) {
       ++stats.already_current;
@@ -132,20 +154,24 @@ RewrapStats RewrapFiles(const Volume& volume, const Volume::KekCopy& target,
     }
     // Overwrite first a slot that is not the only valid one: an invalid slot, else the one with
     // the lower generation (slot 1 on a tie).
-    int first = !dek[0] ? 0 : !dek[1] ? 1 : (info[0].generation < info[1].generation ? 0 : 1);
-    const SecureBytes& plain_dek = dek[first == 0 ? 1 : 0] ? *dek[first == 0 ? 1 : 0] : *dek[first];
-    uint64_t generation = std::max(info[0].generation, info[1].generation) + 1;
-    Pending p{&path, std::move(owned),
-              WrapDek(fixed, KeySlotInfo{generation, target.info.id, target.info.version},
-                      plain_dek, target.key),
-              first};
+    const int first = !opened.slot_opens[0]                                     ? 0
+                      : !opened.slot_opens[1]                                   ? 1
+                      : header.slots[0].generation < header.slots[1].generation ? 0
+                                                                                : 1;
+    const uint64_t generation =
+        std::max(header.slots[0].generation, header.slots[1].generation) + 1;
+    Pending p{&path, std::move(owned), header.dev, {}, {}, first};
+    std::memcpy(p.fixed.data(), header.bytes.data(), kFixedSize);
+    p.record =
+        WrapDek(header.FixedBytes(), KeySlotInfo{generation, target.info.id, target.info.version},
+                opened.dek, target.key);
     if (WriteSlot(p.fd.get(), p.record, first) != 0) {
       ++stats.failed;
       report(path, RewrapOutcome::kFailed, strerror(errno));
       continue;
     }
     batch.push_back(std::move(p));
-    if (batch.size() == kBatch) finish_batch();
+    if (batch.size() == kRewrapBatch) finish_batch();
   }
   finish_batch();
   return stats;

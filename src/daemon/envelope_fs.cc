@@ -100,6 +100,31 @@ DirIvs GetDirIvs(EnvelopeFs& fs, Inode& dir) {
   return *dir.dir_ivs;
 }
 
+// The chunk layout of the closed regular file `inode`, from its header (cached).
+// (Reopening through /proc/self/fd is safe for a regular file: the magic link resolves to the
+// very inode, and there is no symlink behind it to follow.)
+std::optional<ChunkLayout> LayoutOf(Inode& inode) {
+  {
+    std::lock_guard<std::mutex> lock(inode.mutex);
+    if (inode.layout) return inode.layout;
+  }
+  UniqueFd fd(open(ProcPath(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return std::nullopt;
+  HeaderBytes header{};
+  if (pread(fd.get(), header.data(), format::kFixedSize, 0) !=
+      static_cast<ssize_t>(format::kFixedSize)) {
+    return std::nullopt;
+  }
+  try {
+    ChunkLayout layout = ChunkLayout::Of(ParseFixedHeader(header));
+    std::lock_guard<std::mutex> lock(inode.mutex);
+    inode.layout = layout;
+    return layout;
+  } catch (const Error&) {
+    return std::nullopt;  // not a valid header: opening the file will say so
+  }
+}
+
 // The plaintext view of a backing object's attributes.
 void ToPlainAttr(EnvelopeFs& fs, Inode* inode, int fd, struct stat& st) {
   if (S_ISREG(st.st_mode)) {
@@ -110,10 +135,16 @@ void ToPlainAttr(EnvelopeFs& fs, Inode* inode, int fd, struct stat& st) {
     }
     if (open) {
       st.st_size = static_cast<off_t>(open->size());
-    } else {
-      ChunkLayout layout{fs.volume().config().chunk_size};
-      st.st_size = static_cast<off_t>(layout.ReportedPlainSize(st.st_size));
+      return;
     }
+    // Closed: from the cipher file's length (authenticated when the file is opened). Small
+    // files map the same in every format version; larger ones need the header's layout.
+    const uint64_t cipher_size = static_cast<uint64_t>(st.st_size);
+    ChunkLayout layout{fs.volume().config().chunk_size, true};
+    if (!layout.SizeIsVersionIndependent(cipher_size) && inode != nullptr) {
+      if (auto own = LayoutOf(*inode)) layout = *own;
+    }
+    st.st_size = static_cast<off_t>(layout.ReportedPlainSize(cipher_size));
   } else if (S_ISLNK(st.st_mode)) {
     std::vector<char> buf(static_cast<size_t>(st.st_size) + 1);
     ssize_t n = readlinkat(fd, "", buf.data(), buf.size());
@@ -207,6 +238,8 @@ void ChownToCaller(fuse_req_t req, Inode& dir, const std::string& backing) {
 }
 
 std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
+  // Only a regular file is ever reopened through /proc/self/fd (a symlink would be followed).
+  if (!S_ISREG(inode.type)) throw Error(ErrorKind::kState, "not a regular file");
   std::lock_guard<std::mutex> lock(inode.mutex);
   if (auto file = inode.open_file.lock()) return file;
   auto open_backing = [&] {
@@ -315,6 +348,10 @@ void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
       std::shared_ptr<CipherFile> file =
           fi != nullptr ? GetFile(fi).file : OpenCipherFile(fs, inode);
       if (int rc = file->Truncate(static_cast<uint64_t>(attr->st_size)); rc < 0) return -rc;
+      {
+        std::lock_guard<std::mutex> lock(inode.mutex);  // a truncation to zero may change it
+        inode.layout.reset();
+      }
       if (fi == nullptr) ReleaseFile(fs, std::move(file));
     }
     if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {

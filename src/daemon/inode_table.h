@@ -40,6 +40,9 @@ struct Inode {
   std::string name;                     //   and under which plaintext name
   std::optional<DirIvs> dir_ivs;        // directories: read on first use
   std::weak_ptr<CipherFile> open_file;  // regular files: shared by all opens
+  // Regular files: the chunk layout from the header (read once; only needed to report the size
+  // of a closed file large enough for format versions to differ), cleared when we rewrite it.
+  std::optional<ChunkLayout> layout;
 };
 
 class InodeTable {

@@ -163,7 +163,7 @@ TEST(Envelopectl, InspectShowsTheHeaderAndChecksItWithTheKey) {
   fs::path a = v.Write("dir/a", RandomString(3 * kChunk + 10, 1));
   fs::path b = v.Write("b", "x");
   json j = json::parse(RunCommand(kCtl + " inspect --json " + Quote(a)).output);
-  EXPECT_EQ(1, j["format_version"]);
+  EXPECT_EQ(2, j["format_version"]);
   EXPECT_EQ(4096, j["chunk_size"]);
   EXPECT_EQ("AES-256-GCM", j["cipher"]);
   EXPECT_EQ(32u, j["file_id"].get<std::string>().size());
@@ -190,8 +190,8 @@ TEST(Envelopectl, InspectShowsTheHeaderAndChecksItWithTheKey) {
   EXPECT_NE(std::string::npos, text.output.find("key slot 1:")) << text.output;
 
   // A damaged state record: header_ok false, exit 5.
-  WriteBytesAt(a, format::kStateSlotOffset[0] + 30, {0xff, 0xff});
-  WriteBytesAt(a, format::kStateSlotOffset[1] + 30, {0xff, 0xff});
+  WriteBytesAt(a, StateSlotOffset(format::kFormatVersion, 0) + 30, {0xff, 0xff});
+  WriteBytesAt(a, StateSlotOffset(format::kFormatVersion, 1) + 30, {0xff, 0xff});
   ka = CtlJson(v, "inspect " + Quote(a), &rc);
   EXPECT_EQ(5, rc);
   EXPECT_FALSE(ka["header_ok"].get<bool>());

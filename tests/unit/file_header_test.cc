@@ -34,7 +34,7 @@ TEST(FileHeader, LayoutOffsetsAreTheDocumentedOnes) {
   SecureBytes kek = Pattern(0), dek = Pattern(0x40);
   HeaderBytes h = BuildHeader(4096, PatternId(0xA0), dek, 0x11223344, 7, kek);
   EXPECT_EQ(0, std::memcmp(h.data(), "ENVLPFS\x01", 8));
-  EXPECT_EQ(1, LoadLe16(h.data() + 8));
+  EXPECT_EQ(2, LoadLe16(h.data() + 8));
   EXPECT_EQ(1, h[10]);
   EXPECT_EQ(0, h[11]);
   EXPECT_EQ(4096u, LoadLe32(h.data() + 12));
@@ -47,9 +47,11 @@ TEST(FileHeader, LayoutOffsetsAreTheDocumentedOnes) {
     EXPECT_EQ(7u, LoadLe32(h.data() + slot + 12));
     for (size_t i = 76; i < 96; ++i) EXPECT_EQ(0, h[slot + i]);
   }
-  EXPECT_EQ(1u, LoadLe64(h.data() + 256));  // state slot 0, counter 1
-  EXPECT_EQ(0u, LoadLe64(h.data() + 320));  // state slot 1 unused
-  for (size_t i = 384; i < 512; ++i) EXPECT_EQ(0, h[i]);
+  EXPECT_EQ(1u, LoadLe64(h.data() + 256));  // state slot 0, record 1
+  EXPECT_EQ(2u, LoadLe64(h.data() + 384));  // state slot 1, record 2
+  for (size_t slot : {256u, 384u}) {
+    for (size_t i = 84; i < 128; ++i) EXPECT_EQ(0, h[slot + i]) << slot + i;
+  }
   // The DEK never appears in the clear.
   EXPECT_EQ(std::search(h.begin(), h.end(), dek.data(), dek.data() + 32), h.end());
 }
@@ -92,7 +94,7 @@ TEST(FileHeader, ParseRejectsForeignAndDamagedHeaders) {
   t[0] = 'X';
   expect_format_error(t);
   t = h;
-  StoreLe16(t.data() + 8, 2);
+  StoreLe16(t.data() + 8, 3);
   expect_format_error(t);
   t = h;
   t[10] = 9;
@@ -112,45 +114,134 @@ TEST(FileHeader, ParseRejectsForeignAndDamagedHeaders) {
 TEST(FileHeader, StateRoundTripAndTamper) {
   SecureBytes key = Pattern(9);
   FileId id = PatternId(3);
-  FileState s{5, 123456789, kStateSealed | kStateSparse};
-  StateSlotBytes slot = SealState(key, id, s);
-  auto got = OpenState(key, id, slot);
-  ASSERT_TRUE(got);
-  EXPECT_EQ(5u, got->counter);
-  EXPECT_EQ(123456789u, got->size);
-  EXPECT_TRUE(got->sealed());
-  EXPECT_TRUE(got->sparse());
-  EXPECT_FALSE(OpenState(key, PatternId(4), slot));  // another file's record
-  for (size_t i = 0; i < 52; ++i) {
-    StateSlotBytes t = slot;
-    t[i] ^= 0x80;
-    EXPECT_FALSE(OpenState(key, id, t)) << "byte " << i;
+  for (uint16_t version : {kFormatVersion1, kFormatVersion2}) {
+    FileState s{5, 123456789, kStateSealed | kStateSparse, {}};
+    s.digest.fill(0x5a);
+    StateSlotBytes bytes = SealState(version, key, id, s);
+    std::span<const uint8_t> slot(bytes.data(), StateSlotSize(version));
+    auto got = OpenState(version, key, id, slot);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(5u, got->counter);
+    EXPECT_EQ(123456789u, got->size);
+    EXPECT_TRUE(got->sealed());
+    EXPECT_TRUE(got->sparse());
+    if (version == kFormatVersion2) {
+      EXPECT_EQ(s.digest, got->digest);
+    }
+    EXPECT_FALSE(OpenState(version, key, PatternId(4), slot));  // another file's record
+    const uint16_t other = version == kFormatVersion1 ? kFormatVersion2 : kFormatVersion1;
+    EXPECT_FALSE(
+        OpenState(other, key, id, std::span<const uint8_t>(bytes.data(), StateSlotSize(other))));
+    for (size_t i = 0; i < slot.size(); ++i) {
+      StateSlotBytes t = bytes;
+      t[i] ^= 0x80;
+      EXPECT_FALSE(OpenState(version, key, id, std::span<const uint8_t>(t.data(), slot.size())))
+          << "version " << version << " byte " << i;
+    }
   }
+}
+
+// A header whose state slots hold `records` (counter 0 = slot left all-zero).
+HeaderBytes WithStates(const HeaderBytes& base, const SecureBytes& state_key, const FileId& id,
+                       std::initializer_list<FileState> records) {
+  HeaderBytes h = base;
+  std::memset(h.data() + 256, 0, 256);
+  for (const FileState& r : records) {
+    StateSlotBytes bytes = SealState(kFormatVersion2, state_key, id, r);
+    std::memcpy(h.data() + StateSlotOffset(kFormatVersion2, StateSlotFor(r.counter)), bytes.data(),
+                StateSlotSize(kFormatVersion2));
+  }
+  return h;
+}
+
+TEST(FileHeader, StateSelectionIsStrict) {
+  SecureBytes kek = Pattern(0), dek = Pattern(0x40);
+  FileId id = PatternId(0xA0);
+  HeaderBytes base = BuildHeader(4096, id, dek, 1, 1, kek);
+  FixedHeader fixed = ParseFixedHeader(base);
+  FileKeys keys = FileKeys::Derive(dek);
+  FileState unsealed{3, 0, 0, {}}, sealed4{4, 9000, kStateSealed, {}},
+      sealed5{5, 9000, kStateSealed, {}};
+  // Two consecutive records: the newer wins.
+  auto ok = SelectState(fixed, keys.state, WithStates(base, keys.state, id, {sealed4, sealed5}));
+  ASSERT_TRUE(ok.state) << ok.problem;
+  EXPECT_EQ(5u, ok.state->counter);
+  ok = SelectState(fixed, keys.state, WithStates(base, keys.state, id, {unsealed, sealed4}));
+  ASSERT_TRUE(ok.state);
+  EXPECT_TRUE(ok.state->sealed());
+  // The newer record zeroed: never falls back to the older, unsealed one.
+  auto zeroed = SelectState(fixed, keys.state, WithStates(base, keys.state, id, {unsealed}));
+  EXPECT_FALSE(zeroed.state);
+  EXPECT_NE(std::string::npos, zeroed.problem.find("missing")) << zeroed.problem;
+  // The newer record damaged.
+  HeaderBytes damaged = WithStates(base, keys.state, id, {unsealed, sealed4});
+  damaged[StateSlotOffset(kFormatVersion2, StateSlotFor(4)) + 30] ^= 1;
+  EXPECT_FALSE(SelectState(fixed, keys.state, damaged).state);
+  // A slot replaced by an older copy of itself: records 3 and 6 are not consecutive.
+  FileState six{6, 1, kStateSealed, {}};
+  auto replayed = SelectState(fixed, keys.state, WithStates(base, keys.state, id, {unsealed, six}));
+  EXPECT_FALSE(replayed.state);
+  // A record in the wrong slot.
+  HeaderBytes swapped = WithStates(base, keys.state, id, {sealed4, sealed5});
+  std::swap_ranges(swapped.begin() + 256, swapped.begin() + 384, swapped.begin() + 384);
+  EXPECT_FALSE(SelectState(fixed, keys.state, swapped).state);
+  // Both empty.
+  EXPECT_FALSE(SelectState(fixed, keys.state, WithStates(base, keys.state, id, {})).state);
 }
 
 TEST(ChunkLayout, SizesRoundTrip) {
-  for (uint32_t chunk : {4096u, 16384u, 1u << 20}) {
-    ChunkLayout layout{chunk};
-    const uint64_t c = chunk;
-    for (uint64_t plain :
-         std::vector<uint64_t>{0, 1, 100, c - 1, c, c + 1, 10 * c, 10 * c + 7, uint64_t{1} << 40}) {
-      uint64_t cipher = layout.CipherSize(plain);
-      ASSERT_EQ(plain, layout.PlainSize(cipher)) << chunk << " " << plain;
+  for (bool indexed : {false, true}) {
+    for (uint32_t chunk : {4096u, 16384u, 1u << 20}) {
+      ChunkLayout layout{chunk, indexed};
+      const uint64_t c = chunk, g = kIndexGroupChunks * c;
+      for (uint64_t plain :
+           std::vector<uint64_t>{0, 1, 100, c - 1, c, c + 1, 10 * c, 10 * c + 7, g - 1, g, g + 1,
+                                 2 * g, 2 * g + c, 3 * g - 5, uint64_t{1} << 40}) {
+        uint64_t cipher = layout.CipherSize(plain);
+        ASSERT_EQ(plain, layout.PlainSize(cipher)) << chunk << " " << plain << " " << indexed;
+        ASSERT_EQ(plain, layout.ReportedPlainSize(cipher));
+      }
+      EXPECT_FALSE(layout.PlainSize(100));                           // shorter than the header
+      EXPECT_FALSE(layout.PlainSize(kHeaderSize + 1));               // 1 byte: not a chunk
+      EXPECT_FALSE(layout.PlainSize(kHeaderSize + kChunkOverhead));  // an empty chunk
+      EXPECT_EQ(1u, layout.PlainSize(kHeaderSize + kChunkOverhead + 1));
+      EXPECT_EQ(kHeaderSize + 3 * layout.stride(), layout.ChunkOffset(3));
     }
-    EXPECT_FALSE(layout.PlainSize(100));                           // shorter than the header
-    EXPECT_FALSE(layout.PlainSize(kHeaderSize + 1));               // 1 byte: not a chunk
-    EXPECT_FALSE(layout.PlainSize(kHeaderSize + kChunkOverhead));  // an empty chunk
-    EXPECT_EQ(1u, layout.PlainSize(kHeaderSize + kChunkOverhead + 1));
-    EXPECT_EQ(kHeaderSize + 3 * layout.stride(), layout.ChunkOffset(3));
   }
+  // Format 2: the index block of group 0 sits between chunks 255 and 256.
+  ChunkLayout v2{4096, true};
+  EXPECT_EQ(kHeaderSize + 256 * v2.stride(), v2.IndexBlockOffset(0));
+  EXPECT_EQ(v2.IndexBlockOffset(0) + kIndexBlockSize, v2.ChunkOffset(256));
+  EXPECT_FALSE(v2.HasIndexBlock(0, 256));
+  EXPECT_TRUE(v2.HasIndexBlock(0, 257));
+  // A file ending right after an index block, or inside one, has no plaintext size.
+  EXPECT_FALSE(v2.PlainSize(v2.IndexBlockOffset(0) + kIndexBlockSize));
+  EXPECT_FALSE(v2.PlainSize(v2.IndexBlockOffset(0) + 100));
+  EXPECT_EQ(256u * 4096, v2.ReportedPlainSize(v2.IndexBlockOffset(0) + 100));
+  EXPECT_TRUE(v2.SizeIsVersionIndependent(v2.CipherSize(256 * 4096)));
+  EXPECT_FALSE(v2.SizeIsVersionIndependent(v2.CipherSize(256 * 4096 + 1)));
   EXPECT_EQ(1u << 20, ChunkLayout{4096}.CipherSize(0) + (1u << 20) - kHeaderSize);
 }
 
+TEST(ChunkLayout, IndexDigestCoversCountOrderAndTags) {
+  std::vector<ChunkTag> tags(3);
+  for (size_t i = 0; i < tags.size(); ++i) tags[i].fill(static_cast<uint8_t>(i + 1));
+  IndexDigest d = ComputeIndexDigest(tags);
+  std::vector<ChunkTag> swapped = {tags[1], tags[0], tags[2]};
+  EXPECT_NE(d, ComputeIndexDigest(swapped));
+  std::vector<ChunkTag> shorter(tags.begin(), tags.end() - 1);
+  EXPECT_NE(d, ComputeIndexDigest(shorter));
+  std::vector<ChunkTag> changed = tags;
+  changed[2][15] ^= 1;
+  EXPECT_NE(d, ComputeIndexDigest(changed));
+  EXPECT_NE(ComputeIndexDigest({}), ComputeIndexDigest(std::vector<ChunkTag>(1)));
+}
+
 // --- fixed test vectors ---------------------------------------------------------------------
-// tests/data/v1/file-4096.bin is a version-1 cipher file written once by BuildVector below
-// (ENVELOPEFS_WRITE_VECTORS=1 regenerates it; never do that for a released format version).
-// KEK = 00 01 .. 1f (id 0x0a0b0c0d, version 3), DEK = 40 41 .. 5f, file id = a0 .. af,
-// chunk size 4096, plaintext = 5000 bytes: byte i = (i * 7 + 3) & 0xff. Sealed, size 5000.
+// tests/data/v1/file-4096.bin is a version-1 cipher file written once, when version 1 was
+// current (golden: no test ever rewrites it). KEK = 00 01 .. 1f (id 0x0a0b0c0d, version 3),
+// DEK = 40 41 .. 5f, file id = a0 .. af, chunk size 4096, plaintext = 5000 bytes: byte i =
+// (i * 7 + 3) & 0xff. Sealed, size 5000, in state slot 1 (record 2); slot 0 holds record 1.
 
 constexpr uint64_t kVectorSize = 5000;
 
@@ -162,41 +253,11 @@ std::vector<uint8_t> VectorPlaintext() {
 
 std::string VectorPath() { return std::string(ENVELOPEFS_TEST_DATA_DIR) + "/v1/file-4096.bin"; }
 
-std::vector<uint8_t> BuildVector() {
-  SecureBytes kek = Pattern(0), dek = Pattern(0x40);
-  FileId id = PatternId(0xA0);
-  HeaderBytes h = BuildHeader(4096, id, dek, 0x0a0b0c0d, 3, kek);
-  FileKeys keys = FileKeys::Derive(dek);
-  StateSlotBytes state = SealState(keys.state, id, FileState{2, kVectorSize, kStateSealed});
-  std::memcpy(h.data() + kStateSlotOffset[1], state.data(), kStateSlotSize);
-  std::vector<uint8_t> file(h.begin(), h.end());
-  std::vector<uint8_t> plain = VectorPlaintext();
-  ChunkLayout layout{4096};
-  for (uint64_t i = 0; i < layout.ChunkCount(kVectorSize); ++i) {
-    size_t len = std::min<uint64_t>(4096, kVectorSize - i * 4096);
-    std::vector<uint8_t> chunk(len + kChunkOverhead);
-    GcmNonce nonce = RandomNonce();
-    std::memcpy(chunk.data(), nonce.data(), nonce.size());
-    auto aad = ChunkAad(id, i);
-    ThreadAead().Seal(keys.content.span(), nonce, aad,
-                      std::span<const uint8_t>(plain.data() + i * 4096, len),
-                      std::span<uint8_t>(chunk.data() + 12, len),
-                      std::span<uint8_t, 16>(chunk.data() + 12 + len, 16));
-    file.insert(file.end(), chunk.begin(), chunk.end());
-  }
-  return file;
-}
-
 TEST(FormatVectors, Version1FileStillDecrypts) {
-  if (std::getenv("ENVELOPEFS_WRITE_VECTORS") != nullptr) {
-    std::vector<uint8_t> v = BuildVector();
-    std::ofstream(VectorPath(), std::ios::binary)
-        .write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size()));
-  }
   std::ifstream in(VectorPath(), std::ios::binary);
   ASSERT_TRUE(in) << VectorPath();
   std::vector<uint8_t> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  ChunkLayout layout{4096};
+  ChunkLayout layout{4096, /*indexed=*/false};
   ASSERT_EQ(layout.CipherSize(kVectorSize), file.size());
 
   FixedHeader fixed = ParseFixedHeader(file);
@@ -213,9 +274,12 @@ TEST(FormatVectors, Version1FileStillDecrypts) {
   ASSERT_TRUE(dek);
   EXPECT_TRUE(ConstantTimeEqual(dek->span(), Pattern(0x40).span()));
   FileKeys keys = FileKeys::Derive(*dek);
-  auto state = OpenState(keys.state, fixed.file_id,
-                         std::span<const uint8_t, kStateSlotSize>(file.data() + 320, 64));
+  auto state = OpenState(kFormatVersion1, keys.state, fixed.file_id,
+                         std::span<const uint8_t>(file.data() + 320, 64));
   ASSERT_TRUE(state);
+  StateChoice choice = SelectState(fixed, keys.state, file);
+  ASSERT_TRUE(choice.state) << choice.problem;
+  EXPECT_EQ(2u, choice.state->counter);
   EXPECT_TRUE(state->sealed());
   EXPECT_EQ(kVectorSize, state->size);
 
