@@ -1,6 +1,7 @@
 // envelopectl ls — lists the plaintext paths of every entry of a volume without FUSE (one per
-// line, directories with a trailing '/'; --json adds cipher paths and types). Entries whose
-// names do not authenticate are reported on stderr.
+// line, directories with a trailing '/'; --json adds cipher paths and types). Names are bytes:
+// printed as they are, in JSON with invalid UTF-8 replaced (PrintJson). Entries whose names do
+// not authenticate are reported on stderr, escaped.
 #include <algorithm>
 #include <cstdio>
 
@@ -23,7 +24,9 @@ int RunLs(const Args& args) {
   size_t damaged = 0;
   for (const CipherEntry& e : entries) {
     if (!e.name_ok) {
-      std::fprintf(stderr, "envelopectl: damaged name: %s\n", e.cipher_path.c_str());
+      // The cipher name is the attacker's choice: escaped, so it cannot drive the terminal.
+      std::fprintf(stderr, "envelopectl: damaged name: %s\n",
+                   EscapeName(e.cipher_path.string()).c_str());
       ++damaged;
       continue;
     }

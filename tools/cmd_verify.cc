@@ -1,7 +1,10 @@
 // envelopectl verify — reads and authenticates everything in a volume without FUSE: every name,
-// every directory IV, every chunk of every file (through CipherFile, the daemon's data path) and
-// every symlink target. Reports each damaged entry with its plaintext and cipher path.
+// every directory IV, every chunk of every file (through CipherFile, the daemon's data path),
+// every symlink target and every extended attribute value (bound to its file or directory in
+// format 2). Reports each damaged entry with its plaintext and cipher path. Names are bytes:
+// JSON output replaces invalid UTF-8 (PrintJson), the audit log and messages escape it.
 #include <fcntl.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -13,6 +16,7 @@
 #include "cli.h"
 #include "common.h"
 #include "envelopefs/audit_log.h"
+#include "envelopefs/beneath.h"
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
 #include "envelopefs/unique_fd.h"
@@ -58,6 +62,116 @@ std::string CheckDirectory(const CipherEntry& e, const NameTransform& names) {
   }
 }
 
+// The list of extended attribute names of `fd` (NUL-separated); false with errno on failure.
+bool ListXattrs(int fd, std::vector<char>* list) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    ssize_t n = flistxattr(fd, nullptr, 0);
+    if (n < 0) return false;
+    list->resize(static_cast<size_t>(n));
+    if (n == 0) return true;
+    n = flistxattr(fd, list->data(), list->size());
+    if (n >= 0) {
+      list->resize(static_cast<size_t>(n));
+      return true;
+    }
+    if (errno != ERANGE) return false;  // ERANGE: the list grew in between; ask again
+  }
+  return false;
+}
+
+// The value of attribute `name` of `fd`; false with errno on failure.
+bool GetXattr(int fd, const std::string& name, std::vector<uint8_t>* value) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    ssize_t n = fgetxattr(fd, name.c_str(), nullptr, 0);
+    if (n < 0) return false;
+    value->resize(static_cast<size_t>(n));
+    if (n == 0) return true;
+    n = fgetxattr(fd, name.c_str(), value->data(), value->size());
+    if (n >= 0) {
+      value->resize(static_cast<size_t>(n));
+      return true;
+    }
+    if (errno != ERANGE) return false;
+  }
+  return false;
+}
+
+// What the xattr values of the file or directory `fd` are bound to, as the daemon computes it
+// (a file's authenticated file id, a directory's primary IV; nothing in format 1). False with
+// `why` when it cannot be known (the file or directory check reports that damage itself).
+bool XattrOwner(int fd, bool is_dir, const Volume& volume, const NameTransform& names,
+                std::optional<XattrOwnerId>* owner, std::string* why) {
+  owner->reset();
+  if (!names.BindsXattrsToObjects()) return true;
+  if (is_dir) {
+    try {
+      *owner = names.DirectoryXattrOwner(names.ReadDirIvs(fd));
+      return true;
+    } catch (const Error& err) {
+      *why = err.what();
+      return false;
+    }
+  }
+  HeaderRead header = ReadHeader(fd);
+  if (header.status != HeaderStatus::kOk) {
+    *why = header.reason;
+    return false;
+  }
+  OpenedHeader opened = OpenHeader(header, volume, /*check_length=*/false);
+  if (!opened.ok) {
+    *why = opened.problem;
+    return false;
+  }
+  *owner = header.fixed.file_id;
+  return true;
+}
+
+// Every envelopefs extended attribute value of the regular file or directory `fd` must
+// authenticate. user.* attributes whose names are not envelopefs names belong to some other
+// program (the daemon hides them too) and are skipped.
+std::string CheckXattrsOf(int fd, bool is_dir, const Volume& volume, const NameTransform& names) {
+  std::vector<char> list;
+  if (!ListXattrs(fd, &list)) {
+    if (errno == ENOTSUP) return "";  // the backing file system has no xattrs at all
+    return std::string("listxattr: ") + std::strerror(errno);
+  }
+  std::string problems;
+  auto add = [&problems](const std::string& p) { problems += (problems.empty() ? "" : "; ") + p; };
+  std::optional<XattrOwnerId> owner;
+  bool owner_known = false;  // looked up for the first value
+  for (size_t pos = 0; pos < list.size();) {
+    std::string backing(list.data() + pos, strnlen(list.data() + pos, list.size() - pos));
+    pos += backing.size() + 1;
+    if (!names.FromBackingXattrName(backing)) continue;
+    std::vector<uint8_t> value;
+    if (!GetXattr(fd, backing, &value)) {
+      if (errno == ENODATA) continue;  // removed in between
+      add("extended attribute " + backing + ": " + std::strerror(errno));
+      continue;
+    }
+    if (!owner_known) {
+      std::string why;
+      if (!XattrOwner(fd, is_dir, volume, names, &owner, &why)) {
+        add("extended attributes not checked (" + why + ")");
+        return problems;
+      }
+      owner_known = true;
+    }
+    if (!names.OpenXattrValue(backing, owner, value)) {
+      add("extended attribute " + backing + ": value does not authenticate");
+    }
+  }
+  return problems;
+}
+
+std::string CheckXattrs(const CipherEntry& e, const Volume& volume, const NameTransform& names) {
+  const bool is_dir = e.type == DT_DIR;
+  int fd = OpenBeneath(volume.root_fd(), e.relative, O_RDONLY | (is_dir ? O_DIRECTORY : 0));
+  if (fd < 0) return "";  // the file or directory check reports why it cannot be opened
+  UniqueFd owned(fd);
+  return CheckXattrsOf(fd, is_dir, volume, names);
+}
+
 // Every problem of one entry, "; "-separated; empty if it is intact.
 std::string CheckEntry(const CipherEntry& e, const Volume& volume, const NameTransform& names,
                        std::atomic<uint64_t>& bytes) {
@@ -69,6 +183,7 @@ std::string CheckEntry(const CipherEntry& e, const Volume& volume, const NameTra
   if (e.type == DT_REG) add(CheckFile(e, volume, bytes));
   if (e.type == DT_LNK) add(CheckSymlink(e, names));
   if (e.type == DT_DIR) add(CheckDirectory(e, names));
+  if (e.type == DT_REG || e.type == DT_DIR) add(CheckXattrs(e, volume, names));
   return problems;
 }
 
@@ -108,21 +223,37 @@ int RunVerify(const Args& args) {
       progress.Add();
     });
   }
+  // The root directory is no entry, but its extended attributes are checked like any other.
+  CipherEntry root;
+  root.cipher_path = fs::absolute(dir);
+  root.plain_path = "/";
+  root.type = DT_DIR;
+  std::string root_problems;
+  {
+    UniqueFd fd(openat(volume->root_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    root_problems = fd.valid() ? CheckXattrsOf(fd.get(), /*is_dir=*/true, *volume, names)
+                               : std::string("open: ") + std::strerror(errno);
+  }
   uint64_t files = 0;
   nlohmann::json damaged = nlohmann::json::array();
+  auto report = [&](const CipherEntry& e, const std::string& problem, const std::string& detail) {
+    damaged.push_back(DamagedJson(e, problem));
+    // Names are bytes: the audit line carries them escaped (valid UTF-8, one line).
+    AppendAuditEvent(dir, volume->config(), "tamper_detected",
+                     {{"file", EscapeName(e.cipher_path.string())},
+                      {"detail", EscapeName(detail)},
+                      {"found_by", "verify"}});
+    if (!args.json) {
+      // The cipher path is the attacker's choice: escaped, so it cannot drive the terminal.
+      std::printf("DAMAGED %s (%s): %s\n", e.plain_path.empty() ? "?" : e.plain_path.c_str(),
+                  EscapeName(e.cipher_path.string()).c_str(), EscapeName(problem).c_str());
+    }
+  };
+  if (!root_problems.empty()) report(root, root_problems, root_problems);
   for (size_t i = 0; i < entries.size(); ++i) {
     if (entries[i].type == DT_REG) ++files;
     if (problems[i].empty()) continue;
-    damaged.push_back(DamagedJson(entries[i], problems[i]));
-    AppendAuditEvent(dir, volume->config(), "tamper_detected",
-                     {{"file", entries[i].cipher_path.string()},
-                      {"detail", WithoutPlaintextName(problems[i], entries[i])},
-                      {"found_by", "verify"}});
-    if (!args.json) {
-      std::printf("DAMAGED %s (%s): %s\n",
-                  entries[i].plain_path.empty() ? "?" : entries[i].plain_path.c_str(),
-                  entries[i].cipher_path.c_str(), problems[i].c_str());
-    }
+    report(entries[i], problems[i], WithoutPlaintextName(problems[i], entries[i]));
   }
   if (args.json) {
     PrintJson({{"entries", entries.size()},

@@ -66,7 +66,8 @@ void RequireVolumeRoot(const fs::path& dir) {
 }
 
 NameTransform MakeNameTransform(const Volume& volume) {
-  return NameTransform(volume.name_key(), volume.xattr_key(), volume.config().plaintext_names);
+  return NameTransform(volume.name_key(), volume.xattr_key(), volume.config().plaintext_names,
+                       volume.config().format_version);
 }
 
 UniqueFd OpenRoot(const fs::path& dir) {

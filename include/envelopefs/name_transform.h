@@ -14,8 +14,15 @@
 // Plaintext mode (--plaintext-names): names are stored as they are; only the volume files at the
 // root and the ".envelopefs." prefix are reserved.
 //
-// Symlink targets are encrypted the same way with a fixed associated data label instead of a
-// directory IV. Extended attribute names likewise; xattr values are sealed with AES-256-GCM.
+// Names are bytes: every byte string but NUL and '/' is a valid name (UTF-8 or not).
+//
+// Symlink targets (encrypted mode): format 1 encrypts them like names with a fixed associated
+// data label instead of a directory IV (deterministic: equal targets look equal); format 2
+// seals each with AES-256-SIV under a fresh random 16-byte nonce, stored as base64url(nonce ||
+// SIV output). Extended attribute names are encrypted deterministically (one label); xattr
+// values are sealed with AES-256-GCM, bound to the backing attribute name (format 1) or to the
+// name and the object's identity (format 2: a regular file's file id, a directory's primary
+// IV). A volume reads only its own format's encodings: no downgrade by re-encoding.
 //
 // Thread-safe: immutable after construction.
 #pragma once
@@ -42,6 +49,17 @@ inline constexpr size_t kMaxNameLength = 255;  // plaintext name limit, as on ex
 
 using DirIv = std::array<uint8_t, kDirIvSize>;
 
+// What a format-2 xattr value is bound to besides its attribute name: a regular file's file id
+// (from its authenticated header) or a directory's primary IV.
+inline constexpr size_t kXattrOwnerIdSize = 16;
+using XattrOwnerId = std::array<uint8_t, kXattrOwnerIdSize>;
+
+// `bytes` (a name, a path) made safe for a log line or a JSON string: valid UTF-8 that is not a
+// control character stays as it is; every other byte (invalid UTF-8, C0 and C1 controls, DEL)
+// and the backslash become "\xHH". The result is valid UTF-8 and never holds a line break, and
+// distinct inputs give distinct outputs.
+std::string EscapeName(std::string_view bytes);
+
 // The IVs of one directory: the primary one (used for new names) and any alternates found in
 // sync-conflict copies of the IV file (tried when decrypting and looking up).
 struct DirIvs {
@@ -51,10 +69,17 @@ struct DirIvs {
 
 class NameTransform {
  public:
-  // `name_key` is 64 bytes (AES-256-SIV), or empty for plaintext names; `xattr_key` 32 bytes.
+  // `name_key` is 64 bytes (AES-256-SIV), `xattr_key` 32 bytes; `volume_format` is the
+  // volume's VolumeConfig::format_version (1, or 2 and later: the format-2 symlink and xattr
+  // encodings). Throws std::invalid_argument for a wrong key size or format version 0.
+  NameTransform(const SecureBytes& name_key, const SecureBytes& xattr_key, bool plaintext_names,
+                uint32_t volume_format);
+  // A format-1 volume. Kept for callers that predate format 2 (the root IV written by
+  // Volume::Create, the fixed-vector reader); every other caller passes the config's version.
   NameTransform(const SecureBytes& name_key, const SecureBytes& xattr_key, bool plaintext_names);
 
   bool plaintext_names() const { return plaintext_; }
+  uint32_t volume_format() const { return format_; }
 
   // --- directories -------------------------------------------------------------------------
   // Reads the IV(s) of the open directory `dirfd`. Plaintext mode: returns zeros, no I/O.
@@ -88,7 +113,9 @@ class NameTransform {
                                          std::string_view backing_name) const;
 
   // --- symlink targets ---------------------------------------------------------------------
-  std::string EncryptSymlink(std::string_view target) const;  // plaintext mode: identity
+  // Format 1: deterministic; format 2: a fresh nonce per call. Plaintext mode: identity.
+  std::string EncryptSymlink(std::string_view target) const;
+  // std::nullopt unless `stored` is this format's encoding of a non-empty target without NUL.
   std::optional<std::string> DecryptSymlink(std::string_view stored) const;
 
   // --- extended attributes -----------------------------------------------------------------
@@ -96,16 +123,31 @@ class NameTransform {
   // nullopt for other namespaces. In plaintext-names mode names are still encrypted.
   std::optional<std::string> ToBackingXattrName(std::string_view name) const;
   std::optional<std::string> FromBackingXattrName(std::string_view backing) const;
-  // value -> nonce(12) || ciphertext || tag(16), AAD = backing xattr name.
+  // True when xattr values are bound to their object (format 2 and later): callers then pass
+  // the object's identity as `owner`; format 1 ignores it (the value is bound to its name only).
+  bool BindsXattrsToObjects() const;
+  // The owner identity of a directory's xattrs: its primary IV; std::nullopt in plaintext-names
+  // mode, which has no directory IVs (a directory's values are then bound to their name only).
+  std::optional<XattrOwnerId> DirectoryXattrOwner(const DirIvs& ivs) const;
+  // value -> nonce(12) || ciphertext || tag(16) under the xattr key. AAD: the backing xattr
+  // name (format 1); the backing xattr name || `owner` (format 2; the name alone when `owner`
+  // is std::nullopt, which only a directory in plaintext-names mode has).
   std::vector<uint8_t> SealXattrValue(std::string_view backing_name,
+                                      const std::optional<XattrOwnerId>& owner,
                                       std::span<const uint8_t> value) const;
+  // std::nullopt if `sealed` does not authenticate for this name and owner.
   std::optional<std::vector<uint8_t>> OpenXattrValue(std::string_view backing_name,
+                                                     const std::optional<XattrOwnerId>& owner,
                                                      std::span<const uint8_t> sealed) const;
 
  private:
+  std::vector<uint8_t> XattrAad(std::string_view backing_name,
+                                const std::optional<XattrOwnerId>& owner) const;
+
   SecureBytes name_key_;
   SecureBytes xattr_key_;
   bool plaintext_;
+  uint32_t format_;
 };
 
 }  // namespace envelopefs

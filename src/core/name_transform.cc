@@ -34,8 +34,13 @@ namespace {
 
 // Associated data labels (the on-disk contract, envelopefs-format(5)).
 constexpr std::string_view kNameLabel = "envelopefs name v1";
-constexpr std::string_view kSymlinkLabel = "envelopefs symlink v1";
+constexpr std::string_view kSymlinkLabel = "envelopefs symlink v1";    // format 1
+constexpr std::string_view kSymlinkLabelV2 = "envelopefs symlink v2";  // format 2
 constexpr std::string_view kXattrNameLabel = "envelopefs xattr name v1";
+
+// The first volume format with randomized symlink targets and object-bound xattr values.
+constexpr uint32_t kVolumeFormatV2 = 2;
+constexpr size_t kSymlinkNonceSize = 16;
 
 constexpr size_t kSivKeySize = 64;
 constexpr size_t kSivTagSize = 16;
@@ -184,6 +189,42 @@ std::optional<std::string> OpenText(std::span<const uint8_t> key, AadList aad,
   return Unpad(*padded);
 }
 
+// --- log-safe names ---------------------------------------------------------------------------
+
+// The length of the valid UTF-8 sequence at the start of `s` and its code point, or 0.
+size_t Utf8Sequence(std::string_view s, uint32_t* code_point) {
+  const auto byte = [&](size_t i) { return static_cast<uint8_t>(s[i]); };
+  const uint8_t lead = byte(0);
+  size_t length;
+  uint32_t cp;
+  if (lead < 0x80) {
+    *code_point = lead;
+    return 1;
+  } else if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+    cp = lead & 0x1f;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+    cp = lead & 0x0f;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+    cp = lead & 0x07;
+  } else {
+    return 0;  // a continuation byte, an overlong lead (c0, c1) or beyond U+10FFFF (f5..ff)
+  }
+  if (s.size() < length) return 0;
+  for (size_t i = 1; i < length; ++i) {
+    if ((byte(i) & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (byte(i) & 0x3f);
+  }
+  if ((length == 3 && cp < 0x800) || (length == 4 && cp < 0x10000) || cp > 0x10ffff ||
+      (cp >= 0xd800 && cp <= 0xdfff)) {
+    return 0;  // overlong, out of range, or a surrogate
+  }
+  *code_point = cp;
+  return length;
+}
+
 // --- name rules ------------------------------------------------------------------------------
 
 bool StartsWith(std::string_view s, std::string_view prefix) {
@@ -278,9 +319,39 @@ void RemoveTempDirectory(int parent_fd, const std::string& temp, int fd) {
 
 }  // namespace
 
+std::string EscapeName(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size());
+  auto escape = [&out](uint8_t b) {
+    out += "\\x";
+    out += kHex[b >> 4];
+    out += kHex[b & 0x0f];
+  };
+  for (size_t i = 0; i < bytes.size();) {
+    uint32_t cp = 0;
+    size_t length = Utf8Sequence(bytes.substr(i), &cp);
+    if (length == 0) {
+      escape(static_cast<uint8_t>(bytes[i++]));
+      continue;
+    }
+    const bool control = cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
+    if (control || cp == '\\') {
+      for (size_t k = 0; k < length; ++k) escape(static_cast<uint8_t>(bytes[i + k]));
+    } else {
+      out.append(bytes.substr(i, length));
+    }
+    i += length;
+  }
+  return out;
+}
+
 NameTransform::NameTransform(const SecureBytes& name_key, const SecureBytes& xattr_key,
-                             bool plaintext_names)
-    : name_key_(name_key.Clone()), xattr_key_(xattr_key.Clone()), plaintext_(plaintext_names) {
+                             bool plaintext_names, uint32_t volume_format)
+    : name_key_(name_key.Clone()),
+      xattr_key_(xattr_key.Clone()),
+      plaintext_(plaintext_names),
+      format_(volume_format) {
   // The name key is needed in plaintext-names mode too: xattr names are always encrypted.
   if (name_key_.size() != kSivKeySize) {
     throw std::invalid_argument("NameTransform: the name key must be 64 bytes");
@@ -288,7 +359,12 @@ NameTransform::NameTransform(const SecureBytes& name_key, const SecureBytes& xat
   if (xattr_key_.size() != kKeySize) {
     throw std::invalid_argument("NameTransform: the xattr key must be 32 bytes");
   }
+  if (format_ == 0) throw std::invalid_argument("NameTransform: volume format 0");
 }
+
+NameTransform::NameTransform(const SecureBytes& name_key, const SecureBytes& xattr_key,
+                             bool plaintext_names)
+    : NameTransform(name_key, xattr_key, plaintext_names, /*volume_format=*/1) {}
 
 // --- directories -----------------------------------------------------------------------------
 
@@ -441,12 +517,33 @@ std::optional<std::string> NameTransform::FromBacking(int dirfd, const DirIvs& i
 
 std::string NameTransform::EncryptSymlink(std::string_view target) const {
   if (plaintext_) return std::string(target);
-  return SealText(name_key_.span(), {AsBytes(kSymlinkLabel)}, target);
+  if (format_ < kVolumeFormatV2) {
+    return SealText(name_key_.span(), {AsBytes(kSymlinkLabel)}, target);
+  }
+  // base64url(nonce(16) || SIV(name key, [label, nonce], padded target)): equal targets differ.
+  std::array<uint8_t, kSymlinkNonceSize> nonce;
+  RandomBytes(nonce);
+  std::vector<uint8_t> sealed =
+      SivSeal(name_key_.span(), {AsBytes(kSymlinkLabelV2), nonce}, Pad(target));
+  std::vector<uint8_t> stored(nonce.begin(), nonce.end());
+  stored.insert(stored.end(), sealed.begin(), sealed.end());
+  return ToBase64Url(stored);
 }
 
 std::optional<std::string> NameTransform::DecryptSymlink(std::string_view stored) const {
   if (plaintext_) return std::string(stored);
-  auto target = OpenText(name_key_.span(), {AsBytes(kSymlinkLabel)}, stored);
+  std::optional<std::string> target;
+  if (format_ < kVolumeFormatV2) {
+    target = OpenText(name_key_.span(), {AsBytes(kSymlinkLabel)}, stored);
+  } else {
+    auto bytes = DecodeCanonical(stored);
+    if (!bytes || bytes->size() <= kSymlinkNonceSize) return std::nullopt;
+    std::span<const uint8_t> all(*bytes);
+    std::span<const uint8_t> nonce = all.first(kSymlinkNonceSize);
+    auto padded = SivOpen(name_key_.span(), {AsBytes(kSymlinkLabelV2), nonce},
+                          all.subspan(kSymlinkNonceSize));
+    if (padded) target = Unpad(*padded);
+  }
   if (!target || target->empty() || target->find('\0') != std::string::npos) return std::nullopt;
   return target;
 }
@@ -470,25 +567,44 @@ std::optional<std::string> NameTransform::FromBackingXattrName(std::string_view 
   return std::string(kXattrUserPrefix) + *rest;
 }
 
+bool NameTransform::BindsXattrsToObjects() const { return format_ >= kVolumeFormatV2; }
+
+std::optional<XattrOwnerId> NameTransform::DirectoryXattrOwner(const DirIvs& ivs) const {
+  if (plaintext_) return std::nullopt;  // no directory IVs
+  static_assert(kXattrOwnerIdSize == kDirIvSize);
+  return ivs.primary;
+}
+
+std::vector<uint8_t> NameTransform::XattrAad(std::string_view backing_name,
+                                             const std::optional<XattrOwnerId>& owner) const {
+  // Format 1: the backing attribute name. Format 2: the name || the owner's 16 bytes
+  // (envelopefs-format(5)).
+  std::vector<uint8_t> aad(backing_name.begin(), backing_name.end());
+  if (BindsXattrsToObjects() && owner) aad.insert(aad.end(), owner->begin(), owner->end());
+  return aad;
+}
+
 std::vector<uint8_t> NameTransform::SealXattrValue(std::string_view backing_name,
+                                                   const std::optional<XattrOwnerId>& owner,
                                                    std::span<const uint8_t> value) const {
-  // Associated data: the backing attribute name (envelopefs-format(5)).
+  const std::vector<uint8_t> aad = XattrAad(backing_name, owner);
   std::vector<uint8_t> out(kGcmNonceSize + value.size() + kGcmTagSize);
   GcmNonce nonce = RandomNonce();
   std::copy(nonce.begin(), nonce.end(), out.begin());
   std::span<uint8_t> body(out);
-  ThreadAead().Seal(xattr_key_.span(), nonce, AsBytes(backing_name), value,
-                    body.subspan(kGcmNonceSize, value.size()),
+  ThreadAead().Seal(xattr_key_.span(), nonce, aad, value, body.subspan(kGcmNonceSize, value.size()),
                     body.subspan(kGcmNonceSize + value.size()).first<kGcmTagSize>());
   return out;
 }
 
 std::optional<std::vector<uint8_t>> NameTransform::OpenXattrValue(
-    std::string_view backing_name, std::span<const uint8_t> sealed) const {
+    std::string_view backing_name, const std::optional<XattrOwnerId>& owner,
+    std::span<const uint8_t> sealed) const {
   if (sealed.size() < kGcmNonceSize + kGcmTagSize) return std::nullopt;
+  const std::vector<uint8_t> aad = XattrAad(backing_name, owner);
   size_t size = sealed.size() - kGcmNonceSize - kGcmTagSize;
   std::vector<uint8_t> plain(size);
-  if (!ThreadAead().Open(xattr_key_.span(), sealed.first<kGcmNonceSize>(), AsBytes(backing_name),
+  if (!ThreadAead().Open(xattr_key_.span(), sealed.first<kGcmNonceSize>(), aad,
                          sealed.subspan(kGcmNonceSize, size), sealed.last<kGcmTagSize>(), plain)) {
     return std::nullopt;
   }

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "envelopefs/cipher_header.h"
 #include "envelopefs/error.h"
 #include "envelopefs/file_header.h"
 #include "envelopefs/log.h"
@@ -64,6 +65,21 @@ std::string BackingPath(int fd, const std::string& fallback = "(unknown)") {
   char target[4096];
   ssize_t n = readlink(ProcPath(fd).c_str(), target, sizeof target - 1);
   return n > 0 ? std::string(target, static_cast<size_t>(n)) : fallback;
+}
+
+// Reports tampering with the cipher object at `path`. Names are bytes: the path is escaped
+// (EscapeName) so a name that is not UTF-8, or holds a line break, can neither break the audit
+// log's JSON nor forge a log line. Never throws: a report that cannot be written must not change
+// the reply (the operation has already been decided).
+void Tamper(const std::string& path, const std::string& detail) noexcept {
+  try {
+    ReportTamper(EscapeName(path), detail);
+  } catch (const std::exception& e) {
+    try {
+      Log(LogLevel::kError, std::string("tamper report failed: ") + e.what());
+    } catch (...) {
+    }
+  }
 }
 
 // Runs `body`, turning exceptions from the core into errno values: a failure to authenticate
@@ -391,8 +407,8 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
     if (n < 0) return errno;
     auto plain = fs.names().DecryptSymlink(std::string_view(buf, static_cast<size_t>(n)));
     if (!plain) {
-      ReportTamper(BackingPath(GetInode(req, ino).fd.get()),
-                   "symlink target does not authenticate (EIO)");
+      Tamper(BackingPath(GetInode(req, ino).fd.get()),
+             "symlink target does not authenticate (EIO)");
       return EIO;
     }
     target = std::move(*plain);
@@ -749,8 +765,8 @@ int LoadDir(EnvelopeFs& fs, Inode& dir, DirHandle& handle) {
     if (n == "." || n == ".." || fs.names().IsInternal(n, dir.is_root)) continue;
     auto plain = fs.names().FromBacking(dirfd(d), ivs, n);
     if (!plain) {
-      ReportTamper(BackingPath(dir.fd.get()) + "/" + std::string(n),
-                   "entry name does not authenticate; hidden from the listing");
+      Tamper(BackingPath(dir.fd.get()) + "/" + std::string(n),
+             "entry name does not authenticate; hidden from the listing");
       continue;
     }
     handle.entries.push_back({std::move(*plain), ent->d_ino, ent->d_type, std::string(n)});
@@ -862,15 +878,82 @@ void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_statfs(req, &sv);
 }
 
+// --- extended attributes ----------------------------------------------------------------------
+// Only regular files and directories carry user xattrs (as on Linux itself). The backing object
+// is reached through /proc/self/fd, which is safe for those two types only: the magic link of a
+// symlink's O_PATH fd would be followed.
+
+bool HasXattrs(const Inode& inode) { return S_ISREG(inode.type) || S_ISDIR(inode.type); }
+
+// The authenticated file id of the regular file `inode`: from its open CipherFile, else from its
+// header (the key slot's wrap authenticates the fixed part, the file id included). Cached in the
+// inode: a file keeps its id for life. Returns 0 or an errno (EIO: the header does not open).
+int FileIdOf(EnvelopeFs& fs, Inode& inode, FileId* id) {
+  std::shared_ptr<CipherFile> open_file;
+  {
+    std::lock_guard<std::mutex> lock(inode.mutex);
+    if (inode.file_id) {
+      *id = *inode.file_id;
+      return 0;
+    }
+    open_file = inode.open_file.lock();
+  }
+  if (open_file) {
+    *id = open_file->file_id();
+  } else {
+    UniqueFd fd(open(ProcPath(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return errno;
+    HeaderRead header = ReadHeader(fd.get());
+    if (header.status == HeaderStatus::kUnreadable) return header.error != 0 ? header.error : EIO;
+    if (header.status != HeaderStatus::kOk) {
+      Tamper(BackingPath(fd.get()), "extended attributes: " + header.reason + " (EIO)");
+      return EIO;
+    }
+    OpenedHeader opened = OpenHeader(header, fs.volume(), /*check_length=*/false);
+    if (!opened.ok && opened.kind == ErrorKind::kKeyUnavailable) {
+      fs.RefreshKeyring(/*force=*/true);  // rotated while mounted
+      opened = OpenHeader(header, fs.volume(), /*check_length=*/false);
+    }
+    if (!opened.ok) {
+      if (opened.kind == ErrorKind::kKeyUnavailable) return EACCES;
+      Tamper(BackingPath(fd.get()), "extended attributes: " + opened.problem + " (EIO)");
+      return EIO;
+    }
+    *id = header.fixed.file_id;
+  }
+  std::lock_guard<std::mutex> lock(inode.mutex);
+  inode.file_id = *id;
+  return 0;
+}
+
+// What the xattr values of `inode` are bound to (NameTransform::SealXattrValue): nothing but
+// the name in a format-1 volume; else a file's id or a directory's primary IV. 0 or an errno.
+int XattrOwnerOf(EnvelopeFs& fs, Inode& inode, std::optional<XattrOwnerId>* owner) {
+  owner->reset();
+  if (!fs.names().BindsXattrsToObjects()) return 0;
+  if (S_ISDIR(inode.type)) {
+    *owner = fs.names().DirectoryXattrOwner(GetDirIvs(fs, inode));
+    return 0;
+  }
+  FileId id;
+  if (int err = FileIdOf(fs, inode, &id)) return err;
+  *owner = id;
+  return 0;
+}
+
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                 int flags) {
   EnvelopeFs& fs = Fs(req);
+  Inode& inode = GetInode(req, ino);
   int err = Guard("setxattr", [&]() -> int {
+    if (!HasXattrs(inode)) return EPERM;
     auto backing = fs.names().ToBackingXattrName(name);
     if (!backing) return EOPNOTSUPP;
+    std::optional<XattrOwnerId> owner;
+    if (int rc = XattrOwnerOf(fs, inode, &owner)) return rc;
     auto sealed = fs.names().SealXattrValue(
-        *backing, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(value), size));
-    std::string path = ProcPath(GetInode(req, ino).fd.get());
+        *backing, owner, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(value), size));
+    std::string path = ProcPath(inode.fd.get());
     if (setxattr(path.c_str(), backing->c_str(), sealed.data(), sealed.size(), flags) != 0) {
       return errno;
     }
@@ -894,21 +977,25 @@ void ReplyXattr(fuse_req_t req, int err, size_t size, const char* data, size_t l
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   EnvelopeFs& fs = Fs(req);
+  Inode& inode = GetInode(req, ino);
   std::vector<uint8_t> plain;
   int err = Guard("getxattr", [&]() -> int {
+    if (!HasXattrs(inode)) return ENODATA;
     auto backing = fs.names().ToBackingXattrName(name);
     if (!backing) return ENODATA;
-    std::string path = ProcPath(GetInode(req, ino).fd.get());
+    std::string path = ProcPath(inode.fd.get());
     ssize_t n = getxattr(path.c_str(), backing->c_str(), nullptr, 0);
     if (n < 0) return errno;
     std::vector<uint8_t> sealed(static_cast<size_t>(n));
     n = getxattr(path.c_str(), backing->c_str(), sealed.data(), sealed.size());
     if (n < 0) return errno;
     sealed.resize(static_cast<size_t>(n));
-    auto opened = fs.names().OpenXattrValue(*backing, sealed);
+    std::optional<XattrOwnerId> owner;
+    if (int rc = XattrOwnerOf(fs, inode, &owner)) return rc;
+    auto opened = fs.names().OpenXattrValue(*backing, owner, sealed);
     if (!opened) {
-      ReportTamper(BackingPath(GetInode(req, ino).fd.get()),
-                   "extended attribute " + *backing + ": value does not authenticate (EIO)");
+      Tamper(BackingPath(inode.fd.get()),
+             "extended attribute " + *backing + ": value does not authenticate (EIO)");
       return EIO;
     }
     plain = std::move(*opened);
@@ -919,9 +1006,11 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 
 void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   EnvelopeFs& fs = Fs(req);
+  Inode& inode = GetInode(req, ino);
   std::string list;
   int err = Guard("listxattr", [&]() -> int {
-    std::string path = ProcPath(GetInode(req, ino).fd.get());
+    if (!HasXattrs(inode)) return 0;  // an empty list
+    std::string path = ProcPath(inode.fd.get());
     ssize_t n = listxattr(path.c_str(), nullptr, 0);
     if (n < 0) return errno;
     std::vector<char> raw(static_cast<size_t>(n) + 1);
@@ -942,10 +1031,12 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   EnvelopeFs& fs = Fs(req);
+  Inode& inode = GetInode(req, ino);
   int err = Guard("removexattr", [&]() -> int {
+    if (!HasXattrs(inode)) return EPERM;
     auto backing = fs.names().ToBackingXattrName(name);
     if (!backing) return ENODATA;
-    std::string path = ProcPath(GetInode(req, ino).fd.get());
+    std::string path = ProcPath(inode.fd.get());
     return removexattr(path.c_str(), backing->c_str()) == 0 ? 0 : errno;
   });
   fuse_reply_err(req, err);
@@ -1006,7 +1097,8 @@ void EnvelopeFs::RefreshKeyring(bool force) {
 
 EnvelopeFs::EnvelopeFs(std::unique_ptr<Volume> volume, const MountOptions& options)
     : volume_(std::move(volume)),
-      names_(volume_->name_key(), volume_->xattr_key(), volume_->config().plaintext_names),
+      names_(volume_->name_key(), volume_->xattr_key(), volume_->config().plaintext_names,
+             volume_->config().format_version),
       options_(options) {
   int fd = open(volume_->cipher_dir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) ThrowSystemError("open " + volume_->cipher_dir().string());

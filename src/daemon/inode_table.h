@@ -1,9 +1,10 @@
 // InodeTable — the daemon's inodes: one per backing object, keyed by (st_dev, st_ino).
 //
 // Each Inode holds an O_PATH fd of its backing object (as libfuse's passthrough_hp does), so
-// renames in the cipher dir never invalidate it, plus the cached directory IVs of a directory
-// and the shared CipherFile of an open regular file. The FUSE inode number is the Inode's
-// address. The table is guarded by its own mutex; each Inode's mutable parts by Inode::mutex.
+// renames in the cipher dir never invalidate it, plus the cached directory IVs of a directory,
+// and the shared CipherFile and the file id of a regular file. The FUSE inode number is the
+// Inode's address. The table is guarded by its own mutex; each Inode's mutable parts by
+// Inode::mutex.
 #pragma once
 
 #include <sys/types.h>
@@ -43,6 +44,10 @@ struct Inode {
   // Regular files: the chunk layout from the header (read once; only needed to report the size
   // of a closed file large enough for format versions to differ), cleared when we rewrite it.
   std::optional<ChunkLayout> layout;
+  // Regular files: the file id from the authenticated header (what format-2 xattr values are
+  // bound to), read on the first xattr operation. A file keeps its id for life (also through
+  // truncation to zero and rewrap), so it is never cleared.
+  std::optional<FileId> file_id;
 };
 
 class InodeTable {

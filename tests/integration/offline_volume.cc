@@ -36,7 +36,8 @@ OfflineVolume::OfflineVolume(const std::string& init_flags) {
   if (init.exit_code != 0) throw std::runtime_error("envelopectl init failed: " + init.output);
   volume_ = Volume::Open(cipher_, *MakeKeyFileSource(keyfile_));
   names_ = std::make_unique<NameTransform>(volume_->name_key(), volume_->xattr_key(),
-                                           volume_->config().plaintext_names);
+                                           volume_->config().plaintext_names,
+                                           volume_->config().format_version);
 }
 
 std::string OfflineVolume::Ctl(const std::string& args) const {
