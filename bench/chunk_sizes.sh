@@ -27,7 +27,7 @@ trap cleanup EXIT
 cleanup
 rm -rf "$work"
 mkdir -p "$work"
-head -c 32 /dev/urandom > "$work/key"
+(umask 077; head -c 32 /dev/urandom > "$work/key")
 targets=(gocryptfs)
 mkdir -p "$work/gc-cipher" "$work/mnt-gocryptfs"
 echo pass > "$work/gc-pass"

@@ -41,7 +41,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-head -c 32 /dev/urandom > "$work/key"
+(umask 077; head -c 32 /dev/urandom > "$work/key")
 
 now() { date +%s.%N; }
 elapsed() { echo "$2 - $1" | bc -l; }             # start end -> seconds

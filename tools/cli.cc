@@ -29,6 +29,8 @@ enum Option {
   kShowVersion,
   kSameOwner,
   kInsecureKeyfile,
+  kRotateAfterDays,
+  kAuditLog,
 };
 
 const struct option kLongOptions[] = {
@@ -49,6 +51,8 @@ const struct option kLongOptions[] = {
     {"program-version", no_argument, nullptr, kShowVersion},
     {"same-owner", no_argument, nullptr, kSameOwner},
     {"insecure-keyfile", no_argument, nullptr, kInsecureKeyfile},
+    {"rotate-after-days", required_argument, nullptr, kRotateAfterDays},
+    {"audit-log", required_argument, nullptr, kAuditLog},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -155,6 +159,23 @@ Args ParseArgs(int argc, char** argv) {
       case kInsecureKeyfile:
         args.insecure_keyfile = true;
         break;
+      case kRotateAfterDays: {
+        uint64_t d = ParseNumber(optarg, "--rotate-after-days");
+        if (d < 1 || d > 36500) {
+          throw Error(ErrorKind::kUsage, "--rotate-after-days must be 1 to 36500");
+        }
+        args.rotate_after_days = static_cast<uint32_t>(d);
+        break;
+      }
+      case kAuditLog:
+        if (std::strcmp(optarg, "on") == 0) {
+          args.audit_log = true;
+        } else if (std::strcmp(optarg, "off") == 0) {
+          args.audit_log = false;
+        } else {
+          throw Error(ErrorKind::kUsage, "--audit-log takes on or off");
+        }
+        break;
       case kShowVersion:
       case 'V':
         args.show_version = true;
@@ -177,16 +198,17 @@ Args ParseArgs(int argc, char** argv) {
 }
 
 std::unique_ptr<MasterKeySource> KeySource(const std::optional<std::string>& keyfile,
-                                           const std::optional<std::string>& passfile,
-                                           bool confirm) {
-  if (keyfile) return MakeKeyFileSource(*keyfile);
-  if (passfile) return MakePassFileSource(*passfile);
+                                           const std::optional<std::string>& passfile, bool confirm,
+                                           bool insecure) {
+  if (keyfile) return MakeKeyFileSource(*keyfile, insecure);
+  if (passfile) return MakePassFileSource(*passfile, insecure);
   return MakePromptSource(confirm);
 }
 
-std::unique_ptr<Volume> OpenVolume(const Args& args, const std::filesystem::path& cipher_dir) {
-  auto source = KeySource(args.keyfile, args.passfile, false);
-  return OpenVolumeAudited(cipher_dir, *source);
+std::unique_ptr<Volume> OpenVolume(const Args& args, const std::filesystem::path& cipher_dir,
+                                   bool log_unlock) {
+  auto source = KeySource(args.keyfile, args.passfile, false, args.insecure_keyfile);
+  return OpenVolumeAudited(cipher_dir, *source, nlohmann::json::object(), log_unlock);
 }
 
 void ExpectArgs(const Args& args, size_t words_used, size_t n, const char* usage) {

@@ -34,22 +34,26 @@ struct Args {
   bool quiet = false;
   bool help = false;
   bool show_version = false;
-  bool same_owner = false;        // decrypt: restore owners (like tar --same-owner)
-  bool insecure_keyfile = false;  // accept a key or passphrase file readable by others
+  std::optional<uint32_t> rotate_after_days;  // keys policy
+  std::optional<bool> audit_log;              // keys policy: --audit-log on|off
+  bool same_owner = false;                    // decrypt: restore owners (like tar --same-owner)
+  bool insecure_keyfile = false;              // accept a key or passphrase file readable by others
 };
 
 // Parses argv; throws Error(kUsage) with a one-line message on unknown or malformed options.
 Args ParseArgs(int argc, char** argv);
 
 // The master-key source the options ask for (a key file, a passphrase file, or the terminal).
-// `confirm`: ask twice on the terminal (for new keys).
+// `confirm`: ask twice on the terminal (for new keys); `insecure`: --insecure-keyfile.
 std::unique_ptr<MasterKeySource> KeySource(const std::optional<std::string>& keyfile,
-                                           const std::optional<std::string>& passfile,
-                                           bool confirm);
+                                           const std::optional<std::string>& passfile, bool confirm,
+                                           bool insecure);
 
 // Opens the volume with the key options in `args`, recording volume_unlocked / unlock_failed in
-// the audit log. Throws Error.
-std::unique_ptr<Volume> OpenVolume(const Args& args, const std::filesystem::path& cipher_dir);
+// the audit log (read-only commands pass log_unlock = false: a failed unlock is still logged).
+// Throws Error.
+std::unique_ptr<Volume> OpenVolume(const Args& args, const std::filesystem::path& cipher_dir,
+                                   bool log_unlock = true);
 
 // Exactly `n` positional words after the subcommand words; throws Error(kUsage) otherwise.
 void ExpectArgs(const Args& args, size_t words_used, size_t n, const char* usage);

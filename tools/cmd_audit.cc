@@ -11,10 +11,13 @@
 
 #include "cli.h"
 #include "common.h"
+#include "envelopefs/audit_log.h"
 #include "envelopefs/crypto.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
+#include "envelopefs/key_policy.h"
+#include "envelopefs/keyring.h"
 #include "envelopefs/unique_fd.h"
 #include "progress.h"
 
@@ -101,6 +104,7 @@ struct AuditInput {
   fs::path dir;
   UniqueFd root;  // the cipher dir (O_PATH)
   VolumeConfig config;
+  VolumePolicy policy;             // authenticated with the key; as claimed by the keyring without
   std::unique_ptr<Volume> volume;  // null without a key
   std::vector<CipherEntry> entries;
 };
@@ -111,15 +115,18 @@ AuditInput Load(const Args& args, const fs::path& dir) {
   in.root = OpenRoot(dir);
   std::optional<NameTransform> names;
   if (HasKeyOption(args)) {
-    in.volume = OpenVolume(args, dir);
+    in.volume = OpenVolume(args, dir, /*log_unlock=*/false);
     in.config = in.volume->config();
+    in.policy = in.volume->policy();
     names.emplace(MakeNameTransform(*in.volume));
   } else {
     // No key: a NameTransform with zero keys still knows exactly which backing entries are the
     // volume's own (long names, IVs, temp files); with encrypted names no name decrypts, so
     // names are not checked (bad_names is null).
-    in.config = VolumeConfig::Load(dir);
-    names.emplace(SecureBytes(kNameKeyBytes), SecureBytes(kKeySize), in.config.plaintext_names);
+    in.config = VolumeConfig::LoadAt(in.root.get(), dir);
+    in.policy = KeyringFile::Read(in.root.get(), dir).claimed_policy(in.config);
+    names.emplace(SecureBytes(kNameKeyBytes), SecureBytes(kKeySize), in.config.plaintext_names,
+                  in.config.format_version);
   }
   in.entries = CollectEntries(dir, *names);
   return in;
@@ -178,6 +185,16 @@ std::optional<Sha256Digest> DekOf(const FileFacts& f) {
   return f.dek_key;
 }
 
+json AuditLogJson(const AuditLogReport& r) {
+  return {{"present", r.present},
+          {"lines", r.lines},
+          {"legacy_lines", r.legacy},
+          {"authenticated_lines", r.key_used ? json(r.authenticated) : json(nullptr)},
+          {"unauthenticated_lines", r.unauthenticated},
+          {"last_sequence", r.last_sequence},
+          {"problems", r.problems}};
+}
+
 json Report(const Args& args, const AuditInput& in) {
   std::vector<CipherEntry> files;
   json bad_names = json::array();
@@ -207,8 +224,12 @@ json Report(const Args& args, const AuditInput& in) {
       {"bad_names", names_checked ? bad_names : json(nullptr)},
       {"chunk_sizes", t.chunk_sizes},
       {"ciphers", t.ciphers},
-      {"rotate_after_days", in.config.rotate_after_days},
+      {"rotate_after_days", in.policy.rotate_after_days},
+      {"policy_authenticated", keyed},
       {"keys", keyed ? KeysJson(KeyStatuses(*in.volume)) : json(nullptr)},
+      {"rotation_overdue", keyed ? json(RotationOverdue(KeyStatuses(*in.volume))) : json(nullptr)},
+      {"audit_log", AuditLogJson(VerifyAuditLog(in.root.get(), in.config,
+                                                keyed ? &in.volume->audit_key() : nullptr))},
   };
 }
 
@@ -217,7 +238,8 @@ bool Clean(const json& r) {
                           "unencrypted", "damaged", "bad_names"}) {
     if (r[key].is_array() && !r[key].empty()) return false;
   }
-  return true;
+  if (!r["audit_log"]["problems"].empty()) return false;
+  return !(r["rotation_overdue"].is_boolean() && r["rotation_overdue"].get<bool>());
 }
 
 std::string Counts(const json& object) {
@@ -274,7 +296,23 @@ void PrintReport(const json& r, const std::vector<KekPolicyStatus>* statuses) {
   } else {
     std::printf("keys:\n");
     PrintKeysTable(*statuses, r["rotate_after_days"].get<uint32_t>());
+    if (r["rotation_overdue"].get<bool>()) std::printf("  ROTATION OVERDUE\n");
   }
+  const json& log = r["audit_log"];
+  if (!log["present"].get<bool>()) {
+    std::printf("%-24s none\n", "audit log:");
+  } else {
+    std::printf(
+        "%-24s %llu lines, %s\n", "audit log:", log["lines"].get<unsigned long long>(),
+        log["authenticated_lines"].is_null()
+            ? "chain checked (no key given: MACs not checked)"
+            : (std::to_string(log["authenticated_lines"].get<uint64_t>()) + " authenticated, " +
+               std::to_string(log["unauthenticated_lines"].get<uint64_t>()) +
+               " without a MAC (failed unlocks), " +
+               std::to_string(log["legacy_lines"].get<uint64_t>()) + " from before chaining")
+                  .c_str());
+  }
+  for (const json& p : log["problems"]) std::printf("  %s\n", p.get<std::string>().c_str());
   std::printf("result: %s\n", Clean(r) ? "OK" : "PROBLEMS FOUND");
 }
 

@@ -100,7 +100,7 @@ int RunInspect(const Args& args) {
   r.slot = r.header.NewestSlot();
   r.plaintext_size = r.header.layout().ReportedPlainSize(r.header.cipher_size);
   if (HasKeyOption(args)) {
-    auto volume = OpenVolume(args, FindVolumeRoot(r.file));
+    auto volume = OpenVolume(args, FindVolumeRoot(r.file), /*log_unlock=*/false);
     r.check = CheckHeader(r.header, KekTable(*volume));
     if (r.check->slot >= 0) r.slot = r.check->slot;
   }

@@ -23,11 +23,12 @@ constexpr size_t kFilesNamed = 5;  // files named in a refusal
 constexpr char kKeysUsage[] =
     "keys list CIPHERDIR [--json] [--check] | keys rotate CIPHERDIR | "
     "keys retire CIPHERDIR --version N | "
-    "keys change-master CIPHERDIR (--new-keyfile FILE | --new-passfile FILE)";
+    "keys change-master CIPHERDIR (--new-keyfile FILE | --new-passfile FILE) | "
+    "keys policy CIPHERDIR [--rotate-after-days N] [--audit-log on|off]";
 
 int KeysList(const Args& args, const fs::path& dir) {
-  auto volume = OpenVolume(args, dir);
-  const uint32_t days = volume->config().rotate_after_days;
+  auto volume = OpenVolume(args, dir, /*log_unlock=*/false);
+  const uint32_t days = volume->policy().rotate_after_days;
   std::vector<KekPolicyStatus> statuses = KeyStatuses(*volume);
   if (args.json) {
     PrintJson({{"keys", KeysJson(statuses)}, {"rotate_after_days", days}});
@@ -55,7 +56,7 @@ int KeysRotate(const Args& args, const fs::path& dir) {
     fresh = k.Rotate(NowUnix());
   });
   AppendAuditEvent(
-      dir, volume->config(), "kek_rotated",
+      *volume, "kek_rotated",
       {{"version", fresh.version}, {"kek_id", fresh.id}, {"previous_version", previous.version}});
   if (args.json) {
     PrintJson(
@@ -135,8 +136,7 @@ int KeysRetire(const Args& args, const fs::path& dir) {
                                        "; run envelopectl rewrap first");
   }
   volume->UpdateKeyring([&](Keyring& k) { k.Retire(kek.version); });
-  AppendAuditEvent(dir, volume->config(), "version_retired",
-                   {{"version", kek.version}, {"kek_id", kek.id}});
+  AppendAuditEvent(*volume, "version_retired", {{"version", kek.version}, {"kek_id", kek.id}});
   if (!args.quiet) {
     std::printf("KEK version %u retired: its key material is destroyed.\n", kek.version);
   }
@@ -148,11 +148,41 @@ int KeysChangeMaster(const Args& args, const fs::path& dir) {
     throw Error(ErrorKind::kUsage, "keys change-master needs --new-keyfile or --new-passfile");
   }
   auto volume = OpenVolume(args, dir);
-  auto source = KeySource(args.new_keyfile, args.new_passfile, /*confirm=*/true);
+  auto source =
+      KeySource(args.new_keyfile, args.new_passfile, /*confirm=*/true, args.insecure_keyfile);
   volume->ChangeMasterKey(*source);
   const char* kind = args.new_keyfile ? "keyfile" : "passphrase";
-  AppendAuditEvent(dir, volume->config(), "master_key_changed", {{"source", kind}});
+  AppendAuditEvent(*volume, "master_key_changed", {{"source", kind}});
   if (!args.quiet) std::printf("master key changed (now a %s)\n", kind);
+  return kExitOk;
+}
+
+int KeysPolicy(const Args& args, const fs::path& dir) {
+  const bool change = args.rotate_after_days || args.audit_log;
+  auto volume = OpenVolume(args, dir, /*log_unlock=*/change);
+  VolumePolicy before = volume->policy();
+  if (change) {
+    volume->UpdateKeyring([&](Keyring& k) {
+      VolumePolicy p = k.policy();
+      if (args.rotate_after_days) p.rotate_after_days = *args.rotate_after_days;
+      if (args.audit_log) p.audit_log = *args.audit_log;
+      k.set_policy(p);
+    });
+    const VolumePolicy after = volume->policy();
+    // Recorded even when the log is turned off by this change (then in syslog only).
+    AppendAuditEvent(*volume, "policy_changed",
+                     {{"rotate_after_days", after.rotate_after_days},
+                      {"previous_rotate_after_days", before.rotate_after_days},
+                      {"audit_log", after.audit_log},
+                      {"previous_audit_log", before.audit_log}});
+  }
+  const VolumePolicy p = volume->policy();
+  if (args.json) {
+    PrintJson({{"rotate_after_days", p.rotate_after_days}, {"audit_log", p.audit_log}});
+  } else if (!args.quiet) {
+    std::printf("rotate_after_days: %u\naudit_log: %s\n", p.rotate_after_days,
+                p.audit_log ? "on" : "off");
+  }
   return kExitOk;
 }
 
@@ -168,6 +198,7 @@ int RunKeys(const Args& args) {
   if (sub == "rotate") return KeysRotate(args, dir);
   if (sub == "retire") return KeysRetire(args, dir);
   if (sub == "change-master") return KeysChangeMaster(args, dir);
+  if (sub == "policy") return KeysPolicy(args, dir);
   throw Error(ErrorKind::kUsage,
               "unknown keys command \"" + sub + "\"; usage: envelopectl " + kKeysUsage);
 }

@@ -15,7 +15,7 @@ int RunLs(const Args& args) {
   ExpectArgs(args, 1, 1, "ls CIPHERDIR [--json]");
   const std::filesystem::path dir = args.words[1];
   RequireVolumeRoot(dir);
-  auto volume = OpenVolume(args, dir);
+  auto volume = OpenVolume(args, dir, /*log_unlock=*/false);
   NameTransform names = MakeNameTransform(*volume);
   std::vector<CipherEntry> entries = CollectEntries(dir, names);
   std::sort(entries.begin(), entries.end(),

@@ -103,7 +103,7 @@ int RunRewrap(const Args& args) {
                             {"files", total.examined},
                             {"shard", shard_text},
                             {"seconds", seconds}};
-  AppendAuditEvent(dir, volume->config(), "rewrap_finished", summary);
+  AppendAuditEvent(*volume, "rewrap_finished", summary);
   for (const Failure& f : failures) {
     std::fprintf(stderr, "envelopectl: rewrap failed: %s: %s\n", (dir / f.file).c_str(),
                  f.why.c_str());

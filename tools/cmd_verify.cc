@@ -210,7 +210,7 @@ int RunVerify(const Args& args) {
   ExpectArgs(args, 1, 1, "verify CIPHERDIR [--json] [--jobs N]");
   const fs::path dir = args.words[1];
   RequireVolumeRoot(dir);
-  auto volume = OpenVolume(args, dir);
+  auto volume = OpenVolume(args, dir, /*log_unlock=*/false);
   CaptureDamageReports();
   NameTransform names = MakeNameTransform(*volume);
   const std::vector<CipherEntry> entries = CollectEntries(dir, names);
@@ -239,7 +239,7 @@ int RunVerify(const Args& args) {
   auto report = [&](const CipherEntry& e, const std::string& problem, const std::string& detail) {
     damaged.push_back(DamagedJson(e, problem));
     // Names are bytes: the audit line carries them escaped (valid UTF-8, one line).
-    AppendAuditEvent(dir, volume->config(), "tamper_detected",
+    AppendAuditEvent(*volume, "tamper_detected",
                      {{"file", EscapeName(e.cipher_path.string())},
                       {"detail", EscapeName(detail)},
                       {"found_by", "verify"}});

@@ -271,7 +271,7 @@ std::string TakeDamageReport() { return std::exchange(last_damage, std::string()
 // --- key policy report -----------------------------------------------------------------------
 
 std::vector<KekPolicyStatus> KeyStatuses(const Volume& volume) {
-  return EvaluateKeyPolicy(volume.Keks(), volume.config().rotate_after_days, NowUnix());
+  return EvaluateKeyPolicy(volume.Keks(), volume.policy().rotate_after_days, NowUnix());
 }
 
 nlohmann::json KeysJson(const std::vector<KekPolicyStatus>& statuses) {
@@ -299,8 +299,8 @@ void PrintKeysTable(const std::vector<KekPolicyStatus>& statuses, uint32_t rotat
                 KekStateName(s.info.state), FormatUtc(s.info.created_unix).c_str(),
                 static_cast<long long>(s.age_days), due.c_str());
   }
-  std::printf("rotation policy: every %u days (rotate_after_days in %s)\n", rotate_after_days,
-              kConfigFileName);
+  std::printf("rotation policy: every %u days (change it with envelopectl keys policy)\n",
+              rotate_after_days);
 }
 
 void PrintJson(const nlohmann::json& value) {

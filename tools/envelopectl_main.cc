@@ -8,6 +8,7 @@
 #include "envelopefs/audit_log.h"
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
+#include "envelopefs/process_hardening.h"
 
 namespace {
 
@@ -35,6 +36,7 @@ constexpr char kUsage[] =
 
 int main(int argc, char** argv) {
   using namespace envelopefs;
+  HardenProcess();
   SetAuditProgram("envelopectl");
   try {
     cli::Args args = cli::ParseArgs(argc, argv);

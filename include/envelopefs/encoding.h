@@ -39,6 +39,12 @@ std::optional<std::vector<uint8_t>> FromHex(std::string_view hex);
 std::string ToBase64Url(std::span<const uint8_t> bytes);
 std::optional<std::vector<uint8_t>> FromBase64Url(std::string_view text);
 
+// `bytes` (a name, a path) made safe for a log line or a JSON string: valid UTF-8 that is not a
+// control character stays as it is; every other byte (invalid UTF-8, C0 and C1 controls, DEL)
+// and the backslash become "\xHH". The result is valid UTF-8 and never holds a line break, and
+// distinct inputs give distinct outputs.
+std::string EscapeName(std::string_view bytes);
+
 inline std::span<const uint8_t> AsBytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }

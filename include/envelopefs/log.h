@@ -18,7 +18,8 @@ void SetLogSink(LogSink sink);  // call before starting threads
 void Log(LogLevel level, const std::string& message);
 
 // Tampering or damage found in `file` (a cipher path): logs "tamper: FILE: DETAIL" as an error
-// and calls the tamper hook (the daemon appends it to the audit log). Thread-safe.
+// and calls the tamper hook (the daemon appends it to the audit log), both with `file` and
+// `detail` escaped (EscapeName). Thread-safe.
 using TamperHook = std::function<void(const std::string& file, const std::string& detail)>;
 void SetTamperHook(TamperHook hook);  // call before starting threads
 void ReportTamper(const std::string& file, const std::string& detail);

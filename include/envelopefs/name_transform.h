@@ -35,6 +35,7 @@
 #include <string_view>
 #include <vector>
 
+#include "envelopefs/encoding.h"
 #include "envelopefs/secure_bytes.h"
 
 namespace envelopefs {
@@ -54,12 +55,6 @@ using DirIv = std::array<uint8_t, kDirIvSize>;
 inline constexpr size_t kXattrOwnerIdSize = 16;
 using XattrOwnerId = std::array<uint8_t, kXattrOwnerIdSize>;
 
-// `bytes` (a name, a path) made safe for a log line or a JSON string: valid UTF-8 that is not a
-// control character stays as it is; every other byte (invalid UTF-8, C0 and C1 controls, DEL)
-// and the backslash become "\xHH". The result is valid UTF-8 and never holds a line break, and
-// distinct inputs give distinct outputs.
-std::string EscapeName(std::string_view bytes);
-
 // The IVs of one directory: the primary one (used for new names) and any alternates found in
 // sync-conflict copies of the IV file (tried when decrypting and looking up).
 struct DirIvs {
@@ -74,9 +69,6 @@ class NameTransform {
   // encodings). Throws std::invalid_argument for a wrong key size or format version 0.
   NameTransform(const SecureBytes& name_key, const SecureBytes& xattr_key, bool plaintext_names,
                 uint32_t volume_format);
-  // A format-1 volume. Kept for callers that predate format 2 (the root IV written by
-  // Volume::Create, the fixed-vector reader); every other caller passes the config's version.
-  NameTransform(const SecureBytes& name_key, const SecureBytes& xattr_key, bool plaintext_names);
 
   bool plaintext_names() const { return plaintext_; }
   uint32_t volume_format() const { return format_; }

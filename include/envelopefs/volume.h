@@ -1,11 +1,16 @@
 // Volume — an unlocked envelopefs volume: config, keyring and the keys derived from them.
 //
 // Open() reads the config, asks the MasterKeySource for the master key, authenticates the
-// keyring and derives the name and xattr keys. The master key stays in locked memory (needed to
-// re-authenticate the keyring when envelopectl rotates it) and is wiped when the Volume dies.
-// Create() makes a new volume in an empty (or missing) directory. Thread-safe for reads after
-// construction; ReloadKeyringIfChanged() swaps the keyring under a lock so a running daemon
-// picks up a rotation without remount.
+// keyring, checks its generation against what this host has seen (HostState: an older keyring
+// is a rollback and is refused) and derives the name, xattr and audit keys. The master key stays
+// in locked memory (needed to re-authenticate the keyring when envelopectl changes it) and is
+// wiped when the Volume dies. Create() makes a new volume in an empty (or missing) directory.
+// Every volume file is opened relative to the cipher dir's descriptor, never through a symlink.
+// Keyring changes (UpdateKeyring, ChangeMasterKey) hold an advisory lock beside the keyring
+// across other processes, re-read the keyring under it and write generation + 1, so racing
+// envelopectl commands never lose a version; each is one atomic file replacement.
+// Thread-safe for reads after construction; ReloadKeyringIfChanged() swaps the keyring under a
+// lock so a running daemon picks up a rotation without remount, never a lower generation.
 #pragma once
 
 #include <sys/types.h>
@@ -58,23 +63,34 @@ class Volume : public KekSource {
 
   const SecureBytes& name_key() const { return name_key_; }    // 64 bytes, AES-256-SIV
   const SecureBytes& xattr_key() const { return xattr_key_; }  // 32 bytes, AES-256-GCM
+  const SecureBytes& audit_key() const { return audit_key_; }  // 32 bytes, HMAC-SHA256
+
+  uint64_t keyring_generation() const;
+  VolumePolicy policy() const;  // authenticated (format-1 volumes: their config's)
+  MasterKeyParams master_params() const;
 
   // Re-reads the keyring if its file changed since the last load (cheap stat otherwise).
-  // Throws (and keeps the current keyring) if the new file does not authenticate.
+  // Throws (and keeps the current keyring) if the new file does not authenticate or is older
+  // than the current one (reported as tampering).
   void ReloadKeyringIfChanged();
 
-  // Re-reads the keyring, applies `change` (e.g. Rotate or Retire) and saves it crash-safely.
+  // Under the keyring lock: re-reads the keyring, applies `change` (e.g. Rotate or Retire) and
+  // saves it as the next generation, crash-safely.
   void UpdateKeyring(const std::function<void(Keyring&)>& change);
 
-  // Rewraps the keyring under the master key of `new_source` (and updates the config's key
-  // source). Crash-safe: until it completes, the old and the new key both open the volume.
+  // Rewraps the keyring under the master key of `new_source` (its parameters move into the
+  // keyring), as one more keyring generation under the lock. Crash-safe: a single atomic
+  // replacement of the keyring file; until it lands only the old key opens the volume, after
+  // it only the new one.
   void ChangeMasterKey(const MasterKeySource& new_source);
 
  private:
   Volume() = default;
   void DeriveVolumeKeys();
-  // Loads the keyring, completing an interrupted ChangeMasterKey if the staged one opens.
-  void LoadKeyring();
+  // Reads and authenticates the keyring under `master` and checks its generation against this
+  // host's state; throws on any problem.
+  Keyring LoadKeyring(const SecureBytes& master) const;
+  void SaveKeyring(const Keyring& keyring, const SecureBytes& master) const;
   std::filesystem::path cipher_dir_;
   UniqueFd root_fd_;
   VolumeConfig config_;
@@ -93,6 +109,7 @@ class Volume : public KekSource {
   KeyringStamp keyring_stamp_;
   SecureBytes name_key_;
   SecureBytes xattr_key_;
+  SecureBytes audit_key_;
 };
 
 }  // namespace envelopefs

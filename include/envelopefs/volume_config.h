@@ -1,9 +1,12 @@
 // VolumeConfig — the volume's TOML config, `envelopefs.toml` at the root of the cipher dir.
 //
-// Holds the volume's parameters in the clear (no secrets). The security-relevant fields (see
-// AuthenticatedBytes) are bound into the keyring's MAC, so editing them is detected when the
-// keyring is opened; policy fields (rotation period, audit log path) are freely editable.
-// A plain value type; not synchronized.
+// Holds the volume's identity and parameters in the clear (no secrets): format version, volume
+// id, chunk size, names mode, creation time. All of them are bound into the keyring's MAC
+// (IdentityBytes), so editing one is detected when the keyring is opened. Since format 2 the
+// master-key parameters and the policy (rotation period, audit log on/off) live in the keyring,
+// authenticated; a format-1 config still carries them (read as `legacy`) for its format-1
+// keyring, until the first keyring change moves them into the keyring. No config value ever
+// names a path. A plain value type; not synchronized.
 #pragma once
 
 #include <array>
@@ -17,10 +20,16 @@ namespace envelopefs {
 
 inline constexpr char kConfigFileName[] = "envelopefs.toml";
 inline constexpr char kKeyringFileName[] = "envelopefs.keyring";
-// The keyring under a new master key, staged by change-master until the config names that key.
-inline constexpr char kKeyringNewFileName[] = "envelopefs.keyring.new";
-// The audit log a new volume gets (JSON lines, nothing secret; see audit_log.h).
-inline constexpr char kDefaultAuditLogName[] = "envelopefs.audit.log";
+// The advisory lock that serialises keyring changes between processes (flock(2)).
+inline constexpr char kKeyringLockFileName[] = "envelopefs.keyring.lock";
+// The audit log (JSON lines, nothing secret, hash-chained; see audit_log.h).
+inline constexpr char kAuditLogFileName[] = "envelopefs.audit.log";
+
+inline constexpr uint32_t kVolumeFormat1 = 1;
+inline constexpr uint32_t kVolumeFormat2 = 2;
+inline constexpr uint32_t kVolumeFormat = kVolumeFormat2;  // what init writes
+
+using VolumeId = std::array<uint8_t, 16>;
 
 enum class MasterKeyKind { kKeyFile, kPassphrase };
 
@@ -31,27 +40,48 @@ struct KdfParams {
   std::array<uint8_t, 16> salt{};
 };
 
-struct VolumeConfig {
-  uint32_t format_version = 1;
-  std::array<uint8_t, 16> volume_id{};
-  uint32_t chunk_size = 0;  // default chunk size for new files
-  bool plaintext_names = false;
-  MasterKeyKind master_key_kind = MasterKeyKind::kKeyFile;
-  std::optional<KdfParams> kdf;  // set iff master_key_kind == kPassphrase
-  int64_t created_unix = 0;
-  // Policy (not authenticated).
-  uint32_t rotate_after_days = 90;
-  std::string audit_log;  // empty: none; relative paths are relative to the cipher dir
-                          // (new volumes: kDefaultAuditLogName)
-
-  // Loads and validates `dir/envelopefs.toml`. Throws Error(kConfig) naming the file on any
-  // problem (missing, not TOML, unknown format version, bad values).
-  static VolumeConfig Load(const std::filesystem::path& cipher_dir);
-  // Writes `dir/envelopefs.toml` crash-safely (temp file, fsync, rename, fsync dir).
-  void Save(const std::filesystem::path& cipher_dir) const;
-
-  // Canonical byte string of the authenticated fields, for the keyring MAC.
-  std::vector<uint8_t> AuthenticatedBytes() const;
+// How to obtain the master key: what a MasterKeySource needs before it can produce it.
+struct MasterKeyParams {
+  MasterKeyKind kind = MasterKeyKind::kKeyFile;
+  std::optional<KdfParams> kdf;  // set iff kind == kPassphrase
 };
+
+// The volume's policy (authenticated in a format-2 keyring).
+struct VolumePolicy {
+  uint32_t rotate_after_days = 90;
+  bool audit_log = true;
+};
+
+// What a format-1 config carried besides the volume's identity.
+struct LegacyConfig {
+  MasterKeyParams master;
+  VolumePolicy policy;  // unauthenticated in format 1
+};
+
+struct VolumeConfig {
+  uint32_t format_version = kVolumeFormat;
+  VolumeId volume_id{};
+  uint32_t chunk_size = 0;  // chunk size for new files
+  bool plaintext_names = false;
+  int64_t created_unix = 0;
+  std::optional<LegacyConfig> legacy;  // format 1 only
+
+  // Loads and validates envelopefs.toml below `root_fd` (not following a symlink). Throws
+  // Error(kConfig) naming the file on any problem (missing, not TOML, unknown format version,
+  // bad values).
+  static VolumeConfig LoadAt(int root_fd, const std::filesystem::path& cipher_dir);
+  // Writes envelopefs.toml below `root_fd` crash-safely (temp file, fsync, rename, fsync dir).
+  void SaveAt(int root_fd, const std::filesystem::path& cipher_dir) const;
+
+  // Canonical bytes of the fields the keyring MAC covers: for a format-2 keyring the volume's
+  // identity; for a format-1 keyring (LegacyAuthenticatedBytes) also the legacy master-key
+  // parameters, as format 1 defined it.
+  std::vector<uint8_t> IdentityBytes() const;
+  std::vector<uint8_t> LegacyAuthenticatedBytes() const;
+};
+
+// Canonical bytes of master-key parameters and of a policy (for the keyring MAC).
+void AppendMasterKeyParams(std::vector<uint8_t>& out, const MasterKeyParams& params);
+void AppendPolicy(std::vector<uint8_t>& out, const VolumePolicy& policy);
 
 }  // namespace envelopefs

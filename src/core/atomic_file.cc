@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 
@@ -78,9 +79,14 @@ std::optional<std::vector<uint8_t>> ReadSmallFileAt(int fd, size_t limit) {
     errno = EFBIG;
     return std::nullopt;
   }
-  std::vector<uint8_t> data(limit + 1);
+  // Sized by fstat, growing only if the file grows while it is read (never past limit + 1).
+  std::vector<uint8_t> data(static_cast<size_t>(st.st_size) + 1);
   size_t got = 0;
-  while (got < data.size()) {
+  for (;;) {
+    if (got == data.size()) {
+      if (data.size() > limit) break;
+      data.resize(std::min(limit + 1, 2 * data.size()));
+    }
     ssize_t n = ::read(fd, data.data() + got, data.size() - got);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return std::nullopt;
@@ -95,24 +101,24 @@ std::optional<std::vector<uint8_t>> ReadSmallFileAt(int fd, size_t limit) {
   return data;
 }
 
-void WriteFileAtomically(const std::filesystem::path& path, std::string_view content, mode_t mode) {
-  std::filesystem::path dir = path.parent_path().empty() ? "." : path.parent_path();
-  UniqueFd dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dirfd.valid()) ThrowSystemError("cannot open " + dir.string());
-  int rc = WriteFileAtomicallyAt(dirfd.get(), path.filename().string(), AsBytes(content), mode,
-                                 /*no_replace=*/false);
+void ReplaceFileIn(int dirfd, const std::string& name, std::string_view content, mode_t mode,
+                   const std::string& display) {
+  int rc = WriteFileAtomicallyAt(dirfd, name, AsBytes(content), mode, /*no_replace=*/false);
   if (rc < 0) {
     errno = -rc;
-    ThrowSystemError("cannot replace " + path.string());
+    ThrowSystemError("cannot replace " + display);
   }
 }
 
-std::optional<std::string> ReadSmallFile(const std::filesystem::path& path, size_t max_size) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+std::optional<std::string> ReadSmallFileIn(int dirfd, const std::string& name, size_t max_size,
+                                           const std::string& display) {
+  // O_NONBLOCK: opening a FIFO planted under this name must not hang; ReadSmallFileAt then
+  // refuses anything but a regular file.
+  UniqueFd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (!fd.valid()) return std::nullopt;
   auto data = ReadSmallFileAt(fd.get(), max_size);
   if (!data) {
-    if (errno == EFBIG) throw Error(ErrorKind::kConfig, path.string() + ": file too large");
+    if (errno == EFBIG) throw Error(ErrorKind::kConfig, display + ": file too large");
     return std::nullopt;
   }
   return std::string(data->begin(), data->end());

@@ -31,14 +31,17 @@ std::optional<std::vector<uint8_t>> ReadSmallFileAt(int fd, size_t limit);
 // A fresh random temp name with the volume's temp prefix (never a user entry).
 std::string RandomTempName();
 
-// --- by path; throw Error ---------------------------------------------------------------------
+// --- by name in a directory; throw Error ---------------------------------------------------
 
-// Replaces `path` with `content` (mode `mode`). Throws Error(kIo) naming the file on failure;
-// the old content is then untouched.
-void WriteFileAtomically(const std::filesystem::path& path, std::string_view content, mode_t mode);
+// Replaces `name` in `dirfd` with `content` (mode `mode`). Throws Error(kIo) naming `display`
+// on failure; the old content is then untouched.
+void ReplaceFileIn(int dirfd, const std::string& name, std::string_view content, mode_t mode,
+                   const std::string& display);
 
-// Reads a whole small file (at most `max_size` bytes). std::nullopt (errno set) if it cannot be
-// opened or read; Error(kConfig) naming the file if it is larger than `max_size`.
-std::optional<std::string> ReadSmallFile(const std::filesystem::path& path, size_t max_size);
+// Reads the whole small regular file `name` in `dirfd` (at most `max_size` bytes), never
+// following a symlink and never opening a FIFO or device. std::nullopt (errno set) if it cannot
+// be opened or read; Error(kConfig) naming `display` if it is larger than `max_size`.
+std::optional<std::string> ReadSmallFileIn(int dirfd, const std::string& name, size_t max_size,
+                                           const std::string& display);
 
 }  // namespace envelopefs

@@ -1,18 +1,34 @@
+// AuditLog — see audit_log.h; the line format is in envelopefs-format(5), AUDIT LOG.
 #include "envelopefs/audit_log.h"
 
 #include <fcntl.h>
+#include <pwd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <mutex>
 
+#include "atomic_file.h"
+#include "envelopefs/crypto.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
+#include "envelopefs/host_state.h"
+#include "envelopefs/keyring.h"
 #include "envelopefs/log.h"
+#include "envelopefs/unique_fd.h"
 
 namespace envelopefs {
 namespace {
+
+constexpr size_t kTailWindow = 64 * 1024;        // a line is far shorter
+constexpr size_t kMaxLogSize = size_t{1} << 30;  // Verify reads at most this much
+constexpr char kMacPrefix[] = ",\"mac\":\"";
+constexpr size_t kMacHexSize = 2 * kSha256Size;
 
 std::string& Program() {
   static std::string program = "envelopefs";
@@ -29,47 +45,282 @@ std::string NowUtc() {
   return buf;
 }
 
+std::string UserName(uid_t uid) {
+  struct passwd pw;
+  struct passwd* found = nullptr;
+  char buf[1024];
+  if (getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found != nullptr) return pw.pw_name;
+  return std::to_string(uid);
+}
+
+std::string HostName() {
+  char host[256] = "";
+  gethostname(host, sizeof host - 1);
+  return host;
+}
+
+std::string Dump(const nlohmann::json& j) {
+  // Never throws on bytes that are not UTF-8 (a cipher path in plaintext-names mode).
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string HexDigest(std::span<const uint8_t> bytes) { return ToHex(Sha256(bytes)); }
+
+// Opens the log for appending: never through a symlink, never a FIFO, device or hard link.
+UniqueFd OpenLog(int root_fd, std::string* why) {
+  UniqueFd fd(::openat(root_fd, kAuditLogFileName,
+                       O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600));
+  if (!fd.valid()) {
+    *why = std::strerror(errno);
+    return fd;
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+    *why = "not a plain regular file (a link or special file was planted)";
+    return UniqueFd();
+  }
+  return fd;
+}
+
+// The last line of the log (with its newline) and the sequence number it carries (0: none).
+struct Tail {
+  std::string last_line;  // empty for an empty log
+  uint64_t sequence = 0;
+  bool torn = false;  // the log does not end with a newline
+};
+
+Tail ReadTail(int fd) {
+  Tail tail;
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || st.st_size == 0) return tail;
+  const size_t size = static_cast<size_t>(st.st_size);
+  const size_t window = std::min(size, kTailWindow);
+  std::string data(window, '\0');
+  ssize_t n = ::pread(fd, data.data(), window, static_cast<off_t>(size - window));
+  if (n <= 0) return tail;
+  data.resize(static_cast<size_t>(n));
+  tail.torn = data.back() != '\n';
+  if (tail.torn) data.push_back('\n');  // the writer seals a torn line with a newline
+  size_t start = data.rfind('\n', data.size() - 2);
+  tail.last_line = data.substr(start == std::string::npos ? 0 : start + 1);
+  try {
+    auto line = nlohmann::json::parse(tail.last_line);
+    if (line.is_object() && line.contains("seq") && line["seq"].is_number_unsigned()) {
+      tail.sequence = line["seq"].get<uint64_t>();
+    }
+  } catch (const nlohmann::json::exception&) {
+    // Not a line we wrote: the chain continues from its hash; Verify reports it.
+  }
+  return tail;
+}
+
+// The text of a line: `fields` as JSON, plus the MAC over that text when a key is given.
+std::string SealLine(const nlohmann::json& fields, const SecureBytes* key) {
+  std::string text = Dump(fields);
+  if (key != nullptr) {
+    Sha256Digest mac = HmacSha256(key->span(), AsBytes(text));
+    text.pop_back();  // '}'
+    text += kMacPrefix + ToHex(mac) + "\"}";
+  }
+  return text + "\n";
+}
+
+void ToSyslog(const std::string& line) {
+  static std::once_flag once;
+  std::call_once(once, [] { openlog("envelopefs", LOG_PID, LOG_DAEMON); });
+  syslog(LOG_AUTHPRIV | LOG_NOTICE, "audit %s", line.c_str());
+}
+
+// Appends one chained line; `key` null: no MAC. Never throws.
+void Append(int root_fd, const VolumeConfig& config, bool enabled, const SecureBytes* key,
+            const std::string& event, nlohmann::json fields) {
+  try {
+    const uid_t uid = ::getuid();
+    nlohmann::json line = {{"time", NowUtc()},
+                           {"event", event},
+                           {"volume_id", ToHex(config.volume_id)},
+                           {"program", Program()},
+                           {"pid", static_cast<int>(::getpid())},
+                           {"uid", static_cast<uint64_t>(uid)},
+                           {"user", UserName(uid)},
+                           {"host", HostName()}};
+    if (fields.is_object()) line.update(fields);
+    if (!enabled) {
+      ToSyslog(Dump(line));
+      return;
+    }
+    std::string why;
+    UniqueFd fd = OpenLog(root_fd, &why);
+    if (!fd.valid()) {
+      ToSyslog(Dump(line));
+      Log(LogLevel::kWarning,
+          std::string("cannot append to the audit log ") + kAuditLogFileName + ": " + why);
+      return;
+    }
+    while (::flock(fd.get(), LOCK_EX) != 0 && errno == EINTR) {
+    }
+    Tail tail = ReadTail(fd.get());
+    line["seq"] = tail.sequence + 1;
+    line["prev"] = HexDigest(AsBytes(tail.last_line));
+    std::string text = SealLine(line, key);
+    if (tail.torn) text.insert(text.begin(), '\n');
+    ssize_t n = ::write(fd.get(), text.data(), text.size());
+    if (n != static_cast<ssize_t>(text.size())) {
+      Log(LogLevel::kWarning, std::string("cannot append to the audit log: ") +
+                                  (n < 0 ? std::strerror(errno) : "short write"));
+    }
+    ::flock(fd.get(), LOCK_UN);
+    HostState(config.volume_id).RecordAuditSequence(tail.sequence + 1);
+    text.pop_back();
+    ToSyslog(text);
+  } catch (const std::exception& e) {
+    Log(LogLevel::kWarning, std::string("audit log: ") + e.what());
+  }
+}
+
 }  // namespace
 
 void SetAuditProgram(const std::string& name) { Program() = name; }
 
-void AppendAuditEvent(const std::filesystem::path& cipher_dir, const VolumeConfig& config,
-                      const std::string& event, nlohmann::json fields) {
-  if (config.audit_log.empty()) return;
-  std::filesystem::path path = config.audit_log;
-  if (path.is_relative()) path = cipher_dir / path;
-  nlohmann::json line = {{"time", NowUtc()},
-                         {"event", event},
-                         {"volume_id", ToHex(config.volume_id)},
-                         {"program", Program()},
-                         {"pid", static_cast<int>(getpid())}};
-  if (fields.is_object()) line.update(fields);
-  std::string text = line.dump() + "\n";
-  int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0 || write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
-    Log(LogLevel::kWarning,
-        "cannot append to the audit log " + path.string() + ": " + std::strerror(errno));
-  }
-  if (fd >= 0) close(fd);
+void AppendAuditEvent(const Volume& volume, const std::string& event, nlohmann::json fields) {
+  Append(volume.root_fd(), volume.config(), volume.policy().audit_log, &volume.audit_key(), event,
+         std::move(fields));
 }
 
 std::unique_ptr<Volume> OpenVolumeAudited(const std::filesystem::path& cipher_dir,
-                                          const MasterKeySource& source, nlohmann::json fields) {
+                                          const MasterKeySource& source, nlohmann::json fields,
+                                          bool log_unlock) {
   try {
     auto volume = Volume::Open(cipher_dir, source);
-    AppendAuditEvent(cipher_dir, volume->config(), "volume_unlocked", std::move(fields));
+    if (log_unlock) AppendAuditEvent(*volume, "volume_unlocked", std::move(fields));
     return volume;
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::kWrongKey) {
       try {
-        AppendAuditEvent(cipher_dir, VolumeConfig::Load(cipher_dir), "unlock_failed",
-                         {{"reason", "wrong key"}});
+        UniqueFd root(::open(cipher_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+        if (root.valid()) {
+          VolumeConfig config = VolumeConfig::LoadAt(root.get(), cipher_dir);
+          // Whether to keep a log is only claimed here (no key to check it); syslog always.
+          bool enabled = KeyringFile::Read(root.get(), cipher_dir).claimed_policy(config).audit_log;
+          Append(root.get(), config, enabled, nullptr, "unlock_failed", {{"reason", "wrong key"}});
+        }
       } catch (const Error&) {
-        // No readable config: nowhere to log to.
+        // No readable config or keyring: nowhere to log to.
       }
     }
     throw;
   }
+}
+
+AuditLogReport VerifyAuditLog(int root_fd, const VolumeConfig& config,
+                              const SecureBytes* audit_key) {
+  AuditLogReport report;
+  report.key_used = audit_key != nullptr;
+  std::optional<std::string> text =
+      ReadSmallFileIn(root_fd, kAuditLogFileName, kMaxLogSize, kAuditLogFileName);
+  const uint64_t host_sequence = HostState(config.volume_id).audit_sequence();
+  if (!text) {
+    if (errno == ELOOP || errno == EINVAL) {
+      report.present = true;
+      report.problems.push_back(std::string(kAuditLogFileName) + " is not a regular file");
+    } else if (host_sequence > 0) {
+      report.problems.push_back(std::string(kAuditLogFileName) +
+                                " is missing, but this host has written " +
+                                std::to_string(host_sequence) + " lines to it");
+    }
+    return report;
+  }
+  report.present = true;
+  auto problem = [&](uint64_t line_no, const std::string& what) {
+    report.problems.push_back("line " + std::to_string(line_no) + ": " + what);
+  };
+  std::string previous;  // the previous raw line, with its newline
+  uint64_t previous_sequence = 0;
+  bool chained = false;   // a chained line has been seen
+  uint64_t unproven = 0;  // chained lines after the last authenticated one
+  size_t pos = 0;
+  uint64_t line_no = 0;
+  while (pos < text->size()) {
+    size_t end = text->find('\n', pos);
+    const bool torn = end == std::string::npos;
+    std::string raw = text->substr(pos, torn ? std::string::npos : end - pos + 1);
+    pos = torn ? text->size() : end + 1;
+    ++line_no;
+    ++report.lines;
+    std::string body = raw;
+    if (!body.empty() && body.back() == '\n') body.pop_back();
+    nlohmann::json line;
+    try {
+      line = nlohmann::json::parse(body);
+    } catch (const nlohmann::json::exception&) {
+      problem(line_no, torn ? "cut short (the log was truncated or a write was torn)"
+                            : "not a valid audit line (edited or damaged)");
+      previous = raw;
+      continue;
+    }
+    if (!line.is_object() || !line.contains("seq")) {
+      if (chained) {
+        problem(line_no, "a line without a sequence number inside the chained log (inserted)");
+      } else {
+        ++report.legacy;  // written by envelopefs 0.1, before the log was chained
+      }
+      previous = raw;
+      continue;
+    }
+    chained = true;
+    const uint64_t sequence = line["seq"].is_number_unsigned() ? line["seq"].get<uint64_t>() : 0;
+    const std::string prev = line.value("prev", "");
+    if (prev != HexDigest(AsBytes(previous))) {
+      problem(line_no,
+              "does not follow the line before it (lines removed, reordered or edited "
+              "before it)");
+    }
+    if (previous_sequence != 0 && sequence != previous_sequence + 1) {
+      problem(line_no, sequence > previous_sequence
+                           ? std::to_string(sequence - previous_sequence - 1) +
+                                 " lines missing before it (sequence " +
+                                 std::to_string(previous_sequence) + " -> " +
+                                 std::to_string(sequence) + ")"
+                           : "out of order (sequence " + std::to_string(sequence) + " after " +
+                                 std::to_string(previous_sequence) + ")");
+    }
+    previous_sequence = sequence;
+    report.last_sequence = sequence;
+    // The MAC, when there is one, is the last field: everything before it is what it covers.
+    const size_t mac_at = body.rfind(kMacPrefix);
+    const bool has_mac = line.contains("mac");
+    if (!has_mac) {
+      ++report.unauthenticated;
+      ++unproven;
+      if (line.value("event", "") != "unlock_failed") {
+        problem(line_no, "a \"" + line.value("event", "?") +
+                             "\" line without a MAC (only failed unlocks are written without "
+                             "the key): forged");
+      }
+    } else if (audit_key != nullptr) {
+      const bool shaped = mac_at != std::string::npos &&
+                          body.size() == mac_at + std::strlen(kMacPrefix) + kMacHexSize + 2;
+      std::string covered = shaped ? body.substr(0, mac_at) + "}" : std::string();
+      auto mac = shaped ? FromHex(body.substr(mac_at + std::strlen(kMacPrefix), kMacHexSize))
+                        : std::nullopt;
+      if (!mac || !ConstantTimeEqual(*mac, HmacSha256(audit_key->span(), AsBytes(covered)))) {
+        problem(line_no, "does not authenticate (edited, or written with another key)");
+      } else {
+        ++report.authenticated;
+        unproven = 0;
+      }
+    }
+    previous = raw;
+  }
+  // Not a problem by itself (a failed unlock may be the last event), but nothing vouches for
+  // these lines yet.
+  report.trailing_unproven = audit_key != nullptr ? unproven : 0;
+  if (host_sequence > report.last_sequence) {
+    report.problems.push_back("the log ends at sequence " + std::to_string(report.last_sequence) +
+                              " but this host has written up to " + std::to_string(host_sequence) +
+                              ": lines were removed from its end");
+  }
+  return report;
 }
 
 }  // namespace envelopefs

@@ -3,10 +3,12 @@
 
 #include <fcntl.h>
 #include <sodium.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
@@ -36,6 +38,23 @@ SecureBytes ReadLocked(int fd, size_t max, const std::string& what) {
   return out;
 }
 
+// Opens a key or passphrase file ("-": standard input), refusing one that others may read.
+UniqueFd OpenSecretFile(const std::filesystem::path& path, const char* what, bool allow_insecure) {
+  if (path == "-") return UniqueFd(::dup(STDIN_FILENO));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) ThrowSystemError(std::string("cannot open ") + what + " " + path.string());
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) ThrowSystemError(std::string("cannot stat ") + path.string());
+  if (!allow_insecure && S_ISREG(st.st_mode) && (st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    throw Error(ErrorKind::kUsage, std::string(what) + " " + path.string() + " is accessible by " +
+                                       "others (mode " + mode + "): run chmod 600 " +
+                                       path.string() + " (or pass --insecure-keyfile)");
+  }
+  return fd;
+}
+
 // The first line of `raw`, without its line terminator.
 SecureBytes FirstLine(const SecureBytes& raw) {
   size_t len = 0;
@@ -46,57 +65,57 @@ SecureBytes FirstLine(const SecureBytes& raw) {
 
 class KeyFileSource : public MasterKeySource {
  public:
-  explicit KeyFileSource(std::filesystem::path path) : path_(std::move(path)) {}
+  KeyFileSource(std::filesystem::path path, bool allow_insecure)
+      : path_(std::move(path)), allow_insecure_(allow_insecure) {}
   MasterKeyKind kind() const override { return MasterKeyKind::kKeyFile; }
-  void PrepareNewVolume(VolumeConfig& config) const override {
-    config.master_key_kind = MasterKeyKind::kKeyFile;
-    config.kdf.reset();
-  }
-  SecureBytes MasterKey(const VolumeConfig& config) const override {
-    if (config.master_key_kind != MasterKeyKind::kKeyFile) {
+  MasterKeyParams NewParams() const override { return MasterKeyParams{}; }
+  SecureBytes MasterKey(const MasterKeyParams& params) const override {
+    if (params.kind != MasterKeyKind::kKeyFile) {
       throw Error(ErrorKind::kUsage,
                   "this volume is protected by a passphrase: use --passfile FILE (or no key "
                   "option to be prompted)");
     }
-    UniqueFd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) ThrowSystemError("cannot open key file " + path_.string());
+    UniqueFd fd = OpenSecretFile(path_, "key file", allow_insecure_);
     SecureBytes key = ReadLocked(fd.get(), kKeySize + 1, "key file " + path_.string());
     if (key.size() != kKeySize) {
       throw Error(ErrorKind::kUsage,
                   "key file " + path_.string() + " must hold exactly 32 bytes (it holds " +
                       (key.size() > kKeySize ? std::string("more") : std::to_string(key.size())) +
-                      "); create one with: head -c 32 /dev/urandom > FILE");
+                      "); create one with: (umask 077; head -c 32 /dev/urandom > FILE)");
     }
     return key;
   }
 
  private:
   std::filesystem::path path_;
+  bool allow_insecure_;
 };
 
 // Derives the master key from a passphrase with Argon2id.
 class PassphraseSource : public MasterKeySource {
  public:
   MasterKeyKind kind() const override { return MasterKeyKind::kPassphrase; }
-  void PrepareNewVolume(VolumeConfig& config) const override {
-    config.master_key_kind = MasterKeyKind::kPassphrase;
+  MasterKeyParams NewParams() const override {
+    MasterKeyParams params;
+    params.kind = MasterKeyKind::kPassphrase;
     KdfParams kdf;
     const char* fast = std::getenv("ENVELOPEFS_TEST_FAST_KDF");
     bool test_fast = fast != nullptr && std::string_view(fast) == "1";
     kdf.opslimit = test_fast ? crypto_pwhash_OPSLIMIT_MIN : crypto_pwhash_OPSLIMIT_INTERACTIVE;
     kdf.memlimit = test_fast ? crypto_pwhash_MEMLIMIT_MIN : crypto_pwhash_MEMLIMIT_INTERACTIVE;
     RandomBytes(kdf.salt);
-    config.kdf = kdf;
+    params.kdf = kdf;
+    return params;
   }
-  SecureBytes MasterKey(const VolumeConfig& config) const override {
-    if (config.master_key_kind != MasterKeyKind::kPassphrase || !config.kdf) {
+  SecureBytes MasterKey(const MasterKeyParams& params) const override {
+    if (params.kind != MasterKeyKind::kPassphrase || !params.kdf) {
       throw Error(ErrorKind::kUsage, "this volume uses a key file: use --keyfile FILE");
     }
     SecureBytes pass = Passphrase();
     if (pass.empty()) throw Error(ErrorKind::kUsage, "empty passphrase");
     EnsureCryptoInitialized();
     SecureBytes key(kKeySize);
-    const KdfParams& kdf = *config.kdf;
+    const KdfParams& kdf = *params.kdf;
     if (crypto_pwhash(key.data(), key.size(), reinterpret_cast<const char*>(pass.data()),
                       pass.size(), kdf.salt.data(), kdf.opslimit, kdf.memlimit,
                       crypto_pwhash_ALG_ARGON2ID13) != 0) {
@@ -111,18 +130,18 @@ class PassphraseSource : public MasterKeySource {
 
 class PassFileSource : public PassphraseSource {
  public:
-  explicit PassFileSource(std::filesystem::path path) : path_(std::move(path)) {}
+  PassFileSource(std::filesystem::path path, bool allow_insecure)
+      : path_(std::move(path)), allow_insecure_(allow_insecure) {}
 
  protected:
   SecureBytes Passphrase() const override {
-    if (path_ == "-") return FirstLine(ReadLocked(STDIN_FILENO, kMaxPassphrase, "stdin"));
-    UniqueFd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) ThrowSystemError("cannot open passphrase file " + path_.string());
+    UniqueFd fd = OpenSecretFile(path_, "passphrase file", allow_insecure_);
     return FirstLine(ReadLocked(fd.get(), kMaxPassphrase, "passphrase file " + path_.string()));
   }
 
  private:
   std::filesystem::path path_;
+  bool allow_insecure_;
 };
 
 class PromptSource : public PassphraseSource {
@@ -169,11 +188,13 @@ class PromptSource : public PassphraseSource {
 
 }  // namespace
 
-std::unique_ptr<MasterKeySource> MakeKeyFileSource(const std::filesystem::path& path) {
-  return std::make_unique<KeyFileSource>(path);
+std::unique_ptr<MasterKeySource> MakeKeyFileSource(const std::filesystem::path& path,
+                                                   bool allow_insecure) {
+  return std::make_unique<KeyFileSource>(path, allow_insecure);
 }
-std::unique_ptr<MasterKeySource> MakePassFileSource(const std::filesystem::path& path) {
-  return std::make_unique<PassFileSource>(path);
+std::unique_ptr<MasterKeySource> MakePassFileSource(const std::filesystem::path& path,
+                                                    bool allow_insecure) {
+  return std::make_unique<PassFileSource>(path, allow_insecure);
 }
 std::unique_ptr<MasterKeySource> MakePromptSource(bool confirm) {
   return std::make_unique<PromptSource>(confirm);

@@ -25,7 +25,8 @@ constexpr char kMacLabel[] = "envelopefs keyring mac v1";
 constexpr char kCheckLabel[] = "envelopefs keyring check v1";
 constexpr char kVolumeKeyAad[] = "envelopefs volume key v1";
 constexpr char kKekAad[] = "envelopefs kek v1";
-constexpr char kMacDomain[] = "envelopefs keyring v1";
+constexpr char kMacDomainV1[] = "envelopefs keyring v1";
+constexpr char kMacDomainV2[] = "envelopefs keyring v2";
 constexpr size_t kWrappedSize = kGcmNonceSize + kKeySize + kGcmTagSize;
 
 // Keys derived from the master key for the keyring.
@@ -63,14 +64,15 @@ std::vector<uint8_t> VolumeKeyAad(const VolumeConfig& config) {
   return Concat({AsBytes(kVolumeKeyAad), config.volume_id});
 }
 
+// Wrapping with the keyring's wrap key: a short-lived, cleansed cipher context (crypto.h).
 std::vector<uint8_t> Wrap(const SecureBytes& wrap_key, std::span<const uint8_t> aad,
                           const SecureBytes& key) {
   std::vector<uint8_t> out(kWrappedSize);
   GcmNonce nonce = RandomNonce();
   std::copy(nonce.begin(), nonce.end(), out.begin());
-  ThreadAead().Seal(wrap_key.span(), nonce, aad, key.span(),
-                    std::span(out).subspan(kGcmNonceSize, kKeySize),
-                    std::span(out).subspan<kGcmNonceSize + kKeySize, kGcmTagSize>());
+  SealWithWrappingKey(wrap_key.span(), nonce, aad, key.span(),
+                      std::span(out).subspan(kGcmNonceSize, kKeySize),
+                      std::span(out).subspan<kGcmNonceSize + kKeySize, kGcmTagSize>());
   return out;
 }
 
@@ -78,10 +80,10 @@ std::optional<SecureBytes> Unwrap(const SecureBytes& wrap_key, std::span<const u
                                   std::span<const uint8_t> wrapped) {
   if (wrapped.size() != kWrappedSize) return std::nullopt;
   SecureBytes key(kKeySize);
-  if (!ThreadAead().Open(wrap_key.span(), wrapped.subspan<0, kGcmNonceSize>(), aad,
-                         wrapped.subspan(kGcmNonceSize, kKeySize),
-                         wrapped.subspan<kGcmNonceSize + kKeySize, kGcmTagSize>(),
-                         key.mutable_span())) {
+  if (!OpenWithWrappingKey(wrap_key.span(), wrapped.subspan<0, kGcmNonceSize>(), aad,
+                           wrapped.subspan(kGcmNonceSize, kKeySize),
+                           wrapped.subspan<kGcmNonceSize + kKeySize, kGcmTagSize>(),
+                           key.mutable_span())) {
     return std::nullopt;
   }
   return key;
@@ -94,23 +96,37 @@ KekState ParseState(const std::string& s, const std::filesystem::path& file) {
   throw Error(ErrorKind::kConfig, file.string() + ": unknown KEK state \"" + s + "\"");
 }
 
-// The serialized (on-disk) form of one KEK record, as the MAC sees it.
-struct KekRecord {
-  KekInfo info;
-  std::vector<uint8_t> wrapped;  // empty when retired
+// The canonical byte string the keyring MAC covers. Format 1: domain, the config's
+// authenticated fields (with the master-key parameters), check, volume key, KEKs. Format 2
+// adds the generation, the master-key parameters and the policy, and binds the config's
+// identity (format 2 definition) instead.
+struct MacFields {
+  int format;
+  const VolumeConfig& config;
+  uint64_t generation;
+  const MasterKeyParams* master;
+  const VolumePolicy* policy;
+  std::span<const uint8_t> check;
+  std::span<const uint8_t> volume_key;
 };
 
-// The canonical byte string the keyring MAC covers.
-std::vector<uint8_t> MacInput(const VolumeConfig& config, std::span<const uint8_t> check,
-                              std::span<const uint8_t> volume_key,
-                              const std::vector<KekRecord>& keks) {
+template <typename Records>
+std::vector<uint8_t> MacInput(const MacFields& f, const Records& keks) {
   std::vector<uint8_t> out;
-  AppendField(out, AsBytes(kMacDomain));
-  AppendField(out, config.AuthenticatedBytes());
-  AppendField(out, check);
-  AppendField(out, volume_key);
+  if (f.format == 1) {
+    AppendField(out, AsBytes(kMacDomainV1));
+    AppendField(out, f.config.LegacyAuthenticatedBytes());
+  } else {
+    AppendField(out, AsBytes(kMacDomainV2));
+    AppendField(out, f.config.IdentityBytes());
+    AppendU64(out, f.generation);
+    AppendMasterKeyParams(out, *f.master);
+    AppendPolicy(out, *f.policy);
+  }
+  AppendField(out, f.check);
+  AppendField(out, f.volume_key);
   AppendU64(out, keks.size());
-  for (const KekRecord& k : keks) {
+  for (const auto& k : keks) {
     AppendU64(out, k.info.id);
     AppendU64(out, k.info.version);
     AppendU64(out, static_cast<uint64_t>(k.info.created_unix));
@@ -127,6 +143,36 @@ std::vector<uint8_t> B64Field(const toml::node_view<const toml::node>& node, con
   if (text) bytes = FromBase64Url(*text);
   if (!bytes) throw Error(ErrorKind::kConfig, file.string() + ": missing or invalid " + what);
   return *bytes;
+}
+
+MasterKeyParams ParseMaster(const toml::table& t, const std::filesystem::path& file) {
+  auto fail = [&](const std::string& what) {
+    return Error(ErrorKind::kConfig, file.string() + ": " + what);
+  };
+  MasterKeyParams params;
+  auto source = t["master_key"]["source"].value<std::string>();
+  if (!source) throw fail("missing [master_key] source");
+  if (*source == "keyfile") {
+    params.kind = MasterKeyKind::kKeyFile;
+    return params;
+  }
+  if (*source != "passphrase") throw fail("unknown [master_key] source \"" + *source + "\"");
+  params.kind = MasterKeyKind::kPassphrase;
+  auto kdf = t["master_key"]["kdf"].value<std::string>();
+  auto ops = t["master_key"]["opslimit"].value<int64_t>();
+  auto mem = t["master_key"]["memlimit"].value<int64_t>();
+  auto salt_hex = t["master_key"]["salt"].value<std::string>();
+  auto salt = salt_hex ? FromHex(*salt_hex) : std::nullopt;
+  if (!kdf || *kdf != "argon2id" || !ops || !mem || *ops < 1 || *ops > 1000 || *mem < 8192 ||
+      *mem > (int64_t{16} << 30) || !salt || salt->size() != 16) {
+    throw fail("invalid [master_key] passphrase parameters");
+  }
+  KdfParams k;
+  k.opslimit = static_cast<uint64_t>(*ops);
+  k.memlimit = static_cast<uint64_t>(*mem);
+  std::copy(salt->begin(), salt->end(), k.salt.begin());
+  params.kdf = k;
+  return params;
 }
 
 }  // namespace
@@ -153,58 +199,63 @@ uint32_t RandomKekId() {
 
 }  // namespace
 
-Keyring Keyring::CreateNew(int64_t now_unix) {
-  Keyring k;
-  k.entries_.push_back(
-      Entry{KekInfo{RandomKekId(), 1, now_unix, KekState::kActive}, SecureBytes::Random(kKeySize)});
-  k.volume_key_ = SecureBytes::Random(kKeySize);
-  return k;
+// --- reading -------------------------------------------------------------------------------
+
+KeyringFile KeyringFile::Read(int root_fd, const std::filesystem::path& cipher_dir) {
+  const std::filesystem::path file = cipher_dir / kKeyringFileName;
+  std::optional<std::string> text =
+      ReadSmallFileIn(root_fd, kKeyringFileName, kMaxKeyringSize, file.string());
+  if (!text) {
+    throw Error(ErrorKind::kConfig,
+                file.string() + ": " +
+                    (errno == ENOENT ? std::string("no such file")
+                     : errno == EINVAL || errno == ELOOP
+                         ? std::string("not a regular file")
+                         : std::string("cannot read: ") + std::strerror(errno)));
+  }
+  return Parse(*text, file);
 }
 
-Keyring Keyring::Load(const std::filesystem::path& cipher_dir, const VolumeConfig& config,
-                      const SecureBytes& master_key) {
-  return LoadFile(cipher_dir / kKeyringFileName, config, master_key);
-}
-
-void Keyring::Save(const std::filesystem::path& cipher_dir, const VolumeConfig& config,
-                   const SecureBytes& master_key) const {
-  SaveFile(cipher_dir / kKeyringFileName, config, master_key);
-}
-
-Keyring Keyring::LoadFile(const std::filesystem::path& file, const VolumeConfig& config,
-                          const SecureBytes& master_key) {
-  const std::filesystem::path cipher_dir = file.parent_path();
+KeyringFile KeyringFile::Parse(const std::string& text, const std::filesystem::path& file) {
   auto fail = [&file](const std::string& what) -> Error {
     return Error(ErrorKind::kConfig, file.string() + ": " + what);
   };
-  std::optional<std::string> text = ReadSmallFile(file, kMaxKeyringSize);
-  if (!text) throw fail(std::string("cannot read: ") + std::strerror(errno));
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) throw fail("empty file");
   toml::table table;
   try {
-    table = toml::parse(*text, file.string());
+    table = toml::parse(text, file.string());
   } catch (const toml::parse_error& e) {
     throw fail(std::string("not a valid keyring (") + std::string(e.description()) + ")");
   }
   const toml::table& t = table;
-  if (t["format"].value_or(int64_t{0}) != 1) throw fail("unsupported keyring format");
+  KeyringFile k;
+  k.file_ = file;
+  auto format = t["format"].value<int64_t>();
+  if (!format) throw fail("no format field: not an envelopefs keyring");
+  if (*format != 1 && *format != 2) {
+    throw fail("unsupported keyring format " + std::to_string(*format));
+  }
+  k.format_ = static_cast<int>(*format);
   auto volume_id = t["volume_id"].value<std::string>();
   auto id_bytes = volume_id ? FromHex(*volume_id) : std::nullopt;
-  if (!id_bytes || !std::equal(id_bytes->begin(), id_bytes->end(), config.volume_id.begin(),
-                               config.volume_id.end())) {
-    throw fail(std::string("belongs to another volume (volume_id does not match ") +
-               kConfigFileName + ")");
+  if (!id_bytes) throw fail("missing or invalid volume_id");
+  k.volume_id_ = *id_bytes;
+  if (k.format_ == 2) {
+    auto generation = t["generation"].value<int64_t>();
+    if (!generation || *generation < 1) throw fail("missing or invalid generation");
+    k.generation_ = static_cast<uint64_t>(*generation);
+    k.master_ = ParseMaster(t, file);
+    VolumePolicy policy;
+    auto days = t["policy"]["rotate_after_days"].value<int64_t>();
+    auto audit = t["policy"]["audit_log"].value<bool>();
+    if (!days || *days < 1 || *days > 36500 || !audit) throw fail("missing or invalid [policy]");
+    policy.rotate_after_days = static_cast<uint32_t>(*days);
+    policy.audit_log = *audit;
+    k.policy_ = policy;
   }
-
-  KeyringKeys keys(master_key);
-  std::vector<uint8_t> check = B64Field(t["check"], "check", file);
-  Sha256Digest expected_check = HmacSha256(keys.check.span(), config.volume_id);
-  if (!ConstantTimeEqual(check, expected_check)) {
-    throw Error(ErrorKind::kWrongKey, "wrong key or passphrase for volume " + cipher_dir.string());
-  }
-  std::vector<uint8_t> wrapped_volume_key = B64Field(t["volume_key"], "volume_key", file);
-  std::vector<uint8_t> mac = B64Field(t["mac"], "mac", file);
-
-  std::vector<KekRecord> records;
+  k.check_ = B64Field(t["check"], "check", file);
+  k.volume_key_ = B64Field(t["volume_key"], "volume_key", file);
+  k.mac_ = B64Field(t["mac"], "mac", file);
   const toml::array* keks = t["kek"].as_array();
   if (keks == nullptr || keks->empty()) throw fail("no KEKs");
   for (const toml::node& node : *keks) {
@@ -223,26 +274,64 @@ Keyring Keyring::LoadFile(const std::filesystem::path& file, const VolumeConfig&
     r.info = KekInfo{static_cast<uint32_t>(*id), static_cast<uint32_t>(*version),
                      FromTomlTime(*created), ParseState(*state, file)};
     if (r.info.state != KekState::kRetired) r.wrapped = B64Field(e["wrapped"], "wrapped KEK", file);
-    records.push_back(std::move(r));
+    k.keks_.push_back(std::move(r));
   }
+  return k;
+}
 
-  Sha256Digest expected_mac =
-      HmacSha256(keys.mac.span(), MacInput(config, check, wrapped_volume_key, records));
-  if (!ConstantTimeEqual(mac, expected_mac)) {
-    throw fail("damaged or edited (authentication failed)");
+MasterKeyParams KeyringFile::master_params(const VolumeConfig& config) const {
+  if (master_) return *master_;
+  if (config.legacy) return config.legacy->master;
+  throw Error(ErrorKind::kConfig, file_.string() + ": a format-1 keyring in a format-" +
+                                      std::to_string(config.format_version) + " volume");
+}
+
+VolumePolicy KeyringFile::claimed_policy(const VolumeConfig& config) const {
+  if (policy_) return *policy_;
+  return config.legacy ? config.legacy->policy : VolumePolicy{};
+}
+
+Keyring KeyringFile::Open(const VolumeConfig& config, const SecureBytes& master_key) const {
+  auto fail = [this](const std::string& what) -> Error {
+    return Error(ErrorKind::kConfig, file_.string() + ": " + what);
+  };
+  if (!std::equal(volume_id_.begin(), volume_id_.end(), config.volume_id.begin(),
+                  config.volume_id.end())) {
+    throw fail(std::string("belongs to another volume (volume_id does not match ") +
+               kConfigFileName + ")");
   }
-
+  if (format_ == 1 && !config.legacy) {
+    throw fail("a format-1 keyring in a format-" + std::to_string(config.format_version) +
+               " volume");
+  }
+  KeyringKeys keys(master_key);
+  Sha256Digest expected_check = HmacSha256(keys.check.span(), config.volume_id);
+  if (!ConstantTimeEqual(check_, expected_check)) {
+    throw Error(ErrorKind::kWrongKey,
+                "wrong key or passphrase for volume " + file_.parent_path().string());
+  }
   Keyring k;
-  auto volume_key = Unwrap(keys.wrap, VolumeKeyAad(config), wrapped_volume_key);
+  k.format_ = format_;
+  k.generation_ = format_ == 2 ? generation_ : 0;
+  k.master_ = master_params(config);
+  k.policy_ = policy_ ? *policy_ : config.legacy->policy;
+  MacFields fields{format_, config, k.generation_, &k.master_, &k.policy_, check_, volume_key_};
+  Sha256Digest expected_mac = HmacSha256(keys.mac.span(), MacInput(fields, keks_));
+  if (!ConstantTimeEqual(mac_, expected_mac)) {
+    throw fail(std::string("the keyring and ") + kConfigFileName +
+               " do not authenticate together: one of them was edited or damaged");
+  }
+  auto volume_key = Unwrap(keys.wrap, VolumeKeyAad(config), volume_key_);
   if (!volume_key) throw fail("volume key does not authenticate");
   k.volume_key_ = std::move(*volume_key);
   size_t active = 0;
-  for (const KekRecord& r : records) {
-    Entry entry{r.info, {}};
+  for (const KekRecord& r : keks_) {
+    Keyring::Entry entry{r.info, {}};
     if (r.info.state != KekState::kRetired) {
       auto kek = Unwrap(keys.wrap, KekAad(config, r.info.id, r.info.version), r.wrapped);
-      if (!kek)
+      if (!kek) {
         throw fail("KEK version " + std::to_string(r.info.version) + " does not authenticate");
+      }
       entry.key = std::move(*kek);
     }
     if (r.info.state == KekState::kActive) ++active;
@@ -250,7 +339,9 @@ Keyring Keyring::LoadFile(const std::filesystem::path& file, const VolumeConfig&
   }
   if (active != 1) throw fail("must have exactly one active KEK version");
   std::sort(k.entries_.begin(), k.entries_.end(),
-            [](const Entry& a, const Entry& b) { return a.info.version < b.info.version; });
+            [](const Keyring::Entry& a, const Keyring::Entry& b) {
+              return a.info.version < b.info.version;
+            });
   for (size_t i = 1; i < k.entries_.size(); ++i) {
     if (k.entries_[i].info.version == k.entries_[i - 1].info.version) {
       throw fail("duplicate KEK version");
@@ -259,24 +350,41 @@ Keyring Keyring::LoadFile(const std::filesystem::path& file, const VolumeConfig&
   return k;
 }
 
-void Keyring::SaveFile(const std::filesystem::path& file, const VolumeConfig& config,
-                       const SecureBytes& master_key) const {
+// --- the keyring ---------------------------------------------------------------------------
+
+Keyring Keyring::CreateNew(int64_t now_unix, const MasterKeyParams& master,
+                           const VolumePolicy& policy) {
+  Keyring k;
+  k.entries_.push_back(
+      Entry{KekInfo{RandomKekId(), 1, now_unix, KekState::kActive}, SecureBytes::Random(kKeySize)});
+  k.volume_key_ = SecureBytes::Random(kKeySize);
+  k.master_ = master;
+  k.policy_ = policy;
+  return k;
+}
+
+void Keyring::Save(int root_fd, const std::filesystem::path& cipher_dir, const VolumeConfig& config,
+                   const SecureBytes& master_key) const {
+  struct Record {
+    KekInfo info;
+    std::vector<uint8_t> wrapped;
+  };
   KeyringKeys keys(master_key);
   Sha256Digest check = HmacSha256(keys.check.span(), config.volume_id);
   std::vector<uint8_t> wrapped_volume_key = Wrap(keys.wrap, VolumeKeyAad(config), volume_key_);
-  std::vector<KekRecord> records;
+  std::vector<Record> records;
   for (const Entry& e : entries_) {
-    KekRecord r{e.info, {}};
+    Record r{e.info, {}};
     if (e.info.state != KekState::kRetired) {
       r.wrapped = Wrap(keys.wrap, KekAad(config, e.info.id, e.info.version), e.key);
     }
     records.push_back(std::move(r));
   }
-  Sha256Digest mac =
-      HmacSha256(keys.mac.span(), MacInput(config, check, wrapped_volume_key, records));
+  MacFields fields{2, config, generation_, &master_, &policy_, check, wrapped_volume_key};
+  Sha256Digest mac = HmacSha256(keys.mac.span(), MacInput(fields, records));
 
   toml::array keks;
-  for (const KekRecord& r : records) {
+  for (const Record& r : records) {
     toml::table e{{"id", int64_t{r.info.id}},
                   {"version", int64_t{r.info.version}},
                   {"created", ToTomlTime(r.info.created_unix)},
@@ -284,16 +392,32 @@ void Keyring::SaveFile(const std::filesystem::path& file, const VolumeConfig& co
     if (!r.wrapped.empty()) e.insert("wrapped", ToBase64Url(r.wrapped));
     keks.push_back(std::move(e));
   }
-  toml::table root{{"format", 1},
+  toml::table master;
+  if (master_.kind == MasterKeyKind::kKeyFile) {
+    master.insert("source", "keyfile");
+  } else {
+    master.insert("source", "passphrase");
+    master.insert("kdf", "argon2id");
+    master.insert("opslimit", static_cast<int64_t>(master_.kdf->opslimit));
+    master.insert("memlimit", static_cast<int64_t>(master_.kdf->memlimit));
+    master.insert("salt", ToHex(master_.kdf->salt));
+  }
+  toml::table policy{{"rotate_after_days", int64_t{policy_.rotate_after_days}},
+                     {"audit_log", policy_.audit_log}};
+  toml::table root{{"format", 2},
                    {"volume_id", ToHex(config.volume_id)},
+                   {"generation", static_cast<int64_t>(generation_)},
                    {"check", ToBase64Url(check)},
                    {"volume_key", ToBase64Url(wrapped_volume_key)},
                    {"mac", ToBase64Url(mac)},
+                   {"master_key", std::move(master)},
+                   {"policy", std::move(policy)},
                    {"kek", std::move(keks)}};
   std::ostringstream out;
   out << "# envelopefs keyring (see envelopefs-format(5)). Authenticated: do not edit.\n"
       << root << "\n";
-  WriteFileAtomically(file, out.str(), 0600);
+  ReplaceFileIn(root_fd, kKeyringFileName, out.str(), 0600,
+                (cipher_dir / kKeyringFileName).string());
 }
 
 std::vector<KekInfo> Keyring::keks() const {

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <mutex>
 
+#include "envelopefs/encoding.h"
+
 namespace envelopefs {
 namespace {
 
@@ -30,8 +32,12 @@ void SetLogSink(LogSink sink) { Sink() = std::move(sink); }
 void SetTamperHook(TamperHook hook) { Hook() = std::move(hook); }
 
 void ReportTamper(const std::string& file, const std::string& detail) {
-  Log(LogLevel::kError, "tamper: " + file + ": " + detail);
-  if (Hook()) Hook()(file, detail);
+  // Names are bytes: escaped once, here, so that no name can break a log line or the audit
+  // log's JSON, or forge a line.
+  const std::string safe_file = EscapeName(file);
+  const std::string safe_detail = EscapeName(detail);
+  Log(LogLevel::kError, "tamper: " + safe_file + ": " + safe_detail);
+  if (Hook()) Hook()(safe_file, safe_detail);
 }
 
 void Log(LogLevel level, const std::string& message) { Sink()(level, message); }

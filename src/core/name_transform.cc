@@ -191,40 +191,6 @@ std::optional<std::string> OpenText(std::span<const uint8_t> key, AadList aad,
 
 // --- log-safe names ---------------------------------------------------------------------------
 
-// The length of the valid UTF-8 sequence at the start of `s` and its code point, or 0.
-size_t Utf8Sequence(std::string_view s, uint32_t* code_point) {
-  const auto byte = [&](size_t i) { return static_cast<uint8_t>(s[i]); };
-  const uint8_t lead = byte(0);
-  size_t length;
-  uint32_t cp;
-  if (lead < 0x80) {
-    *code_point = lead;
-    return 1;
-  } else if (lead >= 0xc2 && lead <= 0xdf) {
-    length = 2;
-    cp = lead & 0x1f;
-  } else if (lead >= 0xe0 && lead <= 0xef) {
-    length = 3;
-    cp = lead & 0x0f;
-  } else if (lead >= 0xf0 && lead <= 0xf4) {
-    length = 4;
-    cp = lead & 0x07;
-  } else {
-    return 0;  // a continuation byte, an overlong lead (c0, c1) or beyond U+10FFFF (f5..ff)
-  }
-  if (s.size() < length) return 0;
-  for (size_t i = 1; i < length; ++i) {
-    if ((byte(i) & 0xc0) != 0x80) return 0;
-    cp = (cp << 6) | (byte(i) & 0x3f);
-  }
-  if ((length == 3 && cp < 0x800) || (length == 4 && cp < 0x10000) || cp > 0x10ffff ||
-      (cp >= 0xd800 && cp <= 0xdfff)) {
-    return 0;  // overlong, out of range, or a surrogate
-  }
-  *code_point = cp;
-  return length;
-}
-
 // --- name rules ------------------------------------------------------------------------------
 
 bool StartsWith(std::string_view s, std::string_view prefix) {
@@ -319,33 +285,6 @@ void RemoveTempDirectory(int parent_fd, const std::string& temp, int fd) {
 
 }  // namespace
 
-std::string EscapeName(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size());
-  auto escape = [&out](uint8_t b) {
-    out += "\\x";
-    out += kHex[b >> 4];
-    out += kHex[b & 0x0f];
-  };
-  for (size_t i = 0; i < bytes.size();) {
-    uint32_t cp = 0;
-    size_t length = Utf8Sequence(bytes.substr(i), &cp);
-    if (length == 0) {
-      escape(static_cast<uint8_t>(bytes[i++]));
-      continue;
-    }
-    const bool control = cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
-    if (control || cp == '\\') {
-      for (size_t k = 0; k < length; ++k) escape(static_cast<uint8_t>(bytes[i + k]));
-    } else {
-      out.append(bytes.substr(i, length));
-    }
-    i += length;
-  }
-  return out;
-}
-
 NameTransform::NameTransform(const SecureBytes& name_key, const SecureBytes& xattr_key,
                              bool plaintext_names, uint32_t volume_format)
     : name_key_(name_key.Clone()),
@@ -361,10 +300,6 @@ NameTransform::NameTransform(const SecureBytes& name_key, const SecureBytes& xat
   }
   if (format_ == 0) throw std::invalid_argument("NameTransform: volume format 0");
 }
-
-NameTransform::NameTransform(const SecureBytes& name_key, const SecureBytes& xattr_key,
-                             bool plaintext_names)
-    : NameTransform(name_key, xattr_key, plaintext_names, /*volume_format=*/1) {}
 
 // --- directories -----------------------------------------------------------------------------
 

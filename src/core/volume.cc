@@ -2,6 +2,7 @@
 #include "envelopefs/volume.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,8 @@
 #include "envelopefs/crypto.h"
 #include "envelopefs/error.h"
 #include "envelopefs/file_format.h"
+#include "envelopefs/host_state.h"
+#include "envelopefs/log.h"
 #include "envelopefs/name_transform.h"
 #include "envelopefs/unique_fd.h"
 
@@ -19,7 +22,10 @@ namespace {
 
 constexpr char kNameKeyLabel[] = "envelopefs names v1";
 constexpr char kXattrKeyLabel[] = "envelopefs xattr v1";
+constexpr char kAuditKeyLabel[] = "envelopefs audit v1";
 constexpr size_t kNameKeySize = 64;
+// Left behind by an interrupted master-key change of envelopefs 0.1; never read again.
+constexpr char kStaleStagedKeyring[] = "envelopefs.keyring.new";
 
 bool IsEmptyDirectory(const std::filesystem::path& dir) {
   std::error_code ec;
@@ -27,12 +33,30 @@ bool IsEmptyDirectory(const std::filesystem::path& dir) {
 }
 
 void ValidateChunkSize(uint32_t chunk_size) {
-  if (chunk_size < format::kMinChunkSize || chunk_size > format::kMaxChunkSize ||
-      chunk_size % format::kMinChunkSize != 0) {
+  if (!format::IsValidChunkSize(chunk_size)) {
     throw Error(ErrorKind::kUsage, "invalid chunk size " + std::to_string(chunk_size) +
-                                       ": must be a multiple of 4 KiB from 4 KiB to 1 MiB");
+                                       ": must be a power of two from 4K to 1M (4K, 8K, 16K, "
+                                       "32K, 64K, 128K, 256K, 512K or 1M)");
   }
 }
+
+// flock(LOCK_EX) on envelopefs.keyring.lock for the lifetime of the object: serialises keyring
+// changes between processes (envelopectl commands, and the daemon).
+class KeyringLock {
+ public:
+  KeyringLock(int root_fd, const std::filesystem::path& cipher_dir) {
+    fd_.reset(
+        ::openat(root_fd, kKeyringLockFileName, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd_.valid())
+      ThrowSystemError("cannot open " + (cipher_dir / kKeyringLockFileName).string());
+    while (::flock(fd_.get(), LOCK_EX) != 0) {
+      if (errno != EINTR) ThrowSystemError("cannot lock the keyring");
+    }
+  }
+
+ private:
+  UniqueFd fd_;  // closing it releases the lock
+};
 
 }  // namespace
 
@@ -60,28 +84,28 @@ std::unique_ptr<Volume> Volume::Create(const std::filesystem::path& cipher_dir,
   if (!v->root_fd_.valid()) ThrowSystemError("cannot open " + cipher_dir.string());
   try {
     VolumeConfig& c = v->config_;
+    c.format_version = kVolumeFormat;
     RandomBytes(c.volume_id);
     c.chunk_size = chunk_size;
     c.plaintext_names = options.plaintext_names;
     c.created_unix = static_cast<int64_t>(::time(nullptr));
-    c.audit_log = kDefaultAuditLogName;
-    source.PrepareNewVolume(c);
-    v->master_key_ = source.MasterKey(c);
-    v->keyring_ = Keyring::CreateNew(c.created_unix);
+    MasterKeyParams params = source.NewParams();
+    v->master_key_ = source.MasterKey(params);
+    v->keyring_ = Keyring::CreateNew(c.created_unix, params, VolumePolicy{});
     v->DeriveVolumeKeys();
     if (!c.plaintext_names) {
-      UniqueFd dirfd(::open(cipher_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      UniqueFd dirfd(::openat(v->root_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       if (!dirfd.valid()) ThrowSystemError("cannot open " + cipher_dir.string());
-      NameTransform(v->name_key_, v->xattr_key_, false).InitDirIv(dirfd.get());
+      NameTransform(v->name_key_, v->xattr_key_, false, c.format_version).InitDirIv(dirfd.get());
     }
-    v->keyring_.Save(cipher_dir, c, v->master_key_);
-    c.Save(cipher_dir);  // last: a volume without a config is clearly unfinished
+    v->SaveKeyring(v->keyring_, v->master_key_);
+    c.SaveAt(v->root_fd(), cipher_dir);  // last: a volume without a config is clearly unfinished
     ::chmod(cipher_dir.c_str(), 0700);
     v->keyring_stamp_ = v->KeyringStampNow();
   } catch (...) {
-    for (const char* name :
-         {kConfigFileName, kKeyringFileName, kDirIvFileName, kDefaultAuditLogName}) {
-      ::unlink((cipher_dir / name).c_str());
+    for (const char* name : {kConfigFileName, kKeyringFileName, kKeyringLockFileName,
+                             kDirIvFileName, kAuditLogFileName}) {
+      ::unlinkat(v->root_fd(), name, 0);
     }
     if (created_dir) ::rmdir(cipher_dir.c_str());
     throw;
@@ -96,41 +120,42 @@ std::unique_ptr<Volume> Volume::Open(const std::filesystem::path& cipher_dir,
   v->cipher_dir_ = cipher_dir;
   v->root_fd_.reset(::open(cipher_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!v->root_fd_.valid()) ThrowSystemError("cannot open " + cipher_dir.string());
-  v->config_ = VolumeConfig::Load(cipher_dir);
-  v->master_key_ = source.MasterKey(v->config_);
-  v->LoadKeyring();
+  v->config_ = VolumeConfig::LoadAt(v->root_fd(), cipher_dir);
+  v->keyring_stamp_ = v->KeyringStampNow();
+  KeyringFile file = KeyringFile::Read(v->root_fd(), cipher_dir);
+  v->master_key_ = source.MasterKey(file.master_params(v->config_));
+  v->keyring_ = file.Open(v->config_, v->master_key_);
+  HostState(v->config_.volume_id)
+      .CheckKeyringGeneration(v->keyring_.generation(), file.path().string());
   v->DeriveVolumeKeys();
   return v;
 }
 
 Volume::KeyringStamp Volume::KeyringStampNow() const {
   struct stat st {};
-  if (::stat((cipher_dir_ / kKeyringFileName).c_str(), &st) != 0) return {};
+  if (::fstatat(root_fd(), kKeyringFileName, &st, AT_SYMLINK_NOFOLLOW) != 0) return {};
   return KeyringStamp{st.st_ino, st.st_mtim};
 }
 
-void Volume::LoadKeyring() {
-  const std::filesystem::path staged = cipher_dir_ / kKeyringNewFileName;
-  if (::access(staged.c_str(), F_OK) == 0) {
-    try {
-      keyring_ = Keyring::LoadFile(staged, config_, master_key_);
-      if (::rename(staged.c_str(), (cipher_dir_ / kKeyringFileName).c_str()) != 0) {
-        ThrowSystemError("cannot complete the master key change");
-      }
-      keyring_stamp_ = KeyringStampNow();
-      return;
-    } catch (const Error&) {
-      // Not (yet) valid for this config and key: the main keyring is authoritative.
-    }
-  }
-  keyring_stamp_ = KeyringStampNow();
-  keyring_ = Keyring::Load(cipher_dir_, config_, master_key_);
+Keyring Volume::LoadKeyring(const SecureBytes& master) const {
+  KeyringFile file = KeyringFile::Read(root_fd(), cipher_dir_);
+  Keyring keyring = file.Open(config_, master);
+  HostState(config_.volume_id).CheckKeyringGeneration(keyring.generation(), file.path().string());
+  return keyring;
+}
+
+void Volume::SaveKeyring(const Keyring& keyring, const SecureBytes& master) const {
+  keyring.Save(root_fd(), cipher_dir_, config_, master);
+  HostState(config_.volume_id)
+      .CheckKeyringGeneration(keyring.generation(), (cipher_dir_ / kKeyringFileName).string());
+  ::unlinkat(root_fd(), kStaleStagedKeyring, 0);
 }
 
 void Volume::DeriveVolumeKeys() {
   name_key_ = SecureBytes(kNameKeySize);
   HkdfSha256(keyring_.volume_key().span(), kNameKeyLabel, name_key_.mutable_span());
   xattr_key_ = DeriveKey(keyring_.volume_key().span(), kXattrKeyLabel);
+  audit_key_ = DeriveKey(keyring_.volume_key().span(), kAuditKeyLabel);
 }
 
 Volume::KekCopy Volume::ActiveKek() const {
@@ -152,14 +177,42 @@ std::vector<KekInfo> Volume::Keks() const {
   return keyring_.keks();
 }
 
+uint64_t Volume::keyring_generation() const {
+  std::shared_lock lock(keyring_mutex_);
+  return keyring_.generation();
+}
+
+VolumePolicy Volume::policy() const {
+  std::shared_lock lock(keyring_mutex_);
+  return keyring_.policy();
+}
+
+MasterKeyParams Volume::master_params() const {
+  std::shared_lock lock(keyring_mutex_);
+  return keyring_.master_params();
+}
+
 void Volume::ReloadKeyringIfChanged() {
   KeyringStamp now = KeyringStampNow();
+  uint64_t current = 0;
   {
     std::shared_lock lock(keyring_mutex_);
     if (now == keyring_stamp_) return;
+    current = keyring_.generation();
   }
   // Load outside the lock; a failed load (e.g. a half-edited file) keeps the current keyring.
-  Keyring fresh = Keyring::Load(cipher_dir_, config_, master_key_);
+  KeyringFile file = KeyringFile::Read(root_fd(), cipher_dir_);
+  Keyring fresh = file.Open(config_, master_key_);
+  if (fresh.generation() < current) {
+    std::string what = "generation " + std::to_string(fresh.generation()) +
+                       " is older than the loaded generation " + std::to_string(current) +
+                       ": an old copy of the keyring was restored (rollback), refused";
+    ReportTamper(file.path().string(), what);
+    std::unique_lock lock(keyring_mutex_);
+    keyring_stamp_ = now;  // reported once; the current keyring stays
+    throw Error(ErrorKind::kConfig, file.path().string() + ": " + what);
+  }
+  HostState(config_.volume_id).CheckKeyringGeneration(fresh.generation(), file.path().string());
   std::unique_lock lock(keyring_mutex_);
   keyring_ = std::move(fresh);
   keyring_stamp_ = now;
@@ -167,32 +220,31 @@ void Volume::ReloadKeyringIfChanged() {
 
 void Volume::UpdateKeyring(const std::function<void(Keyring&)>& change) {
   std::unique_lock lock(keyring_mutex_);
-  Keyring fresh = Keyring::Load(cipher_dir_, config_, master_key_);
+  KeyringLock file_lock(root_fd(), cipher_dir_);
+  Keyring fresh = LoadKeyring(master_key_);
+  if (fresh.generation() < keyring_.generation()) {
+    throw Error(ErrorKind::kConfig, (cipher_dir_ / kKeyringFileName).string() +
+                                        ": older than the keyring this command loaded "
+                                        "(rollback); refusing to change it");
+  }
   change(fresh);
-  fresh.Save(cipher_dir_, config_, master_key_);
+  fresh.set_generation(fresh.generation() + 1);
+  SaveKeyring(fresh, master_key_);
   keyring_ = std::move(fresh);
   keyring_stamp_ = KeyringStampNow();
 }
 
 void Volume::ChangeMasterKey(const MasterKeySource& new_source) {
   std::unique_lock lock(keyring_mutex_);
-  VolumeConfig fresh_config = config_;
-  new_source.PrepareNewVolume(fresh_config);
-  SecureBytes new_master = new_source.MasterKey(fresh_config);
-  // The keyring MAC covers the config's key-source fields, so config and keyring change
-  // together: stage the new keyring, replace the config, then rename the keyring into place.
-  // A crash in between leaves a staged keyring that LoadKeyring() completes when the new key
-  // opens it; the old key keeps opening the old keyring until the config changes.
-  keyring_.SaveFile(cipher_dir_ / kKeyringNewFileName, fresh_config, new_master);
-  fresh_config.Save(cipher_dir_);
-  if (::rename((cipher_dir_ / kKeyringNewFileName).c_str(),
-               (cipher_dir_ / kKeyringFileName).c_str()) != 0) {
-    ThrowSystemError("cannot replace keyring");
-  }
-  UniqueFd dirfd(::open(cipher_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dirfd.valid() || ::fsync(dirfd.get()) != 0)
-    ThrowSystemError("cannot sync " + cipher_dir_.string());
-  config_ = fresh_config;
+  KeyringLock file_lock(root_fd(), cipher_dir_);
+  // Re-read under the lock: a rotation that landed since this volume was opened is kept.
+  Keyring fresh = LoadKeyring(master_key_);
+  MasterKeyParams params = new_source.NewParams();
+  SecureBytes new_master = new_source.MasterKey(params);
+  fresh.set_master_params(params);
+  fresh.set_generation(fresh.generation() + 1);
+  SaveKeyring(fresh, new_master);
+  keyring_ = std::move(fresh);
   master_key_ = std::move(new_master);
   keyring_stamp_ = KeyringStampNow();
 }

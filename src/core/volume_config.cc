@@ -20,7 +20,8 @@ namespace envelopefs {
 namespace {
 
 constexpr size_t kMaxConfigSize = 64 * 1024;
-constexpr char kAuthLabel[] = "envelopefs config v1";
+constexpr char kLegacyAuthLabel[] = "envelopefs config v1";
+constexpr char kIdentityLabel[] = "envelopefs volume v2";
 
 [[noreturn]] void Fail(const std::filesystem::path& file, const std::string& what) {
   throw Error(ErrorKind::kConfig, file.string() + ": " + what);
@@ -44,46 +45,14 @@ std::array<uint8_t, N> HexField(const std::string& hex, const char* what,
   return out;
 }
 
-}  // namespace
-
-VolumeConfig VolumeConfig::Load(const std::filesystem::path& cipher_dir) {
-  const std::filesystem::path file = cipher_dir / kConfigFileName;
-  std::optional<std::string> text = ReadSmallFile(file, kMaxConfigSize);
-  if (!text) {
-    Fail(file, errno == ENOENT ? "no such file: not an envelopefs volume"
-                               : std::string("cannot read: ") + std::strerror(errno));
-  }
-  toml::table table;
-  try {
-    table = toml::parse(*text, file.string());
-  } catch (const toml::parse_error& e) {
-    Fail(file, std::string("not a valid config (") + std::string(e.description()) + ")");
-  }
-  VolumeConfig c;
-  int64_t version = Required<int64_t>(table, "volume", "format_version", file);
-  if (version != 1) Fail(file, "unsupported format version " + std::to_string(version));
-  c.format_version = 1;
-  c.volume_id =
-      HexField<16>(Required<std::string>(table, "volume", "volume_id", file), "volume_id", file);
-  int64_t chunk = Required<int64_t>(table, "volume", "chunk_size", file);
-  if (chunk < format::kMinChunkSize || chunk > format::kMaxChunkSize || chunk % 4096 != 0) {
-    Fail(file, "invalid chunk_size " + std::to_string(chunk));
-  }
-  c.chunk_size = static_cast<uint32_t>(chunk);
-  c.plaintext_names = Required<bool>(table, "volume", "plaintext_names", file);
-  if (auto created = table["volume"]["created"].value<toml::date_time>()) {
-    c.created_unix = FromTomlTime(*created);
-  }
-  int64_t rotate = table["volume"]["rotate_after_days"].value_or(int64_t{90});
-  if (rotate < 1 || rotate > 36500) Fail(file, "invalid rotate_after_days");
-  c.rotate_after_days = static_cast<uint32_t>(rotate);
-  c.audit_log = table["volume"]["audit_log"].value_or(std::string());
-
+// The [master_key] section of a format-1 config.
+MasterKeyParams LegacyMasterKey(const toml::table& table, const std::filesystem::path& file) {
+  MasterKeyParams params;
   std::string source = Required<std::string>(table, "master_key", "source", file);
   if (source == "keyfile") {
-    c.master_key_kind = MasterKeyKind::kKeyFile;
+    params.kind = MasterKeyKind::kKeyFile;
   } else if (source == "passphrase") {
-    c.master_key_kind = MasterKeyKind::kPassphrase;
+    params.kind = MasterKeyKind::kPassphrase;
     if (Required<std::string>(table, "master_key", "kdf", file) != "argon2id") {
       Fail(file, "unsupported [master_key] kdf");
     }
@@ -96,56 +65,120 @@ VolumeConfig VolumeConfig::Load(const std::filesystem::path& cipher_dir) {
     kdf.opslimit = static_cast<uint64_t>(ops);
     kdf.memlimit = static_cast<uint64_t>(mem);
     kdf.salt = HexField<16>(Required<std::string>(table, "master_key", "salt", file), "salt", file);
-    c.kdf = kdf;
+    params.kdf = kdf;
   } else {
     Fail(file, "unknown [master_key] source \"" + source + "\"");
+  }
+  return params;
+}
+
+}  // namespace
+
+VolumeConfig VolumeConfig::LoadAt(int root_fd, const std::filesystem::path& cipher_dir) {
+  const std::filesystem::path file = cipher_dir / kConfigFileName;
+  std::optional<std::string> text =
+      ReadSmallFileIn(root_fd, kConfigFileName, kMaxConfigSize, file.string());
+  if (!text) {
+    Fail(file, errno == ENOENT ? "no such file: not an envelopefs volume"
+               : errno == EINVAL || errno == ELOOP
+                   ? "not a regular file"
+                   : std::string("cannot read: ") + std::strerror(errno));
+  }
+  toml::table table;
+  try {
+    table = toml::parse(*text, file.string());
+  } catch (const toml::parse_error& e) {
+    Fail(file, std::string("not a valid config (") + std::string(e.description()) + ")");
+  }
+  VolumeConfig c;
+  int64_t version = Required<int64_t>(table, "volume", "format_version", file);
+  if (version != kVolumeFormat1 && version != kVolumeFormat2) {
+    Fail(file, "unsupported format version " + std::to_string(version));
+  }
+  c.format_version = static_cast<uint32_t>(version);
+  c.volume_id =
+      HexField<16>(Required<std::string>(table, "volume", "volume_id", file), "volume_id", file);
+  int64_t chunk = Required<int64_t>(table, "volume", "chunk_size", file);
+  if (!format::IsValidChunkSize(static_cast<uint64_t>(chunk))) {
+    Fail(file, "invalid chunk_size " + std::to_string(chunk));
+  }
+  c.chunk_size = static_cast<uint32_t>(chunk);
+  c.plaintext_names = Required<bool>(table, "volume", "plaintext_names", file);
+  if (auto created = table["volume"]["created"].value<toml::date_time>()) {
+    c.created_unix = FromTomlTime(*created);
+  }
+  if (c.format_version == kVolumeFormat1) {
+    LegacyConfig legacy;
+    legacy.master = LegacyMasterKey(table, file);
+    int64_t rotate = table["volume"]["rotate_after_days"].value_or(int64_t{90});
+    if (rotate < 1 || rotate > 36500) Fail(file, "invalid rotate_after_days");
+    legacy.policy.rotate_after_days = static_cast<uint32_t>(rotate);
+    // Format 1 named the audit log by path; only "on or off" is honoured now: the log is
+    // always envelopefs.audit.log in the cipher dir, never a path the config names.
+    legacy.policy.audit_log = !table["volume"]["audit_log"].value_or(std::string()).empty();
+    c.legacy = legacy;
   }
   return c;
 }
 
-void VolumeConfig::Save(const std::filesystem::path& cipher_dir) const {
-  toml::table volume{
-      {"format_version", int64_t{format_version}},
-      {"volume_id", ToHex(volume_id)},
-      {"chunk_size", int64_t{chunk_size}},
-      {"plaintext_names", plaintext_names},
-      {"created", ToTomlTime(created_unix)},
-      {"rotate_after_days", int64_t{rotate_after_days}},
-      {"audit_log", audit_log},
-  };
-  toml::table master;
-  if (master_key_kind == MasterKeyKind::kKeyFile) {
-    master.insert("source", "keyfile");
-  } else {
-    master.insert("source", "passphrase");
-    master.insert("kdf", "argon2id");
-    master.insert("opslimit", static_cast<int64_t>(kdf->opslimit));
-    master.insert("memlimit", static_cast<int64_t>(kdf->memlimit));
-    master.insert("salt", ToHex(kdf->salt));
+void VolumeConfig::SaveAt(int root_fd, const std::filesystem::path& cipher_dir) const {
+  if (format_version != kVolumeFormat2) {
+    throw std::logic_error("VolumeConfig::SaveAt writes format 2 only");
   }
-  toml::table root{{"volume", volume}, {"master_key", master}};
+  toml::table volume{
+      {"format_version", int64_t{format_version}}, {"volume_id", ToHex(volume_id)},
+      {"chunk_size", int64_t{chunk_size}},         {"plaintext_names", plaintext_names},
+      {"created", ToTomlTime(created_unix)},
+  };
+  toml::table root{{"volume", volume}};
   std::ostringstream out;
-  out << "# envelopefs volume config (see envelopefs-format(5)). The [volume] policy keys\n"
-         "# rotate_after_days and audit_log may be edited; the other fields are authenticated\n"
-         "# by the keyring.\n"
+  out << "# envelopefs volume config (see envelopefs-format(5)). Authenticated by the keyring:\n"
+         "# do not edit. Policy: envelopectl keys policy.\n"
       << root << "\n";
-  WriteFileAtomically(cipher_dir / kConfigFileName, out.str(), 0600);
+  ReplaceFileIn(root_fd, kConfigFileName, out.str(), 0600, (cipher_dir / kConfigFileName).string());
 }
 
-std::vector<uint8_t> VolumeConfig::AuthenticatedBytes() const {
+std::vector<uint8_t> VolumeConfig::IdentityBytes() const {
   std::vector<uint8_t> out;
-  AppendField(out, AsBytes(kAuthLabel));
+  AppendField(out, AsBytes(kIdentityLabel));
   AppendU64(out, format_version);
   AppendField(out, volume_id);
   AppendU64(out, chunk_size);
   AppendU64(out, plaintext_names ? 1 : 0);
-  AppendU64(out, master_key_kind == MasterKeyKind::kKeyFile ? 1 : 2);
-  if (kdf) {
-    AppendU64(out, kdf->opslimit);
-    AppendU64(out, kdf->memlimit);
-    AppendField(out, kdf->salt);
+  AppendU64(out, static_cast<uint64_t>(created_unix));
+  return out;
+}
+
+std::vector<uint8_t> VolumeConfig::LegacyAuthenticatedBytes() const {
+  // Format 1's definition, byte for byte (it has no creation time).
+  std::vector<uint8_t> out;
+  AppendField(out, AsBytes(kLegacyAuthLabel));
+  AppendU64(out, format_version);
+  AppendField(out, volume_id);
+  AppendU64(out, chunk_size);
+  AppendU64(out, plaintext_names ? 1 : 0);
+  const MasterKeyParams master = legacy ? legacy->master : MasterKeyParams{};
+  AppendU64(out, master.kind == MasterKeyKind::kKeyFile ? 1 : 2);
+  if (master.kdf) {
+    AppendU64(out, master.kdf->opslimit);
+    AppendU64(out, master.kdf->memlimit);
+    AppendField(out, master.kdf->salt);
   }
   return out;
+}
+
+void AppendMasterKeyParams(std::vector<uint8_t>& out, const MasterKeyParams& params) {
+  AppendU64(out, params.kind == MasterKeyKind::kKeyFile ? 1 : 2);
+  if (params.kdf) {
+    AppendU64(out, params.kdf->opslimit);
+    AppendU64(out, params.kdf->memlimit);
+    AppendField(out, params.kdf->salt);
+  }
+}
+
+void AppendPolicy(std::vector<uint8_t>& out, const VolumePolicy& policy) {
+  AppendU64(out, policy.rotate_after_days);
+  AppendU64(out, policy.audit_log ? 1 : 0);
 }
 
 }  // namespace envelopefs

@@ -67,13 +67,12 @@ std::string BackingPath(int fd, const std::string& fallback = "(unknown)") {
   return n > 0 ? std::string(target, static_cast<size_t>(n)) : fallback;
 }
 
-// Reports tampering with the cipher object at `path`. Names are bytes: the path is escaped
-// (EscapeName) so a name that is not UTF-8, or holds a line break, can neither break the audit
-// log's JSON nor forge a log line. Never throws: a report that cannot be written must not change
-// the reply (the operation has already been decided).
+// Reports tampering with the cipher object at `path` (ReportTamper escapes it). Never throws: a
+// report that cannot be written must not change the reply (the operation has already been
+// decided).
 void Tamper(const std::string& path, const std::string& detail) noexcept {
   try {
-    ReportTamper(EscapeName(path), detail);
+    ReportTamper(path, detail);
   } catch (const std::exception& e) {
     try {
       Log(LogLevel::kError, std::string("tamper report failed: ") + e.what());

@@ -28,6 +28,7 @@
 #include "envelopefs/exit_codes.h"
 #include "envelopefs/key_source.h"
 #include "envelopefs/log.h"
+#include "envelopefs/process_hardening.h"
 #include "envelopefs/volume.h"
 #include "inode_relief.h"
 
@@ -40,6 +41,7 @@ constexpr char kUsage[] =
     "\n"
     "  --keyfile FILE   master key: a file of 32 random bytes\n"
     "  --passfile FILE  master key from the passphrase in FILE (first line; - for stdin)\n"
+    "  --insecure-keyfile  accept a key or passphrase file that others can read\n"
     "  -f, --foreground stay in the foreground (log to stderr)\n"
     "  --ro             mount read-only\n"
     "  -o OPTIONS       FUSE mount options, e.g. allow_other,default_permissions\n"
@@ -50,6 +52,7 @@ constexpr char kUsage[] =
 struct CommandLine {
   std::string keyfile;
   std::string passfile;
+  bool insecure_keyfile = false;
   bool foreground = false;
   bool debug = false;
   bool read_only = false;
@@ -65,10 +68,11 @@ struct CommandLine {
 }
 
 CommandLine Parse(int argc, char** argv) {
-  enum { kKeyfile = 1000, kPassfile, kRo, kSealInterval };
+  enum { kKeyfile = 1000, kPassfile, kRo, kSealInterval, kInsecureKeyfile };
   static const option kLong[] = {
       {"keyfile", required_argument, nullptr, kKeyfile},
       {"passfile", required_argument, nullptr, kPassfile},
+      {"insecure-keyfile", no_argument, nullptr, kInsecureKeyfile},
       {"foreground", no_argument, nullptr, 'f'},
       {"ro", no_argument, nullptr, kRo},
       {"debug", no_argument, nullptr, 'd'},
@@ -91,6 +95,9 @@ CommandLine Parse(int argc, char** argv) {
       case kRo:
         cl.read_only = true;
         break;
+      case kInsecureKeyfile:
+        cl.insecure_keyfile = true;
+        break;
       case kSealInterval:
         cl.seal_interval = std::max(1, std::atoi(optarg));
         break;
@@ -107,7 +114,7 @@ CommandLine Parse(int argc, char** argv) {
         std::fputs(kUsage, stdout);
         std::exit(kExitOk);
       case 'V':
-        std::puts("envelopefs 0.1.0");
+        std::puts("envelopefs " ENVELOPEFS_VERSION);
         std::exit(kExitOk);
       case ':':
         Fail(kExitUsage, std::string("option ") + argv[optind - 1] + " needs an argument");
@@ -135,8 +142,8 @@ CommandLine Parse(int argc, char** argv) {
 }
 
 std::unique_ptr<MasterKeySource> KeySource(const CommandLine& cl) {
-  if (!cl.keyfile.empty()) return MakeKeyFileSource(cl.keyfile);
-  if (!cl.passfile.empty()) return MakePassFileSource(cl.passfile);
+  if (!cl.keyfile.empty()) return MakeKeyFileSource(cl.keyfile, cl.insecure_keyfile);
+  if (!cl.passfile.empty()) return MakePassFileSource(cl.passfile, cl.insecure_keyfile);
   return MakePromptSource(false);
 }
 
@@ -202,20 +209,21 @@ void Report(int fd, int code, const std::string& message) {
 }
 
 // Sends tamper reports to the audit log, once per file and detail (a damaged file that is
-// read again and again must not flood the log).
-void InstallTamperAudit(const std::filesystem::path& cipher_dir, const VolumeConfig& config) {
+// read again and again must not flood the log). `volume` outlives the hook's use: the daemon
+// clears the hook before the volume is destroyed.
+void InstallTamperAudit(const Volume& volume) {
   struct Seen {
     std::mutex mutex;
     std::set<std::string> keys;
   };
   auto seen = std::make_shared<Seen>();
-  SetTamperHook([cipher_dir, config, seen](const std::string& file, const std::string& detail) {
+  SetTamperHook([&volume, seen](const std::string& file, const std::string& detail) {
     {
       std::lock_guard<std::mutex> lock(seen->mutex);
       if (seen->keys.size() > 4096) seen->keys.clear();
       if (!seen->keys.insert(file + '\n' + detail).second) return;
     }
-    AppendAuditEvent(cipher_dir, config, "tamper_detected", {{"path", file}, {"detail", detail}});
+    AppendAuditEvent(volume, "tamper_detected", {{"file", file}, {"detail", detail}});
   });
 }
 
@@ -225,7 +233,7 @@ int Serve(const CommandLine& cl, int report_fd) {
     auto source = KeySource(cl);
     auto volume = OpenVolumeAudited(cl.cipher_dir, *source,
                                     {{"mountpoint", cl.mountpoint}, {"read_only", cl.read_only}});
-    InstallTamperAudit(volume->cipher_dir(), volume->config());
+    InstallTamperAudit(*volume);
     MountOptions options;
     options.read_only = cl.read_only;
     options.seal_interval_seconds = cl.seal_interval;
@@ -247,7 +255,8 @@ int Serve(const CommandLine& cl, int report_fd) {
 
   std::vector<std::string> args = {"envelopefs"};
   std::string opts = "fsname=" + cl.cipher_dir + ",subtype=envelopefs";
-  if (geteuid() == 0) opts += ",default_permissions";  // the kernel checks modes, as on ext4
+  // The kernel checks modes, as on ext4: with allow_other as any user, and always as root.
+  opts += ",default_permissions";
   if (cl.read_only) opts += ",ro";
   for (const auto& o : cl.fuse_options) opts += "," + o;
   args.push_back("-o");
@@ -291,11 +300,13 @@ int Serve(const CommandLine& cl, int report_fd) {
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
   fs.reset();  // seals what is left, wipes keys
+  SetTamperHook(nullptr);
   Log(LogLevel::kInfo, "unmounted " + cl.mountpoint);
   return rc == 0 ? kExitOk : kExitIo;
 }
 
 int Main(int argc, char** argv) {
+  HardenProcess();
   SetAuditProgram("envelopefs");
   CommandLine cl = Parse(argc, argv);
   RaiseLimits();

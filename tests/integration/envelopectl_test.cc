@@ -81,15 +81,6 @@ std::set<std::string> Lines(const std::string& text) {
   return out;
 }
 
-void SetPolicy(const fs::path& cipher, const std::string& key, const std::string& value) {
-  std::string config = ReadFile(cipher / "envelopefs.toml");
-  size_t at = config.find(key + " = ");
-  ASSERT_NE(std::string::npos, at);
-  size_t end = config.find('\n', at);
-  config.replace(at, end - at, key + " = " + value);
-  WriteFile(cipher / "envelopefs.toml", config);
-}
-
 std::vector<json> AuditLines(const fs::path& log) {
   std::vector<json> out;
   for (const std::string& line : Lines(ReadFile(log))) out.push_back(json::parse(line));
@@ -109,7 +100,7 @@ TEST(Envelopectl, BadInputGivesOneLineAndTheDocumentedExitCode) {
   OfflineVolume v;
   v.Write("a", "hello");
   TempDir t;
-  WriteFile(t.path() / "wrong", std::string(32, 'x'));
+  WriteSecretFile(t.path() / "wrong", std::string(32, 'x'));
   CommandResult wrong = RunCommand(kCtl + " keys list " + Quote(v.cipher()) + " --keyfile " +
                                    Quote(t.path() / "wrong"));
   EXPECT_EQ(3, wrong.exit_code) << wrong.output;
@@ -148,12 +139,18 @@ TEST(Envelopectl, KeysListCheckPassesOnAFreshVolume) {
   EXPECT_FALSE(k["overdue"].get<bool>());
   EXPECT_TRUE(k["rotation_due"].is_string());
   EXPECT_EQ('Z', k["created"].get<std::string>().back());
-  // A policy edit (not authenticated) is honoured; the overdue path is unit-tested
-  // (key_policy_test.cc) since the creation time cannot be faked.
-  SetPolicy(v.cipher(), "rotate_after_days", "1");
+  // The policy changes with the key only (it is authenticated); the overdue path is
+  // unit-tested (key_policy_test.cc) since the creation time cannot be faked.
+  ASSERT_EQ(0,
+            RunCommand(v.Ctl("keys policy --rotate-after-days 1 " + Quote(v.cipher()))).exit_code);
   j = CtlJson(v, "keys list --check " + Quote(v.cipher()), &rc);
   EXPECT_EQ(0, rc);
   EXPECT_EQ(1, j["rotate_after_days"]);
+  // An edit of the files is not a policy change: it breaks the keyring's authentication.
+  std::string keyring = ReadFile(v.cipher() / "envelopefs.keyring");
+  keyring.replace(keyring.find("rotate_after_days = 1"), 21, "rotate_after_days = 9");
+  WriteFile(v.cipher() / "envelopefs.keyring", keyring);
+  EXPECT_EQ(4, RunCommand(v.Ctl("keys list " + Quote(v.cipher()))).exit_code);
 }
 
 // --- inspect ---------------------------------------------------------------------------------
@@ -671,7 +668,6 @@ TEST(Envelopectl, DecryptNeverLeavesUnauthenticatedPlaintext) {
 
 TEST(Envelopectl, ChangeMasterKeyAndAuditLogEvents) {
   OfflineVolume v;
-  SetPolicy(v.cipher(), "audit_log", "'envelopefs.audit.log'");
   v.Write("f", "data");
   ASSERT_EQ(0, RunCommand(v.Ctl("keys rotate " + Quote(v.cipher()))).exit_code);
   ASSERT_EQ(0, RunCommand(v.Ctl("rewrap " + Quote(v.cipher()) + " --shard 1/1")).exit_code);
@@ -679,7 +675,7 @@ TEST(Envelopectl, ChangeMasterKeyAndAuditLogEvents) {
 
   // To a new key file: the old key stops working (exit 3, logged as unlock_failed).
   fs::path key2 = v.root() / "key2";
-  WriteFile(key2, RandomString(32, 77));
+  WriteSecretFile(key2, RandomString(32, 77));
   CommandResult change = RunCommand(
       v.Ctl("keys change-master " + Quote(v.cipher()) + " --new-keyfile " + Quote(key2)));
   ASSERT_EQ(0, change.exit_code) << change.output;
@@ -689,7 +685,7 @@ TEST(Envelopectl, ChangeMasterKeyAndAuditLogEvents) {
   EXPECT_EQ(0, RunCommand(kCtl + " keys list " + Quote(v.cipher()) + with_key2).exit_code);
   // Then to a passphrase.
   fs::path pass = v.root() / "pass";
-  WriteFile(pass, "correct horse battery staple\n");
+  WriteSecretFile(pass, "correct horse battery staple\n");
   change = RunCommand("ENVELOPEFS_TEST_FAST_KDF=1 " + kCtl + " keys change-master " +
                       Quote(v.cipher()) + with_key2 + " --new-passfile " + Quote(pass));
   ASSERT_EQ(0, change.exit_code) << change.output;

@@ -73,6 +73,11 @@ void WriteFile(const fs::path& path, const std::string& content) {
   if (!out) throw std::runtime_error("write failed: " + path.string());
 }
 
+void WriteSecretFile(const fs::path& path, const std::string& content) {
+  WriteFile(path, content);
+  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
+}
+
 std::string RandomString(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::string s(n, '\0');
@@ -113,7 +118,7 @@ MountedVolume::MountedVolume(const VolumeOptions& options) : options_(options) {
   keyfile_ = root_.path() / "key";
   log_ = root_.path() / "daemon.log";
   fs::create_directories(mnt_);
-  CommandResult key = RunCommand("head -c 32 /dev/urandom > " + Quote(keyfile_));
+  CommandResult key = RunCommand("umask 077; head -c 32 /dev/urandom > " + Quote(keyfile_));
   if (key.exit_code != 0) throw std::runtime_error("cannot make a key file");
   CommandResult init =
       RunCommand(std::string(ENVELOPECTL_BINARY) + " init --keyfile " + Quote(keyfile_) + " " +

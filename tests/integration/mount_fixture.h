@@ -43,6 +43,8 @@ CommandResult RunCommand(const std::string& command, int timeout_seconds = 60);
 std::string Quote(const std::string& s);
 std::string ReadFile(const fs::path& path);
 void WriteFile(const fs::path& path, const std::string& content);
+// A key or passphrase file: written with mode 0600, as envelopefs requires.
+void WriteSecretFile(const fs::path& path, const std::string& content);
 std::string RandomString(size_t n, uint32_t seed);
 std::vector<uint8_t> ReadBytes(const fs::path& path);
 void WriteBytesAt(const fs::path& path, uint64_t offset, const std::vector<uint8_t>& bytes);

@@ -341,7 +341,7 @@ TEST(Mount, WrongKeyFailsCleanlyAndMountsNothing) {
   v.Unmount();
   TempDir other;
   fs::path wrong = other.path() / "wrong";
-  RunCommand("head -c 32 /dev/urandom > " + Quote(wrong));
+  RunCommand("umask 077; head -c 32 /dev/urandom > " + Quote(wrong));
   fs::path mnt = other.path() / "mnt";
   fs::create_directory(mnt);
   CommandResult r = RunCommand(std::string(ENVELOPEFS_BINARY) + " --keyfile " + Quote(wrong) + " " +

@@ -29,7 +29,7 @@ OfflineVolume::Dir::~Dir() {
 OfflineVolume::OfflineVolume(const std::string& init_flags) {
   cipher_ = root_.path() / "cipher";
   keyfile_ = root_.path() / "key";
-  CommandResult key = RunCommand("head -c 32 /dev/urandom > " + Quote(keyfile_));
+  CommandResult key = RunCommand("umask 077; head -c 32 /dev/urandom > " + Quote(keyfile_));
   if (key.exit_code != 0) throw std::runtime_error("cannot make a key file");
   CommandResult init = RunCommand(std::string(ENVELOPECTL_BINARY) + " init --keyfile " +
                                   Quote(keyfile_) + " " + init_flags + " " + Quote(cipher_));

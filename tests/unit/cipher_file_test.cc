@@ -27,6 +27,7 @@ class CipherFileTest : public ::testing::Test {
     ASSERT_NE(nullptr, mkdtemp(tmpl));
     dir_ = tmpl;
     std::ofstream(dir_ / "key", std::ios::binary).write("0123456789abcdef0123456789abcdef", 32);
+    fs::permissions(dir_ / "key", fs::perms::owner_read | fs::perms::owner_write);
     source_ = MakeKeyFileSource(dir_ / "key");
     CreateOptions options;
     options.chunk_size = 4096;

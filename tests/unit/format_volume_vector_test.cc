@@ -60,11 +60,14 @@ class VolumeVector : public ::testing::Test {
 };
 
 TEST_F(VolumeVector, Version1VolumeStillOpensAndReadsBack) {
-  auto source = MakeKeyFileSource(fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v1/volume.key");
+  // The vector's key file is checked out with the repository's mode (0644).
+  auto source = MakeKeyFileSource(fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v1/volume.key",
+                                  /*allow_insecure=*/true);
   auto volume = Volume::Open(root_ / "volume", *source);
   EXPECT_EQ(4096u, volume->config().chunk_size);
   EXPECT_FALSE(volume->config().plaintext_names);
-  NameTransform names(volume->name_key(), volume->xattr_key(), false);
+  NameTransform names(volume->name_key(), volume->xattr_key(), false,
+                      volume->config().format_version);
 
   std::map<std::string, std::string> got;
   WalkCipherDir(root_ / "volume", names, [&](const CipherEntry& e) {
@@ -97,7 +100,7 @@ TEST_F(VolumeVector, TheVectorKeyringRejectsAnotherKey) {
   std::fwrite(std::string(32, '\x01').data(), 1, 32, f);
   std::fclose(f);
   try {
-    Volume::Open(root_ / "volume", *MakeKeyFileSource(other));
+    Volume::Open(root_ / "volume", *MakeKeyFileSource(other, /*allow_insecure=*/true));
     ADD_FAILURE() << "opened with the wrong key";
   } catch (const Error& e) {
     EXPECT_EQ(ErrorKind::kWrongKey, e.kind()) << e.what();

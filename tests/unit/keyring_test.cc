@@ -1,17 +1,26 @@
 // Unit tests for the volume config, master-key sources, keyring and Volume: round trips, wrong
-// keys, edits detected, rotation and retirement, and crash-safe master-key changes.
+// keys, edits detected, rotation and retirement, master-key changes, and the keyring's
+// protections against rollback and lost updates.
 #include "envelopefs/keyring.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "envelopefs/error.h"
+#include "envelopefs/host_state.h"
 #include "envelopefs/key_source.h"
+#include "envelopefs/unique_fd.h"
 #include "envelopefs/volume.h"
 #include "envelopefs/volume_config.h"
 
@@ -29,19 +38,23 @@ class VolumeDir : public ::testing::Test {
     root_ = tmpl;
     dir_ = root_ / "cipher";
     key_ = WriteKey("key", 1);
+    setenv("ENVELOPEFS_STATE_DIR", (root_ / "state").c_str(), 1);  // this host's memory
   }
   void TearDown() override { fs::remove_all(root_); }
 
   fs::path WriteKey(const std::string& name, uint8_t fill, size_t size = 32) {
     fs::path p = root_ / name;
     std::ofstream(p, std::ios::binary) << std::string(size, static_cast<char>(fill));
+    fs::permissions(p, fs::perms::owner_read | fs::perms::owner_write);
     return p;
   }
   fs::path WritePass(const std::string& name, const std::string& text) {
     fs::path p = root_ / name;
     std::ofstream(p) << text << "\n";
+    fs::permissions(p, fs::perms::owner_read | fs::perms::owner_write);
     return p;
   }
+  int RootFd() const { return ::open(dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC); }
   static std::string Slurp(const fs::path& p) {
     std::ifstream in(p);
     std::stringstream ss;
@@ -96,12 +109,34 @@ TEST_F(VolumeDir, KeyFileMustHoldExactly32Bytes) {
             KindOf([&] { Volume::Open(dir_, *MakeKeyFileSource(root_ / "missing")); }));
 }
 
+TEST_F(VolumeDir, AKeyFileOthersCanReadIsRefusedUnlessAllowed) {
+  Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
+  for (fs::perms extra : {fs::perms::group_read, fs::perms::others_read, fs::perms::others_write}) {
+    fs::permissions(key_, fs::perms::owner_read | fs::perms::owner_write | extra);
+    try {
+      Volume::Open(dir_, *MakeKeyFileSource(key_));
+      ADD_FAILURE() << "accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(ErrorKind::kUsage, e.kind());
+      EXPECT_NE(std::string::npos, std::string(e.what()).find("chmod 600")) << e.what();
+    }
+    EXPECT_NO_THROW(Volume::Open(dir_, *MakeKeyFileSource(key_, /*allow_insecure=*/true)));
+  }
+  fs::path pass = WritePass("pass", "words");
+  fs::permissions(pass, fs::perms::owner_read | fs::perms::group_read);
+  EXPECT_EQ(ErrorKind::kUsage, KindOf([&] {
+              MakePassFileSource(pass)->MasterKey(MakePassFileSource(pass)->NewParams());
+            }));
+}
+
 TEST_F(VolumeDir, PassphraseVolumesUseArgon2idAndTheFirstLine) {
   fs::path pass = WritePass("pass", "correct horse battery staple");
-  Volume::Create(dir_, {}, *MakePassFileSource(pass));
-  VolumeConfig c = VolumeConfig::Load(dir_);
-  ASSERT_TRUE(c.kdf.has_value());
-  EXPECT_EQ(MasterKeyKind::kPassphrase, c.master_key_kind);
+  auto created = Volume::Create(dir_, {}, *MakePassFileSource(pass));
+  ASSERT_TRUE(created->master_params().kdf.has_value());
+  EXPECT_EQ(MasterKeyKind::kPassphrase, created->master_params().kind);
+  // The parameters live in the keyring, authenticated; the config holds none.
+  EXPECT_NE(std::string::npos, Slurp(dir_ / kKeyringFileName).find("argon2id"));
+  EXPECT_EQ(std::string::npos, Slurp(dir_ / kConfigFileName).find("argon2id"));
   EXPECT_NO_THROW(Volume::Open(dir_, *MakePassFileSource(pass)));
   fs::path wrong = WritePass("wrong", "correct horse battery stapler");
   EXPECT_EQ(ErrorKind::kWrongKey, KindOf([&] { Volume::Open(dir_, *MakePassFileSource(wrong)); }));
@@ -115,7 +150,10 @@ TEST_F(VolumeDir, AnyEditOfTheKeyringIsDetected) {
   const std::vector<std::pair<std::string, std::string>> edits = {
       {"state = 'active'", "state = 'decrypt-only'"},
       {"version = 1", "version = 7"},
-      {"format = 1", "format = 2"},
+      {"generation = 1", "generation = 9"},
+      {"rotate_after_days = 90", "rotate_after_days = 36500"},
+      {"audit_log = true", "audit_log = false"},
+      {"source = 'keyfile'", "source = 'passphrase'"},
   };
   for (const auto& [from, to] : edits) {
     std::string edited = original;
@@ -123,8 +161,8 @@ TEST_F(VolumeDir, AnyEditOfTheKeyringIsDetected) {
     ASSERT_NE(std::string::npos, at) << from << " in\n" << original;
     edited.replace(at, from.size(), to);
     Spit(dir_ / kKeyringFileName, edited);
-    EXPECT_EQ(ErrorKind::kConfig, KindOf([&] { Volume::Open(dir_, *MakeKeyFileSource(key_)); }))
-        << from;
+    ErrorKind kind = KindOf([&] { Volume::Open(dir_, *MakeKeyFileSource(key_)); });
+    EXPECT_TRUE(kind == ErrorKind::kConfig || kind == ErrorKind::kUsage) << from;
   }
   Spit(dir_ / kKeyringFileName, "not toml at all [[[");
   try {
@@ -136,18 +174,30 @@ TEST_F(VolumeDir, AnyEditOfTheKeyringIsDetected) {
   }
 }
 
-TEST_F(VolumeDir, EditingAnAuthenticatedConfigFieldIsDetectedButPolicyIsEditable) {
+TEST_F(VolumeDir, EditingTheConfigIsDetectedAndThePolicyIsAuthenticated) {
   Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
   const std::string original = Slurp(dir_ / kConfigFileName);
   std::string edited = original;
   edited.replace(edited.find("chunk_size = 16384"), 18, "chunk_size = 65536");
   Spit(dir_ / kConfigFileName, edited);
-  EXPECT_EQ(ErrorKind::kConfig, KindOf([&] { Volume::Open(dir_, *MakeKeyFileSource(key_)); }));
-  edited = original;
-  edited.replace(edited.find("rotate_after_days = 90"), 22, "rotate_after_days = 30");
-  Spit(dir_ / kConfigFileName, edited);
+  try {
+    Volume::Open(dir_, *MakeKeyFileSource(key_));
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_EQ(ErrorKind::kConfig, e.kind());
+    EXPECT_NE(std::string::npos, std::string(e.what()).find(kConfigFileName)) << e.what();
+  }
+  // A policy line planted in the config changes nothing (finding: silenced rotation checks).
+  Spit(dir_ / kConfigFileName, original + "rotate_after_days = 36500\n");
+  EXPECT_EQ(90u, Volume::Open(dir_, *MakeKeyFileSource(key_))->policy().rotate_after_days);
+  Spit(dir_ / kConfigFileName, original);
+  // The policy changes only with the key, as a new keyring generation.
   auto v = Volume::Open(dir_, *MakeKeyFileSource(key_));
-  EXPECT_EQ(30u, v->config().rotate_after_days);
+  v->UpdateKeyring([](Keyring& k) { k.set_policy(VolumePolicy{30, false}); });
+  auto reopened = Volume::Open(dir_, *MakeKeyFileSource(key_));
+  EXPECT_EQ(30u, reopened->policy().rotate_after_days);
+  EXPECT_FALSE(reopened->policy().audit_log);
+  EXPECT_EQ(2u, reopened->keyring_generation());
 }
 
 TEST_F(VolumeDir, DamagedOrForeignConfigNamesTheFile) {
@@ -156,7 +206,8 @@ TEST_F(VolumeDir, DamagedOrForeignConfigNamesTheFile) {
        {std::string("garbage"), std::string("[volume]\nformat_version = 9\n"), std::string("")}) {
     Spit(dir_ / kConfigFileName, text);
     try {
-      VolumeConfig::Load(dir_);
+      UniqueFd root(RootFd());
+      VolumeConfig::LoadAt(root.get(), dir_);
       ADD_FAILURE() << text;
     } catch (const Error& e) {
       EXPECT_EQ(ErrorKind::kConfig, e.kind());
@@ -178,7 +229,7 @@ TEST_F(VolumeDir, InitRefusesANonEmptyDirectoryAndBadChunkSizes) {
   std::ofstream(dir_ / "data") << "x";
   EXPECT_EQ(ErrorKind::kState, KindOf([&] { Volume::Create(dir_, {}, *MakeKeyFileSource(key_)); }));
   EXPECT_FALSE(fs::exists(dir_ / kConfigFileName));
-  for (uint32_t size : {1024u, 5000u, 2u << 20}) {
+  for (uint32_t size : {1024u, 5000u, 12288u, 2u << 20}) {
     CreateOptions o;
     o.chunk_size = size;
     EXPECT_EQ(ErrorKind::kUsage,
@@ -232,23 +283,100 @@ TEST_F(VolumeDir, ChangeMasterKeyRewrapsOnlyTheKeyring) {
                          opened->ActiveKek().key.span().begin()));
 }
 
-TEST_F(VolumeDir, AStagedKeyringIsCompletedByTheNewKey) {
+TEST_F(VolumeDir, APlantedStagedKeyringIsNeverPromoted) {
+  // envelopefs 0.1 promoted "envelopefs.keyring.new" whenever it opened: an attacker could plant
+  // an old keyring there. Now it is never read, and the next keyring change removes it.
   auto v = Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
-  fs::path key2 = WriteKey("key2", 9);
-  fs::path backup = root_ / "keyring.old";
-  fs::copy_file(dir_ / kKeyringFileName, backup);
-  v->ChangeMasterKey(*MakeKeyFileSource(key2));
-  // Crash state: staged keyring under the new key, config unchanged (key file -> key file), the
-  // old keyring still in place.
-  fs::rename(dir_ / kKeyringFileName, dir_ / kKeyringNewFileName);
-  fs::copy_file(backup, dir_ / kKeyringFileName);
-  // The old key opens the old keyring and leaves the staged one alone...
+  fs::copy_file(dir_ / kKeyringFileName, root_ / "keyring.gen1");
+  v->UpdateKeyring([](Keyring& k) { k.Rotate(3000); });
+  const std::string current = Slurp(dir_ / kKeyringFileName);
+  fs::copy_file(root_ / "keyring.gen1", dir_ / "envelopefs.keyring.new");
+  auto opened = Volume::Open(dir_, *MakeKeyFileSource(key_));
+  EXPECT_EQ(2u, opened->ActiveKek().info.version);
+  EXPECT_EQ(current, Slurp(dir_ / kKeyringFileName));
+  opened->UpdateKeyring([](Keyring& k) { k.Rotate(4000); });
+  EXPECT_FALSE(fs::exists(dir_ / "envelopefs.keyring.new"));
+}
+
+TEST_F(VolumeDir, AnOldCopyOfTheKeyringIsRefusedOnceANewerOneWasSeen) {
+  // Finding 3: restoring an old keyring brought a retired KEK back.
+  auto v = Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
+  const KekInfo first = v->ActiveKek().info;
+  fs::copy_file(dir_ / kKeyringFileName, root_ / "keyring.gen1");
+  v->UpdateKeyring([](Keyring& k) { k.Rotate(5000); });
+  v->UpdateKeyring([&](Keyring& k) { k.Retire(first.version); });
+  auto daemon = Volume::Open(dir_, *MakeKeyFileSource(key_));  // a mounted daemon
+  EXPECT_EQ(3u, daemon->keyring_generation());
+
+  fs::copy_file(root_ / "keyring.gen1", dir_ / kKeyringFileName,
+                fs::copy_options::overwrite_existing);
+  try {
+    Volume::Open(dir_, *MakeKeyFileSource(key_));
+    ADD_FAILURE() << "the old keyring was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(ErrorKind::kConfig, e.kind());
+    EXPECT_NE(std::string::npos, std::string(e.what()).find("rollback")) << e.what();
+  }
+  // The running daemon keeps its newer keyring: new files stay under version 2, and the
+  // retired version does not come back.
+  EXPECT_THROW(daemon->ReloadKeyringIfChanged(), Error);
+  EXPECT_EQ(2u, daemon->ActiveKek().info.version);
+  SecureBytes key;
+  EXPECT_FALSE(daemon->FindKek(first.id, first.version, key));
+  // A host that never saw the volume cannot tell (documented): the key alone decides.
+  setenv("ENVELOPEFS_STATE_DIR", (root_ / "other-host").c_str(), 1);
   EXPECT_NO_THROW(Volume::Open(dir_, *MakeKeyFileSource(key_)));
-  EXPECT_TRUE(fs::exists(dir_ / kKeyringNewFileName));
-  // ...and the new key completes the change.
-  EXPECT_NO_THROW(Volume::Open(dir_, *MakeKeyFileSource(key2)));
-  EXPECT_FALSE(fs::exists(dir_ / kKeyringNewFileName));
-  EXPECT_EQ(ErrorKind::kWrongKey, KindOf([&] { Volume::Open(dir_, *MakeKeyFileSource(key_)); }));
+}
+
+TEST_F(VolumeDir, ConcurrentKeyringChangesNeverLoseAVersion) {
+  // Finding 7: change-master saved the keyring it had loaded at start, dropping a rotation that
+  // landed meanwhile. Every change now re-reads the keyring under the lock.
+  auto a = Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
+  auto b = Volume::Open(dir_, *MakeKeyFileSource(key_));
+  b->UpdateKeyring([](Keyring& k) { k.Rotate(6000); });  // lands after `a` loaded the keyring
+  fs::path key2 = WriteKey("key2", 7);
+  a->ChangeMasterKey(*MakeKeyFileSource(key2));
+  auto opened = Volume::Open(dir_, *MakeKeyFileSource(key2));
+  EXPECT_EQ(2u, opened->ActiveKek().info.version);
+  EXPECT_EQ(2u, opened->Keks().size());
+  EXPECT_EQ(3u, opened->keyring_generation());
+  // And `b`, which still holds the old master key, cannot silently overwrite it.
+  EXPECT_THROW(b->UpdateKeyring([](Keyring& k) { k.Rotate(7000); }), Error);
+  EXPECT_EQ(2u, Volume::Open(dir_, *MakeKeyFileSource(key2))->ActiveKek().info.version);
+}
+
+TEST_F(VolumeDir, KeyringChangesWaitForTheLock) {
+  auto v = Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
+  UniqueFd lock(::open((dir_ / kKeyringLockFileName).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(lock.valid());
+  ASSERT_EQ(0, ::flock(lock.get(), LOCK_EX));
+  std::atomic<bool> done{false};
+  std::thread rotate([&] {
+    v->UpdateKeyring([](Keyring& k) { k.Rotate(8000); });
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(done.load());
+  ::flock(lock.get(), LOCK_UN);
+  rotate.join();
+  EXPECT_TRUE(done.load());
+}
+
+TEST_F(VolumeDir, AFormatOneKeyringIsReadAndWrittenBackInFormatTwo) {
+  fs::copy(fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v1/volume", dir_,
+           fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+  fs::path key = root_ / "v1.key";
+  fs::copy_file(fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v1/volume.key", key);
+  fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write);
+  auto v = Volume::Open(dir_, *MakeKeyFileSource(key));
+  EXPECT_EQ(0u, v->keyring_generation());
+  EXPECT_EQ(90u, v->policy().rotate_after_days);
+  v->UpdateKeyring([](Keyring& k) { k.Rotate(9000); });
+  EXPECT_NE(std::string::npos, Slurp(dir_ / kKeyringFileName).find("format = 2"));
+  auto reopened = Volume::Open(dir_, *MakeKeyFileSource(key));
+  EXPECT_EQ(1u, reopened->keyring_generation());
+  EXPECT_EQ(2u, reopened->ActiveKek().info.version);
+  EXPECT_EQ(1u, reopened->config().format_version);  // the volume itself stays format 1
 }
 
 }  // namespace

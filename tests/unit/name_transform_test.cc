@@ -162,17 +162,15 @@ std::string IvFileContent(const DirIv& iv) {
 // --- construction ----------------------------------------------------------------------------
 
 TEST(NameTransformTest, RequiresA64ByteNameKeyAndA32ByteXattrKey) {
-  EXPECT_THROW(NameTransform(SecureBytes::Random(32), SecureBytes::Random(32), false),
+  EXPECT_THROW(NameTransform(SecureBytes::Random(32), SecureBytes::Random(32), false, 2),
                std::invalid_argument);
-  EXPECT_THROW(NameTransform(SecureBytes(), SecureBytes::Random(32), true), std::invalid_argument);
-  EXPECT_THROW(NameTransform(SecureBytes::Random(64), SecureBytes::Random(16), false),
+  EXPECT_THROW(NameTransform(SecureBytes(), SecureBytes::Random(32), true, 2),
                std::invalid_argument);
-  EXPECT_NO_THROW(NameTransform(SecureBytes::Random(64), SecureBytes::Random(32), true));
+  EXPECT_THROW(NameTransform(SecureBytes::Random(64), SecureBytes::Random(16), false, 2),
+               std::invalid_argument);
+  EXPECT_NO_THROW(NameTransform(SecureBytes::Random(64), SecureBytes::Random(32), true, 2));
   EXPECT_THROW(NameTransform(SecureBytes::Random(64), SecureBytes::Random(32), false, 0),
                std::invalid_argument);
-  // The constructor without a version is a format-1 volume's.
-  EXPECT_EQ(1u,
-            NameTransform(SecureBytes::Random(64), SecureBytes::Random(32), false).volume_format());
   EXPECT_EQ(2u, MakeNames().volume_format());
   EXPECT_FALSE(MakeNames(false, kFormat1).BindsXattrsToObjects());
   EXPECT_TRUE(MakeNames(false, kFormat2).BindsXattrsToObjects());
