@@ -43,17 +43,22 @@ std::string CheckFile(const CipherEntry& e, const Volume& volume, std::atomic<ui
   }
 }
 
-std::string CheckSymlink(const CipherEntry& e, const NameTransform& names) {
+std::string CheckSymlink(const CipherEntry& e, const Volume& volume, const NameTransform& names) {
+  std::string_view leaf;
+  int parent = OpenParentBeneath(volume.root_fd(), e.relative, &leaf);
+  if (parent < 0) return std::string("open: ") + std::strerror(-parent);
+  UniqueFd owned(parent);
   std::string stored(PATH_MAX, '\0');
-  ssize_t n = readlink(e.cipher_path.c_str(), stored.data(), stored.size());
+  ssize_t n = readlinkat(parent, std::string(leaf).c_str(), stored.data(), stored.size());
   if (n < 0) return std::string("readlink: ") + std::strerror(errno);
   stored.resize(static_cast<size_t>(n));
   return names.DecryptSymlink(stored) ? "" : "symlink target does not authenticate";
 }
 
-std::string CheckDirectory(const CipherEntry& e, const NameTransform& names) {
-  UniqueFd fd(open(e.cipher_path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd.valid()) return std::string("open: ") + std::strerror(errno);
+std::string CheckDirectory(const CipherEntry& e, const Volume& volume, const NameTransform& names) {
+  int raw = OpenBeneath(volume.root_fd(), e.relative, O_RDONLY | O_DIRECTORY);
+  if (raw < 0) return std::string("open: ") + std::strerror(-raw);
+  UniqueFd fd(raw);
   try {
     names.ReadDirIvs(fd.get());
     return "";
@@ -166,7 +171,9 @@ std::string CheckXattrsOf(int fd, bool is_dir, const Volume& volume, const NameT
 
 std::string CheckXattrs(const CipherEntry& e, const Volume& volume, const NameTransform& names) {
   const bool is_dir = e.type == DT_DIR;
-  int fd = OpenBeneath(volume.root_fd(), e.relative, O_RDONLY | (is_dir ? O_DIRECTORY : 0));
+  // O_NONBLOCK: a FIFO planted in place of a file must not hang the check.
+  int fd =
+      OpenBeneath(volume.root_fd(), e.relative, O_RDONLY | O_NONBLOCK | (is_dir ? O_DIRECTORY : 0));
   if (fd < 0) return "";  // the file or directory check reports why it cannot be opened
   UniqueFd owned(fd);
   return CheckXattrsOf(fd, is_dir, volume, names);
@@ -181,8 +188,8 @@ std::string CheckEntry(const CipherEntry& e, const Volume& volume, const NameTra
   };
   if (!e.name_ok) add("name does not authenticate");
   if (e.type == DT_REG) add(CheckFile(e, volume, bytes));
-  if (e.type == DT_LNK) add(CheckSymlink(e, names));
-  if (e.type == DT_DIR) add(CheckDirectory(e, names));
+  if (e.type == DT_LNK) add(CheckSymlink(e, volume, names));
+  if (e.type == DT_DIR) add(CheckDirectory(e, volume, names));
   if (e.type == DT_REG || e.type == DT_DIR) add(CheckXattrs(e, volume, names));
   return problems;
 }

@@ -175,14 +175,15 @@ HeaderRead Unreadable(int error) {
 }  // namespace
 
 HeaderRead ReadEntryHeader(int root_fd, const CipherEntry& entry) {
-  int fd = OpenBeneath(root_fd, entry.relative, O_RDONLY);
+  // O_NONBLOCK: a FIFO planted in place of a file must not hang the walk.
+  int fd = OpenBeneath(root_fd, entry.relative, O_RDONLY | O_NONBLOCK);
   if (fd < 0) return Unreadable(-fd);
   UniqueFd owned(fd);
   return ReadHeader(fd);
 }
 
 HeaderRead ReadHeaderAt(const fs::path& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (!fd.valid()) return Unreadable(errno);
   return ReadHeader(fd.get());
 }
@@ -223,7 +224,7 @@ HeaderCheck CheckHeader(const HeaderRead& header, const KekSource& keks) {
 // --- reading plaintext -----------------------------------------------------------------------
 
 std::shared_ptr<CipherFile> OpenEntry(const Volume& volume, const CipherEntry& entry) {
-  int fd = OpenBeneath(volume.root_fd(), entry.relative, O_RDONLY);
+  int fd = OpenBeneath(volume.root_fd(), entry.relative, O_RDONLY | O_NONBLOCK);
   if (fd < 0) {
     errno = -fd;
     ThrowSystemError("open " + entry.cipher_path.string());

@@ -229,7 +229,9 @@ std::string SideFileName(std::string_view backing_name) {
 
 // Opens `name` in `dirfd` without following symlinks; -errno on failure.
 int OpenInDir(int dirfd, const std::string& name) {
-  int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO planted under an IV or side-file name must not hang the caller (the
+  // read that follows refuses anything but a regular file).
+  int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   return fd >= 0 ? fd : -errno;
 }
 

@@ -2,9 +2,12 @@
 #include "envelopefs/file_header.h"
 
 #include <gtest/gtest.h>
+#include <sodium.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -12,11 +15,14 @@
 
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
+#include "envelopefs/key_source.h"
+#include "envelopefs/volume.h"
 
 namespace envelopefs {
 namespace {
 
 using namespace format;
+namespace fs = std::filesystem;
 
 SecureBytes Pattern(uint8_t start, size_t n = kKeySize) {
   SecureBytes out(n);
@@ -294,6 +300,95 @@ TEST(FormatVectors, Version1FileStillDecrypts) {
                                   std::span<uint8_t>(plain.data() + i * 4096, len)));
   }
   EXPECT_EQ(VectorPlaintext(), plain);
+}
+
+// A format-2 cipher file of the volume vector (tests/data/v2, "indexed.bin": 300 chunks of 4096
+// bytes, data in chunks 0 and 256 and the 4-byte last one, holes between), decoded by hand from
+// the documented layout, so that the reader in src/core is not the only one that agrees.
+TEST(FormatVectors, Version2FileDecodesByTheDocumentedLayout) {
+  const fs::path dir = fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v2/volume";
+  std::ifstream in(dir / "9suTv2rBGVB0fAkl9XK3A9cVLPzpzoP2DfRApir-J6o", std::ios::binary);
+  ASSERT_TRUE(in);
+  std::vector<uint8_t> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const uint64_t kChunks = 300, kSize = 299 * 4096 + 4, kStride = 4096 + 28;
+  auto chunk_offset = [&](uint64_t i) { return 512 + i * kStride + i / 256 * 4096; };
+  ASSERT_EQ(chunk_offset(299) + 4 + 28, file.size());
+  ASSERT_EQ(0, std::memcmp(file.data(), "ENVLPFS\x01", 8));
+  EXPECT_EQ(2, LoadLe16(file.data() + 8));
+  EXPECT_EQ(4096u, LoadLe32(file.data() + 12));
+
+  // The KEK comes from the vector's keyring; everything below follows envelopefs-format(5).
+  char tmpl[] = "/tmp/envelopefs-v2file-XXXXXX";
+  ASSERT_NE(nullptr, mkdtemp(tmpl));
+  fs::copy(dir, fs::path(tmpl) / "volume",
+           fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+  auto volume = Volume::Open(fs::path(tmpl) / "volume",
+                             *MakeKeyFileSource(dir.parent_path() / "volume.key", true));
+  fs::remove_all(tmpl);
+  const uint8_t* slot = file.data() + 64;
+  SecureBytes kek;
+  ASSERT_TRUE(volume->FindKek(LoadLe32(slot + 8), LoadLe32(slot + 12), kek));
+  std::vector<uint8_t> aad(file.begin(), file.begin() + 64);
+  aad.insert(aad.begin(), kDekWrapLabel, kDekWrapLabel + 17);
+  aad.insert(aad.end(), slot, slot + 16);
+  SecureBytes dek(32);
+  ASSERT_TRUE(ThreadAead().Open(kek.span(), std::span<const uint8_t, 12>(slot + 16, 12), aad,
+                                std::span<const uint8_t>(slot + 28, 32),
+                                std::span<const uint8_t, 16>(slot + 60, 16), dek.mutable_span()));
+  SecureBytes state_key = DeriveKey(dek.span(), "envelopefs state v1");
+  SecureBytes content_key = DeriveKey(dek.span(), "envelopefs content v1");
+
+  // The newer state record: slot (c - 1) % 2, AAD "envelopefs state v2" || file id || c.
+  const uint64_t c0 = LoadLe64(file.data() + 256), c1 = LoadLe64(file.data() + 384);
+  const uint64_t c = std::max(c0, c1);
+  ASSERT_EQ(1u, c0 > c1 ? c0 - c1 : c1 - c0);
+  const uint8_t* record = file.data() + 256 + (c - 1) % 2 * 128;
+  std::vector<uint8_t> state_aad(kStateLabelV2, kStateLabelV2 + 19);
+  state_aad.insert(state_aad.end(), file.begin() + 16, file.begin() + 32);
+  uint8_t counter[8];
+  StoreLe64(counter, c);
+  state_aad.insert(state_aad.end(), counter, counter + 8);
+  uint8_t state[48];
+  ASSERT_TRUE(ThreadAead().Open(state_key.span(), std::span<const uint8_t, 12>(record + 8, 12),
+                                state_aad, std::span<const uint8_t>(record + 20, 48),
+                                std::span<const uint8_t, 16>(record + 68, 16), state));
+  EXPECT_EQ(kSize, LoadLe64(state));
+  EXPECT_EQ(kStateSealed | kStateSparse, LoadLe32(state + 8));
+
+  // The index block of group 0 holds the tags of chunks 0..255; the digest covers the groups
+  // that hold data, each as its number and its (zero-padded) block.
+  std::vector<uint8_t> tags(512 * 16, 0);  // groups 0 and 1
+  for (uint64_t i = 0; i < kChunks; ++i) {
+    const uint64_t len = i == kChunks - 1 ? 4 : 4096;
+    std::memcpy(tags.data() + i * 16, file.data() + chunk_offset(i) + 12 + len, 16);
+  }
+  EXPECT_EQ(0, std::memcmp(file.data() + chunk_offset(255) + kStride, tags.data(), 4096));
+  crypto_generichash_state h;
+  crypto_generichash_init(&h, nullptr, 0, 32);
+  crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>("envelopefs index v2"), 19);
+  uint8_t number[8];
+  StoreLe64(number, kChunks);
+  crypto_generichash_update(&h, number, 8);
+  for (uint64_t g = 0; g < 2; ++g) {
+    StoreLe64(number, g);
+    crypto_generichash_update(&h, number, 8);
+    crypto_generichash_update(&h, tags.data() + g * 4096, 4096);
+  }
+  uint8_t digest[32];
+  crypto_generichash_final(&h, digest, 32);
+  EXPECT_EQ(0, std::memcmp(state + 16, digest, 32));
+
+  // Chunk 256 (the first of group 1, after the index block): 'G' * 4096.
+  const uint8_t* chunk = file.data() + chunk_offset(256);
+  auto chunk_aad = ChunkAad(ParseFixedHeader(file).file_id, 256);
+  std::vector<uint8_t> plain(4096);
+  ASSERT_TRUE(ThreadAead().Open(content_key.span(), std::span<const uint8_t, 12>(chunk, 12),
+                                chunk_aad, std::span<const uint8_t>(chunk + 12, 4096),
+                                std::span<const uint8_t, 16>(chunk + 12 + 4096, 16), plain));
+  EXPECT_EQ(std::vector<uint8_t>(4096, 'G'), plain);
+  // Chunk 1 is a hole: all zero on disk, its tag zero in the index.
+  EXPECT_TRUE(std::all_of(file.begin() + chunk_offset(1), file.begin() + chunk_offset(2),
+                          [](uint8_t b) { return b == 0; }));
 }
 
 }  // namespace
