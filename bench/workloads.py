@@ -3,6 +3,8 @@
 
 usage: workloads.py smallfiles DIR   create/ls -lR/read/delete 10,000 files of 1-16 KiB in 100 dirs
        workloads.py appends FILE     10,000 appends of 100 bytes, fsync every 100
+       workloads.py footer FILE      cold open + read of the last 64 KiB of a large file (how a
+                                     Parquet reader starts), milliseconds, median of 5
 """
 import json
 import os
@@ -72,7 +74,21 @@ def appends(path):
     return {"appends": elapsed}
 
 
+def footer(path):
+    times = []
+    for _ in range(5):
+        drop_caches()
+        t = time.monotonic()
+        with open(path, "rb") as f:
+            f.seek(-65536, os.SEEK_END)
+            f.read(65536)
+        times.append((time.monotonic() - t) * 1000)
+        time.sleep(3)  # the daemon drops a closed file's state within about two seconds
+    times.sort()
+    return {"footer_cold_ms": times[len(times) // 2]}
+
+
 if __name__ == "__main__":
     kind, target = sys.argv[1], sys.argv[2]
-    result = smallfiles(target) if kind == "smallfiles" else appends(target)
-    print(json.dumps(result))
+    workloads = {"smallfiles": smallfiles, "appends": appends, "footer": footer}
+    print(json.dumps(workloads[kind](target)))

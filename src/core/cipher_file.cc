@@ -68,6 +68,32 @@ ChunkTag StoredTag(const uint8_t* cipher, uint64_t plain_len) {
   return tag;
 }
 
+// Many small reads at scattered offsets (index blocks, chunk tags) on a cold cache: each batch
+// is announced to the kernel (POSIX_FADV_WILLNEED) before it is read, so the disk serves the
+// batch in parallel instead of one read at a time. Batches bound the memory it takes.
+class ReadAhead {
+ public:
+  explicit ReadAhead(int fd) : fd_(fd) {}
+  // Queues a read of `len` bytes at `offset` for item `id`; runs `read` on a full batch.
+  template <typename F>
+  void Add(uint64_t offset, uint64_t len, uint64_t id, F&& read) {
+    ::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(len), POSIX_FADV_WILLNEED);
+    batch_.emplace_back(offset, id);
+    if (batch_.size() == kBatch) Finish(read);
+  }
+  // Runs read(offset, id) for every queued item, in order.
+  template <typename F>
+  void Finish(F&& read) {
+    for (const auto& [offset, id] : batch_) read(offset, id);
+    batch_.clear();
+  }
+
+ private:
+  static constexpr size_t kBatch = 1024;
+  int fd_;
+  std::vector<std::pair<uint64_t, uint64_t>> batch_;
+};
+
 // Holds flock(LOCK_EX) on a cipher file while its header is rewritten, so that a concurrent
 // `envelopectl rewrap` (which takes the same lock) never writes a key slot for an old DEK.
 class HeaderLock {
@@ -195,14 +221,19 @@ void CipherFile::ReadInlineTags(uint64_t first, uint64_t end) {
       return;
     }
   }
+  ReadAhead ahead(fd_.get());
+  ChunkTag tag;
+  auto read_tag = [&](uint64_t offset, uint64_t i) {
+    if (PreadAll(tag.data(), kChunkTagSize, offset) < 0) tag = ChunkTag{};
+    tags_.Set(i, tag);  // an unreadable tag makes the chunk fail when read
+  };
   ForEachDataRegion(lo, hi, [&](uint64_t data, uint64_t hole) {
-    ChunkTag tag;
     for (uint64_t i = std::max(first, layout_.ChunkAt(data));
          i < end && layout_.ChunkOffset(i) < hole; ++i) {
-      if (PreadAll(tag.data(), kChunkTagSize, tag_offset(i)) < 0) tag = ChunkTag{};
-      tags_.Set(i, tag);  // an unreadable tag makes the chunk fail when read
+      ahead.Add(tag_offset(i), kChunkTagSize, i, read_tag);
     }
   });
+  ahead.Finish(read_tag);
 }
 
 void CipherFile::LoadIndex(bool sealed, bool writable) {
@@ -213,22 +244,27 @@ void CipherFile::LoadIndex(bool sealed, bool writable) {
   // between a chunk write and its index write, so its index is rebuilt from the chunks.
   const uint64_t groups = ClosedGroups(count);
   if (sealed && groups > 0) {
+    // The blocks of the groups that hold data (a sparse file's holes are skipped).
     std::vector<uint8_t> block(kIndexBlockSize);
-    ForEachDataRegion(
-        layout_.IndexBlockOffset(0), layout_.IndexBlockOffset(groups - 1) + kIndexBlockSize,
-        [&](uint64_t data, uint64_t hole) {
-          // The groups whose block overlaps [data, hole).
-          uint64_t g = layout_.GroupAt(data);
-          for (; g < groups && layout_.IndexBlockOffset(g) < hole; ++g) {
-            if (layout_.IndexBlockOffset(g) + kIndexBlockSize <= data) continue;
-            if (int rc = PreadAll(block.data(), block.size(), layout_.IndexBlockOffset(g));
-                rc < 0) {
-              errno = -rc;
-              ThrowSystemError(name_ + ": reading index block " + std::to_string(g));
-            }
-            tags_.SetBlock(g, block.data());
-          }
-        });
+    auto read_block = [&](uint64_t offset, uint64_t g) {
+      if (int rc = PreadAll(block.data(), block.size(), offset); rc < 0) {
+        errno = -rc;
+        ThrowSystemError(name_ + ": reading index block " + std::to_string(g));
+      }
+      tags_.SetBlock(g, block.data());
+    };
+    ReadAhead ahead(fd_.get());
+    ForEachDataRegion(layout_.IndexBlockOffset(0),
+                      layout_.IndexBlockOffset(groups - 1) + kIndexBlockSize,
+                      [&](uint64_t data, uint64_t hole) {
+                        for (uint64_t g = layout_.GroupAt(data);
+                             g < groups && layout_.IndexBlockOffset(g) < hole; ++g) {
+                          if (layout_.IndexBlockOffset(g) + kIndexBlockSize > data) {
+                            ahead.Add(layout_.IndexBlockOffset(g), kIndexBlockSize, g, read_block);
+                          }
+                        }
+                      });
+    ahead.Finish(read_block);
   }
   ReadInlineTags(sealed ? groups * kIndexGroupChunks : 0, count);
   if (sealed) {
