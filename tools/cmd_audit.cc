@@ -192,6 +192,7 @@ json AuditLogJson(const AuditLogReport& r) {
           {"authenticated_lines", r.key_used ? json(r.authenticated) : json(nullptr)},
           {"unauthenticated_lines", r.unauthenticated},
           {"last_sequence", r.last_sequence},
+          {"trailing_unproven", r.trailing_unproven},
           {"problems", r.problems}};
 }
 
@@ -235,7 +236,7 @@ json Report(const Args& args, const AuditInput& in) {
 
 bool Clean(const json& r) {
   for (const char* key : {"duplicate_file_ids", "duplicate_deks", "duplicate_wrapped_deks",
-                          "unencrypted", "damaged", "bad_names"}) {
+                          "unencrypted", "damaged", "unsealed", "bad_names"}) {
     if (r[key].is_array() && !r[key].empty()) return false;
   }
   if (!r["audit_log"]["problems"].empty()) return false;
@@ -251,6 +252,7 @@ std::string Counts(const json& object) {
 }
 
 // Prints "label: N" and then each item (arrays of paths, groups or {cipher_path, reason}).
+// Paths are the attacker's choice: escaped, so they cannot drive the terminal or forge a line.
 void PrintList(const char* label, const json& list, const char* if_null) {
   if (list.is_null()) {
     std::printf("%-24s %s\n", label, if_null);
@@ -259,14 +261,16 @@ void PrintList(const char* label, const json& list, const char* if_null) {
   std::printf("%-24s %zu\n", label, list.size());
   for (const json& item : list) {
     if (item.is_string()) {
-      std::printf("  %s\n", item.get<std::string>().c_str());
+      std::printf("  %s\n", EscapeName(item.get<std::string>()).c_str());
     } else if (item.is_array()) {
       std::string group;
-      for (const json& p : item) group += (group.empty() ? "" : " = ") + p.get<std::string>();
+      for (const json& p : item) {
+        group += (group.empty() ? "" : " = ") + EscapeName(p.get<std::string>());
+      }
       std::printf("  %s\n", group.c_str());
     } else {
-      std::printf("  %s: %s\n", item["cipher_path"].get<std::string>().c_str(),
-                  item["reason"].get<std::string>().c_str());
+      std::printf("  %s: %s\n", EscapeName(item["cipher_path"].get<std::string>()).c_str(),
+                  EscapeName(item["reason"].get<std::string>()).c_str());
     }
   }
 }
@@ -312,7 +316,15 @@ void PrintReport(const json& r, const std::vector<KekPolicyStatus>* statuses) {
                std::to_string(log["legacy_lines"].get<uint64_t>()) + " from before chaining")
                   .c_str());
   }
-  for (const json& p : log["problems"]) std::printf("  %s\n", p.get<std::string>().c_str());
+  for (const json& p : log["problems"]) {
+    std::printf("  %s\n", EscapeName(p.get<std::string>()).c_str());
+  }
+  if (log.value("trailing_unproven", 0) > 0) {
+    std::printf(
+        "  %llu lines at the end carry no MAC yet (failed unlocks; nothing vouches for "
+        "them)\n",
+        log["trailing_unproven"].get<unsigned long long>());
+  }
   std::printf("result: %s\n", Clean(r) ? "OK" : "PROBLEMS FOUND");
 }
 

@@ -371,15 +371,16 @@ class TreeRestore {
     std::lock_guard<std::mutex> lock(mu_);
     damaged_ = damaged_ || ExitCodeFor(f.kind) == kExitDamaged;
     if (!first_kind_) first_kind_ = f.kind;
+    // Names are bytes, and cipher names the attacker's choice: escaped for the terminal.
     std::fprintf(stderr, "envelopectl: %s: %s (%s): %s\n", what,
-                 e.plain_path.empty() ? "?" : e.plain_path.c_str(), e.cipher_path.c_str(),
-                 f.reason.c_str());
+                 e.plain_path.empty() ? "?" : EscapeName(e.plain_path).c_str(),
+                 EscapeName(e.cipher_path.string()).c_str(), EscapeName(f.reason).c_str());
     ++failed_;
   }
 
   void Skip(const CipherEntry& e, const char* kind) {
-    std::fprintf(stderr, "envelopectl: skipped: %s: %s (not restored)\n", e.plain_path.c_str(),
-                 kind);
+    std::fprintf(stderr, "envelopectl: skipped: %s: %s (not restored)\n",
+                 EscapeName(e.plain_path).c_str(), kind);
     ++skipped_;
   }
 
@@ -426,7 +427,9 @@ class TreeRestore {
     std::fprintf(stderr,
                  "envelopectl: duplicate name %s: %s (restored) and %s (not restored) decrypt to "
                  "the same path\n",
-                 e.plain_path.c_str(), it->second->cipher_path.c_str(), e.cipher_path.c_str());
+                 EscapeName(e.plain_path).c_str(),
+                 EscapeName(it->second->cipher_path.string()).c_str(),
+                 EscapeName(e.cipher_path.string()).c_str());
     ++duplicates_;
     damaged_ = true;
     return false;

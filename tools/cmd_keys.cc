@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "common.h"
 #include "envelopefs/audit_log.h"
+#include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
 #include "progress.h"
@@ -71,8 +72,9 @@ int KeysRotate(const Args& args, const fs::path& dir) {
 }
 
 // The files whose headers still reference `kek` in either key slot (a rewrap interrupted
-// between its two slot writes leaves the old version in one slot). Files that cannot be read
-// count as users: we cannot prove they do not need the key.
+// between its two slot writes leaves the old version in one slot). Files whose header cannot be
+// read or parsed count as users too: we cannot prove they do not need the key, and one flipped
+// byte (reversible by the attacker once the key is gone) must not get a used key destroyed.
 struct Users {
   uint64_t count = 0;
   std::vector<std::string> examples;
@@ -87,8 +89,10 @@ Users FindUsers(const Args& args, const Volume& volume, const KekInfo& kek) {
   ParallelFor(files.size(), JobCount(args), [&](size_t i) {
     HeaderRead r = ReadEntryHeader(volume.root_fd(), files[i]);
     progress.Add();
-    // A file deleted since the walk uses nothing; any other unreadable file might.
-    bool uses = r.status == HeaderStatus::kUnreadable && r.error != ENOENT;
+    // A file deleted since the walk uses nothing; any other unreadable, damaged or foreign file
+    // might (a header whose magic was flipped looks like a file stored unencrypted).
+    bool uses = r.status != HeaderStatus::kOk &&
+                !(r.status == HeaderStatus::kUnreadable && r.error == ENOENT);
     for (const KeySlotInfo& s : r.slots) {
       uses = uses ||
              (r.status == HeaderStatus::kOk && s.kek_id == kek.id && s.kek_version == kek.version);
@@ -97,9 +101,8 @@ Users FindUsers(const Args& args, const Volume& volume, const KekInfo& kek) {
     std::lock_guard<std::mutex> lock(mu);
     ++users.count;
     if (users.examples.size() < kFilesNamed) {
-      users.examples.push_back(DisplayName(files[i]) + (r.status == HeaderStatus::kUnreadable
-                                                            ? " (" + r.reason + ")"
-                                                            : ""));
+      users.examples.push_back(EscapeName(DisplayName(files[i])) +
+                               (r.status != HeaderStatus::kOk ? " (" + r.reason + ")" : ""));
     }
   });
   return users;

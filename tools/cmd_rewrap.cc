@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "common.h"
 #include "envelopefs/audit_log.h"
+#include "envelopefs/encoding.h"
 #include "envelopefs/exit_codes.h"
 #include "envelopefs/rewrap.h"
 #include "progress.h"
@@ -105,8 +106,8 @@ int RunRewrap(const Args& args) {
                             {"seconds", seconds}};
   AppendAuditEvent(*volume, "rewrap_finished", summary);
   for (const Failure& f : failures) {
-    std::fprintf(stderr, "envelopectl: rewrap failed: %s: %s\n", (dir / f.file).c_str(),
-                 f.why.c_str());
+    std::fprintf(stderr, "envelopectl: rewrap failed: %s: %s\n",
+                 EscapeName((dir / f.file).string()).c_str(), EscapeName(f.why).c_str());
   }
   if (args.json) {
     nlohmann::json failed = nlohmann::json::array();

@@ -28,12 +28,19 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Reads the whole file; empty if it authenticates. Counts plaintext bytes into `bytes`.
-std::string CheckFile(const CipherEntry& e, const Volume& volume, std::atomic<uint64_t>& bytes) {
+constexpr char kUnsealedReason[] =
+    "unsealed: its last write was interrupted, or an older state was put back; its length and "
+    "chunk versions are not proven (write it again to seal it, once its content is checked)";
+
+// Reads the whole file; empty if it authenticates. Counts plaintext bytes into `bytes`; sets
+// `*unsealed` when the file's last write was interrupted (or an older state was put back).
+std::string CheckFile(const CipherEntry& e, const Volume& volume, std::atomic<uint64_t>& bytes,
+                      bool* unsealed) {
   const std::string name = DisplayName(e);
   TakeDamageReport();
   try {
     auto file = OpenEntry(volume, e);
+    *unsealed = !file->sealed();
     int rc = StreamPlaintext(*file, [&](std::span<const uint8_t> piece) { bytes += piece.size(); });
     if (rc == 0) return "";
     std::string detail = TakeDamageReport();
@@ -181,13 +188,13 @@ std::string CheckXattrs(const CipherEntry& e, const Volume& volume, const NameTr
 
 // Every problem of one entry, "; "-separated; empty if it is intact.
 std::string CheckEntry(const CipherEntry& e, const Volume& volume, const NameTransform& names,
-                       std::atomic<uint64_t>& bytes) {
+                       std::atomic<uint64_t>& bytes, bool* unsealed) {
   std::string problems;
   auto add = [&problems](const std::string& p) {
     if (!p.empty()) problems += (problems.empty() ? "" : "; ") + p;
   };
   if (!e.name_ok) add("name does not authenticate");
-  if (e.type == DT_REG) add(CheckFile(e, volume, bytes));
+  if (e.type == DT_REG) add(CheckFile(e, volume, bytes, unsealed));
   if (e.type == DT_LNK) add(CheckSymlink(e, volume, names));
   if (e.type == DT_DIR) add(CheckDirectory(e, volume, names));
   if (e.type == DT_REG || e.type == DT_DIR) add(CheckXattrs(e, volume, names));
@@ -222,11 +229,14 @@ int RunVerify(const Args& args) {
   NameTransform names = MakeNameTransform(*volume);
   const std::vector<CipherEntry> entries = CollectEntries(dir, names);
   std::vector<std::string> problems(entries.size());
+  std::vector<char> unsealed(entries.size(), 0);
   std::atomic<uint64_t> bytes{0};
   {
     Progress progress(Progress::WantedFor(args), "entries", entries.size());
     ParallelFor(entries.size(), JobCount(args), [&](size_t i) {
-      problems[i] = CheckEntry(entries[i], *volume, names, bytes);
+      bool u = false;
+      problems[i] = CheckEntry(entries[i], *volume, names, bytes, &u);
+      unsealed[i] = u && problems[i].empty();
       progress.Add();
     });
   }
@@ -257,23 +267,37 @@ int RunVerify(const Args& args) {
     }
   };
   if (!root_problems.empty()) report(root, root_problems, root_problems);
+  nlohmann::json unproven = nlohmann::json::array();
   for (size_t i = 0; i < entries.size(); ++i) {
     if (entries[i].type == DT_REG) ++files;
+    if (unsealed[i]) {
+      // Every chunk authenticated, but the file is not sealed: its last write was interrupted
+      // (a crash), or an older state of its header was put back together with a cut or a
+      // rolled-back chunk. Nothing proves it complete until it is written again.
+      unproven.push_back(DamagedJson(entries[i], kUnsealedReason));
+      if (!args.json) {
+        std::printf("UNSEALED %s (%s): %s\n",
+                    entries[i].plain_path.empty() ? "?" : entries[i].plain_path.c_str(),
+                    EscapeName(entries[i].cipher_path.string()).c_str(), kUnsealedReason);
+      }
+    }
     if (problems[i].empty()) continue;
     report(entries[i], problems[i], WithoutPlaintextName(problems[i], entries[i]));
   }
+  const bool ok = damaged.empty() && unproven.empty();
   if (args.json) {
     PrintJson({{"entries", entries.size()},
                {"files", files},
                {"bytes", bytes.load()},
                {"damaged", damaged},
-               {"ok", damaged.empty()}});
-  } else if (!args.quiet || !damaged.empty()) {
-    std::printf("verified %zu entries (%llu files, %llu bytes): %zu damaged\n", entries.size(),
-                static_cast<unsigned long long>(files),
-                static_cast<unsigned long long>(bytes.load()), damaged.size());
+               {"unsealed", unproven},
+               {"ok", ok}});
+  } else if (!args.quiet || !ok) {
+    std::printf("verified %zu entries (%llu files, %llu bytes): %zu damaged, %zu unsealed\n",
+                entries.size(), static_cast<unsigned long long>(files),
+                static_cast<unsigned long long>(bytes.load()), damaged.size(), unproven.size());
   }
-  return damaged.empty() ? kExitOk : kExitDamaged;
+  return ok ? kExitOk : kExitDamaged;
 }
 
 }  // namespace envelopefs::cli

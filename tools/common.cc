@@ -258,7 +258,8 @@ int StreamPlaintext(CipherFile& file, const std::function<void(std::span<const u
 
 void CaptureDamageReports() {
   SetLogSink([](LogLevel level, const std::string& message) {
-    if (message.rfind(kTamperPrefix, 0) == 0) return;  // reported by the tool itself
+    // Damage and unsealed files are reported by the tool itself, in its own format.
+    if (message.rfind(kTamperPrefix, 0) == 0 || message.rfind("unsealed: ", 0) == 0) return;
     static std::mutex mu;
     std::lock_guard<std::mutex> lock(mu);
     std::fprintf(stderr, "envelopectl: %s%s\n", level >= LogLevel::kWarning ? "warning: " : "",

@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <string>
 #include <string_view>
 
 namespace envelopefs {
@@ -21,5 +22,13 @@ int OpenBeneath(int root_fd, std::string_view relative, int flags, mode_t mode =
 // Opens the directory that holds the last component of `relative` (O_PATH | O_DIRECTORY) and
 // returns its fd or -errno; `*leaf` receives the last component.
 int OpenParentBeneath(int root_fd, std::string_view relative, std::string_view* leaf);
+
+// Opens `name` in `dirfd` with `flags` (O_RDONLY, O_RDWR, O_APPEND...) only if it is a regular
+// file (with exactly one link when `single_link`), never opening anything else: the object is
+// first opened O_PATH (which opens no device and blocks on no FIFO) and checked, then reopened
+// through /proc/self/fd. When it does not exist and `create`, it is created (O_EXCL, `mode`).
+// Returns the fd, or -errno (-EINVAL: not a regular file; -EMLINK: more than one link).
+int OpenRegularFileAt(int dirfd, const std::string& name, int flags, bool create = false,
+                      mode_t mode = 0600, bool single_link = false);
 
 }  // namespace envelopefs

@@ -1,19 +1,22 @@
 // HostState — what this host remembers about each volume it has opened, kept outside the cipher
-// dir where the attacker who writes the cipher dir cannot reach it: the highest keyring
-// generation and the highest audit-log sequence number seen.
+// dir where the attacker who writes the cipher dir cannot reach it: the newest keyring it has
+// seen (generation, digest, highest KEK version, retired versions) and the last audit-log line
+// it wrote (sequence number and SHA-256).
 //
-// A keyring older than one this host has already seen is a rollback (an old copy restored into
-// the cipher dir, bringing back retired KEKs) and is refused; an audit log that ends before the
-// last line this host wrote has lost lines. The directory is $ENVELOPEFS_STATE_DIR, else
-// /var/lib/envelopefs for root, else $XDG_STATE_HOME/envelopefs or ~/.local/state/envelopefs;
-// one small file per volume id, changed under flock(2) and replaced atomically. A host that
-// cannot keep state (no writable directory) warns once and remembers nothing. Thread-safe.
+// A keyring that is a step back from the newest this host has seen (KeyringRegression: an old
+// copy restored into the cipher dir, bringing back retired KEKs) is refused; an audit log that
+// no longer holds the last line this host wrote, as this host wrote it, has lost lines. The
+// directory is $ENVELOPEFS_STATE_DIR, else /var/lib/envelopefs for root, else
+// $XDG_STATE_HOME/envelopefs or ~/.local/state/envelopefs; one small file per volume id, changed
+// under flock(2) and replaced atomically. A host that cannot keep state (no writable directory)
+// warns once and remembers nothing. Thread-safe.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <string>
 
+#include "envelopefs/keyring.h"
 #include "envelopefs/volume_config.h"
 
 namespace envelopefs {
@@ -25,18 +28,24 @@ class HostState {
   static std::filesystem::path Directory();
   std::filesystem::path file() const;
 
-  // Remembers `generation` if it is the highest seen; throws Error(kConfig) naming `keyring`
-  // (and saying how to accept it deliberately) if this host has seen a higher one.
-  void CheckKeyringGeneration(uint64_t generation, const std::string& keyring);
-  uint64_t keyring_generation() const;
+  // Remembers `keyring` if it is the newest seen; throws Error(kConfig) naming `display` (and
+  // saying how to accept it deliberately) if it is a step back from what this host has seen.
+  void CheckKeyring(const KeyringFacts& keyring, const std::string& display);
+  KeyringFacts newest_keyring() const;
 
-  uint64_t audit_sequence() const;
-  void RecordAuditSequence(uint64_t sequence);  // keeps the maximum
+  // The last audit-log line this host wrote: its sequence number and hex SHA-256.
+  struct AuditMark {
+    uint64_t sequence = 0;
+    std::string sha256;
+  };
+  AuditMark audit_mark() const;
+  void RecordAuditLine(uint64_t sequence, const std::string& sha256);  // keeps the highest
 
  private:
   struct Values {
-    uint64_t keyring_generation = 0;
-    uint64_t audit_sequence = 0;
+    KeyringFacts keyring;
+    AuditMark audit;
+    bool operator==(const Values& o) const;
   };
   Values Read() const;
   // Applies `change` to the stored values under the file's lock (fsynced when `durable`); false

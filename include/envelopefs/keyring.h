@@ -36,6 +36,19 @@ struct KekInfo {
 
 class Keyring;
 
+// What decides whether one keyring may replace another: keyrings only move forward. A newer
+// keyring has a higher generation (or the very same contents), never a lower highest KEK
+// version, and never brings back a version that was retired. Format-1 keyrings all have
+// generation 0, so only the KEK rules tell them apart.
+struct KeyringFacts {
+  uint64_t generation = 0;
+  std::string digest;  // hex SHA-256 of the file's bytes
+  uint32_t max_kek_version = 0;
+  std::vector<uint32_t> retired;  // sorted
+};
+// Why `fresh` would be a step back from `known` (one line), or nullopt if it may replace it.
+std::optional<std::string> KeyringRegression(const KeyringFacts& known, const KeyringFacts& fresh);
+
 // A keyring file as read: parsed, not yet authenticated.
 class KeyringFile {
  public:
@@ -54,18 +67,21 @@ class KeyringFile {
   // whether to log a failed unlock).
   VolumePolicy claimed_policy(const VolumeConfig& config) const;
   const std::filesystem::path& path() const { return file_; }
+  const std::string& digest() const { return digest_; }  // hex SHA-256 of the file's bytes
 
   // Authenticates everything under `master_key` together with `config`.
   Keyring Open(const VolumeConfig& config, const SecureBytes& master_key) const;
 
  private:
   KeyringFile() = default;
+  static VolumePolicy LegacyPolicy(const VolumeConfig& config);
   // One [[kek]] entry as stored.
   struct KekRecord {
     KekInfo info;
     std::vector<uint8_t> wrapped;  // empty when retired
   };
   std::filesystem::path file_;
+  std::string digest_;
   int format_ = 0;
   std::vector<uint8_t> volume_id_;
   uint64_t generation_ = 0;                // format 2
@@ -82,9 +98,12 @@ class Keyring {
   static Keyring CreateNew(int64_t now_unix, const MasterKeyParams& master,
                            const VolumePolicy& policy);
   // Writes envelopefs.keyring (format 2) below `root_fd` crash-safely (temp file, fsync,
-  // rename, fsync dir), MAC'ed under `master_key`, with the current generation.
-  void Save(int root_fd, const std::filesystem::path& cipher_dir, const VolumeConfig& config,
-            const SecureBytes& master_key) const;
+  // rename, fsync dir), MAC'ed under `master_key`, with the current generation; returns the
+  // hex SHA-256 of the bytes written.
+  std::string Save(int root_fd, const std::filesystem::path& cipher_dir, const VolumeConfig& config,
+                   const SecureBytes& master_key) const;
+  // This keyring's facts; `digest` is the hex SHA-256 of the file it was read from or saved to.
+  KeyringFacts Facts(const std::string& digest) const;
 
   std::vector<KekInfo> keks() const;  // ordered by version
   KekInfo active() const;

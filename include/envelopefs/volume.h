@@ -70,9 +70,13 @@ class Volume : public KekSource {
   MasterKeyParams master_params() const;
 
   // Re-reads the keyring if its file changed since the last load (cheap stat otherwise).
-  // Throws (and keeps the current keyring) if the new file does not authenticate or is older
-  // than the current one (reported as tampering).
+  // Throws (and keeps the current keyring) if the new file does not authenticate or is a step
+  // back from the current one (KeyringRegression; reported as tampering).
   void ReloadKeyringIfChanged();
+  // False once a changed keyring could not be read with this volume's key (e.g. after a change
+  // of master key elsewhere): the active KEK may then be retired by now, so no new file may be
+  // wrapped under it until a newer keyring loads.
+  bool keyring_current() const;
 
   // Under the keyring lock: re-reads the keyring, applies `change` (e.g. Rotate or Retire) and
   // saves it as the next generation, crash-safely.
@@ -87,10 +91,11 @@ class Volume : public KekSource {
  private:
   Volume() = default;
   void DeriveVolumeKeys();
-  // Reads and authenticates the keyring under `master` and checks its generation against this
-  // host's state; throws on any problem.
-  Keyring LoadKeyring(const SecureBytes& master) const;
-  void SaveKeyring(const Keyring& keyring, const SecureBytes& master) const;
+  // Authenticates `file` under `master` and checks it against this host's state.
+  Keyring Authenticate(const KeyringFile& file, const SecureBytes& master) const;
+  // Saves `next` as the next generation (under the keyring lock), unless the file changed since
+  // keyring_digest_ was read.
+  void ReplaceKeyring(Keyring& next, const SecureBytes& master);
   std::filesystem::path cipher_dir_;
   UniqueFd root_fd_;
   VolumeConfig config_;
@@ -107,6 +112,8 @@ class Volume : public KekSource {
   };
   KeyringStamp KeyringStampNow() const;
   KeyringStamp keyring_stamp_;
+  std::string keyring_digest_;   // hex SHA-256 of the keyring file keyring_ came from
+  bool keyring_current_ = true;  // see keyring_current()
   SecureBytes name_key_;
   SecureBytes xattr_key_;
   SecureBytes audit_key_;

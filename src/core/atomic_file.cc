@@ -9,6 +9,7 @@
 #include <array>
 #include <cerrno>
 
+#include "envelopefs/beneath.h"
 #include "envelopefs/crypto.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
@@ -112,10 +113,13 @@ void ReplaceFileIn(int dirfd, const std::string& name, std::string_view content,
 
 std::optional<std::string> ReadSmallFileIn(int dirfd, const std::string& name, size_t max_size,
                                            const std::string& display) {
-  // O_NONBLOCK: opening a FIFO planted under this name must not hang; ReadSmallFileAt then
-  // refuses anything but a regular file.
-  UniqueFd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  if (!fd.valid()) return std::nullopt;
+  // Never opens a FIFO or device planted under this name (see OpenRegularFileAt).
+  int raw = OpenRegularFileAt(dirfd, name, O_RDONLY);
+  if (raw < 0) {
+    errno = -raw;
+    return std::nullopt;
+  }
+  UniqueFd fd(raw);
   auto data = ReadSmallFileAt(fd.get(), max_size);
   if (!data) {
     if (errno == EFBIG) throw Error(ErrorKind::kConfig, display + ": file too large");

@@ -14,6 +14,7 @@
 #include <mutex>
 
 #include "atomic_file.h"
+#include "envelopefs/beneath.h"
 #include "envelopefs/crypto.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
@@ -66,20 +67,18 @@ std::string Dump(const nlohmann::json& j) {
 
 std::string HexDigest(std::span<const uint8_t> bytes) { return ToHex(Sha256(bytes)); }
 
-// Opens the log for appending: never through a symlink, never a FIFO, device or hard link.
+// Opens the log for appending: never through a symlink, and never a FIFO, device or hard link
+// (nothing but a regular file with one link is even opened).
 UniqueFd OpenLog(int root_fd, std::string* why) {
-  UniqueFd fd(::openat(root_fd, kAuditLogFileName,
-                       O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600));
-  if (!fd.valid()) {
-    *why = std::strerror(errno);
-    return fd;
-  }
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
-    *why = "not a plain regular file (a link or special file was planted)";
+  int fd = OpenRegularFileAt(root_fd, kAuditLogFileName, O_RDWR | O_APPEND, /*create=*/true, 0600,
+                             /*single_link=*/true);
+  if (fd < 0) {
+    *why = fd == -EINVAL || fd == -EMLINK
+               ? "not a plain regular file (a link or special file was planted)"
+               : std::strerror(-fd);
     return UniqueFd();
   }
-  return fd;
+  return UniqueFd(fd);
 }
 
 // The last line of the log (with its newline) and the sequence number it carries (0: none).
@@ -170,7 +169,9 @@ void Append(int root_fd, const VolumeConfig& config, bool enabled, const SecureB
                                   (n < 0 ? std::strerror(errno) : "short write"));
     }
     ::flock(fd.get(), LOCK_UN);
-    HostState(config.volume_id).RecordAuditSequence(tail.sequence + 1);
+    // This host remembers its last line, so that removing or replacing it is found.
+    const std::string written = tail.torn ? text.substr(1) : text;
+    HostState(config.volume_id).RecordAuditLine(tail.sequence + 1, HexDigest(AsBytes(written)));
     text.pop_back();
     ToSyslog(text);
   } catch (const std::exception& e) {
@@ -216,20 +217,28 @@ AuditLogReport VerifyAuditLog(int root_fd, const VolumeConfig& config,
                               const SecureBytes* audit_key) {
   AuditLogReport report;
   report.key_used = audit_key != nullptr;
-  std::optional<std::string> text =
-      ReadSmallFileIn(root_fd, kAuditLogFileName, kMaxLogSize, kAuditLogFileName);
-  const uint64_t host_sequence = HostState(config.volume_id).audit_sequence();
+  const HostState::AuditMark mark = HostState(config.volume_id).audit_mark();
+  std::optional<std::string> text;
+  try {
+    text = ReadSmallFileIn(root_fd, kAuditLogFileName, kMaxLogSize, kAuditLogFileName);
+  } catch (const Error&) {
+    report.present = true;
+    report.problems.push_back(std::string(kAuditLogFileName) + " is too large to check (over " +
+                              std::to_string(kMaxLogSize >> 20) + " MiB)");
+    return report;
+  }
   if (!text) {
     if (errno == ELOOP || errno == EINVAL) {
       report.present = true;
       report.problems.push_back(std::string(kAuditLogFileName) + " is not a regular file");
-    } else if (host_sequence > 0) {
+    } else if (mark.sequence > 0) {
       report.problems.push_back(std::string(kAuditLogFileName) +
                                 " is missing, but this host has written " +
-                                std::to_string(host_sequence) + " lines to it");
+                                std::to_string(mark.sequence) + " lines to it");
     }
     return report;
   }
+  bool mark_found = false;
   report.present = true;
   auto problem = [&](uint64_t line_no, const std::string& what) {
     report.problems.push_back("line " + std::to_string(line_no) + ": " + what);
@@ -286,6 +295,13 @@ AuditLogReport VerifyAuditLog(int root_fd, const VolumeConfig& config,
     }
     previous_sequence = sequence;
     report.last_sequence = sequence;
+    if (mark.sequence != 0 && sequence == mark.sequence && !mark_found) {
+      mark_found = true;
+      if (HexDigest(AsBytes(raw)) != mark.sha256) {
+        problem(line_no, "is not the line this host wrote as sequence " + std::to_string(sequence) +
+                             " (the log's end was replaced)");
+      }
+    }
     // The MAC, when there is one, is the last field: everything before it is what it covers.
     const size_t mac_at = body.rfind(kMacPrefix);
     const bool has_mac = line.contains("mac");
@@ -315,10 +331,13 @@ AuditLogReport VerifyAuditLog(int root_fd, const VolumeConfig& config,
   // Not a problem by itself (a failed unlock may be the last event), but nothing vouches for
   // these lines yet.
   report.trailing_unproven = audit_key != nullptr ? unproven : 0;
-  if (host_sequence > report.last_sequence) {
+  if (mark.sequence > report.last_sequence) {
     report.problems.push_back("the log ends at sequence " + std::to_string(report.last_sequence) +
-                              " but this host has written up to " + std::to_string(host_sequence) +
+                              " but this host has written up to " + std::to_string(mark.sequence) +
                               ": lines were removed from its end");
+  } else if (mark.sequence != 0 && !mark_found) {
+    report.problems.push_back("the line this host wrote as sequence " +
+                              std::to_string(mark.sequence) + " is gone");
   }
   return report;
 }

@@ -2,6 +2,7 @@
 #include "envelopefs/beneath.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -44,6 +45,32 @@ int OpenBeneath(int root_fd, std::string_view relative, int flags, mode_t mode) 
   std::string name(leaf);
   int fd = ::openat(parent, name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode);
   return fd >= 0 ? fd : -errno;
+}
+
+int OpenRegularFileAt(int dirfd, const std::string& name, int flags, bool create, mode_t mode,
+                      bool single_link) {
+  flags &= ~(O_CREAT | O_EXCL | O_TRUNC);
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    UniqueFd path(::openat(dirfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!path.valid()) {
+      if (errno != ENOENT || !create) return -errno;
+      int fd =
+          ::openat(dirfd, name.c_str(), flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+      if (fd >= 0) return fd;
+      if (errno != EEXIST) return -errno;
+      continue;  // created by someone else meanwhile: check what it is
+    }
+    struct stat st;
+    if (::fstat(path.get(), &st) != 0) return -errno;
+    if (!S_ISREG(st.st_mode)) return -EINVAL;
+    if (single_link && st.st_nlink != 1) return -EMLINK;
+    // The magic link of an O_PATH fd reopens exactly this inode (a regular file: nothing to
+    // follow), whatever the name points to by now.
+    const std::string proc = "/proc/self/fd/" + std::to_string(path.get());
+    int fd = ::open(proc.c_str(), flags | O_CLOEXEC);
+    return fd >= 0 ? fd : -errno;
+  }
+  return -EAGAIN;
 }
 
 }  // namespace envelopefs

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <vector>
 
+#include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/log.h"
 #include "envelopefs/volume.h"
@@ -123,8 +124,22 @@ CipherFile::CipherFile(UniqueFd fd, const Volume& volume, const FixedHeader& fix
       keys_(std::move(keys)),
       key_generation_(key_generation) {}
 
+namespace {
+
+// A new DEK may only be wrapped under a KEK version known to be the active one.
+void RequireCurrentKeyring(const Volume& volume) {
+  if (!volume.keyring_current()) {
+    throw Error(ErrorKind::kKeyUnavailable,
+                "the keyring on disk changed and cannot be read with this mount's master key "
+                "(a change of master key?): new files are refused, remount with the new key");
+  }
+}
+
+}  // namespace
+
 std::shared_ptr<CipherFile> CipherFile::Create(UniqueFd fd, const Volume& volume,
                                                std::string display_name) {
+  RequireCurrentKeyring(volume);
   Volume::KekCopy kek = volume.ActiveKek();
   FileId file_id;
   RandomBytes(file_id);
@@ -147,6 +162,9 @@ std::shared_ptr<CipherFile> CipherFile::Open(UniqueFd fd, const Volume& volume,
                                              std::string display_name) {
   HeaderRead header = ReadHeader(fd.get());
   if (header.status != HeaderStatus::kOk) {
+    if (header.status != HeaderStatus::kUnreadable) {
+      ReportTamper(FdPath(fd.get(), display_name), header.reason);
+    }
     throw Error(header.status == HeaderStatus::kUnreadable ? ErrorKind::kIo : ErrorKind::kFormat,
                 display_name + ": " + header.reason);
   }
@@ -169,8 +187,11 @@ std::shared_ptr<CipherFile> CipherFile::Open(UniqueFd fd, const Volume& volume,
     }
     file->size_ = opened.state.size;
   } else {
-    // Unsealed: the file was being written when the daemon stopped. Its length is not
-    // authenticated; a torn last chunk is left out of the file.
+    // Unsealed: the file was being written when the daemon stopped, or an older state was put
+    // back. Its length and chunk versions are not authenticated; a torn last chunk is left out.
+    Log(LogLevel::kWarning, "unsealed: " + EscapeName(FdPath(file->fd(), file->name_)) +
+                                ": its last write was interrupted (or an older state was put "
+                                "back): length and chunk versions are not proven");
     file->size_ = opened.plain_size ? *opened.plain_size
                                     : header.layout().ReportedPlainSize(header.cipher_size);
   }
@@ -648,6 +669,12 @@ int CipherFile::Rekey() {
   // Nothing written before may ever be spliced back in: the empty file gets a fresh DEK (and
   // the current format version). The unsealed record goes first, so that a crash in between
   // leaves an empty, unsealed file under the old header.
+  try {
+    RequireCurrentKeyring(volume_);
+  } catch (const Error& e) {
+    Log(LogLevel::kError, CurrentName() + ": " + e.what());
+    return -EACCES;
+  }
   if (int rc = PrepareModify(/*changes_size=*/true, false); rc < 0) return rc;
   if (::ftruncate(fd_.get(), static_cast<off_t>(kHeaderSize)) != 0) return -errno;
   Volume::KekCopy kek = volume_.ActiveKek();

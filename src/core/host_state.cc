@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -57,14 +58,29 @@ int ReplaceQuickly(int dirfd, const std::string& name, const std::string& text) 
   return ::renameat(dirfd, temp.c_str(), dirfd, name.c_str()) == 0 ? 0 : -errno;
 }
 
-uint64_t Field(const std::string& text, const std::string& key) {
+// The value of "key = value" in `text`, or "".
+std::string Field(const std::string& text, const std::string& key) {
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind(key + " = ", 0) == 0)
-      return std::strtoull(line.c_str() + key.size() + 3, nullptr, 10);
+    if (line.rfind(key + " = ", 0) == 0) return line.substr(key.size() + 3);
   }
-  return 0;
+  return "";
+}
+
+uint64_t Number(const std::string& text, const std::string& key) {
+  return std::strtoull(Field(text, key).c_str(), nullptr, 10);
+}
+
+std::vector<uint32_t> Versions(const std::string& list) {
+  std::vector<uint32_t> out;
+  std::istringstream in(list);
+  for (std::string item; std::getline(in, item, ',');) {
+    if (!item.empty())
+      out.push_back(static_cast<uint32_t>(std::strtoul(item.c_str(), nullptr, 10)));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace
@@ -93,9 +109,20 @@ HostState::Values HostState::Read() const {
   if (!dir.valid()) return v;
   auto text = ReadSmallFileIn(dir.get(), volume_hex_ + ".state", kMaxStateSize, file().string());
   if (!text) return v;
-  v.keyring_generation = Field(*text, "keyring_generation");
-  v.audit_sequence = Field(*text, "audit_sequence");
+  v.keyring.generation = Number(*text, "keyring_generation");
+  v.keyring.digest = Field(*text, "keyring_digest");
+  v.keyring.max_kek_version = static_cast<uint32_t>(Number(*text, "kek_max_version"));
+  v.keyring.retired = Versions(Field(*text, "kek_retired"));
+  v.audit.sequence = Number(*text, "audit_sequence");
+  v.audit.sha256 = Field(*text, "audit_last_line");
   return v;
+}
+
+bool HostState::Values::operator==(const Values& o) const {
+  return keyring.generation == o.keyring.generation && keyring.digest == o.keyring.digest &&
+         keyring.max_kek_version == o.keyring.max_kek_version &&
+         keyring.retired == o.keyring.retired && audit.sequence == o.audit.sequence &&
+         audit.sha256 == o.audit.sha256;
 }
 
 template <typename F>
@@ -113,14 +140,17 @@ bool HostState::Update(F&& change, bool durable) {
   Values v = Read();
   Values before = v;
   change(v);  // may throw: the lock is released with the fd
-  if (v.keyring_generation == before.keyring_generation &&
-      v.audit_sequence == before.audit_sequence) {
-    return true;
-  }
+  if (v == before) return true;
+  std::string retired;
+  for (uint32_t r : v.keyring.retired) retired += (retired.empty() ? "" : ",") + std::to_string(r);
   std::ostringstream out;
-  out << "# envelopefs host state for volume " << volume_hex_ << " (see envelopefs(1))\n"
-      << "keyring_generation = " << v.keyring_generation << "\n"
-      << "audit_sequence = " << v.audit_sequence << "\n";
+  out << "# envelopefs host state for volume " << volume_hex_ << " (see envelopectl(1), FILES)\n"
+      << "keyring_generation = " << v.keyring.generation << "\n"
+      << "keyring_digest = " << v.keyring.digest << "\n"
+      << "kek_max_version = " << v.keyring.max_kek_version << "\n"
+      << "kek_retired = " << retired << "\n"
+      << "audit_sequence = " << v.audit.sequence << "\n"
+      << "audit_last_line = " << v.audit.sha256 << "\n";
   const std::string text = out.str();
   int rc = durable ? WriteFileAtomicallyAt(dir.get(), volume_hex_ + ".state", AsBytes(text), 0600,
                                            /*no_replace=*/false)
@@ -129,30 +159,40 @@ bool HostState::Update(F&& change, bool durable) {
   return rc == 0;
 }
 
-void HostState::CheckKeyringGeneration(uint64_t generation, const std::string& keyring) {
+void HostState::CheckKeyring(const KeyringFacts& keyring, const std::string& display) {
   Update(
       [&](Values& v) {
-        if (generation < v.keyring_generation) {
-          throw Error(ErrorKind::kConfig,
-                      keyring + ": generation " + std::to_string(generation) +
-                          " is older than generation " + std::to_string(v.keyring_generation) +
-                          " that this host has seen: an old copy of the keyring was restored "
-                          "(rollback), refused; if that is intended, delete " +
-                          file().string());
+        if (auto problem = KeyringRegression(v.keyring, keyring)) {
+          throw Error(ErrorKind::kConfig, display + ": " + *problem +
+                                              " than this host has seen: an old copy of the "
+                                              "keyring was restored (rollback), refused; if "
+                                              "that is intended, delete " +
+                                              file().string());
         }
-        v.keyring_generation = generation;
+        // The newest keyring; the KEK facts only ever grow.
+        const uint32_t max = std::max(v.keyring.max_kek_version, keyring.max_kek_version);
+        std::vector<uint32_t> retired = v.keyring.retired;
+        retired.insert(retired.end(), keyring.retired.begin(), keyring.retired.end());
+        std::sort(retired.begin(), retired.end());
+        retired.erase(std::unique(retired.begin(), retired.end()), retired.end());
+        v.keyring = keyring;
+        v.keyring.max_kek_version = max;
+        v.keyring.retired = retired;
       },
       /*durable=*/true);
 }
 
-uint64_t HostState::keyring_generation() const { return Read().keyring_generation; }
+KeyringFacts HostState::newest_keyring() const { return Read().keyring; }
 
-uint64_t HostState::audit_sequence() const { return Read().audit_sequence; }
+HostState::AuditMark HostState::audit_mark() const { return Read().audit; }
 
-void HostState::RecordAuditSequence(uint64_t sequence) {
-  // Not flushed: a line's number lost in a crash only weakens the check of the log's end.
-  Update([&](Values& v) { v.audit_sequence = std::max(v.audit_sequence, sequence); },
-         /*durable=*/false);
+void HostState::RecordAuditLine(uint64_t sequence, const std::string& sha256) {
+  // Not flushed: a line's mark lost in a crash only weakens the check of the log's end.
+  Update(
+      [&](Values& v) {
+        if (sequence > v.audit.sequence) v.audit = AuditMark{sequence, sha256};
+      },
+      /*durable=*/false);
 }
 
 }  // namespace envelopefs

@@ -13,6 +13,7 @@
 #include "envelopefs/crypto.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
+#include "toml_guard.h"
 #include "toml_time.h"
 
 namespace envelopefs {
@@ -28,6 +29,10 @@ constexpr char kKekAad[] = "envelopefs kek v1";
 constexpr char kMacDomainV1[] = "envelopefs keyring v1";
 constexpr char kMacDomainV2[] = "envelopefs keyring v2";
 constexpr size_t kWrappedSize = kGcmNonceSize + kKeySize + kGcmTagSize;
+constexpr int64_t kMaxOpsLimit = 4;                 // crypto_pwhash_OPSLIMIT_SENSITIVE
+constexpr int64_t kMaxMemLimit = int64_t{1} << 30;  // crypto_pwhash_MEMLIMIT_SENSITIVE
+// The most a format-1 policy (unauthenticated, in the config) may stretch the rotation period.
+constexpr uint32_t kLegacyMaxRotateAfterDays = 90;
 
 // Keys derived from the master key for the keyring.
 struct KeyringKeys {
@@ -163,8 +168,11 @@ MasterKeyParams ParseMaster(const toml::table& t, const std::filesystem::path& f
   auto mem = t["master_key"]["memlimit"].value<int64_t>();
   auto salt_hex = t["master_key"]["salt"].value<std::string>();
   auto salt = salt_hex ? FromHex(*salt_hex) : std::nullopt;
-  if (!kdf || *kdf != "argon2id" || !ops || !mem || *ops < 1 || *ops > 1000 || *mem < 8192 ||
-      *mem > (int64_t{16} << 30) || !salt || salt->size() != 16) {
+  // Read before the MAC can be checked (the key is derived from them), so bounded by what a
+  // volume ever uses: libsodium's "sensitive" limits at most (4 passes, 1 GiB), not whatever an
+  // attacker writes to make every unlock take hours or exhaust memory.
+  if (!kdf || *kdf != "argon2id" || !ops || !mem || *ops < 1 || *ops > kMaxOpsLimit ||
+      *mem < 8192 || *mem > kMaxMemLimit || !salt || salt->size() != 16) {
     throw fail("invalid [master_key] passphrase parameters");
   }
   KdfParams k;
@@ -216,11 +224,44 @@ KeyringFile KeyringFile::Read(int root_fd, const std::filesystem::path& cipher_d
   return Parse(*text, file);
 }
 
+std::optional<std::string> KeyringRegression(const KeyringFacts& known, const KeyringFacts& fresh) {
+  if (fresh.generation < known.generation) {
+    return "generation " + std::to_string(fresh.generation) + " is older than generation " +
+           std::to_string(known.generation);
+  }
+  if (fresh.generation == known.generation && fresh.generation > 0 && !known.digest.empty() &&
+      fresh.digest != known.digest) {
+    return "a different keyring with the same generation " + std::to_string(fresh.generation);
+  }
+  if (fresh.max_kek_version < known.max_kek_version) {
+    return "KEK version " + std::to_string(known.max_kek_version) + " is missing";
+  }
+  for (uint32_t v : known.retired) {
+    if (!std::binary_search(fresh.retired.begin(), fresh.retired.end(), v)) {
+      return "retired KEK version " + std::to_string(v) + " is back";
+    }
+  }
+  return std::nullopt;
+}
+
+KeyringFacts Keyring::Facts(const std::string& digest) const {
+  KeyringFacts f;
+  f.generation = generation_;
+  f.digest = digest;
+  for (const Entry& e : entries_) {
+    f.max_kek_version = std::max(f.max_kek_version, e.info.version);
+    if (e.info.state == KekState::kRetired) f.retired.push_back(e.info.version);
+  }
+  std::sort(f.retired.begin(), f.retired.end());
+  return f;
+}
+
 KeyringFile KeyringFile::Parse(const std::string& text, const std::filesystem::path& file) {
   auto fail = [&file](const std::string& what) -> Error {
     return Error(ErrorKind::kConfig, file.string() + ": " + what);
   };
   if (text.find_first_not_of(" \t\r\n") == std::string::npos) throw fail("empty file");
+  if (auto problem = TomlShapeProblem(text)) throw fail("not a valid keyring (" + *problem + ")");
   toml::table table;
   try {
     table = toml::parse(text, file.string());
@@ -230,6 +271,7 @@ KeyringFile KeyringFile::Parse(const std::string& text, const std::filesystem::p
   const toml::table& t = table;
   KeyringFile k;
   k.file_ = file;
+  k.digest_ = ToHex(Sha256(AsBytes(text)));
   auto format = t["format"].value<int64_t>();
   if (!format) throw fail("no format field: not an envelopefs keyring");
   if (*format != 1 && *format != 2) {
@@ -286,9 +328,21 @@ MasterKeyParams KeyringFile::master_params(const VolumeConfig& config) const {
                                       std::to_string(config.format_version) + " volume");
 }
 
+VolumePolicy KeyringFile::LegacyPolicy(const VolumeConfig& config) {
+  // A format-1 config's policy is not authenticated: it may shorten the rotation period but not
+  // stretch it past the default, and never turn the audit log off. That is also what the first
+  // keyring change writes into the (authenticated) format-2 keyring.
+  VolumePolicy policy;
+  if (config.legacy) {
+    policy.rotate_after_days =
+        std::min(config.legacy->policy.rotate_after_days, kLegacyMaxRotateAfterDays);
+  }
+  policy.audit_log = true;
+  return policy;
+}
+
 VolumePolicy KeyringFile::claimed_policy(const VolumeConfig& config) const {
-  if (policy_) return *policy_;
-  return config.legacy ? config.legacy->policy : VolumePolicy{};
+  return policy_ ? *policy_ : LegacyPolicy(config);
 }
 
 Keyring KeyringFile::Open(const VolumeConfig& config, const SecureBytes& master_key) const {
@@ -314,7 +368,7 @@ Keyring KeyringFile::Open(const VolumeConfig& config, const SecureBytes& master_
   k.format_ = format_;
   k.generation_ = format_ == 2 ? generation_ : 0;
   k.master_ = master_params(config);
-  k.policy_ = policy_ ? *policy_ : config.legacy->policy;
+  k.policy_ = policy_ ? *policy_ : LegacyPolicy(config);
   MacFields fields{format_, config, k.generation_, &k.master_, &k.policy_, check_, volume_key_};
   Sha256Digest expected_mac = HmacSha256(keys.mac.span(), MacInput(fields, keks_));
   if (!ConstantTimeEqual(mac_, expected_mac)) {
@@ -363,8 +417,8 @@ Keyring Keyring::CreateNew(int64_t now_unix, const MasterKeyParams& master,
   return k;
 }
 
-void Keyring::Save(int root_fd, const std::filesystem::path& cipher_dir, const VolumeConfig& config,
-                   const SecureBytes& master_key) const {
+std::string Keyring::Save(int root_fd, const std::filesystem::path& cipher_dir,
+                          const VolumeConfig& config, const SecureBytes& master_key) const {
   struct Record {
     KekInfo info;
     std::vector<uint8_t> wrapped;
@@ -416,8 +470,9 @@ void Keyring::Save(int root_fd, const std::filesystem::path& cipher_dir, const V
   std::ostringstream out;
   out << "# envelopefs keyring (see envelopefs-format(5)). Authenticated: do not edit.\n"
       << root << "\n";
-  ReplaceFileIn(root_fd, kKeyringFileName, out.str(), 0600,
-                (cipher_dir / kKeyringFileName).string());
+  const std::string text = out.str();
+  ReplaceFileIn(root_fd, kKeyringFileName, text, 0600, (cipher_dir / kKeyringFileName).string());
+  return ToHex(Sha256(AsBytes(text)));
 }
 
 std::vector<KekInfo> Keyring::keks() const {

@@ -8,7 +8,9 @@
 
 #include <ctime>
 
+#include "envelopefs/beneath.h"
 #include "envelopefs/crypto.h"
+#include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/file_format.h"
 #include "envelopefs/host_state.h"
@@ -40,22 +42,37 @@ void ValidateChunkSize(uint32_t chunk_size) {
   }
 }
 
-// flock(LOCK_EX) on envelopefs.keyring.lock for the lifetime of the object: serialises keyring
-// changes between processes (envelopectl commands, and the daemon).
+// flock(LOCK_EX) for the lifetime of the object on two locks that serialise keyring changes:
+// one in this host's state directory (out of the attacker's reach: deleting a lock file in the
+// cipher dir cannot make two commands of this host race) and envelopefs.keyring.lock in the
+// cipher dir (for other hosts sharing it). Whoever ignores both is caught by the check that the
+// keyring did not change between reading and replacing it (see Volume::ReplaceKeyring).
 class KeyringLock {
  public:
-  KeyringLock(int root_fd, const std::filesystem::path& cipher_dir) {
-    fd_.reset(
-        ::openat(root_fd, kKeyringLockFileName, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (!fd_.valid())
+  KeyringLock(int root_fd, const std::filesystem::path& cipher_dir, const VolumeId& volume_id) {
+    const std::filesystem::path host_dir = HostState::Directory();
+    std::error_code ec;
+    std::filesystem::create_directories(host_dir, ec);
+    host_.reset(::open((host_dir / (ToHex(volume_id) + ".keyring.lock")).c_str(),
+                       O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    Lock(host_.get());  // without host state there is nothing to lock here
+    int fd = OpenRegularFileAt(root_fd, kKeyringLockFileName, O_RDWR, /*create=*/true, 0600);
+    if (fd < 0) {
+      errno = -fd;
       ThrowSystemError("cannot open " + (cipher_dir / kKeyringLockFileName).string());
-    while (::flock(fd_.get(), LOCK_EX) != 0) {
-      if (errno != EINTR) ThrowSystemError("cannot lock the keyring");
     }
+    volume_.reset(fd);
+    Lock(volume_.get());
   }
 
  private:
-  UniqueFd fd_;  // closing it releases the lock
+  static void Lock(int fd) {
+    if (fd < 0) return;
+    while (::flock(fd, LOCK_EX) != 0) {
+      if (errno != EINTR) ThrowSystemError("cannot lock the keyring");
+    }
+  }
+  UniqueFd host_, volume_;  // closing them releases the locks
 };
 
 }  // namespace
@@ -98,7 +115,10 @@ std::unique_ptr<Volume> Volume::Create(const std::filesystem::path& cipher_dir,
       if (!dirfd.valid()) ThrowSystemError("cannot open " + cipher_dir.string());
       NameTransform(v->name_key_, v->xattr_key_, false, c.format_version).InitDirIv(dirfd.get());
     }
-    v->SaveKeyring(v->keyring_, v->master_key_);
+    v->keyring_digest_ = v->keyring_.Save(v->root_fd(), cipher_dir, c, v->master_key_);
+    HostState(c.volume_id)
+        .CheckKeyring(v->keyring_.Facts(v->keyring_digest_),
+                      (cipher_dir / kKeyringFileName).string());
     c.SaveAt(v->root_fd(), cipher_dir);  // last: a volume without a config is clearly unfinished
     ::chmod(cipher_dir.c_str(), 0700);
     v->keyring_stamp_ = v->KeyringStampNow();
@@ -124,9 +144,8 @@ std::unique_ptr<Volume> Volume::Open(const std::filesystem::path& cipher_dir,
   v->keyring_stamp_ = v->KeyringStampNow();
   KeyringFile file = KeyringFile::Read(v->root_fd(), cipher_dir);
   v->master_key_ = source.MasterKey(file.master_params(v->config_));
-  v->keyring_ = file.Open(v->config_, v->master_key_);
-  HostState(v->config_.volume_id)
-      .CheckKeyringGeneration(v->keyring_.generation(), file.path().string());
+  v->keyring_ = v->Authenticate(file, v->master_key_);
+  v->keyring_digest_ = file.digest();
   v->DeriveVolumeKeys();
   return v;
 }
@@ -137,18 +156,27 @@ Volume::KeyringStamp Volume::KeyringStampNow() const {
   return KeyringStamp{st.st_ino, st.st_mtim};
 }
 
-Keyring Volume::LoadKeyring(const SecureBytes& master) const {
-  KeyringFile file = KeyringFile::Read(root_fd(), cipher_dir_);
+Keyring Volume::Authenticate(const KeyringFile& file, const SecureBytes& master) const {
   Keyring keyring = file.Open(config_, master);
-  HostState(config_.volume_id).CheckKeyringGeneration(keyring.generation(), file.path().string());
+  HostState(config_.volume_id).CheckKeyring(keyring.Facts(file.digest()), file.path().string());
   return keyring;
 }
 
-void Volume::SaveKeyring(const Keyring& keyring, const SecureBytes& master) const {
-  keyring.Save(root_fd(), cipher_dir_, config_, master);
+void Volume::ReplaceKeyring(Keyring& next, const SecureBytes& master) {
+  // Under the lock, the file must still be the one this change was computed from: a writer
+  // that ignored the lock (an older envelopefs, or a lock file deleted by an attacker) would
+  // otherwise lose its change, or have ours lose its own.
+  if (KeyringFile::Read(root_fd(), cipher_dir_).digest() != keyring_digest_) {
+    throw Error(ErrorKind::kState, (cipher_dir_ / kKeyringFileName).string() +
+                                       " changed while this command ran; nothing was changed: "
+                                       "run it again");
+  }
+  next.set_generation(next.generation() + 1);
+  const std::string digest = next.Save(root_fd(), cipher_dir_, config_, master);
   HostState(config_.volume_id)
-      .CheckKeyringGeneration(keyring.generation(), (cipher_dir_ / kKeyringFileName).string());
+      .CheckKeyring(next.Facts(digest), (cipher_dir_ / kKeyringFileName).string());
   ::unlinkat(root_fd(), kStaleStagedKeyring, 0);
+  keyring_digest_ = digest;
 }
 
 void Volume::DeriveVolumeKeys() {
@@ -192,61 +220,86 @@ MasterKeyParams Volume::master_params() const {
   return keyring_.master_params();
 }
 
+bool Volume::keyring_current() const {
+  std::shared_lock lock(keyring_mutex_);
+  return keyring_current_;
+}
+
 void Volume::ReloadKeyringIfChanged() {
   KeyringStamp now = KeyringStampNow();
-  uint64_t current = 0;
+  KeyringFacts current;
   {
     std::shared_lock lock(keyring_mutex_);
     if (now == keyring_stamp_) return;
-    current = keyring_.generation();
+    current = keyring_.Facts(keyring_digest_);
   }
-  // Load outside the lock; a failed load (e.g. a half-edited file) keeps the current keyring.
-  KeyringFile file = KeyringFile::Read(root_fd(), cipher_dir_);
-  Keyring fresh = file.Open(config_, master_key_);
-  if (fresh.generation() < current) {
-    std::string what = "generation " + std::to_string(fresh.generation()) +
-                       " is older than the loaded generation " + std::to_string(current) +
-                       ": an old copy of the keyring was restored (rollback), refused";
-    ReportTamper(file.path().string(), what);
+  // Load outside the lock. A keyring that cannot be read with this volume's key (damaged, or
+  // under another master key) leaves the current one in place, but no longer known to be the
+  // newest: new files are refused until a newer keyring loads (keyring_current()).
+  std::optional<KeyringFile> file;
+  std::optional<Keyring> fresh;
+  try {
+    file.emplace(KeyringFile::Read(root_fd(), cipher_dir_));
+    fresh.emplace(file->Open(config_, master_key_));
+  } catch (const Error&) {
     std::unique_lock lock(keyring_mutex_);
-    keyring_stamp_ = now;  // reported once; the current keyring stays
-    throw Error(ErrorKind::kConfig, file.path().string() + ": " + what);
+    keyring_current_ = false;
+    throw;
   }
-  HostState(config_.volume_id).CheckKeyringGeneration(fresh.generation(), file.path().string());
+  KeyringFacts facts = fresh->Facts(file->digest());
+  if (facts.digest == current.digest) {
+    std::unique_lock lock(keyring_mutex_);
+    keyring_stamp_ = now;  // rewritten with the same contents
+    keyring_current_ = true;
+    return;
+  }
+  if (auto problem = KeyringRegression(current, facts); problem || facts.generation == 0) {
+    // A format-1 keyring never proves that it is newer (every one has generation 0).
+    std::string what =
+        (problem ? *problem + " than the loaded keyring" : std::string("a format-1 keyring")) +
+        ": an old copy of the keyring was restored (rollback), refused";
+    ReportTamper(file->path().string(), what);
+    std::unique_lock lock(keyring_mutex_);
+    keyring_stamp_ = now;  // reported once; the current (newer) keyring stays in force
+    throw Error(ErrorKind::kConfig, file->path().string() + ": " + what);
+  }
+  HostState(config_.volume_id).CheckKeyring(facts, file->path().string());
   std::unique_lock lock(keyring_mutex_);
-  keyring_ = std::move(fresh);
+  keyring_ = std::move(*fresh);
+  keyring_digest_ = facts.digest;
   keyring_stamp_ = now;
+  keyring_current_ = true;
 }
 
 void Volume::UpdateKeyring(const std::function<void(Keyring&)>& change) {
   std::unique_lock lock(keyring_mutex_);
-  KeyringLock file_lock(root_fd(), cipher_dir_);
-  Keyring fresh = LoadKeyring(master_key_);
-  if (fresh.generation() < keyring_.generation()) {
-    throw Error(ErrorKind::kConfig, (cipher_dir_ / kKeyringFileName).string() +
-                                        ": older than the keyring this command loaded "
-                                        "(rollback); refusing to change it");
-  }
+  KeyringLock file_lock(root_fd(), cipher_dir_, config_.volume_id);
+  // Re-read under the lock: a change that landed since this volume was opened is kept.
+  KeyringFile file = KeyringFile::Read(root_fd(), cipher_dir_);
+  Keyring fresh = Authenticate(file, master_key_);
+  keyring_digest_ = file.digest();
   change(fresh);
-  fresh.set_generation(fresh.generation() + 1);
-  SaveKeyring(fresh, master_key_);
+  ReplaceKeyring(fresh, master_key_);
   keyring_ = std::move(fresh);
   keyring_stamp_ = KeyringStampNow();
+  keyring_current_ = true;
 }
 
 void Volume::ChangeMasterKey(const MasterKeySource& new_source) {
-  std::unique_lock lock(keyring_mutex_);
-  KeyringLock file_lock(root_fd(), cipher_dir_);
-  // Re-read under the lock: a rotation that landed since this volume was opened is kept.
-  Keyring fresh = LoadKeyring(master_key_);
+  // The new key first (it may ask on the terminal): never while holding the lock.
   MasterKeyParams params = new_source.NewParams();
   SecureBytes new_master = new_source.MasterKey(params);
+  std::unique_lock lock(keyring_mutex_);
+  KeyringLock file_lock(root_fd(), cipher_dir_, config_.volume_id);
+  KeyringFile file = KeyringFile::Read(root_fd(), cipher_dir_);
+  Keyring fresh = Authenticate(file, master_key_);
+  keyring_digest_ = file.digest();
   fresh.set_master_params(params);
-  fresh.set_generation(fresh.generation() + 1);
-  SaveKeyring(fresh, new_master);
+  ReplaceKeyring(fresh, new_master);
   keyring_ = std::move(fresh);
   master_key_ = std::move(new_master);
   keyring_stamp_ = KeyringStampNow();
+  keyring_current_ = true;
 }
 
 }  // namespace envelopefs

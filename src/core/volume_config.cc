@@ -13,6 +13,7 @@
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/file_format.h"
+#include "toml_guard.h"
 #include "toml_time.h"
 
 namespace envelopefs {
@@ -59,7 +60,8 @@ MasterKeyParams LegacyMasterKey(const toml::table& table, const std::filesystem:
     KdfParams kdf;
     int64_t ops = Required<int64_t>(table, "master_key", "opslimit", file);
     int64_t mem = Required<int64_t>(table, "master_key", "memlimit", file);
-    if (ops < 1 || ops > 1000 || mem < 8192 || mem > (int64_t{16} << 30)) {
+    // Used before anything is authenticated: bounded as in the keyring (keyring.cc).
+    if (ops < 1 || ops > 4 || mem < 8192 || mem > (int64_t{1} << 30)) {
       Fail(file, "invalid Argon2id limits");
     }
     kdf.opslimit = static_cast<uint64_t>(ops);
@@ -84,6 +86,7 @@ VolumeConfig VolumeConfig::LoadAt(int root_fd, const std::filesystem::path& ciph
                    ? "not a regular file"
                    : std::string("cannot read: ") + std::strerror(errno));
   }
+  if (auto problem = TomlShapeProblem(*text)) Fail(file, "not a valid config (" + *problem + ")");
   toml::table table;
   try {
     table = toml::parse(*text, file.string());

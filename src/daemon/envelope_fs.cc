@@ -343,11 +343,26 @@ void OpGetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
 }
 
+int FileIdOf(EnvelopeFs& fs, Inode& inode, FileId* id);  // extended attributes, below
+
 void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
   EnvelopeFs& fs = Fs(req);
   Inode& inode = GetInode(req, ino);
   int err = Guard("setattr", [&]() -> int {
     std::string path = ProcPath(inode.fd.get());
+    // A regular file's modes, owners and times change only once its header authenticates: a
+    // backing entry that is a hard link to a file outside the volume (planted by whoever can
+    // write the cipher dir) must not be chmod'ed, chown'ed or touched through the mount.
+    constexpr int kMetadata = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+                              FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+                              FUSE_SET_ATTR_MTIME_NOW;
+    if (S_ISREG(inode.type) && (to_set & kMetadata)) {
+      FileId id;
+      int rc = FileIdOf(fs, inode, &id);
+      // A daemon that is not root cannot read a file its owner made unreadable (mode 000), and
+      // must still let the owner chmod it back, as ext4 does; root reads every file.
+      if (rc != 0 && !(rc == EACCES && geteuid() != 0)) return rc;
+    }
     if (to_set & FUSE_SET_ATTR_MODE) {
       if (chmod(path.c_str(), attr->st_mode & 07777) != 0) return errno;
     }

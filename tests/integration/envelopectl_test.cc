@@ -416,8 +416,11 @@ const Tamper kTampers[] = {
      }},
     {"KeySlotsDamaged",
      [](OfflineVolume&, const fs::path& a, const fs::path&) {
-       WriteBytesAt(a, format::kKeySlotOffset[0] + 40, {0x55});
-       WriteBytesAt(a, format::kKeySlotOffset[1] + 40, {0x55});
+       // Flip a bit of each wrapped DEK (setting a byte could leave it as it was).
+       const std::vector<uint8_t> bytes = ReadBytes(a);
+       for (size_t slot : format::kKeySlotOffset) {
+         WriteBytesAt(a, slot + 40, {static_cast<uint8_t>(bytes[slot + 40] ^ 0x55)});
+       }
      }},
     {"DamagedName",
      [](OfflineVolume&, const fs::path& a, const fs::path&) {
@@ -639,7 +642,8 @@ TEST(Envelopectl, DecryptNeverLeavesUnauthenticatedPlaintext) {
   OfflineVolume v;
   fs::path a = v.Write("a", RandomString(5 * kChunk, 1));
   v.Write("b", "b content");
-  WriteBytesAt(a, kHeader + 4 * kStride + 7, {0x01});  // the last chunk
+  const uint8_t old = ReadBytes(a)[kHeader + 4 * kStride + 7];
+  WriteBytesAt(a, kHeader + 4 * kStride + 7, {static_cast<uint8_t>(old ^ 0x01)});  // last chunk
   fs::path out_dir = v.root() / "single";
   fs::create_directories(out_dir);
   CommandResult r = RunCommand(v.Ctl("decrypt " + Quote(a) + " -o " + Quote(out_dir / "a")));

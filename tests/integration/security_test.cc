@@ -212,5 +212,134 @@ TEST(Security, ANonRootAllowOtherMountChecksPermissions) {
   EXPECT_NE(std::string::npos, read.output.find("Permission denied")) << read.output;
 }
 
+// --- found by the attacker's review (red team) -------------------------------------------------
+
+// A state-slot pair copied while a file was being rewritten (unsealed), put back after the file
+// was sealed again, with an older chunk and a cut: the file opens (an interrupted write looks the
+// same), but nothing vouches for it, and every report says so.
+TEST(Security, AReplayedUnsealedStateIsReportedNotPassedAsClean) {
+  MountedVolume v(VolumeOptions{"--chunk-size 4096", ""});
+  ASSERT_MOUNTED(v);
+  WriteFile(v / "f", std::string(3 * 4096, 'X'));
+  const fs::path cipher = CipherOf(v, v / "f");
+  usleep(2500 * 1000);  // sealed
+  const std::vector<uint8_t> sealed = ReadBytes(cipher);
+  int fd = open((v / "f").c_str(), O_WRONLY);
+  ASSERT_EQ(4096, pwrite(fd, std::string(4096, 'Y').data(), 4096, 4096));
+  const std::vector<uint8_t> during = ReadBytes(cipher);  // the attacker's copy, mid-write
+  close(fd);
+  v.Unmount();
+  const uint64_t chunk1 = 512 + 4096 + 28;
+  WriteBytesAt(cipher, chunk1,
+               std::vector<uint8_t>(sealed.begin() + chunk1, sealed.begin() + chunk1 + 4096 + 28));
+  WriteBytesAt(cipher, 256, std::vector<uint8_t>(during.begin() + 256, during.begin() + 512));
+  fs::resize_file(cipher, 512 + 2 * (4096 + 28));
+  CommandResult verify = RunCommand(Ctl(v, "verify " + Quote(v.cipher())));
+  EXPECT_EQ(5, verify.exit_code) << verify.output;
+  EXPECT_NE(std::string::npos, verify.output.find("UNSEALED")) << verify.output;
+  CommandResult audit = RunCommand(Ctl(v, "audit " + Quote(v.cipher())));
+  EXPECT_NE(0, audit.exit_code) << audit.output;
+  EXPECT_NE(std::string::npos, audit.output.find("PROBLEMS")) << audit.output;
+  v.Mount();
+  ASSERT_MOUNTED(v);
+  std::string got;
+  EXPECT_EQ(0, OpenErrno(v / "f"));
+  v.Unmount();
+  EXPECT_NE(std::string::npos, v.DaemonLog().find("unsealed: ")) << v.DaemonLog();
+}
+
+// After `keys change-master`, a mounted daemon can no longer read the keyring: it must not wrap
+// new files under a KEK version that a later rotation and retirement destroy.
+TEST(Security, AfterAChangeOfMasterKeyTheMountRefusesNewFilesNotLosesThem) {
+  MountedVolume v;
+  ASSERT_MOUNTED(v);
+  WriteFile(v / "before", "kept");
+  TempDir t;
+  WriteSecretFile(t.path() / "key2", std::string(32, '2'));
+  ASSERT_EQ(0, RunCommand(Ctl(v, "keys change-master " + Quote(v.cipher()) + " --new-keyfile " +
+                                     Quote(t.path() / "key2")))
+                   .exit_code);
+  usleep(1200 * 1000);
+  int fd = open((v / "after").c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  EXPECT_LT(fd, 0) << "a file was created under a KEK that may be retired next";
+  EXPECT_EQ(EACCES, errno);
+  if (fd >= 0) close(fd);
+  EXPECT_EQ("kept", ReadFile(v / "before"));  // existing files stay readable
+}
+
+// One flipped byte (making a file look unencrypted) must not get a KEK still in use destroyed.
+TEST(Security, RetireRefusesWhileAnyHeaderCannotBeRead) {
+  MountedVolume v;
+  ASSERT_MOUNTED(v);
+  WriteFile(v / "f", "data");
+  const fs::path cipher = CipherOf(v, v / "f");
+  v.Unmount();
+  ASSERT_EQ(0, RunCommand(Ctl(v, "keys rotate " + Quote(v.cipher()))).exit_code);
+  WriteBytesAt(cipher, 0, {'X'});  // "ENVLPFS" -> "XNVLPFS": rewrap skips it
+  RunCommand(Ctl(v, "rewrap " + Quote(v.cipher())));
+  CommandResult retire = RunCommand(Ctl(v, "keys retire " + Quote(v.cipher()) + " --version 1"));
+  EXPECT_EQ(8, retire.exit_code) << retire.output;
+  WriteBytesAt(cipher, 0, {'E'});  // the attacker undoes it: the file must still open
+  v.Mount();
+  ASSERT_MOUNTED(v);
+  EXPECT_EQ("data", ReadFile(v / "f"));
+}
+
+// A file cut to nothing: EIO, and the log names the cipher file.
+TEST(Security, ADamagedHeaderIsReportedWithTheFileName) {
+  MountedVolume v;
+  ASSERT_MOUNTED(v);
+  WriteFile(v / "f", "data");
+  const fs::path cipher = CipherOf(v, v / "f");
+  v.Unmount();
+  fs::resize_file(cipher, 0);
+  v.Mount();
+  ASSERT_MOUNTED(v);
+  EXPECT_EQ(EIO, OpenErrno(v / "f"));
+  v.Unmount();
+  EXPECT_NE(std::string::npos, v.DaemonLog().find("tamper: " + cipher.string())) << v.DaemonLog();
+}
+
+// A backing entry replaced by a hard link to a file outside the volume: chmod, chown and touch
+// through the mount must not reach it.
+TEST(Security, AHardLinkToAnOutsideFileTakesNoMetadataChange) {
+  MountedVolume v;
+  ASSERT_MOUNTED(v);
+  WriteFile(v / "report", "mine");
+  const fs::path cipher = CipherOf(v, v / "report");
+  v.Unmount();
+  const fs::path outside = v.cipher().parent_path() / "outside.txt";  // same file system
+  WriteFile(outside, "outside secret");
+  chmod(outside.c_str(), 0600);
+  struct stat before;
+  ASSERT_EQ(0, stat(outside.c_str(), &before));
+  fs::remove(cipher);
+  fs::create_hard_link(outside, cipher);
+  v.Mount();
+  ASSERT_MOUNTED(v);
+  EXPECT_NE(0, chmod((v / "report").c_str(), 0666));
+  EXPECT_NE(0, chown((v / "report").c_str(), 12345, 12345));
+  EXPECT_NE(0, utimensat(AT_FDCWD, (v / "report").c_str(), nullptr, 0));
+  struct stat after;
+  ASSERT_EQ(0, stat(outside.c_str(), &after));
+  EXPECT_EQ(before.st_mode, after.st_mode);
+  EXPECT_EQ(before.st_uid, after.st_uid);
+  EXPECT_EQ(before.st_mtim.tv_sec, after.st_mtim.tv_sec);
+}
+
+// Cipher names are the attacker's: reports escape them, so they cannot drive the terminal or
+// forge a "result: OK" line.
+TEST(Security, ReportsEscapeNamesFromTheCipherDir) {
+  MountedVolume v(VolumeOptions{"--plaintext-names", ""});
+  ASSERT_MOUNTED(v);
+  WriteFile(v / "f", "data");
+  v.Unmount();
+  WriteFile(v.cipher() / "evil\x1b[2J\nresult: OK", "not an envelopefs file");
+  CommandResult audit = RunCommand(Ctl(v, "audit " + Quote(v.cipher())));
+  EXPECT_EQ(std::string::npos, audit.output.find('\x1b')) << audit.output;
+  EXPECT_EQ(std::string::npos, audit.output.find("\nresult: OK")) << audit.output;
+  EXPECT_NE(std::string::npos, audit.output.find("result: PROBLEMS")) << audit.output;
+}
+
 }  // namespace
 }  // namespace envelopefs::testing

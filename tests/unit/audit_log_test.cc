@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -201,6 +202,37 @@ TEST_F(AuditLogTest, TheLogCanBeTurnedOffOnlyWithTheKey) {
   volume_->UpdateKeyring([](Keyring& k) { k.set_policy(VolumePolicy{90, false}); });
   AppendSome(1);
   EXPECT_FALSE(fs::exists(Log()));
+}
+
+TEST_F(AuditLogTest, AuthenticatedLinesReplacedByForgedKeylessOnesAreFound) {
+  // The attacker removes the last authenticated lines and appends failed-unlock lines (which
+  // carry no MAC) with the same sequence numbers and correct hashes.
+  AppendSome(4);
+  std::vector<std::string> lines = Lines();
+  lines.resize(2);
+  for (int seq : {3, 4}) {
+    lines.push_back("{\"event\":\"unlock_failed\",\"prev\":\"" +
+                    ToHex(Sha256(AsBytes(lines.back() + "\n"))) +
+                    "\",\"seq\":" + std::to_string(seq) + "}");
+  }
+  WriteLines(lines);
+  std::string problems = Problems(Verify());
+  EXPECT_NE(std::string::npos, problems.find("not the line this host wrote")) << problems;
+}
+
+TEST_F(AuditLogTest, AHugeLogIsOneProblemNotAFailedReport) {
+  AppendSome(1);
+  fs::resize_file(Log(), uint64_t{2} << 30);  // sparse: costs the attacker nothing
+  AuditLogReport r = Verify();
+  ASSERT_EQ(1u, r.problems.size());
+  EXPECT_NE(std::string::npos, r.problems[0].find("too large")) << r.problems[0];
+}
+
+TEST_F(AuditLogTest, ADevicePlantedAsTheLogIsNeverOpened) {
+  if (geteuid() != 0) GTEST_SKIP() << "mknod of a device needs root";
+  ASSERT_EQ(0, mknod(Log().c_str(), S_IFCHR | 0600, makedev(1, 3)));  // /dev/null's numbers
+  AppendSome(1);  // must not open (or write to) the device
+  EXPECT_FALSE(Verify().problems.empty());
 }
 
 }  // namespace

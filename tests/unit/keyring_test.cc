@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,6 +18,8 @@
 #include <sstream>
 #include <thread>
 
+#include "envelopefs/cipher_file.h"
+#include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/host_state.h"
 #include "envelopefs/key_source.h"
@@ -377,6 +380,155 @@ TEST_F(VolumeDir, AFormatOneKeyringIsReadAndWrittenBackInFormatTwo) {
   EXPECT_EQ(1u, reopened->keyring_generation());
   EXPECT_EQ(2u, reopened->ActiveKek().info.version);
   EXPECT_EQ(1u, reopened->config().format_version);  // the volume itself stays format 1
+}
+
+// --- found by the attacker's review (red team) -------------------------------------------------
+
+TEST_F(VolumeDir, AChangeByAWriterThatIgnoredTheLockIsNotOverwritten) {
+  // The keyring changed between this command's read and its write, by someone who did not
+  // take the lock (an older envelopefs, or after an attacker deleted the lock file).
+  auto v = Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
+  const fs::path keyring = dir_ / kKeyringFileName;
+  try {
+    v->UpdateKeyring([&](Keyring& k) {
+      k.Rotate(1000);
+      Spit(keyring, Slurp(keyring) + "# changed meanwhile\n");
+    });
+    ADD_FAILURE() << "overwrote a concurrent change";
+  } catch (const Error& e) {
+    EXPECT_EQ(ErrorKind::kState, e.kind());
+    EXPECT_NE(std::string::npos, std::string(e.what()).find("changed while")) << e.what();
+  }
+  EXPECT_NE(std::string::npos, Slurp(keyring).find("# changed meanwhile"));
+}
+
+TEST_F(VolumeDir, KeyringChangesAlsoWaitForThisHostsLock) {
+  // Deleting envelopefs.keyring.lock in the cipher dir does not let two commands of this host
+  // race: they also lock a file in the host state directory.
+  auto v = Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
+  UniqueFd lock(
+      ::open((HostState::Directory() / (ToHex(v->config().volume_id) + ".keyring.lock")).c_str(),
+             O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(lock.valid());
+  ASSERT_EQ(0, ::flock(lock.get(), LOCK_EX));
+  fs::remove(dir_ / kKeyringLockFileName);
+  std::atomic<bool> done{false};
+  std::thread rotate([&] {
+    v->UpdateKeyring([](Keyring& k) { k.Rotate(8000); });
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(done.load());
+  ::flock(lock.get(), LOCK_UN);
+  rotate.join();
+  EXPECT_TRUE(done.load());
+}
+
+TEST_F(VolumeDir, ADeviceOrFifoPlantedAsTheLockIsNeverOpened) {
+  if (geteuid() != 0) GTEST_SKIP() << "mknod of a device needs root";
+  auto v = Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
+  ASSERT_EQ(0, ::mknod((dir_ / kKeyringLockFileName).c_str(), S_IFCHR | 0600, makedev(1, 3)));
+  EXPECT_EQ(ErrorKind::kIo, KindOf([&] { v->UpdateKeyring([](Keyring& k) { k.Rotate(1); }); }));
+  fs::remove(dir_ / kKeyringLockFileName);
+  ASSERT_EQ(0, ::mkfifo((dir_ / kKeyringLockFileName).c_str(), 0600));
+  EXPECT_EQ(ErrorKind::kIo, KindOf([&] { v->UpdateKeyring([](Keyring& k) { k.Rotate(1); }); }));
+}
+
+TEST_F(VolumeDir, AfterAChangeOfMasterKeyElsewhereNoFileIsWrappedUnderAStaleKek) {
+  // A running daemon keeps its keyring when a newer one is under another master key: it can no
+  // longer know which KEK is active (the old one may be retired next), so it refuses new files.
+  auto daemon = Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
+  auto admin = Volume::Open(dir_, *MakeKeyFileSource(key_));
+  EXPECT_TRUE(daemon->keyring_current());
+  admin->ChangeMasterKey(*MakeKeyFileSource(WriteKey("key2", 5)));
+  EXPECT_THROW(daemon->ReloadKeyringIfChanged(), Error);
+  EXPECT_FALSE(daemon->keyring_current());
+  int fd = ::open((root_ / "new-file").c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  try {
+    CipherFile::Create(UniqueFd(fd), *daemon, "new-file");
+    ADD_FAILURE() << "a new file was wrapped under a KEK that may be retired";
+  } catch (const Error& e) {
+    EXPECT_EQ(ErrorKind::kKeyUnavailable, e.kind());
+    EXPECT_NE(std::string::npos, std::string(e.what()).find("remount")) << e.what();
+  }
+}
+
+TEST_F(VolumeDir, HugeArgon2LimitsAreRefusedBeforeAnyDerivation) {
+  fs::path pass = WritePass("pass", "words");
+  Volume::Create(dir_, {}, *MakePassFileSource(pass));
+  std::string keyring = Slurp(dir_ / kKeyringFileName);
+  const size_t at = keyring.find("opslimit = ");
+  ASSERT_NE(std::string::npos, at);
+  keyring.replace(at, keyring.find('\n', at) - at, "opslimit = 1000");
+  Spit(dir_ / kKeyringFileName, keyring);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(ErrorKind::kConfig, KindOf([&] { Volume::Open(dir_, *MakePassFileSource(pass)); }));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+}
+
+TEST_F(VolumeDir, DeeplyDottedKeysDoNotCrashTheParser) {
+  // toml++ recurses once per part of a dotted key or table header: 100,000 parts overflowed the
+  // stack of every program that read the keyring or the config.
+  Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
+  std::string deep = "[a";
+  for (int i = 0; i < 100000; ++i) deep += ".a";
+  deep += "]\n";
+  const std::string keyring = Slurp(dir_ / kKeyringFileName);
+  Spit(dir_ / kKeyringFileName, keyring + deep);
+  EXPECT_EQ(ErrorKind::kConfig, KindOf([&] { Volume::Open(dir_, *MakeKeyFileSource(key_)); }));
+  Spit(dir_ / kKeyringFileName, keyring);
+  Spit(dir_ / kConfigFileName,
+       Slurp(dir_ / kConfigFileName) + "a" + deep.substr(2, 60000) + " = 1\n");
+  EXPECT_EQ(ErrorKind::kConfig, KindOf([&] { Volume::Open(dir_, *MakeKeyFileSource(key_)); }));
+}
+
+TEST_F(VolumeDir, AFormatOnePolicyCannotStretchRotationOrSilenceTheLog) {
+  // Format 1 kept the policy unauthenticated in the config; the first keyring change must not
+  // authenticate an attacker's edit of it.
+  fs::copy(fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v1/volume", dir_,
+           fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+  fs::path key = root_ / "v1.key";
+  fs::copy_file(fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v1/volume.key", key);
+  fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write);
+  std::string config = Slurp(dir_ / kConfigFileName);
+  config.replace(config.find("rotate_after_days = 90"), 22, "rotate_after_days = 36500");
+  config.replace(config.find("audit_log = 'envelopefs.audit.log'"), 34, "audit_log = ''");
+  Spit(dir_ / kConfigFileName, config);
+  auto v = Volume::Open(dir_, *MakeKeyFileSource(key));
+  EXPECT_EQ(90u, v->policy().rotate_after_days);
+  EXPECT_TRUE(v->policy().audit_log);
+  v->UpdateKeyring([](Keyring& k) { k.Rotate(9000); });
+  auto reopened = Volume::Open(dir_, *MakeKeyFileSource(key));
+  EXPECT_EQ(90u, reopened->policy().rotate_after_days);
+  EXPECT_TRUE(reopened->policy().audit_log);
+}
+
+TEST_F(VolumeDir, AShorterFormatOneRotationPeriodIsHonoured) {
+  fs::copy(fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v1/volume", dir_,
+           fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+  fs::path key = root_ / "v1.key";
+  fs::copy_file(fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v1/volume.key", key);
+  fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write);
+  std::string config = Slurp(dir_ / kConfigFileName);
+  config.replace(config.find("rotate_after_days = 90"), 22, "rotate_after_days = 30");
+  Spit(dir_ / kConfigFileName, config);
+  EXPECT_EQ(30u, Volume::Open(dir_, *MakeKeyFileSource(key))->policy().rotate_after_days);
+}
+
+TEST(KeyringRegression, KeyringsOnlyMoveForward) {
+  KeyringFacts known{5, "aa", 3, {1}};
+  EXPECT_FALSE(KeyringRegression(known, KeyringFacts{6, "bb", 3, {1}}));
+  EXPECT_FALSE(KeyringRegression(known, KeyringFacts{5, "aa", 3, {1}}));
+  EXPECT_TRUE(KeyringRegression(known, KeyringFacts{4, "cc", 3, {1}}));  // older generation
+  EXPECT_TRUE(KeyringRegression(known, KeyringFacts{5, "dd", 3, {1}}));  // forked
+  EXPECT_TRUE(KeyringRegression(known, KeyringFacts{6, "ee", 2, {1}}));  // a version missing
+  EXPECT_TRUE(KeyringRegression(known, KeyringFacts{6, "ff", 4, {}}));   // retired one back
+  // Format 1: every keyring has generation 0; only the KEK facts tell an old copy.
+  KeyringFacts v1{0, "11", 2, {1}};
+  EXPECT_TRUE(KeyringRegression(v1, KeyringFacts{0, "22", 1, {}}));
+  EXPECT_TRUE(KeyringRegression(v1, KeyringFacts{0, "33", 2, {}}));
+  EXPECT_FALSE(KeyringRegression(v1, KeyringFacts{0, "44", 3, {1}}));
 }
 
 }  // namespace
