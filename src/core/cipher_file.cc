@@ -18,6 +18,7 @@
 #include "envelopefs/error.h"
 #include "envelopefs/log.h"
 #include "envelopefs/volume.h"
+#include "header_lock.h"
 
 namespace envelopefs {
 namespace {
@@ -93,22 +94,6 @@ class ReadAhead {
   static constexpr size_t kBatch = 1024;
   int fd_;
   std::vector<std::pair<uint64_t, uint64_t>> batch_;
-};
-
-// Holds flock(LOCK_EX) on a cipher file while its header is rewritten, so that a concurrent
-// `envelopectl rewrap` (which takes the same lock) never writes a key slot for an old DEK.
-class HeaderLock {
- public:
-  explicit HeaderLock(int fd) : fd_(fd) {
-    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
-    }
-  }
-  ~HeaderLock() { ::flock(fd_, LOCK_UN); }
-  HeaderLock(const HeaderLock&) = delete;
-  HeaderLock& operator=(const HeaderLock&) = delete;
-
- private:
-  int fd_;
 };
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "envelopefs/error.h"
 #include "envelopefs/file_header.h"
 #include "envelopefs/unique_fd.h"
+#include "header_lock.h"
 
 namespace envelopefs {
 namespace {
@@ -28,21 +29,6 @@ struct Pending {
   std::array<uint8_t, kFixedSize> fixed;  // the fixed part the record is bound to
   KeySlotBytes record;
   int first_slot;  // written before the first sync; the other one after it
-};
-
-// flock(LOCK_EX) for the duration of a header read and slot write (see rewrap.h).
-class FileLock {
- public:
-  explicit FileLock(int fd) : fd_(fd) {
-    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
-    }
-  }
-  ~FileLock() { ::flock(fd_, LOCK_UN); }
-  FileLock(const FileLock&) = delete;
-  FileLock& operator=(const FileLock&) = delete;
-
- private:
-  int fd_;
 };
 
 int WriteSlot(int fd, const KeySlotBytes& record, int slot) {
@@ -94,7 +80,7 @@ RewrapStats RewrapFiles(
     // Phase 1 is written; make it durable, then overwrite the other slot and sync again.
     SyncFileSystems(batch);
     for (Pending& p : batch) {
-      FileLock lock(p.fd.get());
+      HeaderLock lock(p.fd.get());
       HeaderRead now = ReadHeader(p.fd.get());
       if (now.status != HeaderStatus::kOk ||
           std::memcmp(now.bytes.data(), p.fixed.data(), kFixedSize) != 0 ||
@@ -126,7 +112,7 @@ RewrapStats RewrapFiles(
       continue;
     }
     UniqueFd owned(fd);
-    FileLock lock(fd);
+    HeaderLock lock(fd);
     HeaderRead header = ReadHeader(fd);
     if (header.status == HeaderStatus::kNotEnvelope ||
         (header.status == HeaderStatus::kDamaged && header.cipher_size == 0)) {

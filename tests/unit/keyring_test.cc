@@ -58,6 +58,15 @@ class VolumeDir : public ::testing::Test {
     return p;
   }
   int RootFd() const { return ::open(dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC); }
+  // A copy of the format-1 volume vector in dir_; returns its key file (mode 0600).
+  fs::path CopyVersion1Vector() const {
+    fs::copy(fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v1/volume", dir_,
+             fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+    fs::path key = root_ / "v1.key";
+    fs::copy_file(fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v1/volume.key", key);
+    fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write);
+    return key;
+  }
   static std::string Slurp(const fs::path& p) {
     std::ifstream in(p);
     std::stringstream ss;
@@ -366,11 +375,7 @@ TEST_F(VolumeDir, KeyringChangesWaitForTheLock) {
 }
 
 TEST_F(VolumeDir, AFormatOneKeyringIsReadAndWrittenBackInFormatTwo) {
-  fs::copy(fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v1/volume", dir_,
-           fs::copy_options::recursive | fs::copy_options::copy_symlinks);
-  fs::path key = root_ / "v1.key";
-  fs::copy_file(fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v1/volume.key", key);
-  fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write);
+  const fs::path key = CopyVersion1Vector();
   auto v = Volume::Open(dir_, *MakeKeyFileSource(key));
   EXPECT_EQ(0u, v->keyring_generation());
   EXPECT_EQ(90u, v->policy().rotate_after_days);
@@ -486,11 +491,7 @@ TEST_F(VolumeDir, DeeplyDottedKeysDoNotCrashTheParser) {
 TEST_F(VolumeDir, AFormatOnePolicyCannotStretchRotationOrSilenceTheLog) {
   // Format 1 kept the policy unauthenticated in the config; the first keyring change must not
   // authenticate an attacker's edit of it.
-  fs::copy(fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v1/volume", dir_,
-           fs::copy_options::recursive | fs::copy_options::copy_symlinks);
-  fs::path key = root_ / "v1.key";
-  fs::copy_file(fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v1/volume.key", key);
-  fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write);
+  const fs::path key = CopyVersion1Vector();
   std::string config = Slurp(dir_ / kConfigFileName);
   config.replace(config.find("rotate_after_days = 90"), 22, "rotate_after_days = 36500");
   config.replace(config.find("audit_log = 'envelopefs.audit.log'"), 34, "audit_log = ''");
@@ -505,11 +506,7 @@ TEST_F(VolumeDir, AFormatOnePolicyCannotStretchRotationOrSilenceTheLog) {
 }
 
 TEST_F(VolumeDir, AShorterFormatOneRotationPeriodIsHonoured) {
-  fs::copy(fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v1/volume", dir_,
-           fs::copy_options::recursive | fs::copy_options::copy_symlinks);
-  fs::path key = root_ / "v1.key";
-  fs::copy_file(fs::path(ENVELOPEFS_TEST_DATA_DIR) / "v1/volume.key", key);
-  fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write);
+  const fs::path key = CopyVersion1Vector();
   std::string config = Slurp(dir_ / kConfigFileName);
   config.replace(config.find("rotate_after_days = 90"), 22, "rotate_after_days = 30");
   Spit(dir_ / kConfigFileName, config);
