@@ -96,7 +96,18 @@ class CipherFile {
   int WriteState(uint64_t size, uint32_t flags, bool sealed, bool durable);
   int PrepareModify(bool changes_size, bool creates_holes);
   int ExtendTo(uint64_t new_size);
-  int RewriteChunk(uint64_t index, uint64_t old_len, uint64_t new_len);
+  // Seals `len` bytes of `plain` as chunk `index` and writes it in place.
+  int WriteChunk(uint64_t index, const uint8_t* plain, uint64_t len);
+  // After a change failed part-way: size_, the cipher file's length and the tags of chunks
+  // [first, last] are made to agree with the disk again, and a last chunk that the change
+  // rewrote in place to grow is put back from its old plaintext.
+  struct ChunkToRestore {
+    uint64_t index;
+    const uint8_t* plain;
+    uint64_t len;
+  };
+  void RecoverFromFailedChange(uint64_t first, uint64_t last,
+                               const std::optional<ChunkToRestore>& restore = std::nullopt);
   int Rekey();
   // Index blocks (format 2) after chunks [first, last] changed and the chunk count went from
   // `old_count` to the current one; blocks inside [buffer_lo, buffer_hi) were already written.
@@ -120,14 +131,16 @@ class CipherFile {
   mutable std::shared_mutex name_mu_;
 
   mutable std::shared_mutex mu_;
-  FixedHeader fixed_;        // changes only when Rekey() moves a file to the current version
-  ChunkLayout layout_;       // likewise
-  FileKeys keys_;            // likewise (a fresh DEK)
-  uint64_t key_generation_;  // the higher key-slot generation
-  uint64_t size_ = 0;        // plaintext size; the cipher file length always matches it
-  FileState disk_state_;     // the newest state record on disk
-  ChunkIndex tags_;          // format 2: the tag of every chunk (zero for holes)
-  bool dirty_ = false;       // changed through this object since it was opened
+  FixedHeader fixed_;         // changes only when Rekey() moves a file to the current version
+  ChunkLayout layout_;        // likewise
+  FileKeys keys_;             // likewise (a fresh DEK)
+  uint64_t key_generation_;   // the higher key-slot generation
+  uint64_t size_ = 0;         // plaintext size; the cipher file length matches it (see
+                              // RecoverFromFailedChange for the failure paths)
+  FileState disk_state_;      // the newest state record on disk
+  ChunkIndex tags_;           // format 2: the tag of every chunk (zero for holes)
+  bool index_stale_ = false;  // index blocks on disk may disagree with tags_ (a failed write)
+  bool dirty_ = false;        // changed through this object since it was opened
   std::atomic<uint64_t> modifications_{0};
   mutable std::atomic<uint64_t> last_read_end_{0};  // for sequential-read prefetch
 };

@@ -45,6 +45,13 @@ std::optional<std::vector<uint8_t>> FromBase64Url(std::string_view text);
 // distinct inputs give distinct outputs.
 std::string EscapeName(std::string_view bytes);
 
+// True if every byte of `bytes` is zero (holes, empty slots, zeroed tags).
+inline bool IsAllZero(std::span<const uint8_t> bytes) {
+  uint8_t acc = 0;
+  for (uint8_t b : bytes) acc |= b;
+  return acc == 0;
+}
+
 inline std::span<const uint8_t> AsBytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }

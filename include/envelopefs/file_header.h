@@ -108,6 +108,8 @@ StateChoice SelectState(const FixedHeader& fixed, const SecureBytes& state_key,
 // The index digest of `tags` (see ChunkIndex::Digest, which the data path uses).
 IndexDigest ComputeIndexDigest(std::span<const ChunkTag> tags);
 bool IsZeroTag(const ChunkTag& tag);
+// The state record numbered `counter` of a new, empty file (size 0, no flags, empty index).
+FileState EmptyFileState(uint64_t counter);
 
 // --- offsets -----------------------------------------------------------------------------
 // Offset math of the chunk layout (file_format.h). Pure; every function is total.
@@ -121,7 +123,6 @@ struct ChunkLayout {
 
   uint64_t stride() const { return uint64_t{chunk_size} + format::kChunkOverhead; }
   uint64_t ChunkOffset(uint64_t index) const;
-  uint64_t ChunkIndex(uint64_t plain_offset) const { return plain_offset / chunk_size; }
   uint64_t ChunkCount(uint64_t plain_size) const {
     return (plain_size + chunk_size - 1) / chunk_size;
   }
@@ -132,10 +133,11 @@ struct ChunkLayout {
   uint64_t ChunkAt(uint64_t offset) const;
   // The group whose chunks or index block (v2) hold cipher offset `offset`.
   uint64_t GroupAt(uint64_t offset) const;
-  // Index blocks (v2): group `group`'s block offset; whether it exists for `chunk_count` chunks.
+  // Index blocks (v2): group `group`'s block offset; how many groups of a file of `chunk_count`
+  // chunks have one (every group but the last: groups [0, IndexBlockCount) are closed).
   uint64_t IndexBlockOffset(uint64_t group) const;
-  bool HasIndexBlock(uint64_t group, uint64_t chunk_count) const {
-    return indexed && chunk_count > (group + 1) * format::kIndexGroupChunks;
+  uint64_t IndexBlockCount(uint64_t chunk_count) const {
+    return indexed && chunk_count > 0 ? (chunk_count - 1) / format::kIndexGroupChunks : 0;
   }
   // Cipher file size for a plaintext size.
   uint64_t CipherSize(uint64_t plain_size) const;

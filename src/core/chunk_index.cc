@@ -15,12 +15,6 @@ using format::kIndexGroupChunks;
 
 const ChunkTag kZeroTag{};
 
-bool AllZero(const uint8_t* p, size_t n) {
-  uint8_t acc = 0;
-  for (size_t i = 0; i < n; ++i) acc |= p[i];
-  return acc == 0;
-}
-
 }  // namespace
 
 ChunkIndex::Block& ChunkIndex::GroupFor(uint64_t group) {
@@ -68,7 +62,7 @@ void ChunkIndex::SetBlock(uint64_t group, const uint8_t* block) {
   const uint64_t first = group * kIndexGroupChunks;
   if (first >= count_) return;
   const uint64_t n = std::min<uint64_t>(kIndexGroupChunks, count_ - first);
-  if (AllZero(block, n * format::kChunkTagSize)) {
+  if (IsAllZero({block, n * format::kChunkTagSize})) {
     groups_.erase(group);
     return;
   }
@@ -94,7 +88,7 @@ IndexDigest ChunkIndex::Digest() const {
   StoreLe64(number, count_);
   crypto_generichash_update(&state, number, sizeof number);
   for (const auto& [group, block] : groups_) {
-    if (AllZero(block->front().data(), kIndexBlockSize)) continue;
+    if (IsAllZero({block->front().data(), kIndexBlockSize})) continue;
     StoreLe64(number, group);
     crypto_generichash_update(&state, number, sizeof number);
     crypto_generichash_update(&state, block->front().data(), kIndexBlockSize);

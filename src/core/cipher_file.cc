@@ -52,17 +52,6 @@ std::string FdPath(int fd, const std::string& fallback) {
   return n > 0 ? std::string(path, static_cast<size_t>(n)) : fallback;
 }
 
-bool AllZero(const uint8_t* p, size_t n) {
-  uint8_t acc = 0;
-  for (size_t i = 0; i < n; ++i) acc |= p[i];
-  return acc == 0;
-}
-
-// Groups of chunks followed by an index block in a file of `chunk_count` chunks.
-uint64_t ClosedGroups(uint64_t chunk_count) {
-  return chunk_count == 0 ? 0 : (chunk_count - 1) / kIndexGroupChunks;
-}
-
 // The tag stored with a chunk of `plain_len` bytes at `cipher`.
 ChunkTag StoredTag(const uint8_t* cipher, uint64_t plain_len) {
   ChunkTag tag;
@@ -111,34 +100,42 @@ CipherFile::CipherFile(UniqueFd fd, const Volume& volume, const FixedHeader& fix
 
 namespace {
 
-// A new DEK may only be wrapped under a KEK version known to be the active one.
-void RequireCurrentKeyring(const Volume& volume) {
+// The header of an empty file: a fresh DEK (for every new file and every truncation to zero)
+// wrapped under the volume's active KEK, and the keys derived from it. A new DEK may only be
+// wrapped under a KEK version known to be the active one: throws if the keyring may be stale.
+struct NewHeader {
+  HeaderBytes bytes;
+  FileKeys keys;
+};
+NewHeader BuildNewHeader(const Volume& volume, uint32_t chunk_size, const FileId& file_id,
+                         uint64_t key_generation) {
   if (!volume.keyring_current()) {
     throw Error(ErrorKind::kKeyUnavailable,
                 "the keyring on disk changed and cannot be read with this mount's master key "
                 "(a change of master key?): new files are refused, remount with the new key");
   }
+  Volume::KekCopy kek = volume.ActiveKek();
+  SecureBytes dek = SecureBytes::Random(kKeySize);
+  return NewHeader{
+      BuildHeader(chunk_size, file_id, dek, kek.info.id, kek.info.version, kek.key, key_generation),
+      FileKeys::Derive(dek)};
 }
 
 }  // namespace
 
 std::shared_ptr<CipherFile> CipherFile::Create(UniqueFd fd, const Volume& volume,
                                                std::string display_name) {
-  RequireCurrentKeyring(volume);
-  Volume::KekCopy kek = volume.ActiveKek();
   FileId file_id;
   RandomBytes(file_id);
-  SecureBytes dek = SecureBytes::Random(kKeySize);  // a fresh DEK for every file
-  HeaderBytes header =
-      BuildHeader(volume.config().chunk_size, file_id, dek, kek.info.id, kek.info.version, kek.key);
-  std::shared_ptr<CipherFile> file(new CipherFile(std::move(fd), volume, ParseFixedHeader(header),
-                                                  FileKeys::Derive(dek), 1,
-                                                  std::move(display_name)));
-  if (int rc = file->PwriteAll(header.data(), header.size(), 0); rc < 0) {
+  NewHeader header = BuildNewHeader(volume, volume.config().chunk_size, file_id, 1);
+  std::shared_ptr<CipherFile> file(
+      new CipherFile(std::move(fd), volume, ParseFixedHeader(header.bytes), std::move(header.keys),
+                     1, std::move(display_name)));
+  if (int rc = file->PwriteAll(header.bytes.data(), header.bytes.size(), 0); rc < 0) {
     errno = -rc;
     ThrowSystemError("writing the header of " + file->name_);
   }
-  file->disk_state_ = FileState{2, 0, 0, ComputeIndexDigest({})};
+  file->disk_state_ = EmptyFileState(2);
   file->dirty_ = true;  // a new file is sealed after its first close, even if left empty
   return file;
 }
@@ -248,7 +245,7 @@ void CipherFile::LoadIndex(bool sealed, bool writable) {
   tags_.Resize(count);
   // A sealed file's index blocks are current; an unsealed one's may be stale after a crash
   // between a chunk write and its index write, so its index is rebuilt from the chunks.
-  const uint64_t groups = ClosedGroups(count);
+  const uint64_t groups = layout_.IndexBlockCount(count);
   if (sealed && groups > 0) {
     // The blocks of the groups that hold data (a sparse file's holes are skipped).
     std::vector<uint8_t> block(kIndexBlockSize);
@@ -376,10 +373,12 @@ int CipherFile::PwriteAll(const uint8_t* data, size_t len, uint64_t offset) cons
 const char* CipherFile::ChunkProblem(uint64_t index, uint64_t plain_len, const uint8_t* cipher,
                                      uint8_t* plain) const {
   const bool full = plain_len == fixed_.chunk_size;
-  const bool zero = AllZero(cipher, kChunkNonceSize) && AllZero(cipher, plain_len + kChunkOverhead);
+  const bool zero =
+      IsAllZero({cipher, kChunkNonceSize}) && IsAllZero({cipher, plain_len + kChunkOverhead});
   // A hole reads as zeros: a whole all-zero chunk of a file marked sparse (a random nonce is
   // all-zero with probability 2^-96) that, in format 2, the index records as a hole.
-  const bool hole_expected = !indexed() || IsZeroTag(tags_.Get(index));
+  const ChunkTag* expected = indexed() ? &tags_.Get(index) : nullptr;
+  const bool hole_expected = expected == nullptr || IsZeroTag(*expected);
   if (zero && full && disk_state_.sparse() && hole_expected) {
     std::memset(plain, 0, plain_len);
     return nullptr;
@@ -389,8 +388,8 @@ const char* CipherFile::ChunkProblem(uint64_t index, uint64_t plain_len, const u
                 : "all-zero last chunk (a last chunk is never a hole)";
   }
   if (indexed() && hole_expected) return "data where the index records a hole";
-  if (indexed() && std::memcmp(tags_.Get(index).data(), cipher + kChunkNonceSize + plain_len,
-                               kChunkTagSize) != 0) {
+  if (expected != nullptr &&
+      std::memcmp(expected->data(), cipher + kChunkNonceSize + plain_len, kChunkTagSize) != 0) {
     return "not the version last written (an older or foreign copy of the chunk)";
   }
   auto aad = ChunkAad(fixed_.file_id, index);
@@ -474,6 +473,13 @@ void CipherFile::PrefetchIfSequential(uint64_t offset, uint64_t end, uint64_t ci
 int CipherFile::WriteState(uint64_t size, uint32_t flags, bool sealed, bool durable) {
   // A sealed state goes into both slots (two consecutive records), so that no slot holds an
   // older record that could be replayed alone; an unsealed one into the next slot only.
+  if (sealed && index_stale_) {
+    // A failed write may have left index blocks that disagree with the tags: they are
+    // rewritten, durably, before a digest a later open must reproduce from them is sealed.
+    if (int rc = WriteIndex(1, 0, 0, 0, 0); rc < 0) return rc;
+    if (::fdatasync(fd_.get()) != 0) return -errno;
+    index_stale_ = false;
+  }
   const uint16_t version = fixed_.version;
   const size_t slot_size = StateSlotSize(version);
   FileState next{disk_state_.counter + 1, size, sealed ? flags | kStateSealed : flags, {}};
@@ -507,72 +513,114 @@ int CipherFile::PrepareModify(bool changes_size, bool creates_holes) {
 
 int CipherFile::WriteIndex(uint64_t first, uint64_t last, uint64_t old_count, uint64_t buffer_lo,
                            uint64_t buffer_hi) {
-  const uint64_t closed_now = ClosedGroups(tags_.count());
-  const uint64_t closed_before = ClosedGroups(old_count);
+  const uint64_t closed_now = layout_.IndexBlockCount(tags_.count());
+  const uint64_t closed_before = layout_.IndexBlockCount(old_count);
   auto in_buffer = [&](uint64_t offset) { return offset >= buffer_lo && offset < buffer_hi; };
+  auto write_entries = [&](uint64_t a, uint64_t b) {
+    // The tags of chunks [a, b] of one group, at their place in its block.
+    const uint64_t g = a / kIndexGroupChunks;
+    std::span<const uint8_t> entries = tags_.Entries(a, b);
+    return PwriteAll(entries.data(), entries.size(),
+                     layout_.IndexBlockOffset(g) + (a - g * kIndexGroupChunks) * kChunkTagSize);
+  };
   // Groups closed by this change get their whole block (none for groups of holes only).
-  std::vector<uint8_t> block(kIndexBlockSize);
   int rc = 0;
   tags_.ForEachDataGroup(closed_before, closed_now, [&](uint64_t g) {
-    const uint64_t offset = layout_.IndexBlockOffset(g);
-    if (rc < 0 || in_buffer(offset)) return;
-    tags_.CopyBlock(g, block.data());
-    rc = PwriteAll(block.data(), block.size(), offset);
+    if (rc < 0 || in_buffer(layout_.IndexBlockOffset(g))) return;
+    rc = write_entries(g * kIndexGroupChunks, (g + 1) * kIndexGroupChunks - 1);
   });
-  if (rc < 0 || first > last) return rc;
   // Groups closed before: only the entries of the chunks that changed.
   for (uint64_t g = first / kIndexGroupChunks;
-       g <= last / kIndexGroupChunks && g < std::min(closed_before, closed_now); ++g) {
-    const uint64_t offset = layout_.IndexBlockOffset(g);
-    if (in_buffer(offset)) continue;
-    const uint64_t a = std::max(first, g * kIndexGroupChunks);
-    const uint64_t b = std::min(last, (g + 1) * kIndexGroupChunks - 1);
-    std::span<const uint8_t> entries = tags_.Entries(a, b);
-    if (int rc2 = PwriteAll(entries.data(), entries.size(),
-                            offset + (a - g * kIndexGroupChunks) * kChunkTagSize);
-        rc2 < 0) {
-      return rc2;
-    }
+       rc == 0 && first <= last && g <= last / kIndexGroupChunks &&
+       g < std::min(closed_before, closed_now);
+       ++g) {
+    if (in_buffer(layout_.IndexBlockOffset(g))) continue;
+    rc = write_entries(std::max(first, g * kIndexGroupChunks),
+                       std::min(last, (g + 1) * kIndexGroupChunks - 1));
   }
-  return 0;
+  if (rc < 0) index_stale_ = true;  // rewritten whole before the next seal
+  return rc;
 }
 
-int CipherFile::RewriteChunk(uint64_t index, uint64_t old_len, uint64_t new_len) {
-  uint8_t* plain = Scratch(PlainScratch(), fixed_.chunk_size);
-  if (old_len > 0) {
-    if (int rc = ReadOldChunk(index, old_len, plain); rc < 0) return rc;
+void CipherFile::RecoverFromFailedChange(uint64_t first, uint64_t last,
+                                         const std::optional<ChunkToRestore>& restore) {
+  // PrepareModify made the file unsealed on disk before anything changed, so nothing here is
+  // promised yet; what matters is that memory describes the disk again, or the next seal would
+  // authenticate a state that no open can reproduce.
+  struct stat st;
+  if (::fstat(fd_.get(), &st) == 0) {
+    const uint64_t on_disk = static_cast<uint64_t>(st.st_size);
+    size_ = std::min(size_, layout_.ReportedPlainSize(on_disk));
+    if (on_disk > layout_.CipherSize(size_) &&
+        ::ftruncate(fd_.get(), static_cast<off_t>(layout_.CipherSize(size_))) != 0) {
+      Log(LogLevel::kError,
+          CurrentName() + ": cannot cut back a failed write: " + std::string(std::strerror(errno)));
+    }
   }
-  if (new_len > old_len) std::memset(plain + old_len, 0, new_len - old_len);
+  if (restore && layout_.ChunkLength(restore->index, size_) == restore->len) {
+    // The old last chunk was rewritten in place to grow: it is put back as it was (this fits
+    // where it stood, so a full disk does not stop it).
+    if (WriteChunk(restore->index, restore->plain, restore->len) < 0) {
+      Log(LogLevel::kError, CurrentName() + ": cannot put back chunk " +
+                                std::to_string(restore->index) + " after a failed write");
+    }
+  }
+  if (!indexed()) return;
+  const uint64_t count = layout_.ChunkCount(size_);
+  tags_.Resize(count);
+  ReadInlineTags(first, std::min(last + 1, count));  // a torn chunk keeps its torn tag: EIO
+  index_stale_ = true;
+}
+
+int CipherFile::WriteChunk(uint64_t index, const uint8_t* plain, uint64_t len) {
   uint8_t* cipher = Scratch(CipherScratch(), layout_.stride());
-  SealChunk(index, plain, new_len, cipher);
-  return PwriteAll(cipher, new_len + kChunkOverhead, layout_.ChunkOffset(index));
+  SealChunk(index, plain, len, cipher);
+  return PwriteAll(cipher, len + kChunkOverhead, layout_.ChunkOffset(index));
 }
 
 int CipherFile::ExtendTo(uint64_t new_size) {
   const uint64_t chunk = fixed_.chunk_size;
+  const uint64_t old_size = size_;
   const uint64_t old_rem = size_ % chunk;
   const uint64_t last = size_ / chunk;
   const uint64_t rounded_old = old_rem ? (last + 1) * chunk : size_;
   const uint64_t new_rem = new_size % chunk;
   const bool creates_holes = new_size - new_rem > rounded_old;
+  // The old partial last chunk is read before anything changes, and kept to be put back should
+  // a later step fail.
+  uint8_t* old_last = Scratch(PlainScratch(), chunk);
+  if (old_rem != 0) {
+    if (int rc = ReadOldChunk(last, old_rem, old_last); rc < 0) return rc;
+  }
   if (int rc = PrepareModify(/*changes_size=*/true, creates_holes); rc < 0) return rc;
-  dirty_ = true;
   const uint64_t old_count = layout_.ChunkCount(size_);
   if (indexed()) tags_.Resize(layout_.ChunkCount(new_size));
+  int rc = 0;
   if (old_rem != 0) {
     // The old partial last chunk grows (zero-padded), within itself or to a full chunk.
-    uint64_t grown = std::min(new_size, (last + 1) * chunk) - last * chunk;
-    if (int rc = RewriteChunk(last, old_rem, grown); rc < 0) return rc;
+    const uint64_t grown = std::min(new_size, (last + 1) * chunk) - last * chunk;
+    std::memset(old_last + old_rem, 0, grown - old_rem);
+    rc = WriteChunk(last, old_last, grown);
   }
-  if (new_rem != 0 && new_size > rounded_old) {
-    // A new partial last chunk is written (encrypted zeros); full chunks before it are holes.
-    if (int rc = RewriteChunk(new_size / chunk, 0, new_rem); rc < 0) return rc;
-  } else if (::ftruncate(fd_.get(), static_cast<off_t>(layout_.CipherSize(new_size))) != 0) {
-    return -errno;
+  if (rc == 0) {
+    if (new_rem != 0 && new_size > rounded_old) {
+      // A new partial last chunk (encrypted zeros); full chunks before it are holes.
+      uint8_t* zeros = Scratch(OutputScratch(), new_rem);
+      std::memset(zeros, 0, new_rem);
+      rc = WriteChunk(new_size / chunk, zeros, new_rem);
+    } else if (::ftruncate(fd_.get(), static_cast<off_t>(layout_.CipherSize(new_size))) != 0) {
+      rc = -errno;
+    }
+  }
+  if (rc < 0) {
+    size_ = old_size;
+    std::optional<ChunkToRestore> restore;
+    if (old_rem != 0) restore = ChunkToRestore{last, old_last, old_rem};
+    RecoverFromFailedChange(last, new_size / chunk, restore);
+    return rc;
   }
   size_ = new_size;
-  if (indexed()) return WriteIndex(1, 0, old_count, 0, 0);
-  return 0;
+  return indexed() ? WriteIndex(1, 0, old_count, 0, 0) : 0;
 }
 
 ssize_t CipherFile::Append(std::span<const uint8_t> in) {
@@ -603,50 +651,55 @@ ssize_t CipherFile::WriteLocked(std::span<const uint8_t> in, uint64_t offset) {
   if (int rc = PrepareModify(new_size != size_, false); rc < 0) return rc;
   const uint64_t first = offset / chunk;
   const uint64_t last = (end - 1) / chunk;
+  auto written_whole = [&](uint64_t i) {
+    return offset <= i * chunk && end >= i * chunk + layout_.ChunkLength(i, new_size);
+  };
+  // Chunks written in part (only the first and the last can be) are merged with their old
+  // contents before anything changes, so that a damaged one fails the write cleanly.
+  uint8_t* merged = Scratch(PlainScratch(), 2 * chunk);
+  auto merged_chunk = [&](uint64_t i) { return merged + (i == first ? 0 : chunk); };
+  for (uint64_t i = first; i <= last; i = (i == first && last > first) ? last : last + 1) {
+    if (written_whole(i)) continue;
+    const uint64_t start = i * chunk;
+    const uint64_t len = layout_.ChunkLength(i, new_size);
+    const uint64_t old_len = layout_.ChunkLength(i, size_);
+    uint8_t* plain = merged_chunk(i);
+    if (old_len > 0) {
+      if (int rc = ReadOldChunk(i, old_len, plain); rc < 0) return rc;
+    }
+    if (len > old_len) std::memset(plain + old_len, 0, len - old_len);
+    const uint64_t from = std::max(offset, start);
+    const uint64_t to = std::min(end, start + len);
+    std::memcpy(plain + (from - start), in.data() + (from - offset), to - from);
+  }
   const uint64_t old_count = layout_.ChunkCount(size_);
   if (indexed()) tags_.Resize(layout_.ChunkCount(new_size));
   const uint64_t lo = layout_.ChunkOffset(first);
   const uint64_t hi =
       layout_.ChunkOffset(last) + layout_.ChunkLength(last, new_size) + kChunkOverhead;
-  // Old partial chunks are read into the plaintext scratch; the output goes to its own buffer.
   uint8_t* out = Scratch(OutputScratch(), hi - lo);
   for (uint64_t i = first; i <= last; ++i) {
-    const uint64_t start = i * chunk;
-    const uint64_t len = layout_.ChunkLength(i, new_size);
-    const uint64_t from = std::max(offset, start);
-    const uint64_t to = std::min(end, start + len);
-    const uint8_t* src;
-    if (from == start && to == start + len) {
-      src = in.data() + (start - offset);  // chunk fully overwritten: no read needed
-    } else {
-      uint8_t* plain = Scratch(PlainScratch(), chunk);
-      const uint64_t old_len = layout_.ChunkLength(i, size_);
-      if (old_len > 0) {
-        if (int rc = ReadOldChunk(i, old_len, plain); rc < 0) return rc;
-      }
-      if (len > old_len) std::memset(plain + old_len, 0, len - old_len);
-      std::memcpy(plain + (from - start), in.data() + (from - offset), to - from);
-      src = plain;
-    }
-    SealChunk(i, src, len, out + (layout_.ChunkOffset(i) - lo));
+    const uint8_t* src = written_whole(i) ? in.data() + (i * chunk - offset) : merged_chunk(i);
+    SealChunk(i, src, layout_.ChunkLength(i, new_size), out + (layout_.ChunkOffset(i) - lo));
   }
   // Index blocks between the written chunks travel in the same write.
   for (uint64_t g = first / kIndexGroupChunks; indexed() && g < last / kIndexGroupChunks; ++g) {
     tags_.CopyBlock(g, out + (layout_.IndexBlockOffset(g) - lo));
   }
-  if (int rc = PwriteAll(out, hi - lo, lo); rc < 0) {
-    // A partial write (ENOSPC): re-derive the size and the index from what is on disk.
-    struct stat st;
-    if (::fstat(fd_.get(), &st) == 0) {
-      size_ = std::min(size_, layout_.ReportedPlainSize(static_cast<uint64_t>(st.st_size)));
+  if (int rc = PwriteAll(out, hi - lo, lo); rc < 0) {  // e.g. ENOSPC part-way
+    // An append to a partial last chunk rewrote it in place: its old bytes are still intact
+    // in the merge buffer (the write starts at or after them), so it can be put back.
+    std::optional<ChunkToRestore> restore;
+    if (offset >= size_ && size_ % chunk != 0) {
+      restore = ChunkToRestore{first, merged_chunk(first), size_ % chunk};
     }
-    if (indexed()) LoadIndex(/*sealed=*/false, /*writable=*/true);
+    RecoverFromFailedChange(first, last, restore);
     return rc;
   }
+  size_ = new_size;
   if (indexed()) {
     if (int rc = WriteIndex(first, last, old_count, lo, hi); rc < 0) return rc;
   }
-  size_ = new_size;
   return static_cast<ssize_t>(in.size());
 }
 
@@ -654,29 +707,27 @@ int CipherFile::Rekey() {
   // Nothing written before may ever be spliced back in: the empty file gets a fresh DEK (and
   // the current format version). The unsealed record goes first, so that a crash in between
   // leaves an empty, unsealed file under the old header.
+  std::optional<NewHeader> header;
   try {
-    RequireCurrentKeyring(volume_);
+    header.emplace(BuildNewHeader(volume_, fixed_.chunk_size, file_id_, key_generation_ + 1));
   } catch (const Error& e) {
     Log(LogLevel::kError, CurrentName() + ": " + e.what());
     return -EACCES;
   }
   if (int rc = PrepareModify(/*changes_size=*/true, false); rc < 0) return rc;
   if (::ftruncate(fd_.get(), static_cast<off_t>(kHeaderSize)) != 0) return -errno;
-  Volume::KekCopy kek = volume_.ActiveKek();
-  SecureBytes dek = SecureBytes::Random(kKeySize);
-  HeaderBytes header = BuildHeader(fixed_.chunk_size, file_id_, dek, kek.info.id, kek.info.version,
-                                   kek.key, key_generation_ + 1);
+  size_ = 0;  // a consistent step: an empty file under the old header
+  tags_.Clear();
+  index_stale_ = false;
   {
     HeaderLock lock(fd_.get());
-    if (int rc = PwriteAll(header.data(), header.size(), 0); rc < 0) return rc;
+    if (int rc = PwriteAll(header->bytes.data(), header->bytes.size(), 0); rc < 0) return rc;
   }
-  fixed_ = ParseFixedHeader(header);
+  fixed_ = ParseFixedHeader(header->bytes);
   layout_ = ChunkLayout::Of(fixed_);
-  keys_ = FileKeys::Derive(dek);
+  keys_ = std::move(header->keys);
   ++key_generation_;
-  disk_state_ = FileState{2, 0, 0, ComputeIndexDigest({})};
-  tags_.Clear();
-  size_ = 0;
+  disk_state_ = EmptyFileState(2);
   return 0;
 }
 
@@ -687,17 +738,26 @@ int CipherFile::Truncate(uint64_t new_size) {
   dirty_ = true;
   if (new_size > size_) return ExtendTo(new_size);
   if (new_size == 0) return Rekey();
-  if (int rc = PrepareModify(/*changes_size=*/true, false); rc < 0) return rc;
+  // A new partial last chunk is read before the cut and written after it: a failure at any
+  // step leaves memory and disk in agreement.
   const uint64_t rem = new_size % fixed_.chunk_size;
+  const uint64_t index = new_size / fixed_.chunk_size;
+  uint8_t* plain = Scratch(PlainScratch(), fixed_.chunk_size);
   if (rem != 0) {
-    const uint64_t index = new_size / fixed_.chunk_size;
-    if (int rc = RewriteChunk(index, layout_.ChunkLength(index, size_), rem); rc < 0) return rc;
+    if (int rc = ReadOldChunk(index, layout_.ChunkLength(index, size_), plain); rc < 0) return rc;
   }
+  if (int rc = PrepareModify(/*changes_size=*/true, false); rc < 0) return rc;
   if (::ftruncate(fd_.get(), static_cast<off_t>(layout_.CipherSize(new_size))) != 0) {
     return -errno;
   }
-  if (indexed()) tags_.Resize(layout_.ChunkCount(new_size));  // the last group has no block
   size_ = new_size;
+  if (indexed()) tags_.Resize(layout_.ChunkCount(new_size));  // the last group has no block
+  if (rem != 0) {
+    if (int rc = WriteChunk(index, plain, rem); rc < 0) {
+      RecoverFromFailedChange(index, index);
+      return rc;
+    }
+  }
   return 0;
 }
 

@@ -42,12 +42,6 @@ size_t StatePlainSize(uint16_t version) {
   return version >= kFormatVersion2 ? kStatePlainSizeV2 : kStatePlainSizeV1;
 }
 
-bool AllZero(std::span<const uint8_t> bytes) {
-  uint8_t acc = 0;
-  for (uint8_t b : bytes) acc |= b;
-  return acc == 0;
-}
-
 }  // namespace
 
 FileKeys FileKeys::Derive(const SecureBytes& dek) {
@@ -72,7 +66,7 @@ FixedHeader ParseFixedHeader(std::span<const uint8_t> header) {
   if (!IsValidChunkSize(h.chunk_size)) {
     throw Error(ErrorKind::kFormat, "invalid chunk size " + std::to_string(h.chunk_size));
   }
-  if (header[11] != 0 || !AllZero(header.subspan(32, 32))) {
+  if (header[11] != 0 || !IsAllZero(header.subspan(32, 32))) {
     throw Error(ErrorKind::kFormat, "reserved header bytes are not zero");
   }
   std::memcpy(h.file_id.data(), header.data() + kFileIdOffset, kFileIdSize);
@@ -154,7 +148,7 @@ std::optional<FileState> OpenState(uint16_t version, const SecureBytes& state_ke
   state.counter = LoadLe64(slot.data() + kStateCounterOffset);
   if (state.counter == 0) return std::nullopt;  // never written
   // Reserved bytes after the tag must be zero: nothing unauthenticated rides along.
-  if (!AllZero(slot.subspan(kStateCipherOffset + plain_size + kGcmTagSize))) return std::nullopt;
+  if (!IsAllZero(slot.subspan(kStateCipherOffset + plain_size + kGcmTagSize))) return std::nullopt;
   std::vector<uint8_t> aad = StateAad(version, file_id, state.counter);
   std::array<uint8_t, kStatePlainSizeV2> plain{};
   bool ok = ThreadAead().Open(
@@ -186,7 +180,7 @@ StateChoice SelectState(const FixedHeader& fixed, const SecureBytes& state_key,
   bool empty[2];
   for (int i = 0; i < 2; ++i) {
     std::span<const uint8_t> bytes = header.subspan(StateSlotOffset(fixed.version, i), size);
-    empty[i] = AllZero(bytes);
+    empty[i] = IsAllZero(bytes);
     if (empty[i]) continue;
     slot[i] = OpenState(fixed.version, state_key, fixed.file_id, bytes);
     if (!slot[i]) {
@@ -238,8 +232,7 @@ HeaderBytes BuildHeader(uint32_t chunk_size, const FileId& file_id, const Secure
   }
   FileKeys keys = FileKeys::Derive(dek);
   for (uint64_t counter : {1, 2}) {
-    FileState state{counter, 0, 0, ComputeIndexDigest({})};
-    StateSlotBytes bytes = SealState(kFormatVersion, keys.state, file_id, state);
+    StateSlotBytes bytes = SealState(kFormatVersion, keys.state, file_id, EmptyFileState(counter));
     std::memcpy(header.data() + StateSlotOffset(kFormatVersion, StateSlotFor(counter)),
                 bytes.data(), StateSlotSize(kFormatVersion));
   }
@@ -255,7 +248,12 @@ IndexDigest ComputeIndexDigest(std::span<const ChunkTag> tags) {
   return index.Digest();
 }
 
-bool IsZeroTag(const ChunkTag& tag) { return AllZero(tag); }
+bool IsZeroTag(const ChunkTag& tag) { return IsAllZero(tag); }
+
+FileState EmptyFileState(uint64_t counter) {
+  static const IndexDigest kEmptyIndex = ComputeIndexDigest({});
+  return FileState{counter, 0, 0, kEmptyIndex};
+}
 
 // --- offsets -------------------------------------------------------------------------------
 

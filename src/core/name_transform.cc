@@ -189,8 +189,6 @@ std::optional<std::string> OpenText(std::span<const uint8_t> key, AadList aad,
   return Unpad(*padded);
 }
 
-// --- log-safe names ---------------------------------------------------------------------------
-
 // --- name rules ------------------------------------------------------------------------------
 
 bool StartsWith(std::string_view s, std::string_view prefix) {

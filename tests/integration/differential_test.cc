@@ -208,7 +208,7 @@ class Differ {
       if (S_ISLNK(sa.st_mode) && fs::read_symlink(mnt_ / e) != fs::read_symlink(ref_ / e)) {
         return e + ": symlink target differs";
       }
-      if (!S_ISLNK(sa.st_mode) && Xattrs(mnt_ / e) != Xattrs(ref_ / e)) {
+      if (!S_ISLNK(sa.st_mode) && UserXattrs(mnt_ / e) != UserXattrs(ref_ / e)) {
         return e + ": xattrs differ";
       }
     }
@@ -238,21 +238,6 @@ class Differ {
       out.push_back(fs::relative(it->path(), root).string());
     }
     std::sort(out.begin(), out.end());
-    return out;
-  }
-
-  static std::map<std::string, std::string> Xattrs(const fs::path& p) {
-    std::map<std::string, std::string> out;
-    char names[4096];
-    ssize_t n = llistxattr(p.c_str(), names, sizeof names);
-    for (ssize_t i = 0; i < n;) {
-      std::string name(names + i);
-      i += static_cast<ssize_t>(name.size()) + 1;
-      if (name.rfind("user.", 0) != 0) continue;
-      char value[4096];
-      ssize_t m = lgetxattr(p.c_str(), name.c_str(), value, sizeof value);
-      out[name] = m < 0 ? "?" : std::string(value, static_cast<size_t>(m));
-    }
     return out;
   }
 

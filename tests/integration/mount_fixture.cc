@@ -7,10 +7,12 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -103,6 +105,22 @@ std::vector<fs::path> FilesBelow(const fs::path& dir) {
   std::error_code ec;
   for (const auto& e : fs::recursive_directory_iterator(dir)) {
     if (e.is_regular_file(ec) && !e.is_symlink()) out.push_back(e.path());
+  }
+  return out;
+}
+
+std::map<std::string, std::string> UserXattrs(const fs::path& path) {
+  std::map<std::string, std::string> out;
+  char names[4096];
+  ssize_t n = llistxattr(path.c_str(), names, sizeof names);
+  if (n < 0) ADD_FAILURE() << "llistxattr " << path << ": " << std::strerror(errno);
+  for (ssize_t i = 0; i < n;) {
+    std::string name(names + i);
+    i += static_cast<ssize_t>(name.size()) + 1;
+    if (name.rfind("user.", 0) != 0) continue;
+    char value[4096];
+    ssize_t m = lgetxattr(path.c_str(), name.c_str(), value, sizeof value);
+    if (m >= 0) out[name] = std::string(value, static_cast<size_t>(m));
   }
   return out;
 }

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -51,6 +52,10 @@ void WriteBytesAt(const fs::path& path, uint64_t offset, const std::vector<uint8
 
 // Every regular file below `dir`, recursively.
 std::vector<fs::path> FilesBelow(const fs::path& dir);
+
+// The user.* extended attributes of `path` (not following a symlink), name -> value; an
+// attribute whose value cannot be read is left out.
+std::map<std::string, std::string> UserXattrs(const fs::path& path);
 
 struct VolumeOptions {
   std::string init_flags;   // extra flags for envelopectl init

@@ -66,25 +66,9 @@ fs::path CipherObjectOf(const MountedVolume& v, const fs::path& plain) {
   return {};
 }
 
-// The backing user.* attributes of a cipher object, name -> raw (sealed) value.
-std::map<std::string, std::string> BackingXattrs(const fs::path& p) {
-  std::map<std::string, std::string> out;
-  char names[4096];
-  ssize_t n = llistxattr(p.c_str(), names, sizeof names);
-  for (ssize_t i = 0; i < n;) {
-    std::string name(names + i);
-    i += static_cast<ssize_t>(name.size()) + 1;
-    if (name.rfind("user.", 0) != 0) continue;
-    char value[4096];
-    ssize_t m = lgetxattr(p.c_str(), name.c_str(), value, sizeof value);
-    if (m >= 0) out[name] = std::string(value, static_cast<size_t>(m));
-  }
-  return out;
-}
-
 // The attacker's move: every backing user.* attribute of `from` copied onto `to`.
 void CopyBackingXattrs(const fs::path& from, const fs::path& to) {
-  auto attrs = BackingXattrs(from);
+  auto attrs = UserXattrs(from);
   ASSERT_FALSE(attrs.empty()) << from;
   for (const auto& [name, value] : attrs) {
     ASSERT_EQ(0, lsetxattr(to.c_str(), name.c_str(), value.data(), value.size(), 0))
@@ -321,7 +305,7 @@ TEST(Xattrs, VerifyAuthenticatesEveryValue) {
   EXPECT_EQ(0, foreign.exit_code) << foreign.output;
   // A flipped bit in a sealed value is.
   for (const fs::path& p : {cf, cd}) {
-    auto attrs = BackingXattrs(p);
+    auto attrs = UserXattrs(p);
     std::string name, value;
     for (const auto& [n, val] : attrs) {
       if (n.size() > 20) name = n, value = val;
@@ -402,7 +386,7 @@ TEST(Xattrs, NeverFollowASymlinkInTheCipherDir) {
   EXPECT_EQ(-1, lsetxattr((v / "l").c_str(), "trusted.x", "v", 1, 0));  // as root: reaches us
   EXPECT_EQ(-1, lremovexattr((v / "l").c_str(), "trusted.x"));
   v.Unmount();
-  EXPECT_EQ(BackingXattrs(ca), BackingXattrs(victim));  // untouched
+  EXPECT_EQ(UserXattrs(ca), UserXattrs(victim));  // untouched
 }
 
 // --- symlink targets -------------------------------------------------------------------------

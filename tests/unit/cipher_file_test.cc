@@ -3,11 +3,14 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <string>
 
@@ -342,6 +345,66 @@ TEST_F(CipherFileTest, AllZeroPartialLastChunkIsNotAHole) {
   ssize_t rc = 0;
   ReadAt(*g, 20 * 4096, 100, &rc);
   EXPECT_EQ(-EIO, rc);
+}
+
+// Runs `body` with writes past `limit` bytes failing with EFBIG (RLIMIT_FSIZE, SIGXFSZ
+// ignored): a disk that fills up part-way through a write, without filling a disk.
+void WithFileSizeLimit(uint64_t limit, const std::function<void()>& body) {
+  struct rlimit old;
+  ASSERT_EQ(0, getrlimit(RLIMIT_FSIZE, &old));
+  struct sigaction ignore {
+  }, old_action{};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(0, sigaction(SIGXFSZ, &ignore, &old_action));
+  struct rlimit lim = old;
+  lim.rlim_cur = limit;
+  ASSERT_EQ(0, setrlimit(RLIMIT_FSIZE, &lim));
+  body();
+  setrlimit(RLIMIT_FSIZE, &old);
+  sigaction(SIGXFSZ, &old_action, nullptr);
+}
+
+// A write that fails part-way (a damaged chunk it must merge with, a full disk) leaves the
+// file's other chunks readable, and the file seals and reopens: the in-memory index and size
+// never get ahead of the disk.
+TEST_F(CipherFileTest, AWriteThatFailsOnADamagedChunkChangesNothingElse) {
+  auto f = Create("d");
+  ASSERT_EQ(static_cast<ssize_t>(300 * 4096), Write(*f, std::string(300 * 4096, 'o'), 0));
+  ASSERT_EQ(0, f->Sync());
+  std::vector<char> byte = Bytes("d", ChunkOffset(10) + 100, 1);
+  byte[0] ^= 1;
+  PutBytes("d", ChunkOffset(10), byte);  // chunk 10's nonce: it no longer authenticates
+  // Chunks 8 (in part), 9 (whole) and 10 (in part, damaged).
+  EXPECT_EQ(-EIO, Write(*f, std::string(2 * 4096, 'n'), 8 * 4096 + 100));
+  EXPECT_EQ(std::string(2 * 4096, 'o'), ReadAt(*f, 8 * 4096, 2 * 4096));
+  ASSERT_EQ(0, f->Sync());
+  f.reset();
+  auto g = Reopen("d");
+  EXPECT_EQ(std::string(2 * 4096, 'o'), ReadAt(*g, 8 * 4096, 2 * 4096));
+  ssize_t rc = 0;
+  ReadAt(*g, 10 * 4096, 4096, &rc);
+  EXPECT_EQ(-EIO, rc);
+}
+
+TEST_F(CipherFileTest, AWriteOrGrowthCutShortByAFullDiskLeavesAConsistentFile) {
+  auto f = Create("full");
+  const std::string old(5 * 4096 + 7, 'o');
+  ASSERT_EQ(static_cast<ssize_t>(old.size()), Write(*f, old, 0));
+  ASSERT_EQ(0, f->Sync());
+  const uint64_t on_disk = fs::file_size(Path("full"));
+  WithFileSizeLimit(on_disk + 2 * kStride + 100, [&] {
+    EXPECT_EQ(-EFBIG, Write(*f, std::string(10 * 4096, 'n'), old.size()));  // an append
+    EXPECT_EQ(-EFBIG, f->Truncate(100 * 4096 + 5));                         // a growth
+    EXPECT_EQ(-EFBIG, f->Truncate(100 * 4096));                             // a sparse one
+  });
+  EXPECT_EQ(old.size(), f->size());
+  EXPECT_EQ(old, ReadAll(*f));
+  EXPECT_EQ(on_disk, fs::file_size(Path("full")));  // the failed writes' bytes are cut off
+  ASSERT_EQ(0, f->Sync());
+  f.reset();
+  auto g = Reopen("full");
+  EXPECT_TRUE(g->sealed());
+  EXPECT_EQ(old, ReadAll(*g));
 }
 
 TEST_F(CipherFileTest, AFileLeftUnsealedByACrashStaysUnsealedUntilWritten) {

@@ -218,8 +218,8 @@ TEST(ChunkLayout, SizesRoundTrip) {
   ChunkLayout v2{4096, true};
   EXPECT_EQ(kHeaderSize + 256 * v2.stride(), v2.IndexBlockOffset(0));
   EXPECT_EQ(v2.IndexBlockOffset(0) + kIndexBlockSize, v2.ChunkOffset(256));
-  EXPECT_FALSE(v2.HasIndexBlock(0, 256));
-  EXPECT_TRUE(v2.HasIndexBlock(0, 257));
+  EXPECT_EQ(0u, v2.IndexBlockCount(256));  // group 0 has no block while it is the last
+  EXPECT_EQ(1u, v2.IndexBlockCount(257));
   // A file ending right after an index block, or inside one, has no plaintext size.
   EXPECT_FALSE(v2.PlainSize(v2.IndexBlockOffset(0) + kIndexBlockSize));
   EXPECT_FALSE(v2.PlainSize(v2.IndexBlockOffset(0) + 100));

@@ -74,6 +74,29 @@ class VolumeDir : public ::testing::Test {
     return ss.str();
   }
   static void Spit(const fs::path& p, const std::string& s) { std::ofstream(p) << s; }
+  // Holds an exclusive flock on `lock_file` and checks that a keyring rotation through `v`
+  // waits for it, then completes once the lock is released.
+  static void ExpectRotationWaitsForLock(Volume& v, const fs::path& lock_file) {
+    UniqueFd lock(::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    ASSERT_TRUE(lock.valid()) << lock_file;
+    ASSERT_EQ(0, ::flock(lock.get(), LOCK_EX));
+    std::atomic<bool> done{false};
+    std::string failure;
+    std::thread rotate([&] {
+      try {
+        v.UpdateKeyring([](Keyring& k) { k.Rotate(8000); });
+      } catch (const std::exception& e) {
+        failure = e.what();  // reported below: an exception must not end the test binary
+      }
+      done = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_FALSE(done.load());
+    ::flock(lock.get(), LOCK_UN);
+    rotate.join();
+    EXPECT_TRUE(done.load());
+    EXPECT_EQ("", failure);
+  }
   static ErrorKind KindOf(const std::function<void()>& f) {
     try {
       f();
@@ -359,19 +382,7 @@ TEST_F(VolumeDir, ConcurrentKeyringChangesNeverLoseAVersion) {
 
 TEST_F(VolumeDir, KeyringChangesWaitForTheLock) {
   auto v = Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
-  UniqueFd lock(::open((dir_ / kKeyringLockFileName).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  ASSERT_TRUE(lock.valid());
-  ASSERT_EQ(0, ::flock(lock.get(), LOCK_EX));
-  std::atomic<bool> done{false};
-  std::thread rotate([&] {
-    v->UpdateKeyring([](Keyring& k) { k.Rotate(8000); });
-    done = true;
-  });
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_FALSE(done.load());
-  ::flock(lock.get(), LOCK_UN);
-  rotate.join();
-  EXPECT_TRUE(done.load());
+  ExpectRotationWaitsForLock(*v, dir_ / kKeyringLockFileName);
 }
 
 TEST_F(VolumeDir, AFormatOneKeyringIsReadAndWrittenBackInFormatTwo) {
@@ -411,22 +422,9 @@ TEST_F(VolumeDir, KeyringChangesAlsoWaitForThisHostsLock) {
   // Deleting envelopefs.keyring.lock in the cipher dir does not let two commands of this host
   // race: they also lock a file in the host state directory.
   auto v = Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
-  UniqueFd lock(
-      ::open((HostState::Directory() / (ToHex(v->config().volume_id) + ".keyring.lock")).c_str(),
-             O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  ASSERT_TRUE(lock.valid());
-  ASSERT_EQ(0, ::flock(lock.get(), LOCK_EX));
   fs::remove(dir_ / kKeyringLockFileName);
-  std::atomic<bool> done{false};
-  std::thread rotate([&] {
-    v->UpdateKeyring([](Keyring& k) { k.Rotate(8000); });
-    done = true;
-  });
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_FALSE(done.load());
-  ::flock(lock.get(), LOCK_UN);
-  rotate.join();
-  EXPECT_TRUE(done.load());
+  ExpectRotationWaitsForLock(
+      *v, HostState::Directory() / (ToHex(v->config().volume_id) + ".keyring.lock"));
 }
 
 TEST_F(VolumeDir, ADeviceOrFifoPlantedAsTheLockIsNeverOpened) {
