@@ -31,7 +31,6 @@ class HostState {
   // Remembers `keyring` if it is the newest seen; throws Error(kConfig) naming `display` (and
   // saying how to accept it deliberately) if it is a step back from what this host has seen.
   void CheckKeyring(const KeyringFacts& keyring, const std::string& display);
-  KeyringFacts newest_keyring() const;
 
   // The last audit-log line this host wrote: its sequence number and hex SHA-256.
   struct AuditMark {

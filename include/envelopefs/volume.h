@@ -94,8 +94,8 @@ class Volume : public KekSource {
   // Authenticates `file` under `master` and checks it against this host's state.
   Keyring Authenticate(const KeyringFile& file, const SecureBytes& master) const;
   // Saves `next` as the next generation (under the keyring lock), unless the file changed since
-  // keyring_digest_ was read.
-  void ReplaceKeyring(Keyring& next, const SecureBytes& master);
+  // it was read with digest `read_digest`.
+  void ReplaceKeyring(Keyring& next, const SecureBytes& master, const std::string& read_digest);
   std::filesystem::path cipher_dir_;
   UniqueFd root_fd_;
   VolumeConfig config_;

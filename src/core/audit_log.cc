@@ -164,14 +164,21 @@ void Append(int root_fd, const VolumeConfig& config, bool enabled, const SecureB
     std::string text = SealLine(line, key);
     if (tail.torn) text.insert(text.begin(), '\n');
     ssize_t n = ::write(fd.get(), text.data(), text.size());
-    if (n != static_cast<ssize_t>(text.size())) {
-      Log(LogLevel::kWarning, std::string("cannot append to the audit log: ") +
-                                  (n < 0 ? std::strerror(errno) : "short write"));
+    // Durable before this host records it as its last line: a mark for a line lost in a
+    // crash (or never written) would later read as lines removed from the log.
+    const bool written = n == static_cast<ssize_t>(text.size()) && ::fdatasync(fd.get()) == 0;
+    if (!written) {
+      Log(LogLevel::kWarning,
+          std::string("cannot append to the audit log: ") +
+              (n >= 0 && n < static_cast<ssize_t>(text.size()) ? "short write"
+                                                               : std::strerror(errno)));
     }
     ::flock(fd.get(), LOCK_UN);
-    // This host remembers its last line, so that removing or replacing it is found.
-    const std::string written = tail.torn ? text.substr(1) : text;
-    HostState(config.volume_id).RecordAuditLine(tail.sequence + 1, HexDigest(AsBytes(written)));
+    if (written) {
+      // This host remembers its last line, so that removing or replacing it is found.
+      const std::string line_text = tail.torn ? text.substr(1) : text;
+      HostState(config.volume_id).RecordAuditLine(tail.sequence + 1, HexDigest(AsBytes(line_text)));
+    }
     text.pop_back();
     ToSyslog(text);
   } catch (const std::exception& e) {

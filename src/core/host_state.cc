@@ -44,8 +44,9 @@ UniqueFd OpenStateDirectory() {
   return fd;
 }
 
-// Replaces `name` by a new file holding `text` (rename: readers never see half of it), without
-// the fsyncs of a durable replacement.
+// Replaces `name` by a new file holding `text` (rename: readers never see half of it). The data
+// is flushed before the rename, so a crash leaves the old file or the new one, never an empty
+// one (which would forget everything this host has seen); the rename itself is not flushed.
 int ReplaceQuickly(int dirfd, const std::string& name, const std::string& text) {
   const std::string temp = name + ".tmp";
   UniqueFd fd(
@@ -54,6 +55,7 @@ int ReplaceQuickly(int dirfd, const std::string& name, const std::string& text) 
   if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
     return errno != 0 ? -errno : -EIO;
   }
+  if (::fdatasync(fd.get()) != 0) return -errno;
   fd.reset();
   return ::renameat(dirfd, temp.c_str(), dirfd, name.c_str()) == 0 ? 0 : -errno;
 }
@@ -109,6 +111,11 @@ HostState::Values HostState::Read() const {
   if (!dir.valid()) return v;
   auto text = ReadSmallFileIn(dir.get(), volume_hex_ + ".state", kMaxStateSize, file().string());
   if (!text) return v;
+  if (Field(*text, "keyring_generation").empty()) {
+    Log(LogLevel::kWarning, file().string() +
+                                ": damaged host state, ignored (what this host had "
+                                "seen of the volume is forgotten)");
+  }
   v.keyring.generation = Number(*text, "keyring_generation");
   v.keyring.digest = Field(*text, "keyring_digest");
   v.keyring.max_kek_version = static_cast<uint32_t>(Number(*text, "kek_max_version"));
@@ -182,12 +189,10 @@ void HostState::CheckKeyring(const KeyringFacts& keyring, const std::string& dis
       /*durable=*/true);
 }
 
-KeyringFacts HostState::newest_keyring() const { return Read().keyring; }
-
 HostState::AuditMark HostState::audit_mark() const { return Read().audit; }
 
 void HostState::RecordAuditLine(uint64_t sequence, const std::string& sha256) {
-  // Not flushed: a line's mark lost in a crash only weakens the check of the log's end.
+  // The rename is not flushed: a mark lost in a crash only weakens the check of the log's end.
   Update(
       [&](Values& v) {
         if (sequence > v.audit.sequence) v.audit = AuditMark{sequence, sha256};

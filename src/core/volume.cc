@@ -162,11 +162,12 @@ Keyring Volume::Authenticate(const KeyringFile& file, const SecureBytes& master)
   return keyring;
 }
 
-void Volume::ReplaceKeyring(Keyring& next, const SecureBytes& master) {
+void Volume::ReplaceKeyring(Keyring& next, const SecureBytes& master,
+                            const std::string& read_digest) {
   // Under the lock, the file must still be the one this change was computed from: a writer
   // that ignored the lock (an older envelopefs, or a lock file deleted by an attacker) would
   // otherwise lose its change, or have ours lose its own.
-  if (KeyringFile::Read(root_fd(), cipher_dir_).digest() != keyring_digest_) {
+  if (KeyringFile::Read(root_fd(), cipher_dir_).digest() != read_digest) {
     throw Error(ErrorKind::kState, (cipher_dir_ / kKeyringFileName).string() +
                                        " changed while this command ran; nothing was changed: "
                                        "run it again");
@@ -247,13 +248,9 @@ void Volume::ReloadKeyringIfChanged() {
     throw;
   }
   KeyringFacts facts = fresh->Facts(file->digest());
-  if (facts.digest == current.digest) {
-    std::unique_lock lock(keyring_mutex_);
-    keyring_stamp_ = now;  // rewritten with the same contents
-    keyring_current_ = true;
-    return;
-  }
-  if (auto problem = KeyringRegression(current, facts); problem || facts.generation == 0) {
+  const bool same_contents = facts.digest == current.digest;
+  if (auto problem = KeyringRegression(current, facts);
+      !same_contents && (problem || facts.generation == 0)) {
     // A format-1 keyring never proves that it is newer (every one has generation 0).
     std::string what =
         (problem ? *problem + " than the loaded keyring" : std::string("a format-1 keyring")) +
@@ -263,7 +260,17 @@ void Volume::ReloadKeyringIfChanged() {
     keyring_stamp_ = now;  // reported once; the current (newer) keyring stays in force
     throw Error(ErrorKind::kConfig, file->path().string() + ": " + what);
   }
-  HostState(config_.volume_id).CheckKeyring(facts, file->path().string());
+  try {
+    // Also for the same contents as the loaded keyring: this host may have seen a newer one
+    // since (written by envelopectl, then replaced by an old copy before this reload).
+    HostState(config_.volume_id).CheckKeyring(facts, file->path().string());
+  } catch (const Error& e) {
+    ReportTamper(file->path().string(), e.what());
+    std::unique_lock lock(keyring_mutex_);
+    keyring_stamp_ = now;
+    keyring_current_ = false;  // neither this file nor the loaded keyring is the newest
+    throw;
+  }
   std::unique_lock lock(keyring_mutex_);
   keyring_ = std::move(*fresh);
   keyring_digest_ = facts.digest;
@@ -277,9 +284,8 @@ void Volume::UpdateKeyring(const std::function<void(Keyring&)>& change) {
   // Re-read under the lock: a change that landed since this volume was opened is kept.
   KeyringFile file = KeyringFile::Read(root_fd(), cipher_dir_);
   Keyring fresh = Authenticate(file, master_key_);
-  keyring_digest_ = file.digest();
   change(fresh);
-  ReplaceKeyring(fresh, master_key_);
+  ReplaceKeyring(fresh, master_key_, file.digest());
   keyring_ = std::move(fresh);
   keyring_stamp_ = KeyringStampNow();
   keyring_current_ = true;
@@ -293,9 +299,8 @@ void Volume::ChangeMasterKey(const MasterKeySource& new_source) {
   KeyringLock file_lock(root_fd(), cipher_dir_, config_.volume_id);
   KeyringFile file = KeyringFile::Read(root_fd(), cipher_dir_);
   Keyring fresh = Authenticate(file, master_key_);
-  keyring_digest_ = file.digest();
   fresh.set_master_params(params);
-  ReplaceKeyring(fresh, new_master);
+  ReplaceKeyring(fresh, new_master, file.digest());
   keyring_ = std::move(fresh);
   master_key_ = std::move(new_master);
   keyring_stamp_ = KeyringStampNow();

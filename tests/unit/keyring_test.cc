@@ -307,6 +307,18 @@ TEST_F(VolumeDir, ARunningReaderPicksUpARotationByReloading) {
   EXPECT_EQ(2u, daemon->ActiveKek().info.version);
 }
 
+TEST_F(VolumeDir, AnOldCopyPutBackBeforeTheReaderReloadsIsNotTakenAsCurrent) {
+  // The reader still holds generation 1; envelopectl writes generation 2 (this host sees it),
+  // and an old copy identical to the reader's is put back before the reader reloads.
+  auto daemon = Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
+  const std::string gen1 = Slurp(dir_ / kKeyringFileName);
+  Volume::Open(dir_, *MakeKeyFileSource(key_))->UpdateKeyring([](Keyring& k) { k.Rotate(2100); });
+  fs::remove(dir_ / kKeyringFileName);
+  Spit(dir_ / kKeyringFileName, gen1);
+  EXPECT_EQ(ErrorKind::kConfig, KindOf([&] { daemon->ReloadKeyringIfChanged(); }));
+  EXPECT_FALSE(daemon->keyring_current()) << "new files would be wrapped under an old KEK";
+}
+
 TEST_F(VolumeDir, ChangeMasterKeyRewrapsOnlyTheKeyring) {
   auto v = Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
   const auto kek = v->ActiveKek();
