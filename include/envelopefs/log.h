@@ -22,6 +22,6 @@ void Log(LogLevel level, const std::string& message);
 // `detail` escaped (EscapeName). Thread-safe.
 using TamperHook = std::function<void(const std::string& file, const std::string& detail)>;
 void SetTamperHook(TamperHook hook);  // call before starting threads
-void ReportTamper(const std::string& file, const std::string& detail);
+void ReportTamper(const std::string& file, const std::string& detail) noexcept;
 
 }  // namespace envelopefs

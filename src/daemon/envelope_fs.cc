@@ -67,20 +67,6 @@ std::string BackingPath(int fd, const std::string& fallback = "(unknown)") {
   return n > 0 ? std::string(target, static_cast<size_t>(n)) : fallback;
 }
 
-// Reports tampering with the cipher object at `path` (ReportTamper escapes it). Never throws: a
-// report that cannot be written must not change the reply (the operation has already been
-// decided).
-void Tamper(const std::string& path, const std::string& detail) noexcept {
-  try {
-    ReportTamper(path, detail);
-  } catch (const std::exception& e) {
-    try {
-      Log(LogLevel::kError, std::string("tamper report failed: ") + e.what());
-    } catch (...) {
-    }
-  }
-}
-
 // Runs `body`, turning exceptions from the core into errno values: a failure to authenticate
 // is EIO (the core has logged it with the file), never unauthenticated data.
 template <typename F>
@@ -345,22 +331,28 @@ void OpGetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 int FileIdOf(EnvelopeFs& fs, Inode& inode, FileId* id);  // extended attributes, below
 
+// A regular file's metadata (modes, owners, times, extended attributes) changes only once its
+// header authenticates: a backing entry that is a hard link to a file outside the volume
+// (planted by whoever can write the cipher dir) must not be changed through the mount. 0 or an
+// errno (EACCES only when the daemon cannot open the file at all).
+int RequireOwnFile(EnvelopeFs& fs, Inode& inode) {
+  if (!S_ISREG(inode.type)) return 0;
+  FileId id;
+  return FileIdOf(fs, inode, &id);
+}
+
 void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
   EnvelopeFs& fs = Fs(req);
   Inode& inode = GetInode(req, ino);
   int err = Guard("setattr", [&]() -> int {
     std::string path = ProcPath(inode.fd.get());
-    // A regular file's modes, owners and times change only once its header authenticates: a
-    // backing entry that is a hard link to a file outside the volume (planted by whoever can
-    // write the cipher dir) must not be chmod'ed, chown'ed or touched through the mount.
     constexpr int kMetadata = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
                               FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
                               FUSE_SET_ATTR_MTIME_NOW;
-    if (S_ISREG(inode.type) && (to_set & kMetadata)) {
-      FileId id;
-      int rc = FileIdOf(fs, inode, &id);
-      // A daemon that is not root cannot read a file its owner made unreadable (mode 000), and
-      // must still let the owner chmod it back, as ext4 does; root reads every file.
+    if (to_set & kMetadata) {
+      int rc = RequireOwnFile(fs, inode);
+      // A daemon that is not root cannot open a file its owner made unreadable (mode 000), and
+      // must still let the owner chmod it back, as ext4 does; root opens every file.
       if (rc != 0 && !(rc == EACCES && geteuid() != 0)) return rc;
     }
     if (to_set & FUSE_SET_ATTR_MODE) {
@@ -421,8 +413,8 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
     if (n < 0) return errno;
     auto plain = fs.names().DecryptSymlink(std::string_view(buf, static_cast<size_t>(n)));
     if (!plain) {
-      Tamper(BackingPath(GetInode(req, ino).fd.get()),
-             "symlink target does not authenticate (EIO)");
+      ReportTamper(BackingPath(GetInode(req, ino).fd.get()),
+                   "symlink target does not authenticate (EIO)");
       return EIO;
     }
     target = std::move(*plain);
@@ -779,8 +771,8 @@ int LoadDir(EnvelopeFs& fs, Inode& dir, DirHandle& handle) {
     if (n == "." || n == ".." || fs.names().IsInternal(n, dir.is_root)) continue;
     auto plain = fs.names().FromBacking(dirfd(d), ivs, n);
     if (!plain) {
-      Tamper(BackingPath(dir.fd.get()) + "/" + std::string(n),
-             "entry name does not authenticate; hidden from the listing");
+      ReportTamper(BackingPath(dir.fd.get()) + "/" + std::string(n),
+                   "entry name does not authenticate; hidden from the listing");
       continue;
     }
     handle.entries.push_back({std::move(*plain), ent->d_ino, ent->d_type, std::string(n)});
@@ -901,7 +893,8 @@ bool HasXattrs(const Inode& inode) { return S_ISREG(inode.type) || S_ISDIR(inode
 
 // The authenticated file id of the regular file `inode`: from its open CipherFile, else from its
 // header (the key slot's wrap authenticates the fixed part, the file id included). Cached in the
-// inode: a file keeps its id for life. Returns 0 or an errno (EIO: the header does not open).
+// inode: a file keeps its id for life. Returns 0 or an errno (EIO: the header does not open;
+// ENOKEY: it names a KEK this volume does not have).
 int FileIdOf(EnvelopeFs& fs, Inode& inode, FileId* id) {
   std::shared_ptr<CipherFile> open_file;
   {
@@ -920,7 +913,7 @@ int FileIdOf(EnvelopeFs& fs, Inode& inode, FileId* id) {
     HeaderRead header = ReadHeader(fd.get());
     if (header.status == HeaderStatus::kUnreadable) return header.error != 0 ? header.error : EIO;
     if (header.status != HeaderStatus::kOk) {
-      Tamper(BackingPath(fd.get()), "extended attributes: " + header.reason + " (EIO)");
+      ReportTamper(BackingPath(fd.get()), "extended attributes: " + header.reason + " (EIO)");
       return EIO;
     }
     OpenedHeader opened = OpenHeader(header, fs.volume(), /*check_length=*/false);
@@ -929,8 +922,8 @@ int FileIdOf(EnvelopeFs& fs, Inode& inode, FileId* id) {
       opened = OpenHeader(header, fs.volume(), /*check_length=*/false);
     }
     if (!opened.ok) {
-      if (opened.kind == ErrorKind::kKeyUnavailable) return EACCES;
-      Tamper(BackingPath(fd.get()), "extended attributes: " + opened.problem + " (EIO)");
+      if (opened.kind == ErrorKind::kKeyUnavailable) return ENOKEY;
+      ReportTamper(BackingPath(fd.get()), "extended attributes: " + opened.problem + " (EIO)");
       return EIO;
     }
     *id = header.fixed.file_id;
@@ -963,6 +956,7 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
     if (!HasXattrs(inode)) return EPERM;
     auto backing = fs.names().ToBackingXattrName(name);
     if (!backing) return EOPNOTSUPP;
+    if (int rc = RequireOwnFile(fs, inode)) return rc;
     std::optional<XattrOwnerId> owner;
     if (int rc = XattrOwnerOf(fs, inode, &owner)) return rc;
     auto sealed = fs.names().SealXattrValue(
@@ -1008,8 +1002,8 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     if (int rc = XattrOwnerOf(fs, inode, &owner)) return rc;
     auto opened = fs.names().OpenXattrValue(*backing, owner, sealed);
     if (!opened) {
-      Tamper(BackingPath(inode.fd.get()),
-             "extended attribute " + *backing + ": value does not authenticate (EIO)");
+      ReportTamper(BackingPath(inode.fd.get()),
+                   "extended attribute " + *backing + ": value does not authenticate (EIO)");
       return EIO;
     }
     plain = std::move(*opened);
@@ -1050,6 +1044,7 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
     if (!HasXattrs(inode)) return EPERM;
     auto backing = fs.names().ToBackingXattrName(name);
     if (!backing) return ENODATA;
+    if (int rc = RequireOwnFile(fs, inode)) return rc;
     std::string path = ProcPath(inode.fd.get());
     return removexattr(path.c_str(), backing->c_str()) == 0 ? 0 : errno;
   });
@@ -1114,7 +1109,9 @@ EnvelopeFs::EnvelopeFs(std::unique_ptr<Volume> volume, const MountOptions& optio
       names_(volume_->name_key(), volume_->xattr_key(), volume_->config().plaintext_names,
              volume_->config().format_version),
       options_(options) {
-  int fd = open(volume_->cipher_dir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  // The very directory the volume was opened from (never the path again: it may have been
+  // swapped since).
+  int fd = fcntl(volume_->root_fd(), F_DUPFD_CLOEXEC, 0);
   if (fd < 0) ThrowSystemError("open " + volume_->cipher_dir().string());
   root_.fd.reset(fd);
   struct stat st;

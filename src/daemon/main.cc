@@ -209,8 +209,9 @@ void Report(int fd, int code, const std::string& message) {
 }
 
 // Sends tamper reports to the audit log, once per file and detail (a damaged file that is
-// read again and again must not flood the log). `volume` outlives the hook's use: the daemon
-// clears the hook before the volume is destroyed.
+// read again and again must not flood the log). `volume` outlives the hook's use: the last
+// reports come from seals in EnvelopeFs's destructor, which run before the volume it owns is
+// destroyed, and the hook is cleared right after.
 void InstallTamperAudit(const Volume& volume) {
   struct Seen {
     std::mutex mutex;

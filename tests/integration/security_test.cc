@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -325,6 +326,41 @@ TEST(Security, AHardLinkToAnOutsideFileTakesNoMetadataChange) {
   EXPECT_EQ(before.st_mode, after.st_mode);
   EXPECT_EQ(before.st_uid, after.st_uid);
   EXPECT_EQ(before.st_mtim.tv_sec, after.st_mtim.tv_sec);
+}
+
+// The same with a forged envelopefs header (another volume's file: a KEK id this volume does
+// not have). The refusal is ENOKEY, not EACCES: EACCES is what lets a daemon that is not root
+// chmod a file it cannot open (mode 000), so a forged header must never produce it.
+TEST(Security, AHardLinkWithAForeignHeaderTakesNoMetadataChange) {
+  std::string foreign;  // the cipher file's bytes
+  {
+    MountedVolume other;
+    ASSERT_MOUNTED(other);
+    WriteFile(other / "x", "another volume's file");
+    const fs::path x = CipherOf(other, other / "x");
+    other.Unmount();
+    foreign = ReadFile(x);
+  }
+  MountedVolume v;
+  ASSERT_MOUNTED(v);
+  WriteFile(v / "report", "mine");
+  const fs::path cipher = CipherOf(v, v / "report");
+  v.Unmount();
+  const fs::path outside = v.cipher().parent_path() / "outside.bin";  // same file system
+  ASSERT_FALSE(foreign.empty());
+  WriteFile(outside, foreign);
+  chmod(outside.c_str(), 0600);
+  fs::remove(cipher);
+  fs::create_hard_link(outside, cipher);
+  v.Mount();
+  ASSERT_MOUNTED(v);
+  EXPECT_NE(0, chmod((v / "report").c_str(), 0666));
+  EXPECT_EQ(ENOKEY, errno);
+  EXPECT_NE(0, utimensat(AT_FDCWD, (v / "report").c_str(), nullptr, 0));
+  EXPECT_NE(0, setxattr((v / "report").c_str(), "user.k", "v", 1, 0));
+  struct stat after;
+  ASSERT_EQ(0, stat(outside.c_str(), &after));
+  EXPECT_EQ(0600u, after.st_mode & 07777);
 }
 
 // Cipher names are the attacker's: reports escape them, so they cannot drive the terminal or
