@@ -295,8 +295,9 @@ void PrintReport(const json& r, const std::vector<KekPolicyStatus>* statuses) {
   PrintList("damaged:", r["damaged"], "");
   PrintList("unsealed:", r["unsealed"], "not checked (no key given)");
   if (r["unsealed"].is_array() && !r["unsealed"].empty()) {
-    std::printf("  (being written on a mount right now, or a write interrupted by a crash, or an "
-                "older state put back)\n");
+    std::printf(
+        "  (being written on a mount right now, or a write interrupted by a crash, or an "
+        "older state put back)\n");
   }
   PrintList("names not authentic:", r["bad_names"], "not checked (no key given)");
   if (statuses == nullptr) {

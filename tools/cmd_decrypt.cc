@@ -124,8 +124,8 @@ Located Locate(int root_fd, const std::string& relative) {
 }
 
 // Opens the cipher file `relative` beneath the volume root for reading (no symlink followed) and
-// stats it. Its type is checked before it is opened, so a device node or FIFO is never opened
-// (nor blocked on); the inode opened must be the one checked. Throws Error.
+// stats it. Only a regular file is opened (OpenRegularFileAt): never a device node or FIFO,
+// nor blocked on. Throws Error.
 std::shared_ptr<CipherFile> OpenCipherBeneath(const Volume& volume, const std::string& relative,
                                               const std::string& display, struct stat* st) {
   Located at = Locate(volume.root_fd(), relative);
@@ -133,23 +133,16 @@ std::shared_ptr<CipherFile> OpenCipherBeneath(const Volume& volume, const std::s
     Failure f = BeneathFailure("open", at.error);
     throw Error(f.kind, display + ": " + f.reason);
   }
-  struct stat seen;
-  if (::fstatat(at.dir.get(), at.leaf.c_str(), &seen, AT_SYMLINK_NOFOLLOW) != 0) {
-    ThrowSystemError(display + ": lstat");
-  }
-  if (!S_ISREG(seen.st_mode)) {
+  int raw = OpenRegularFileAt(at.dir.get(), at.leaf, O_RDONLY);
+  if (raw == -EINVAL) {
     throw Error(ErrorKind::kAuthentication, display + ": not a regular file in the cipher dir");
   }
-  UniqueFd fd(::openat(at.dir.get(), at.leaf.c_str(),
-                       O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
-  if (!fd.valid()) ThrowSystemError(display + ": open");
+  if (raw < 0) {
+    errno = -raw;
+    ThrowSystemError(display + ": open");
+  }
+  UniqueFd fd(raw);
   if (::fstat(fd.get(), st) != 0) ThrowSystemError(display + ": fstat");
-  if (st->st_dev != seen.st_dev || st->st_ino != seen.st_ino) {
-    throw Error(ErrorKind::kAuthentication, display + ": replaced in the cipher dir while opened");
-  }
-  if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK) != 0) {
-    ThrowSystemError(display + ": fcntl");
-  }
   return CipherFile::Open(std::move(fd), volume, display);
 }
 

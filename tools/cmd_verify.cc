@@ -178,9 +178,9 @@ std::string CheckXattrsOf(int fd, bool is_dir, const Volume& volume, const NameT
 
 std::string CheckXattrs(const CipherEntry& e, const Volume& volume, const NameTransform& names) {
   const bool is_dir = e.type == DT_DIR;
-  // O_NONBLOCK: a FIFO planted in place of a file must not hang the check.
-  int fd =
-      OpenBeneath(volume.root_fd(), e.relative, O_RDONLY | O_NONBLOCK | (is_dir ? O_DIRECTORY : 0));
+  // Never a FIFO or device planted in place of a file (it could hang the check).
+  int fd = is_dir ? OpenBeneath(volume.root_fd(), e.relative, O_RDONLY | O_DIRECTORY)
+                  : OpenRegularBeneath(volume.root_fd(), e.relative, O_RDONLY);
   if (fd < 0) return "";  // the file or directory check reports why it cannot be opened
   UniqueFd owned(fd);
   return CheckXattrsOf(fd, is_dir, volume, names);

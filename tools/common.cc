@@ -168,15 +168,16 @@ namespace {
 HeaderRead Unreadable(int error) {
   HeaderRead r;
   r.error = error;
-  r.reason = std::string("open: ") + std::strerror(error);
+  r.reason = error == EINVAL ? std::string("not a regular file (replaced in the cipher dir?)")
+                             : std::string("open: ") + std::strerror(error);
   return r;
 }
 
 }  // namespace
 
 HeaderRead ReadEntryHeader(int root_fd, const CipherEntry& entry) {
-  // O_NONBLOCK: a FIFO planted in place of a file must not hang the walk.
-  int fd = OpenBeneath(root_fd, entry.relative, O_RDONLY | O_NONBLOCK);
+  // Never a FIFO or device planted in place of a file (it could hang the walk).
+  int fd = OpenRegularBeneath(root_fd, entry.relative, O_RDONLY);
   if (fd < 0) return Unreadable(-fd);
   UniqueFd owned(fd);
   return ReadHeader(fd);
@@ -224,19 +225,12 @@ HeaderCheck CheckHeader(const HeaderRead& header, const KekSource& keks) {
 // --- reading plaintext -----------------------------------------------------------------------
 
 std::shared_ptr<CipherFile> OpenEntry(const Volume& volume, const CipherEntry& entry) {
-  int fd = OpenBeneath(volume.root_fd(), entry.relative, O_RDONLY | O_NONBLOCK);
+  int fd = OpenRegularBeneath(volume.root_fd(), entry.relative, O_RDONLY);
   if (fd < 0) {
     errno = -fd;
     ThrowSystemError("open " + entry.cipher_path.string());
   }
   return CipherFile::Open(UniqueFd(fd), volume, DisplayName(entry));
-}
-
-std::shared_ptr<CipherFile> OpenCipherFile(const fs::path& path, const Volume& volume,
-                                           const std::string& display_name) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd.valid()) ThrowSystemError("open " + path.string());
-  return CipherFile::Open(std::move(fd), volume, display_name);
 }
 
 std::string WithoutName(const std::string& message, const std::string& name) {

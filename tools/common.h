@@ -109,9 +109,6 @@ std::string KekLabel(uint32_t id, uint32_t version);  // "version 2 (id 0x1a2b3c
 // Opens a cipher file found by a walk read-only, below the volume's root without following
 // symlinks, through CipherFile::Open (the daemon's data path). Throws Error.
 std::shared_ptr<CipherFile> OpenEntry(const Volume& volume, const CipherEntry& entry);
-// The same for a file the user named on the command line (the last component is not followed).
-std::shared_ptr<CipherFile> OpenCipherFile(const std::filesystem::path& path, const Volume& volume,
-                                           const std::string& display_name);
 // "NAME: detail" -> "detail" (library messages start with the display name they were given).
 std::string WithoutName(const std::string& message, const std::string& name);
 // Reads the whole plaintext in kReadStep pieces into `sink`. Returns 0 or -errno (-EIO when a

@@ -31,4 +31,9 @@ int OpenParentBeneath(int root_fd, std::string_view relative, std::string_view* 
 int OpenRegularFileAt(int dirfd, const std::string& name, int flags, bool create = false,
                       mode_t mode = 0600, bool single_link = false);
 
+// OpenParentBeneath, then OpenRegularFileAt: opens the regular file `relative` below `root_fd`
+// with `flags`, never following a symlink and never opening (or blocking on) anything but a
+// regular file. How the tools and rewrap open cipher files. Returns the fd or -errno.
+int OpenRegularBeneath(int root_fd, std::string_view relative, int flags);
+
 }  // namespace envelopefs

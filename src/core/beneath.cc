@@ -73,4 +73,12 @@ int OpenRegularFileAt(int dirfd, const std::string& name, int flags, bool create
   return -EAGAIN;
 }
 
+int OpenRegularBeneath(int root_fd, std::string_view relative, int flags) {
+  std::string_view leaf;
+  int parent = OpenParentBeneath(root_fd, relative, &leaf);
+  if (parent < 0) return parent;
+  UniqueFd owned(parent);
+  return OpenRegularFileAt(parent, std::string(leaf), flags);
+}
+
 }  // namespace envelopefs

@@ -105,7 +105,7 @@ RewrapStats RewrapFiles(
 
   for (const std::string& path : files) {
     ++stats.examined;
-    int fd = OpenBeneath(volume.root_fd(), path, O_RDWR);
+    int fd = OpenRegularBeneath(volume.root_fd(), path, O_RDWR);
     if (fd < 0) {
       ++stats.failed;
       report(path, RewrapOutcome::kFailed, strerror(-fd));

@@ -111,19 +111,11 @@ std::optional<ChunkLayout> LayoutOf(Inode& inode) {
   }
   UniqueFd fd(open(ProcPath(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return std::nullopt;
-  HeaderBytes header{};
-  if (pread(fd.get(), header.data(), format::kFixedSize, 0) !=
-      static_cast<ssize_t>(format::kFixedSize)) {
-    return std::nullopt;
-  }
-  try {
-    ChunkLayout layout = ChunkLayout::Of(ParseFixedHeader(header));
-    std::lock_guard<std::mutex> lock(inode.mutex);
-    inode.layout = layout;
-    return layout;
-  } catch (const Error&) {
-    return std::nullopt;  // not a valid header: opening the file will say so
-  }
+  HeaderRead header = ReadHeader(fd.get());
+  if (header.status != HeaderStatus::kOk) return std::nullopt;  // opening the file will say why
+  std::lock_guard<std::mutex> lock(inode.mutex);
+  inode.layout = header.layout();
+  return inode.layout;
 }
 
 // The plaintext view of a backing object's attributes.
