@@ -512,10 +512,14 @@ std::optional<XattrOwnerId> NameTransform::DirectoryXattrOwner(const DirIvs& ivs
 
 std::vector<uint8_t> NameTransform::XattrAad(std::string_view backing_name,
                                              const std::optional<XattrOwnerId>& owner) const {
-  // Format 1: the backing attribute name. Format 2: the name || the owner's 16 bytes
-  // (envelopefs-format(5)).
+  // Format 1: the backing attribute name. Format 2: the name || 0x00 || the owner's 16 bytes,
+  // if it has any (envelopefs-format(5)); an attribute name never holds a NUL, so the split is
+  // unambiguous.
   std::vector<uint8_t> aad(backing_name.begin(), backing_name.end());
-  if (BindsXattrsToObjects() && owner) aad.insert(aad.end(), owner->begin(), owner->end());
+  if (BindsXattrsToObjects()) {
+    aad.push_back(0);
+    if (owner) aad.insert(aad.end(), owner->begin(), owner->end());
+  }
   return aad;
 }
 

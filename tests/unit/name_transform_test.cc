@@ -697,8 +697,10 @@ TEST(NameTransformTest, Format2XattrValuesAreBoundToTheirObject) {
   EXPECT_EQ(value, *v2.OpenXattrValue(name, std::nullopt, name_only));
   EXPECT_FALSE(v2.OpenXattrValue(name, file_a, name_only));
 
-  // The layout: nonce(12) || AES-256-GCM(xattr key, AAD = backing name || owner) || tag(16).
+  // The layout: nonce(12) || AES-256-GCM(xattr key, AAD = backing name || 0x00 || owner) ||
+  // tag(16).
   std::vector<uint8_t> aad(name.begin(), name.end());
+  aad.push_back(0);
   aad.insert(aad.end(), file_a.begin(), file_a.end());
   auto independent = GcmOpenForTest(xattr_key, aad, sealed);
   ASSERT_TRUE(independent);
