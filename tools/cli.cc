@@ -161,8 +161,9 @@ Args ParseArgs(int argc, char** argv) {
         break;
       case kRotateAfterDays: {
         uint64_t d = ParseNumber(optarg, "--rotate-after-days");
-        if (d < 1 || d > 36500) {
-          throw Error(ErrorKind::kUsage, "--rotate-after-days must be 1 to 36500");
+        if (d < 1 || d > VolumePolicy::kMaxRotateAfterDays) {
+          throw Error(ErrorKind::kUsage, "--rotate-after-days must be 1 to " +
+                                             std::to_string(VolumePolicy::kMaxRotateAfterDays));
         }
         args.rotate_after_days = static_cast<uint32_t>(d);
         break;

@@ -49,6 +49,12 @@ struct KeyringFacts {
 // Why `fresh` would be a step back from `known` (one line), or nullopt if it may replace it.
 std::optional<std::string> KeyringRegression(const KeyringFacts& known, const KeyringFacts& fresh);
 
+// One [[kek]] entry of the keyring file as stored.
+struct StoredKek {
+  KekInfo info;
+  std::vector<uint8_t> wrapped;  // empty when retired
+};
+
 // A keyring file as read: parsed, not yet authenticated.
 class KeyringFile {
  public:
@@ -57,9 +63,6 @@ class KeyringFile {
   static KeyringFile Read(int root_fd, const std::filesystem::path& cipher_dir);
   static KeyringFile Parse(const std::string& text, const std::filesystem::path& file);
 
-  int format() const { return format_; }
-  // Unauthenticated until Open(): what the file claims.
-  uint64_t generation() const { return generation_; }
   // How to get the master key: the keyring's own parameters (format 2) or the format-1
   // config's. Throws Error(kConfig) if there are none.
   MasterKeyParams master_params(const VolumeConfig& config) const;
@@ -75,11 +78,6 @@ class KeyringFile {
  private:
   KeyringFile() = default;
   static VolumePolicy LegacyPolicy(const VolumeConfig& config);
-  // One [[kek]] entry as stored.
-  struct KekRecord {
-    KekInfo info;
-    std::vector<uint8_t> wrapped;  // empty when retired
-  };
   std::filesystem::path file_;
   std::string digest_;
   int format_ = 0;
@@ -88,7 +86,7 @@ class KeyringFile {
   std::optional<MasterKeyParams> master_;  // format 2
   std::optional<VolumePolicy> policy_;     // format 2
   std::vector<uint8_t> check_, volume_key_, mac_;
-  std::vector<KekRecord> keks_;
+  std::vector<StoredKek> keks_;
 };
 
 class Keyring {
@@ -110,7 +108,6 @@ class Keyring {
   // The unwrapped KEK, or nullptr if the version is unknown or retired.
   const SecureBytes* kek(uint32_t id, uint32_t version) const;
   const SecureBytes& volume_key() const { return volume_key_; }
-  int format() const { return format_; }  // as loaded (1 or 2); Save always writes 2
   uint64_t generation() const { return generation_; }
   void set_generation(uint64_t generation) { generation_ = generation; }
   const MasterKeyParams& master_params() const { return master_; }
@@ -129,7 +126,6 @@ class Keyring {
   };
   std::vector<Entry> entries_;
   SecureBytes volume_key_;
-  int format_ = 2;
   uint64_t generation_ = 1;
   MasterKeyParams master_;
   VolumePolicy policy_;

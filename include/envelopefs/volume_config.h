@@ -35,9 +35,18 @@ enum class MasterKeyKind { kKeyFile, kPassphrase };
 
 // Argon2id parameters (libsodium crypto_pwhash) for a passphrase-derived master key.
 struct KdfParams {
+  // Limits are read before anything can be authenticated (the key is derived from them), so
+  // bounded by what a volume ever uses: libsodium's "sensitive" limits at most (4 passes,
+  // 1 GiB), not whatever an attacker writes to make every unlock take hours or exhaust memory.
+  static constexpr uint64_t kMaxOpsLimit = 4;                  // crypto_pwhash_OPSLIMIT_SENSITIVE
+  static constexpr uint64_t kMaxMemLimit = uint64_t{1} << 30;  // crypto_pwhash_MEMLIMIT_SENSITIVE
   uint64_t opslimit = 0;
   uint64_t memlimit = 0;
   std::array<uint8_t, 16> salt{};
+  bool Bounded() const {
+    return opslimit >= 1 && opslimit <= kMaxOpsLimit && memlimit >= 8192 &&
+           memlimit <= kMaxMemLimit;
+  }
 };
 
 // How to obtain the master key: what a MasterKeySource needs before it can produce it.
@@ -48,6 +57,7 @@ struct MasterKeyParams {
 
 // The volume's policy (authenticated in a format-2 keyring).
 struct VolumePolicy {
+  static constexpr uint32_t kMaxRotateAfterDays = 36500;  // 100 years; at least 1
   uint32_t rotate_after_days = 90;
   bool audit_log = true;
 };

@@ -116,6 +116,7 @@ class PassphraseSource : public MasterKeySource {
     EnsureCryptoInitialized();
     SecureBytes key(kKeySize);
     const KdfParams& kdf = *params.kdf;
+    if (!kdf.Bounded()) throw Error(ErrorKind::kConfig, "Argon2id limits out of bounds");
     if (crypto_pwhash(key.data(), key.size(), reinterpret_cast<const char*>(pass.data()),
                       pass.size(), kdf.salt.data(), kdf.opslimit, kdf.memlimit,
                       crypto_pwhash_ALG_ARGON2ID13) != 0) {

@@ -14,6 +14,7 @@
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "toml_guard.h"
+#include "toml_master_key.h"
 #include "toml_time.h"
 
 namespace envelopefs {
@@ -29,8 +30,6 @@ constexpr char kKekAad[] = "envelopefs kek v1";
 constexpr char kMacDomainV1[] = "envelopefs keyring v1";
 constexpr char kMacDomainV2[] = "envelopefs keyring v2";
 constexpr size_t kWrappedSize = kGcmNonceSize + kKeySize + kGcmTagSize;
-constexpr int64_t kMaxOpsLimit = 4;                 // crypto_pwhash_OPSLIMIT_SENSITIVE
-constexpr int64_t kMaxMemLimit = int64_t{1} << 30;  // crypto_pwhash_MEMLIMIT_SENSITIVE
 // The most a format-1 policy (unauthenticated, in the config) may stretch the rotation period.
 constexpr uint32_t kLegacyMaxRotateAfterDays = 90;
 
@@ -115,8 +114,7 @@ struct MacFields {
   std::span<const uint8_t> volume_key;
 };
 
-template <typename Records>
-std::vector<uint8_t> MacInput(const MacFields& f, const Records& keks) {
+std::vector<uint8_t> MacInput(const MacFields& f, std::span<const StoredKek> keks) {
   std::vector<uint8_t> out;
   if (f.format == 1) {
     AppendField(out, AsBytes(kMacDomainV1));
@@ -148,39 +146,6 @@ std::vector<uint8_t> B64Field(const toml::node_view<const toml::node>& node, con
   if (text) bytes = FromBase64Url(*text);
   if (!bytes) throw Error(ErrorKind::kConfig, file.string() + ": missing or invalid " + what);
   return *bytes;
-}
-
-MasterKeyParams ParseMaster(const toml::table& t, const std::filesystem::path& file) {
-  auto fail = [&](const std::string& what) {
-    return Error(ErrorKind::kConfig, file.string() + ": " + what);
-  };
-  MasterKeyParams params;
-  auto source = t["master_key"]["source"].value<std::string>();
-  if (!source) throw fail("missing [master_key] source");
-  if (*source == "keyfile") {
-    params.kind = MasterKeyKind::kKeyFile;
-    return params;
-  }
-  if (*source != "passphrase") throw fail("unknown [master_key] source \"" + *source + "\"");
-  params.kind = MasterKeyKind::kPassphrase;
-  auto kdf = t["master_key"]["kdf"].value<std::string>();
-  auto ops = t["master_key"]["opslimit"].value<int64_t>();
-  auto mem = t["master_key"]["memlimit"].value<int64_t>();
-  auto salt_hex = t["master_key"]["salt"].value<std::string>();
-  auto salt = salt_hex ? FromHex(*salt_hex) : std::nullopt;
-  // Read before the MAC can be checked (the key is derived from them), so bounded by what a
-  // volume ever uses: libsodium's "sensitive" limits at most (4 passes, 1 GiB), not whatever an
-  // attacker writes to make every unlock take hours or exhaust memory.
-  if (!kdf || *kdf != "argon2id" || !ops || !mem || *ops < 1 || *ops > kMaxOpsLimit ||
-      *mem < 8192 || *mem > kMaxMemLimit || !salt || salt->size() != 16) {
-    throw fail("invalid [master_key] passphrase parameters");
-  }
-  KdfParams k;
-  k.opslimit = static_cast<uint64_t>(*ops);
-  k.memlimit = static_cast<uint64_t>(*mem);
-  std::copy(salt->begin(), salt->end(), k.salt.begin());
-  params.kdf = k;
-  return params;
 }
 
 }  // namespace
@@ -286,11 +251,12 @@ KeyringFile KeyringFile::Parse(const std::string& text, const std::filesystem::p
     auto generation = t["generation"].value<int64_t>();
     if (!generation || *generation < 1) throw fail("missing or invalid generation");
     k.generation_ = static_cast<uint64_t>(*generation);
-    k.master_ = ParseMaster(t, file);
+    k.master_ = ParseMasterKeyParams(t, file);
     VolumePolicy policy;
     auto days = t["policy"]["rotate_after_days"].value<int64_t>();
     auto audit = t["policy"]["audit_log"].value<bool>();
-    if (!days || *days < 1 || *days > 36500 || !audit) throw fail("missing or invalid [policy]");
+    if (!days || *days < 1 || *days > VolumePolicy::kMaxRotateAfterDays || !audit)
+      throw fail("missing or invalid [policy]");
     policy.rotate_after_days = static_cast<uint32_t>(*days);
     policy.audit_log = *audit;
     k.policy_ = policy;
@@ -304,7 +270,7 @@ KeyringFile KeyringFile::Parse(const std::string& text, const std::filesystem::p
     const toml::table* kt = node.as_table();
     if (kt == nullptr) throw fail("invalid [[kek]] entry");
     const toml::table& e = *kt;
-    KekRecord r;
+    StoredKek r;
     auto id = e["id"].value<int64_t>();
     auto version = e["version"].value<int64_t>();
     auto created = e["created"].value<toml::date_time>();
@@ -365,7 +331,6 @@ Keyring KeyringFile::Open(const VolumeConfig& config, const SecureBytes& master_
                 "wrong key or passphrase for volume " + file_.parent_path().string());
   }
   Keyring k;
-  k.format_ = format_;
   k.generation_ = format_ == 2 ? generation_ : 0;
   k.master_ = master_params(config);
   k.policy_ = policy_ ? *policy_ : LegacyPolicy(config);
@@ -379,7 +344,7 @@ Keyring KeyringFile::Open(const VolumeConfig& config, const SecureBytes& master_
   if (!volume_key) throw fail("volume key does not authenticate");
   k.volume_key_ = std::move(*volume_key);
   size_t active = 0;
-  for (const KekRecord& r : keks_) {
+  for (const StoredKek& r : keks_) {
     Keyring::Entry entry{r.info, {}};
     if (r.info.state != KekState::kRetired) {
       auto kek = Unwrap(keys.wrap, KekAad(config, r.info.id, r.info.version), r.wrapped);
@@ -419,16 +384,12 @@ Keyring Keyring::CreateNew(int64_t now_unix, const MasterKeyParams& master,
 
 std::string Keyring::Save(int root_fd, const std::filesystem::path& cipher_dir,
                           const VolumeConfig& config, const SecureBytes& master_key) const {
-  struct Record {
-    KekInfo info;
-    std::vector<uint8_t> wrapped;
-  };
   KeyringKeys keys(master_key);
   Sha256Digest check = HmacSha256(keys.check.span(), config.volume_id);
   std::vector<uint8_t> wrapped_volume_key = Wrap(keys.wrap, VolumeKeyAad(config), volume_key_);
-  std::vector<Record> records;
+  std::vector<StoredKek> records;
   for (const Entry& e : entries_) {
-    Record r{e.info, {}};
+    StoredKek r{e.info, {}};
     if (e.info.state != KekState::kRetired) {
       r.wrapped = Wrap(keys.wrap, KekAad(config, e.info.id, e.info.version), e.key);
     }
@@ -438,7 +399,7 @@ std::string Keyring::Save(int root_fd, const std::filesystem::path& cipher_dir,
   Sha256Digest mac = HmacSha256(keys.mac.span(), MacInput(fields, records));
 
   toml::array keks;
-  for (const Record& r : records) {
+  for (const StoredKek& r : records) {
     toml::table e{{"id", int64_t{r.info.id}},
                   {"version", int64_t{r.info.version}},
                   {"created", ToTomlTime(r.info.created_unix)},

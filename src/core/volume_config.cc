@@ -14,6 +14,7 @@
 #include "envelopefs/error.h"
 #include "envelopefs/file_format.h"
 #include "toml_guard.h"
+#include "toml_master_key.h"
 #include "toml_time.h"
 
 namespace envelopefs {
@@ -44,34 +45,6 @@ std::array<uint8_t, N> HexField(const std::string& hex, const char* what,
   std::array<uint8_t, N> out{};
   std::copy(bytes->begin(), bytes->end(), out.begin());
   return out;
-}
-
-// The [master_key] section of a format-1 config.
-MasterKeyParams LegacyMasterKey(const toml::table& table, const std::filesystem::path& file) {
-  MasterKeyParams params;
-  std::string source = Required<std::string>(table, "master_key", "source", file);
-  if (source == "keyfile") {
-    params.kind = MasterKeyKind::kKeyFile;
-  } else if (source == "passphrase") {
-    params.kind = MasterKeyKind::kPassphrase;
-    if (Required<std::string>(table, "master_key", "kdf", file) != "argon2id") {
-      Fail(file, "unsupported [master_key] kdf");
-    }
-    KdfParams kdf;
-    int64_t ops = Required<int64_t>(table, "master_key", "opslimit", file);
-    int64_t mem = Required<int64_t>(table, "master_key", "memlimit", file);
-    // Used before anything is authenticated: bounded as in the keyring (keyring.cc).
-    if (ops < 1 || ops > 4 || mem < 8192 || mem > (int64_t{1} << 30)) {
-      Fail(file, "invalid Argon2id limits");
-    }
-    kdf.opslimit = static_cast<uint64_t>(ops);
-    kdf.memlimit = static_cast<uint64_t>(mem);
-    kdf.salt = HexField<16>(Required<std::string>(table, "master_key", "salt", file), "salt", file);
-    params.kdf = kdf;
-  } else {
-    Fail(file, "unknown [master_key] source \"" + source + "\"");
-  }
-  return params;
 }
 
 }  // namespace
@@ -112,9 +85,10 @@ VolumeConfig VolumeConfig::LoadAt(int root_fd, const std::filesystem::path& ciph
   }
   if (c.format_version == kVolumeFormat1) {
     LegacyConfig legacy;
-    legacy.master = LegacyMasterKey(table, file);
+    legacy.master = ParseMasterKeyParams(table, file);
     int64_t rotate = table["volume"]["rotate_after_days"].value_or(int64_t{90});
-    if (rotate < 1 || rotate > 36500) Fail(file, "invalid rotate_after_days");
+    if (rotate < 1 || rotate > VolumePolicy::kMaxRotateAfterDays)
+      Fail(file, "invalid rotate_after_days");
     legacy.policy.rotate_after_days = static_cast<uint32_t>(rotate);
     // Format 1 named the audit log by path; only "on or off" is honoured now: the log is
     // always envelopefs.audit.log in the cipher dir, never a path the config names.
@@ -160,13 +134,7 @@ std::vector<uint8_t> VolumeConfig::LegacyAuthenticatedBytes() const {
   AppendField(out, volume_id);
   AppendU64(out, chunk_size);
   AppendU64(out, plaintext_names ? 1 : 0);
-  const MasterKeyParams master = legacy ? legacy->master : MasterKeyParams{};
-  AppendU64(out, master.kind == MasterKeyKind::kKeyFile ? 1 : 2);
-  if (master.kdf) {
-    AppendU64(out, master.kdf->opslimit);
-    AppendU64(out, master.kdf->memlimit);
-    AppendField(out, master.kdf->salt);
-  }
+  AppendMasterKeyParams(out, legacy ? legacy->master : MasterKeyParams{});
   return out;
 }
 
