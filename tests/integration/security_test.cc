@@ -13,12 +13,21 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "envelopefs/file_format.h"
+#include "envelopefs/file_header.h"
 #include "mount_fixture.h"
 
 namespace envelopefs::testing {
 namespace {
 
 const std::string kCtl = ENVELOPECTL_BINARY;
+
+// Format-2 byte positions (file_format.h) for the attacks below, which use 4 KiB chunks.
+constexpr uint64_t kHeader = format::kHeaderSize;
+constexpr uint64_t kStride = 4096 + format::kChunkOverhead;
+constexpr uint64_t kChunk1 = kHeader + kStride;  // where chunk 1 starts
+const uint64_t kStateSlot0 = StateSlotOffset(format::kFormatVersion2, 0);
+const uint64_t kStateSlot1 = StateSlotOffset(format::kFormatVersion2, 1);
 
 #define ASSERT_MOUNTED(v) ASSERT_TRUE((v).mounted()) << (v).DaemonLog()
 
@@ -77,12 +86,13 @@ TEST(Security, AZeroedStateRecordAndACutReadAsEio) {
   const fs::path cipher = CipherOf(v, v / "f");
   v.Unmount();
   std::vector<uint8_t> header = ReadBytes(cipher);
-  header.resize(512);
-  uint64_t c0, c1;
-  std::memcpy(&c0, header.data() + 256, 8);
-  std::memcpy(&c1, header.data() + 384, 8);
-  WriteBytesAt(cipher, c0 > c1 ? 256 : 384, std::vector<uint8_t>(128, 0));
-  fs::resize_file(cipher, 512 + 3 * (4096 + 28));
+  header.resize(kHeader);
+  uint64_t c0, c1;  // the state records' counters
+  std::memcpy(&c0, header.data() + kStateSlot0, 8);
+  std::memcpy(&c1, header.data() + kStateSlot1, 8);
+  WriteBytesAt(cipher, c0 > c1 ? kStateSlot0 : kStateSlot1,
+               std::vector<uint8_t>(kStateSlot1 - kStateSlot0, 0));
+  fs::resize_file(cipher, kHeader + 3 * kStride);
   v.Mount();
   ASSERT_MOUNTED(v);
   EXPECT_EQ(EIO, OpenErrno(v / "f"));
@@ -91,7 +101,7 @@ TEST(Security, AZeroedStateRecordAndACutReadAsEio) {
   CommandResult verify = RunCommand(Ctl(v, "verify " + Quote(v.cipher())));
   EXPECT_EQ(5, verify.exit_code) << verify.output;
   // Cut to the header: not an empty file either.
-  fs::resize_file(cipher, 512);
+  fs::resize_file(cipher, kHeader);
   v.Mount();
   ASSERT_MOUNTED(v);
   EXPECT_EQ(EIO, OpenErrno(v / "f"));
@@ -106,7 +116,6 @@ TEST(Security, AChunkRolledBackToAnOlderVersionReadsAsEio) {
   WriteFile(v / "inplace", std::string(3 * 4096, 'a'));
   const fs::path ct = CipherOf(v, v / "trunc"), ci = CipherOf(v, v / "inplace");
   v.Unmount();
-  const uint64_t chunk1 = 512 + 4096 + 28;
   std::vector<uint8_t> old_t = ReadBytes(ct), old_i = ReadBytes(ci);
   v.Mount();
   ASSERT_MOUNTED(v);
@@ -115,10 +124,10 @@ TEST(Security, AChunkRolledBackToAnOlderVersionReadsAsEio) {
   ASSERT_EQ(4096, pwrite(fd, std::string(4096, 'b').data(), 4096, 4096));
   close(fd);
   v.Unmount();
-  WriteBytesAt(ct, chunk1,
-               std::vector<uint8_t>(old_t.begin() + chunk1, old_t.begin() + chunk1 + 4096 + 28));
-  WriteBytesAt(ci, chunk1,
-               std::vector<uint8_t>(old_i.begin() + chunk1, old_i.begin() + chunk1 + 4096 + 28));
+  WriteBytesAt(ct, kChunk1,
+               std::vector<uint8_t>(old_t.begin() + kChunk1, old_t.begin() + kChunk1 + kStride));
+  WriteBytesAt(ci, kChunk1,
+               std::vector<uint8_t>(old_i.begin() + kChunk1, old_i.begin() + kChunk1 + kStride));
   v.Mount();
   ASSERT_MOUNTED(v);
   EXPECT_EQ(EIO, OpenErrno(v / "trunc"));
@@ -230,11 +239,11 @@ TEST(Security, AReplayedUnsealedStateIsReportedNotPassedAsClean) {
   const std::vector<uint8_t> during = ReadBytes(cipher);  // the attacker's copy, mid-write
   close(fd);
   v.Unmount();
-  const uint64_t chunk1 = 512 + 4096 + 28;
-  WriteBytesAt(cipher, chunk1,
-               std::vector<uint8_t>(sealed.begin() + chunk1, sealed.begin() + chunk1 + 4096 + 28));
-  WriteBytesAt(cipher, 256, std::vector<uint8_t>(during.begin() + 256, during.begin() + 512));
-  fs::resize_file(cipher, 512 + 2 * (4096 + 28));
+  WriteBytesAt(cipher, kChunk1,
+               std::vector<uint8_t>(sealed.begin() + kChunk1, sealed.begin() + kChunk1 + kStride));
+  WriteBytesAt(cipher, kStateSlot0,  // both state records, as they were mid-write
+               std::vector<uint8_t>(during.begin() + kStateSlot0, during.begin() + kHeader));
+  fs::resize_file(cipher, kHeader + 2 * kStride);
   CommandResult verify = RunCommand(Ctl(v, "verify " + Quote(v.cipher())));
   EXPECT_EQ(5, verify.exit_code) << verify.output;
   EXPECT_NE(std::string::npos, verify.output.find("UNSEALED")) << verify.output;
@@ -243,7 +252,6 @@ TEST(Security, AReplayedUnsealedStateIsReportedNotPassedAsClean) {
   EXPECT_NE(std::string::npos, audit.output.find("PROBLEMS")) << audit.output;
   v.Mount();
   ASSERT_MOUNTED(v);
-  std::string got;
   EXPECT_EQ(0, OpenErrno(v / "f"));
   v.Unmount();
   EXPECT_NE(std::string::npos, v.DaemonLog().find("unsealed: ")) << v.DaemonLog();
