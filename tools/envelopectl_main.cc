@@ -22,15 +22,17 @@ constexpr char kUsage[] =
     "  keys rotate CIPHERDIR\n"
     "  keys retire CIPHERDIR --version N\n"
     "  keys change-master CIPHERDIR (--new-keyfile F | --new-passfile F)\n"
+    "  keys policy CIPHERDIR [--rotate-after-days N] [--audit-log on|off] [--json]\n"
     "  rewrap CIPHERDIR [--jobs N] [--shard K/N]\n"
     "  verify CIPHERDIR [--json] [--jobs N]\n"
     "  audit CIPHERDIR [--json] [--jobs N]\n"
     "  decrypt CIPHERFILE [-o OUT]\n"
-    "  decrypt CIPHERDIR -o DIR\n"
+    "  decrypt CIPHERDIR -o DIR [--same-owner]\n"
     "  ls CIPHERDIR [--json]\n"
     "\n"
     "Key options (--keyfile FILE, --passfile FILE; \"-\" reads stdin) apply to every command;\n"
-    "without them the passphrase is asked on the terminal. See envelopectl(1).\n";
+    "without them the passphrase is asked on the terminal. A key or passphrase file that group\n"
+    "or others can read is refused unless --insecure-keyfile is given. See envelopectl(1).\n";
 
 }  // namespace
 
