@@ -196,7 +196,9 @@ json AuditLogJson(const AuditLogReport& r) {
           {"problems", r.problems}};
 }
 
-json Report(const Args& args, const AuditInput& in) {
+// `statuses`: the key policy's verdicts (with a key), evaluated once for the JSON and the text.
+json Report(const Args& args, const AuditInput& in,
+            const std::optional<std::vector<KekPolicyStatus>>& statuses) {
   std::vector<CipherEntry> files;
   json bad_names = json::array();
   const bool names_checked = in.volume != nullptr || in.config.plaintext_names;
@@ -227,8 +229,8 @@ json Report(const Args& args, const AuditInput& in) {
       {"ciphers", t.ciphers},
       {"rotate_after_days", in.policy.rotate_after_days},
       {"policy_authenticated", keyed},
-      {"keys", keyed ? KeysJson(KeyStatuses(*in.volume)) : json(nullptr)},
-      {"rotation_overdue", keyed ? json(RotationOverdue(KeyStatuses(*in.volume))) : json(nullptr)},
+      {"keys", statuses ? KeysJson(*statuses) : json(nullptr)},
+      {"rotation_overdue", statuses ? json(RotationOverdue(*statuses)) : json(nullptr)},
       {"audit_log", AuditLogJson(VerifyAuditLog(in.root.get(), in.config,
                                                 keyed ? &in.volume->audit_key() : nullptr))},
   };
@@ -340,12 +342,12 @@ int RunAudit(const Args& args) {
   const fs::path dir = args.words[1];
   RequireVolumeRoot(dir);
   AuditInput in = Load(args, dir);
-  json report = Report(args, in);
+  std::optional<std::vector<KekPolicyStatus>> statuses;
+  if (in.volume) statuses = KeyStatuses(*in.volume);
+  json report = Report(args, in, statuses);
   if (args.json) {
     PrintJson(report);
   } else {
-    std::optional<std::vector<KekPolicyStatus>> statuses;
-    if (in.volume) statuses = KeyStatuses(*in.volume);
     PrintReport(report, statuses ? &*statuses : nullptr);
   }
   return Clean(report) ? kExitOk : kExitDamaged;
