@@ -20,6 +20,7 @@
 #include "envelopefs/error.h"
 #include "envelopefs/file_header.h"
 #include "envelopefs/log.h"
+#include "file_times.h"
 
 namespace envelopefs {
 namespace {
@@ -57,8 +58,6 @@ Inode& GetInode(fuse_req_t req, fuse_ino_t ino) {
 }
 
 FileHandle& GetFile(fuse_file_info* fi) { return *reinterpret_cast<FileHandle*>(fi->fh); }
-
-std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 // The backing path of `fd` (for log lines), or `fallback` if the kernel cannot tell.
 std::string BackingPath(int fd, const std::string& fallback = "(unknown)") {
@@ -125,6 +124,7 @@ void ToPlainAttr(EnvelopeFs& fs, Inode* inode, int fd, struct stat& st) {
     if (inode != nullptr) {
       std::lock_guard<std::mutex> lock(inode->mutex);
       open = inode->open_file.lock();
+      HideSealCtime(*inode, st);
     }
     if (open) {
       st.st_size = static_cast<off_t>(open->size());
@@ -255,8 +255,25 @@ std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
     fs.RefreshKeyring(/*force=*/true);  // rotated while mounted: the version may be new to us
     file = CipherFile::Open(open_backing(), fs.volume(), "");
   }
+  WatchSeals(inode, *file);
   inode.open_file = file;
   return file;
+}
+
+// Truncates `file`, the open file of `inode`. 0 or an errno.
+int TruncateFile(Inode& inode, CipherFile& file, uint64_t size) {
+  if (int rc = file.Truncate(size); rc < 0) return -rc;
+  std::lock_guard<std::mutex> lock(inode.mutex);  // a truncation to zero may change it
+  inode.layout.reset();
+  return 0;
+}
+
+// open(2) with O_TRUNC (the kernel leaves it to us: FUSE_CAP_ATOMIC_O_TRUNC): empties the file
+// and, as ext4 does even for an empty file, sets its modification and change times. 0 or an errno.
+int TruncateAtOpen(Inode& inode, CipherFile& file) {
+  if (int rc = TruncateFile(inode, file, 0)) return rc;
+  const struct timespec now[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
+  return -file.SetTimes(now);
 }
 
 // Enqueues a file whose size record needs sealing after its last close.
@@ -361,12 +378,9 @@ void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
       if (!S_ISREG(inode.type)) return EINVAL;
       std::shared_ptr<CipherFile> file =
           fi != nullptr ? GetFile(fi).file : OpenCipherFile(fs, inode);
-      if (int rc = file->Truncate(static_cast<uint64_t>(attr->st_size)); rc < 0) return -rc;
-      {
-        std::lock_guard<std::mutex> lock(inode.mutex);  // a truncation to zero may change it
-        inode.layout.reset();
-      }
+      const int rc = TruncateFile(inode, *file, static_cast<uint64_t>(attr->st_size));
       if (fi == nullptr) ReleaseFile(fs, std::move(file));
+      if (rc != 0) return rc;
     }
     if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
       struct timespec times[2];
@@ -382,10 +396,7 @@ void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
       } else if (to_set & FUSE_SET_ATTR_MTIME) {
         times[1] = attr->st_mtim;
       }
-      int rc = S_ISLNK(inode.type)
-                   ? utimensat(inode.fd.get(), "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
-                   : utimensat(AT_FDCWD, path.c_str(), times, 0);
-      if (rc != 0) return errno;
+      if (int rc = SetFileTimes(inode, times)) return rc;
     }
     return 0;
   });
@@ -629,8 +640,15 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Inode& inode = GetInode(req, ino);
   FileHandle* handle = nullptr;
   int err = Guard("open", [&]() -> int {
-    if (fs.options().read_only && (fi->flags & O_ACCMODE) != O_RDONLY) return EROFS;
+    const bool truncate = (fi->flags & O_TRUNC) != 0;
+    if (fs.options().read_only && ((fi->flags & O_ACCMODE) != O_RDONLY || truncate)) return EROFS;
     auto file = OpenCipherFile(fs, inode);
+    if (truncate) {
+      if (int rc = TruncateAtOpen(inode, *file)) {
+        ReleaseFile(fs, std::move(file));
+        return rc;
+      }
+    }
     handle = new FileHandle{std::move(file), (fi->flags & O_APPEND) != 0};
     return 0;
   });
@@ -663,9 +681,16 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     Inode& inode = *reinterpret_cast<Inode*>(e.ino);
     if (file) {
       std::lock_guard<std::mutex> ilock(inode.mutex);
+      WatchSeals(inode, *file);
       inode.open_file = file;
     } else {
       file = OpenCipherFile(fs, inode);  // created concurrently by someone else: open it
+      if ((fi->flags & O_TRUNC) != 0) {
+        if (int trc = TruncateAtOpen(inode, *file)) {
+          ReleaseFile(fs, std::move(file));
+          return trc;
+        }
+      }
     }
     handle = new FileHandle{std::move(file), (fi->flags & O_APPEND) != 0};
     return 0;

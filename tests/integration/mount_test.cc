@@ -391,22 +391,6 @@ TEST(Mount, ReadOnlyMountServesReadsAndRefusesWrites) {
   EXPECT_EQ(EROFS, errno);
 }
 
-// Runs `body` in a child process as uid/gid 65534 (nobody) with its working directory at `dir`;
-// returns the child's exit code (the body's return value).
-int AsNobody(const fs::path& dir, const std::function<int()>& body) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    if (chdir(dir.c_str()) != 0 || setgroups(0, nullptr) != 0 || setgid(65534) != 0 ||
-        setuid(65534) != 0) {
-      _exit(100);
-    }
-    _exit(body());
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 TEST(Mount, AllowOtherGivesOtherUsersLocalDiskPermissionChecks) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to switch users";
   MountedVolume v(VolumeOptions{"", "-o allow_other"});
