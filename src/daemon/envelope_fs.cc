@@ -21,6 +21,7 @@
 #include "envelopefs/file_header.h"
 #include "envelopefs/log.h"
 #include "file_times.h"
+#include "inode_relief.h"
 
 namespace envelopefs {
 namespace {
@@ -1141,7 +1142,10 @@ EnvelopeFs::EnvelopeFs(std::unique_ptr<Volume> volume, const MountOptions& optio
   int sync_fd = open(volume_->cipher_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (sync_fd < 0) ThrowSystemError("open " + volume_->cipher_dir().string());
   sync_fd_.reset(sync_fd);
-  sealer_ = std::make_unique<Sealer>(sync_fd, options.seal_interval_seconds);
+  // A file waiting to be sealed holds a descriptor beside its inode's: a quarter of the
+  // inode budget (the rest of RLIMIT_NOFILE) at most.
+  const size_t max_pending = std::clamp<size_t>(DescriptorBudget() / 4, 16, 1024);
+  sealer_ = std::make_unique<Sealer>(sync_fd, options.seal_interval_seconds, max_pending);
 }
 
 EnvelopeFs::~EnvelopeFs() = default;

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -64,14 +65,25 @@ class InodeTable {
   void Forget(Inode* inode, uint64_t n);
   size_t size() const;
 
-  // Up to `max` (parent, name) pairs of cached regular files and symlinks that no one has open:
-  // the entries the daemon asks the kernel to forget when it holds too many descriptors.
+  // Up to `max` (parent, name) pairs of cached entries (files, symlinks and directories other
+  // than the root) that no one has open through us: the entries the daemon asks the kernel to
+  // forget when it holds too many descriptors. (The kernel keeps what is in use, such as a
+  // process's working directory; dropping a directory drops its unused subtree.)
   std::vector<std::pair<fuse_ino_t, std::string>> IdleEntries(size_t max);
+
+  // Calls `over` (from the inserting thread, without the table's lock) whenever an insertion
+  // leaves more than `limit` inodes. Set once, before the table is used concurrently.
+  void WatchSize(size_t limit, std::function<void()> over) {
+    watch_limit_ = limit;
+    over_limit_ = std::move(over);
+  }
 
  private:
   mutable std::mutex mutex_;
   std::map<std::pair<dev_t, ino_t>, std::unique_ptr<Inode>> inodes_;
   std::pair<dev_t, ino_t> idle_cursor_{};  // where IdleEntries resumes
+  size_t watch_limit_ = SIZE_MAX;
+  std::function<void()> over_limit_;
 };
 
 }  // namespace envelopefs
