@@ -10,7 +10,6 @@
 // Thread-safe; notifications are sent from its own thread, never from a request handler.
 #pragma once
 
-#define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
 #include <atomic>

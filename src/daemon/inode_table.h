@@ -20,7 +20,6 @@
 #include <utility>
 #include <vector>
 
-#define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
 #include "envelopefs/cipher_file.h"
@@ -37,7 +36,8 @@ struct Inode {
   bool is_root = false;
   std::atomic<uint64_t> nlookup{0};
 
-  std::mutex mutex;
+  std::mutex open_mutex;                // one open of the cipher file at a time (see envelope_fs.h)
+  std::mutex mutex;                     // the parts below; never held across disk I/O
   fuse_ino_t parent = 0;                // where the kernel last looked it up (for invalidation)
   std::string name;                     //   and under which plaintext name
   std::optional<DirIvs> dir_ivs;        // directories: read on first use
