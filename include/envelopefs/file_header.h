@@ -149,6 +149,27 @@ struct ChunkLayout {
   // True if the plaintext size is the same for every format version (small files), so it can
   // be reported without reading the header.
   bool SizeIsVersionIndependent(uint64_t cipher_size) const;
+
+  // --- range splitting (as gocryptfs's ExplodePlainRange): pure offset math ---
+
+  // The chunks that plaintext bytes [offset, end) of a file of `plain_size` bytes touch, and
+  // the stretch of the cipher file that holds them (index blocks in between included).
+  // Requires offset < end <= plain_size.
+  struct Span {
+    uint64_t first, last;           // chunk indexes, inclusive
+    uint64_t cipher_lo, cipher_hi;  // [lo, hi) of the cipher file
+    uint64_t cipher_len() const { return cipher_hi - cipher_lo; }
+  };
+  Span SpanOf(uint64_t offset, uint64_t end, uint64_t plain_size) const;
+
+  // The part of chunk `index` (inside the span of [offset, end)) that the range covers.
+  struct Part {
+    uint64_t length;    // the chunk's plaintext bytes in a file of plain_size bytes
+    uint64_t from, to;  // the covered bytes of the chunk: [from, to)
+    uint64_t at;        // where byte `from` sits in the range (from the range's start)
+    bool whole() const { return from == 0 && to == length; }
+  };
+  Part PartOf(uint64_t index, uint64_t offset, uint64_t end, uint64_t plain_size) const;
 };
 
 // The AAD of chunk `index`: file id || index (LE64).

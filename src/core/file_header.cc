@@ -336,6 +336,26 @@ bool ChunkLayout::SizeIsVersionIndependent(uint64_t cipher_size) const {
   return cipher_size <= kHeaderSize + kIndexGroupChunks * stride();
 }
 
+ChunkLayout::Span ChunkLayout::SpanOf(uint64_t offset, uint64_t end, uint64_t plain_size) const {
+  Span span;
+  span.first = offset / chunk_size;
+  span.last = (end - 1) / chunk_size;
+  span.cipher_lo = ChunkOffset(span.first);
+  span.cipher_hi = ChunkOffset(span.last) + ChunkLength(span.last, plain_size) + kChunkOverhead;
+  return span;
+}
+
+ChunkLayout::Part ChunkLayout::PartOf(uint64_t index, uint64_t offset, uint64_t end,
+                                      uint64_t plain_size) const {
+  const uint64_t start = index * chunk_size;
+  Part part;
+  part.length = ChunkLength(index, plain_size);
+  part.from = std::max(offset, start) - start;
+  part.to = std::min(end, start + part.length) - start;
+  part.at = start + part.from - offset;
+  return part;
+}
+
 std::array<uint8_t, kFileIdSize + 8> ChunkAad(const FileId& file_id, uint64_t index) {
   std::array<uint8_t, kFileIdSize + 8> aad{};
   std::memcpy(aad.data(), file_id.data(), kFileIdSize);
