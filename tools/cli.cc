@@ -19,6 +19,7 @@ enum Option {
   kNewKeyfile,
   kNewPassfile,
   kVersion,
+  kKekVersion,
   kShard,
   kJobs,
   kChunkSize,
@@ -38,7 +39,8 @@ const struct option kLongOptions[] = {
     {"passfile", required_argument, nullptr, kPassfile},
     {"new-keyfile", required_argument, nullptr, kNewKeyfile},
     {"new-passfile", required_argument, nullptr, kNewPassfile},
-    {"version", required_argument, nullptr, kVersion},
+    {"version", optional_argument, nullptr, kVersion},
+    {"kek-version", required_argument, nullptr, kKekVersion},
     {"shard", required_argument, nullptr, kShard},
     {"jobs", required_argument, nullptr, kJobs},
     {"chunk-size", required_argument, nullptr, kChunkSize},
@@ -91,6 +93,34 @@ Shard ParseShard(const char* text) {
   return Shard{static_cast<uint32_t>(index - 1), static_cast<uint32_t>(count)};
 }
 
+uint32_t ParseKekVersion(const char* text, const char* option) {
+  uint64_t v = ParseNumber(text, option);
+  if (v == 0 || v > UINT32_MAX) throw Error(ErrorKind::kUsage, std::string("invalid ") + option);
+  return static_cast<uint32_t>(v);
+}
+
+bool IsDecimal(const char* text) {
+  return *text != '\0' && std::strspn(text, "0123456789") == std::strlen(text);
+}
+
+// --version is the program's version, except `--version N` (or --version=N) after the words
+// `keys retire`: the old spelling of --kek-version N, kept as an alias.
+void OnVersionOption(Args& args, int argc, char** argv) {
+  const bool after_retire =
+      args.words.size() >= 2 && args.words[0] == "keys" && args.words[1] == "retire";
+  if (optarg != nullptr) {
+    if (!after_retire) {
+      throw Error(ErrorKind::kUsage,
+                  "--version takes no value (the KEK version of keys retire is --kek-version N)");
+    }
+    args.kek_version = ParseKekVersion(optarg, "--version");
+  } else if (after_retire && optind < argc && IsDecimal(argv[optind])) {
+    args.kek_version = ParseKekVersion(argv[optind++], "--version");
+  } else {
+    args.show_version = true;
+  }
+}
+
 }  // namespace
 
 Args ParseArgs(int argc, char** argv) {
@@ -116,12 +146,12 @@ Args ParseArgs(int argc, char** argv) {
       case kNewPassfile:
         args.new_passfile = optarg;
         break;
-      case kVersion: {
-        uint64_t v = ParseNumber(optarg, "version");
-        if (v == 0 || v > UINT32_MAX) throw Error(ErrorKind::kUsage, "invalid --version");
-        args.version = static_cast<uint32_t>(v);
+      case kVersion:
+        OnVersionOption(args, argc, argv);
         break;
-      }
+      case kKekVersion:
+        args.kek_version = ParseKekVersion(optarg, "--kek-version");
+        break;
       case kShard:
         args.shard = ParseShard(optarg);
         break;
@@ -195,6 +225,14 @@ Args ParseArgs(int argc, char** argv) {
   if (args.new_keyfile && args.new_passfile) {
     throw Error(ErrorKind::kUsage, "give either --new-keyfile or --new-passfile, not both");
   }
+  auto stdin_key = [](const std::optional<std::string>& a, const std::optional<std::string>& b) {
+    return (a && *a == "-") || (b && *b == "-");
+  };
+  if (stdin_key(args.keyfile, args.passfile) && stdin_key(args.new_keyfile, args.new_passfile)) {
+    throw Error(ErrorKind::kUsage,
+                "only one of the current and the new key can be read from stdin (\"-\"); give "
+                "the other as a file");
+  }
   return args;
 }
 
@@ -210,6 +248,27 @@ std::unique_ptr<Volume> OpenVolume(const Args& args, const std::filesystem::path
                                    bool log_unlock) {
   auto source = KeySource(args.keyfile, args.passfile, false, args.insecure_keyfile);
   return OpenVolumeAudited(cipher_dir, *source, nlohmann::json::object(), log_unlock);
+}
+
+std::string ShellWord(const std::string& word) {
+  if (!word.empty() && word.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                              "0123456789_-./=:,+@%") == std::string::npos) {
+    return word;
+  }
+  std::string out = "'";
+  for (char c : word) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string KeyOptionHint(const Args& args) {
+  if (args.keyfile) return " --keyfile " + ShellWord(*args.keyfile);
+  if (args.passfile) return " --passfile " + ShellWord(*args.passfile);
+  return "";
+}
+
+std::string SuggestCommand(const Args& args, const std::string& words,
+                           const std::filesystem::path& cipher_dir) {
+  return "envelopectl " + words + KeyOptionHint(args) + " " + ShellWord(cipher_dir.string());
 }
 
 void ExpectArgs(const Args& args, size_t words_used, size_t n, const char* usage) {

@@ -23,8 +23,8 @@ struct Args {
   std::vector<std::string> words;  // subcommand words and positional arguments, in order
   std::optional<std::string> keyfile, passfile;
   std::optional<std::string> new_keyfile, new_passfile;
-  std::optional<std::string> output;  // -o
-  std::optional<uint32_t> version;    // --version N (keys retire)
+  std::optional<std::string> output;    // -o
+  std::optional<uint32_t> kek_version;  // --kek-version N (keys retire; alias: --version N)
   std::optional<Shard> shard;
   unsigned jobs = 0;  // 0: one per core
   uint32_t chunk_size = 0;
@@ -33,7 +33,7 @@ struct Args {
   bool check = false;
   bool quiet = false;
   bool help = false;
-  bool show_version = false;
+  bool show_version = false;                  // --version (without a number after keys retire), -V
   std::optional<uint32_t> rotate_after_days;  // keys policy
   std::optional<bool> audit_log;              // keys policy: --audit-log on|off
   bool same_owner = false;                    // decrypt: restore owners (like tar --same-owner)
@@ -54,6 +54,15 @@ std::unique_ptr<MasterKeySource> KeySource(const std::optional<std::string>& key
 // Throws Error.
 std::unique_ptr<Volume> OpenVolume(const Args& args, const std::filesystem::path& cipher_dir,
                                    bool log_unlock = true);
+
+// `word` quoted for a POSIX shell if it needs quoting (for commands suggested in messages).
+std::string ShellWord(const std::string& word);
+// The key option the user gave, ready to paste into a suggested command: " --keyfile FILE",
+// " --passfile FILE" (shell-quoted), or "" (the passphrase is asked on the terminal).
+std::string KeyOptionHint(const Args& args);
+// "envelopectl WORDS KEY-OPTION CIPHERDIR": a command line to suggest in a message.
+std::string SuggestCommand(const Args& args, const std::string& words,
+                           const std::filesystem::path& cipher_dir);
 
 // Exactly `n` positional words after the subcommand words; throws Error(kUsage) otherwise.
 void ExpectArgs(const Args& args, size_t words_used, size_t n, const char* usage);

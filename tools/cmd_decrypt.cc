@@ -30,6 +30,7 @@
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
 #include "envelopefs/unique_fd.h"
+#include "progress.h"
 
 namespace envelopefs::cli {
 
@@ -195,11 +196,15 @@ class NewFile {
   bool committed_ = false;
 };
 
-// Streams the authenticated plaintext of `file` into `fd`; a Failure if a chunk fails.
-std::optional<Failure> CopyPlaintext(CipherFile& file, int fd, const std::string& what) {
+// Streams the authenticated plaintext of `file` into `fd`; a Failure if a chunk fails. Each
+// piece written counts one step of `progress` (if given).
+std::optional<Failure> CopyPlaintext(CipherFile& file, int fd, const std::string& what,
+                                     Progress* progress = nullptr) {
   TakeDamageReport();
-  int rc =
-      StreamPlaintext(file, [&](std::span<const uint8_t> piece) { WriteAll(fd, piece, what); });
+  int rc = StreamPlaintext(file, [&](std::span<const uint8_t> piece) {
+    WriteAll(fd, piece, what);
+    if (progress != nullptr) progress->Add();
+  });
   if (rc == 0) return std::nullopt;
   std::string detail = TakeDamageReport();
   if (detail.empty()) detail = std::strerror(-rc);
@@ -209,9 +214,10 @@ std::optional<Failure> CopyPlaintext(CipherFile& file, int fd, const std::string
 // Writes the plaintext of `file` (whose cipher file has metadata `st`) as the new file `leaf`
 // of `dir`. Throws Error for failures before any plaintext is written.
 std::optional<Failure> WriteRestoredFile(CipherFile& file, const struct stat& st, UniqueFd dir,
-                                         const std::string& leaf, bool same_owner) {
+                                         const std::string& leaf, bool same_owner,
+                                         Progress* progress = nullptr) {
   NewFile out(std::move(dir), leaf);
-  if (auto failure = CopyPlaintext(file, out.fd(), leaf)) return failure;
+  if (auto failure = CopyPlaintext(file, out.fd(), leaf, progress)) return failure;
   if (int error = ApplyMetadata(out.fd(), st, same_owner)) {
     return SystemFailure("set owner, mode or times", error);
   }
@@ -273,15 +279,18 @@ int DecryptOneFile(const Args& args, const fs::path& cipher) {
   const std::string display = cipher.string();
   struct stat st;
   auto file = OpenCipherBeneath(*volume, PathInVolume(root, cipher), display, &st);
+  // One step per kReadStep (1 MiB) piece.
+  Progress progress(Progress::WantedFor(args), "MiB", (file->size() + kReadStep - 1) / kReadStep);
   std::optional<Failure> failure;
   if (to_stdout) {
-    failure = CopyPlaintext(*file, STDOUT_FILENO, "standard output");
+    failure = CopyPlaintext(*file, STDOUT_FILENO, "standard output", &progress);
   } else {
-    failure = WriteRestoredFile(*file, st, std::move(out->dir), out->leaf, same_owner);
+    failure = WriteRestoredFile(*file, st, std::move(out->dir), out->leaf, same_owner, &progress);
     if (failure && failure->kind == ErrorKind::kState) {
       throw Error(failure->kind, *args.output + " " + failure->reason);
     }
   }
+  progress.Finish();
   if (failure) throw Error(failure->kind, display + ": " + failure->reason);
   return kExitOk;
 }
@@ -350,7 +359,14 @@ class TreeRestore {
     entries_ = CollectEntries(volume_.cipher_dir(), names_);
     dir_owner_[""] = "";  // the output root holds the cipher root's entries
     for (const CipherEntry& e : entries_) Place(e);
-    ParallelFor(files_.size(), JobCount(args_), [&](size_t i) { RestoreFile(*files_[i]); });
+    Progress progress(Progress::WantedFor(args_), "files", files_.size());
+    progress_ = &progress;
+    ParallelFor(files_.size(), JobCount(args_), [&](size_t i) {
+      RestoreFile(*files_[i]);
+      progress.Add();
+    });
+    progress.Finish();
+    progress_ = nullptr;
     // Directory modes and times last (children change a directory's mtime), deepest first.
     for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
       FinishDirectory(*it->first, it->second);
@@ -360,12 +376,15 @@ class TreeRestore {
 
  private:
   // --- reporting ---
+  // Erases the progress bar's line (if one is drawn) so that a message starts on a clean line.
+  const char* BarEraser() const { return progress_ != nullptr ? progress_->LineEraser() : ""; }
+
   void Report(const CipherEntry& e, const Failure& f, const char* what = "not restored") {
     std::lock_guard<std::mutex> lock(mu_);
     damaged_ = damaged_ || ExitCodeFor(f.kind) == kExitDamaged;
     if (!first_kind_) first_kind_ = f.kind;
     // Names are bytes, and cipher names the attacker's choice: escaped for the terminal.
-    std::fprintf(stderr, "envelopectl: %s: %s (%s): %s\n", what,
+    std::fprintf(stderr, "%senvelopectl: %s: %s (%s): %s\n", BarEraser(), what,
                  e.plain_path.empty() ? "?" : EscapeName(e.plain_path).c_str(),
                  EscapeName(e.cipher_path.string()).c_str(), EscapeName(f.reason).c_str());
     ++failed_;
@@ -530,6 +549,7 @@ class TreeRestore {
   const std::string out_;
   const bool same_owner_;
   UniqueFd out_fd_;
+  Progress* progress_ = nullptr;  // while files are restored
   std::vector<CipherEntry> entries_;
   // Plaintext path -> the cipher entry restored there (first come), and for each restored
   // directory the relative cipher path of the directory it came from ("" for the root).

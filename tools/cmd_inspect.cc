@@ -1,6 +1,7 @@
 // envelopectl inspect — shows a cipher file's header: format, chunk size, file id, the KEK
 // version its DEK is wrapped under, sizes; with a key, also whether the header authenticates
 // and a (non-secret) DEK fingerprint.
+#include <cerrno>
 #include <cstdio>
 
 #include "cli.h"
@@ -8,6 +9,7 @@
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
+#include "mounts.h"
 
 namespace envelopefs::cli {
 
@@ -86,6 +88,64 @@ void PrintReport(const InspectReport& r) {
   }
 }
 
+// The cipher path of the plaintext path `relative` (below the mount's root) of the volume in
+// `cipher_dir`, found with the key by walking the cipher dir; empty if not found.
+std::string CipherPathOf(const Args& args, const fs::path& cipher_dir,
+                         const std::string& relative) {
+  auto volume = OpenVolume(args, cipher_dir, /*log_unlock=*/false);
+  for (const CipherEntry& e : CollectEntries(volume->cipher_dir(), MakeNameTransform(*volume))) {
+    if (e.plain_path == relative) return e.cipher_path.string();
+  }
+  return "";
+}
+
+// Why `file`, which has no envelopefs header, is not something inspect can show: a plaintext
+// path on a mount (pointing to its cipher file), a volume's own file, a file stored
+// unencrypted in a cipher dir, or a file outside any cipher dir.
+Error NotACipherFile(const Args& args, const fs::path& file, const HeaderRead& header) {
+  const std::string name = EscapeName(file.string());
+  const bool is_dir = header.status == HeaderStatus::kUnreadable && header.error == EISDIR;
+  if (auto mount = FindEnvelopeMount(file)) {
+    std::error_code ec;
+    const fs::path absolute = fs::weakly_canonical(fs::absolute(file, ec), ec);
+    const std::string relative = absolute.lexically_relative(mount->mount_point).string();
+    const std::string cipher_dir = EscapeName(mount->cipher_dir.string());
+    std::string where;
+    if (HasKeyOption(args) && relative != "." && !relative.empty()) {
+      const std::string cipher = CipherPathOf(args, mount->cipher_dir, relative);
+      if (!cipher.empty()) where = ": its cipher file is " + EscapeName(cipher);
+    }
+    if (where.empty()) {
+      where = "; inspect takes its file in the cipher dir " + cipher_dir + " (" +
+              SuggestCommand(args, "ls --json", mount->cipher_dir) + " shows each cipher_path)";
+    }
+    return Error(ErrorKind::kUsage, name + " is a plaintext path on the envelopefs mount " +
+                                        EscapeName(mount->mount_point.string()) + " (cipher dir " +
+                                        cipher_dir + "), not a cipher file" + where);
+  }
+  try {
+    const fs::path root = FindVolumeRoot(file);
+    if (file.filename().string().rfind("envelopefs.", 0) == 0) {
+      return Error(ErrorKind::kUsage, name +
+                                          " is one of the volume's own files (config, keyring, "
+                                          "directory IV, lock or audit log), not a cipher file");
+    }
+    if (is_dir) {
+      return Error(ErrorKind::kUsage, name + " is a directory of the cipher dir " +
+                                          EscapeName(root.string()) + "; inspect takes a file");
+    }
+    return Error(ErrorKind::kFormat, name + ": not an envelopefs file: put into the cipher dir " +
+                                         EscapeName(root.string()) +
+                                         " directly, not through a mount, so not encrypted (see "
+                                         "envelopectl audit)");
+  } catch (const Error&) {
+    return Error(ErrorKind::kUsage,
+                 name + (is_dir ? ": a directory" : ": not an envelopefs cipher file") +
+                     ", and not inside a cipher dir (no " + kConfigFileName +
+                     " in its directory or above); inspect takes a file of a cipher dir");
+  }
+}
+
 }  // namespace
 
 int RunInspect(const Args& args) {
@@ -93,6 +153,10 @@ int RunInspect(const Args& args) {
   InspectReport r;
   r.file = args.words[1];
   r.header = ReadHeaderAt(r.file);
+  if (r.header.status == HeaderStatus::kNotEnvelope ||
+      (r.header.status == HeaderStatus::kUnreadable && r.header.error == EISDIR)) {
+    throw NotACipherFile(args, r.file, r.header);
+  }
   if (r.header.status != HeaderStatus::kOk) {
     throw Error(r.header.status == HeaderStatus::kUnreadable ? ErrorKind::kIo : ErrorKind::kFormat,
                 r.file.string() + ": " + r.header.reason);

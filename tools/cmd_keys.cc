@@ -23,7 +23,7 @@ constexpr size_t kFilesNamed = 5;  // files named in a refusal
 
 constexpr char kKeysUsage[] =
     "keys list CIPHERDIR [--json] [--check] | keys rotate CIPHERDIR | "
-    "keys retire CIPHERDIR --version N | "
+    "keys retire CIPHERDIR --kek-version N | "
     "keys change-master CIPHERDIR (--new-keyfile FILE | --new-passfile FILE) | "
     "keys policy CIPHERDIR [--rotate-after-days N] [--audit-log on|off]";
 
@@ -41,8 +41,9 @@ int KeysList(const Args& args, const fs::path& dir) {
       if (!s.overdue) continue;
       std::fprintf(stderr,
                    "envelopectl: rotation overdue: active KEK version %u is %lld days old "
-                   "(policy: %u days); run envelopectl keys rotate\n",
-                   s.info.version, static_cast<long long>(s.age_days), days);
+                   "(policy: %u days); run %s\n",
+                   s.info.version, static_cast<long long>(s.age_days), days,
+                   SuggestCommand(args, "keys rotate", dir).c_str());
     }
     return kExitCheckFailed;
   }
@@ -65,8 +66,9 @@ int KeysRotate(const Args& args, const fs::path& dir) {
   } else if (!args.quiet) {
     std::printf(
         "KEK version %u is now active; version %u is decrypt-only.\n"
-        "New files use version %u. Run `envelopectl rewrap %s` to move existing files.\n",
-        fresh.version, previous.version, fresh.version, dir.c_str());
+        "New files use version %u. Run `%s` to move existing files.\n",
+        fresh.version, previous.version, fresh.version,
+        SuggestCommand(args, "rewrap", dir).c_str());
   }
   return kExitOk;
 }
@@ -116,17 +118,18 @@ KekInfo FindVersion(const Volume& volume, uint32_t version) {
 }
 
 int KeysRetire(const Args& args, const fs::path& dir) {
-  if (!args.version) throw Error(ErrorKind::kUsage, "keys retire needs --version N");
+  if (!args.kek_version) throw Error(ErrorKind::kUsage, "keys retire needs --kek-version N");
   auto volume = OpenVolume(args, dir);
-  const KekInfo kek = FindVersion(*volume, *args.version);
+  const KekInfo kek = FindVersion(*volume, *args.kek_version);
   if (kek.state == KekState::kRetired) {
     if (!args.quiet) std::printf("KEK version %u is already retired\n", kek.version);
     return kExitOk;
   }
   if (kek.state == KekState::kActive) {
     throw Error(ErrorKind::kState, "version " + std::to_string(kek.version) +
-                                       " is the active version; run envelopectl keys rotate "
-                                       "and envelopectl rewrap first");
+                                       " is the active version; run " +
+                                       SuggestCommand(args, "keys rotate", dir) + " and " +
+                                       SuggestCommand(args, "rewrap", dir) + " first");
   }
   Users users = FindUsers(args, *volume, kek);
   if (users.count > 0) {
@@ -136,7 +139,7 @@ int KeysRetire(const Args& args, const fs::path& dir) {
                                        std::to_string(users.count) + " file" +
                                        (users.count == 1 ? "" : "s") + ", e.g. " + list +
                                        (users.count > users.examples.size() ? ", ..." : "") +
-                                       "; run envelopectl rewrap first");
+                                       "; run " + SuggestCommand(args, "rewrap", dir) + " first");
   }
   volume->UpdateKeyring([&](Keyring& k) { k.Retire(kek.version); });
   AppendAuditEvent(*volume, "version_retired", {{"version", kek.version}, {"kek_id", kek.id}});

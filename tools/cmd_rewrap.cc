@@ -74,9 +74,19 @@ int RunRewrap(const Args& args) {
   std::vector<RewrapStats> stats(jobs);
   std::vector<Failure> failures;
   std::mutex mu;
-  Progress progress(Progress::WantedFor(args), "files", files.size());
+  // Two steps per file: a file that gets a new record is reported when its first slot is
+  // written and again after its batch's sync, so the bar moves file by file, not by batches.
+  Progress progress(Progress::WantedFor(args), "files", files.size(), 2);
+  std::vector<uint8_t> half_done(files.size());  // each element touched by one thread only
   auto on_file = [&](const std::string& file, RewrapOutcome outcome, const std::string& why) {
-    progress.Add();
+    const size_t index = static_cast<size_t>(&file - files.data());
+    const bool half = index < files.size() && half_done[index] != 0;
+    if (outcome == RewrapOutcome::kFirstSlotWritten) {
+      if (index < files.size()) half_done[index] = 1;
+      progress.Add(1);
+      return;
+    }
+    progress.Add(half ? 1 : 2);
     if (outcome != RewrapOutcome::kFailed) return;
     std::lock_guard<std::mutex> lock(mu);
     failures.push_back({file, why});

@@ -9,32 +9,7 @@
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
 #include "envelopefs/process_hardening.h"
-
-namespace {
-
-constexpr char kUsage[] =
-    "usage: envelopectl COMMAND [OPTIONS] ARGS\n"
-    "\n"
-    "commands:\n"
-    "  init [--keyfile F | --passfile F] [--chunk-size SIZE] [--plaintext-names] CIPHERDIR\n"
-    "  inspect FILE [--json]\n"
-    "  keys list CIPHERDIR [--json] [--check]\n"
-    "  keys rotate CIPHERDIR\n"
-    "  keys retire CIPHERDIR --version N\n"
-    "  keys change-master CIPHERDIR (--new-keyfile F | --new-passfile F)\n"
-    "  keys policy CIPHERDIR [--rotate-after-days N] [--audit-log on|off] [--json]\n"
-    "  rewrap CIPHERDIR [--jobs N] [--shard K/N]\n"
-    "  verify CIPHERDIR [--json] [--jobs N]\n"
-    "  audit CIPHERDIR [--json] [--jobs N]\n"
-    "  decrypt CIPHERFILE [-o OUT]\n"
-    "  decrypt CIPHERDIR -o DIR [--same-owner]\n"
-    "  ls CIPHERDIR [--json]\n"
-    "\n"
-    "Key options (--keyfile FILE, --passfile FILE; \"-\" reads stdin) apply to every command;\n"
-    "without them the passphrase is asked on the terminal. A key or passphrase file that group\n"
-    "or others can read is refused unless --insecure-keyfile is given. See envelopectl(1).\n";
-
-}  // namespace
+#include "help.h"
 
 int main(int argc, char** argv) {
   using namespace envelopefs;
@@ -46,9 +21,18 @@ int main(int argc, char** argv) {
       std::printf("envelopectl %s\n", ENVELOPEFS_VERSION);
       return kExitOk;
     }
-    if (args.help || args.words.empty()) {
-      std::fputs(kUsage, args.help ? stdout : stderr);
+    if (args.words.empty()) {
+      std::fputs(cli::OverviewHelp(), args.help ? stdout : stderr);
       return args.help ? kExitOk : kExitUsage;
+    }
+    if (args.help) {
+      const char* help = cli::CommandHelp(args.words);
+      if (help == nullptr) {
+        throw Error(ErrorKind::kUsage,
+                    "unknown command \"" + args.words[0] + "\" (see envelopectl --help)");
+      }
+      std::fputs(help, stdout);
+      return kExitOk;
     }
     const std::string& command = args.words[0];
     if (command == "init") return cli::RunInit(args);

@@ -3,7 +3,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "cli.h"
 
@@ -14,12 +16,21 @@ namespace {
 constexpr int kBarWidth = 30;
 constexpr auto kRedrawInterval = std::chrono::milliseconds(100);  // at most 10 redraws a second
 
+// kRedrawInterval, or for tests ENVELOPEFS_TEST_PROGRESS_MS (1 to 1000) milliseconds.
+std::chrono::milliseconds RedrawInterval() {
+  const char* text = std::getenv("ENVELOPEFS_TEST_PROGRESS_MS");
+  if (text == nullptr) return kRedrawInterval;
+  const long ms = std::strtol(text, nullptr, 10);
+  return ms >= 1 && ms <= 1000 ? std::chrono::milliseconds(ms) : kRedrawInterval;
+}
+
 }  // namespace
 
-Progress::Progress(bool enabled, std::string unit, uint64_t total)
+Progress::Progress(bool enabled, std::string unit, uint64_t total, uint64_t steps)
     : enabled_(enabled),
       unit_(std::move(unit)),
       total_(total),
+      steps_(std::max<uint64_t>(steps, 1)),
       start_(std::chrono::steady_clock::now()) {
   if (enabled_) thread_ = std::thread([this] { Loop(); });
 }
@@ -53,7 +64,8 @@ void Progress::Draw() {
 
 void Progress::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
-  while (!cv_.wait_for(lock, kRedrawInterval, [this] { return stop_; })) Draw();
+  const auto interval = RedrawInterval();
+  while (!cv_.wait_for(lock, interval, [this] { return stop_; })) Draw();
 }
 
 void Progress::Finish() {

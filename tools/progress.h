@@ -23,7 +23,9 @@ struct Args;
 class Progress {
  public:
   // `unit` names what is counted ("files"); `total` 0 means unknown (no bar, just the count).
-  Progress(bool enabled, std::string unit, uint64_t total);
+  // `steps` is how many Add()s make one unit (e.g. 2 when each file is done in two halves, so
+  // that the bar moves at every half).
+  Progress(bool enabled, std::string unit, uint64_t total, uint64_t steps = 1);
   ~Progress();
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
@@ -32,7 +34,10 @@ class Progress {
   static bool WantedFor(const Args& args);
 
   void Add(uint64_t n = 1) { done_.fetch_add(n, std::memory_order_relaxed); }
-  uint64_t done() const { return done_.load(std::memory_order_relaxed); }
+  uint64_t done() const { return done_.load(std::memory_order_relaxed) / steps_; }
+  // What to print before a message on stderr while the bar may be drawn: "\r\033[K" (erase
+  // the bar's line; it is redrawn at the next tick) when enabled, else "".
+  const char* LineEraser() const { return enabled_ ? "\r\033[K" : ""; }
   // Stops redrawing and erases the line. Idempotent.
   void Finish();
 
@@ -46,6 +51,7 @@ class Progress {
   const bool enabled_;
   const std::string unit_;
   const uint64_t total_;
+  const uint64_t steps_;
   const std::chrono::steady_clock::time_point start_;
   std::atomic<uint64_t> done_{0};
   std::mutex mu_;

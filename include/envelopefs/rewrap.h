@@ -38,8 +38,10 @@ struct RewrapStats {
 
 // Rewraps every file in `files` (cipher paths relative to the cipher dir) to `target`
 // (normally Volume::ActiveKek()). `on_file` is called after each file with its outcome (for
-// progress and error reporting); may be null.
-enum class RewrapOutcome { kRewrapped, kCurrent, kSkipped, kFailed };
+// progress and error reporting); may be null. A file that gets a new record is first reported
+// as kFirstSlotWritten (half done: for a progress display that moves file by file) and again,
+// after its batch's sync, with its final outcome.
+enum class RewrapOutcome { kRewrapped, kCurrent, kSkipped, kFailed, kFirstSlotWritten };
 RewrapStats RewrapFiles(
     const Volume& volume, const Volume::KekCopy& target, std::span<const std::string> files,
     const std::function<void(const std::string&, RewrapOutcome, const std::string& why)>& on_file);

@@ -13,6 +13,8 @@
 #include "envelopefs/crypto.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
+#include "envelopefs/file_format.h"
+#include "envelopefs/key_policy.h"
 #include "toml_guard.h"
 #include "toml_master_key.h"
 #include "toml_time.h"
@@ -139,6 +141,42 @@ std::vector<uint8_t> MacInput(const MacFields& f, std::span<const StoredKek> kek
   return out;
 }
 
+// After a MAC mismatch: the one field of envelopefs.toml that, put back to another value, makes
+// the keyring authenticate (so that field was edited, not the keyring), with the value the
+// keyring vouches for: {"chunk_size", "16384"}. Tries every valid chunk size, the other names
+// mode and (format 2) each KEK's creation time (init gives the volume and KEK version 1 the same
+// one). Empty if no single config field explains the mismatch.
+std::pair<std::string, std::string> EditedConfigField(const SecureBytes& mac_key, MacFields fields,
+                                                      std::span<const StoredKek> keks,
+                                                      std::span<const uint8_t> mac) {
+  const VolumeConfig& config = fields.config;
+  auto authenticates = [&](const VolumeConfig& candidate) {
+    MacFields f{fields.format, candidate,    fields.generation, fields.master,
+                fields.policy, fields.check, fields.volume_key};
+    return ConstantTimeEqual(mac, HmacSha256(mac_key.span(), MacInput(f, keks)));
+  };
+  for (uint32_t size = format::kMinChunkSize; size <= format::kMaxChunkSize; size *= 2) {
+    VolumeConfig c = config;
+    c.chunk_size = size;
+    if (size != config.chunk_size && authenticates(c)) return {"chunk_size", std::to_string(size)};
+  }
+  VolumeConfig names = config;
+  names.plaintext_names = !config.plaintext_names;
+  if (authenticates(names)) {
+    return {"plaintext_names", names.plaintext_names ? "true" : "false"};
+  }
+  if (fields.format == 2) {
+    for (const StoredKek& k : keks) {
+      VolumeConfig c = config;
+      c.created_unix = k.info.created_unix;
+      if (c.created_unix != config.created_unix && authenticates(c)) {
+        return {"created", FormatUtc(c.created_unix)};
+      }
+    }
+  }
+  return {};
+}
+
 std::vector<uint8_t> B64Field(const toml::node_view<const toml::node>& node, const char* what,
                               const std::filesystem::path& file) {
   auto text = node.value<std::string>();
@@ -225,20 +263,25 @@ KeyringFile KeyringFile::Parse(const std::string& text, const std::filesystem::p
   auto fail = [&file](const std::string& what) -> Error {
     return Error(ErrorKind::kConfig, file.string() + ": " + what);
   };
-  if (text.find_first_not_of(" \t\r\n") == std::string::npos) throw fail("empty file");
-  if (auto problem = TomlShapeProblem(text)) throw fail("not a valid keyring (" + *problem + ")");
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    throw fail("empty (" + std::to_string(text.size()) +
+               " bytes): the keyring was truncated or never written; restore it from a backup");
+  }
+  if (auto problem = TomlShapeProblem(text)) {
+    throw fail("damaged or truncated keyring (" + *problem + ")");
+  }
   toml::table table;
   try {
     table = toml::parse(text, file.string());
   } catch (const toml::parse_error& e) {
-    throw fail(std::string("not a valid keyring (") + std::string(e.description()) + ")");
+    throw fail(std::string("damaged or truncated keyring (") + std::string(e.description()) + ")");
   }
   const toml::table& t = table;
   KeyringFile k;
   k.file_ = file;
   k.digest_ = ToHex(Sha256(AsBytes(text)));
   auto format = t["format"].value<int64_t>();
-  if (!format) throw fail("no format field: not an envelopefs keyring");
+  if (!format) throw fail("no format field: truncated, damaged or not an envelopefs keyring");
   if (*format != 1 && *format != 2) {
     throw fail("unsupported keyring format " + std::to_string(*format));
   }
@@ -315,8 +358,17 @@ Keyring KeyringFile::Open(const VolumeConfig& config, const SecureBytes& master_
   auto fail = [this](const std::string& what) -> Error {
     return Error(ErrorKind::kConfig, file_.string() + ": " + what);
   };
+  KeyringKeys keys(master_key);
   if (!std::equal(volume_id_.begin(), volume_id_.end(), config.volume_id.begin(),
                   config.volume_id.end())) {
+    if (ConstantTimeEqual(check_, HmacSha256(keys.check.span(), volume_id_))) {
+      // The key opens this keyring under its own volume id: the config's id is the odd one.
+      throw Error(ErrorKind::kConfig, (file_.parent_path() / kConfigFileName).string() +
+                                          ": volume_id was edited, or the file belongs to "
+                                          "another volume (the keyring authenticates volume_id "
+                                          "'" +
+                                          ToHex(volume_id_) + "')");
+    }
     throw fail(std::string("belongs to another volume (volume_id does not match ") +
                kConfigFileName + ")");
   }
@@ -324,7 +376,6 @@ Keyring KeyringFile::Open(const VolumeConfig& config, const SecureBytes& master_
     throw fail("a format-1 keyring in a format-" + std::to_string(config.format_version) +
                " volume");
   }
-  KeyringKeys keys(master_key);
   Sha256Digest expected_check = HmacSha256(keys.check.span(), config.volume_id);
   if (!ConstantTimeEqual(check_, expected_check)) {
     throw Error(ErrorKind::kWrongKey,
@@ -337,8 +388,18 @@ Keyring KeyringFile::Open(const VolumeConfig& config, const SecureBytes& master_
   MacFields fields{format_, config, k.generation_, &k.master_, &k.policy_, check_, volume_key_};
   Sha256Digest expected_mac = HmacSha256(keys.mac.span(), MacInput(fields, keks_));
   if (!ConstantTimeEqual(mac_, expected_mac)) {
-    throw fail(std::string("the keyring and ") + kConfigFileName +
-               " do not authenticate together: one of them was edited or damaged");
+    const std::string config_file = (file_.parent_path() / kConfigFileName).string();
+    auto [field, value] = EditedConfigField(keys.mac, fields, keks_, mac_);
+    if (!field.empty()) {
+      throw Error(ErrorKind::kConfig, config_file + ": " + field +
+                                          " was edited (the keyring authenticates " + field +
+                                          " = " + value +
+                                          "): put the value back; a volume's parameters cannot "
+                                          "be changed");
+    }
+    throw Error(ErrorKind::kConfig,
+                config_file + " and " + kKeyringFileName +
+                    " do not authenticate together: one of them was edited or damaged");
   }
   auto volume_key = Unwrap(keys.wrap, VolumeKeyAad(config), volume_key_);
   if (!volume_key) throw fail("volume key does not authenticate");

@@ -164,6 +164,7 @@ RewrapStats RewrapFiles(
       continue;
     }
     batch.push_back(std::move(p));
+    report(path, RewrapOutcome::kFirstSlotWritten, "");
     if (batch.size() == kRewrapBatch) finish_batch();
   }
   finish_batch();

@@ -1,0 +1,86 @@
+# Bash completion for envelopectl(1): commands, keys subcommands, each command's options, and
+# directories or files for the positional arguments. Installed by `cmake --install` as
+# share/bash-completion/completions/envelopectl (loaded on demand by bash-completion); or
+# `source` it from ~/.bashrc. Uses only bash builtins (no bash-completion helpers).
+
+_envelopectl_options() {
+  local common="--keyfile --passfile --insecure-keyfile --quiet --help"
+  case "$1" in
+    '') echo "--help --version" ;;
+    init) echo "$common --chunk-size --plaintext-names" ;;
+    inspect | ls) echo "$common --json" ;;
+    'keys list') echo "$common --json --check" ;;
+    'keys rotate') echo "$common --json" ;;
+    'keys retire') echo "$common --kek-version --jobs" ;;
+    'keys change-master') echo "$common --new-keyfile --new-passfile" ;;
+    'keys policy') echo "$common --rotate-after-days --audit-log --json" ;;
+    keys) echo "--help" ;;
+    rewrap) echo "$common --jobs --shard --json" ;;
+    verify | audit) echo "$common --json --jobs" ;;
+    decrypt) echo "$common --output --same-owner --jobs" ;;
+    *) echo "$common" ;;
+  esac
+}
+
+_envelopectl() {
+  local cur=${COMP_WORDS[COMP_CWORD]}
+  local prev=${COMP_WORDS[COMP_CWORD - 1]}
+  local takes_value=" --keyfile --passfile --new-keyfile --new-passfile --kek-version --shard \
+--jobs --chunk-size --rotate-after-days --audit-log -o --output "
+  local i word command="" sub=""
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    word=${COMP_WORDS[i]}
+    if [[ $takes_value == *" $word "* ]]; then
+      ((i++))
+      continue
+    fi
+    [[ $word == -* ]] && continue
+    if [[ -z $command ]]; then
+      command=$word
+    elif [[ $command == keys && -z $sub ]]; then
+      sub=$word
+    fi
+  done
+  local IFS=$'\n'
+  COMPREPLY=()
+  case $prev in
+    --keyfile | --passfile | --new-keyfile | --new-passfile | -o | --output)
+      compopt -o filenames 2>/dev/null
+      COMPREPLY=($(compgen -f -- "$cur"))
+      return 0
+      ;;
+    --audit-log)
+      COMPREPLY=($(compgen -W $'on\noff' -- "$cur"))
+      return 0
+      ;;
+    --chunk-size)
+      COMPREPLY=($(compgen -W $'4K\n8K\n16K\n32K\n64K\n128K\n256K\n512K\n1M' -- "$cur"))
+      return 0
+      ;;
+    --kek-version | --jobs | --shard | --rotate-after-days)
+      return 0
+      ;;
+  esac
+  if [[ $cur == -* ]]; then
+    local scope=$command
+    [[ -n $sub ]] && scope="$command $sub"
+    COMPREPLY=($(IFS=' '; compgen -W "$(_envelopectl_options "$scope")" -- "$cur"))
+    return 0
+  fi
+  if [[ -z $command ]]; then
+    COMPREPLY=($(compgen -W $'init\ninspect\nkeys\nrewrap\nverify\naudit\ndecrypt\nls' -- "$cur"))
+    return 0
+  fi
+  if [[ $command == keys && -z $sub ]]; then
+    COMPREPLY=($(compgen -W $'list\nrotate\nretire\nchange-master\npolicy' -- "$cur"))
+    return 0
+  fi
+  compopt -o filenames 2>/dev/null
+  case $command in
+    inspect | decrypt) COMPREPLY=($(compgen -f -- "$cur")) ;;  # a cipher file (or dir)
+    *) COMPREPLY=($(compgen -d -- "$cur")) ;;                   # a cipher dir
+  esac
+  return 0
+}
+
+complete -F _envelopectl envelopectl

@@ -1,0 +1,217 @@
+// The help texts of envelopectl — see help.h.
+#include "help.h"
+
+namespace envelopefs::cli {
+
+namespace {
+
+// Shared option paragraphs, pasted into each command's text (string literal concatenation).
+#define ENVELOPECTL_KEY_OPTIONS                                                            \
+  "key options:\n"                                                                         \
+  "  --keyfile FILE       the master key: a file of exactly 32 bytes (\"-\": stdin)\n"     \
+  "  --passfile FILE      the passphrase on FILE's first line (\"-\": stdin)\n"            \
+  "  --insecure-keyfile   accept a key or passphrase file that group or others can read\n" \
+  "  (without --keyfile or --passfile the passphrase is asked on the terminal)\n"
+#define ENVELOPECTL_COMMON_OPTIONS                            \
+  "  -q, --quiet          no summary line, no progress bar\n" \
+  "  -h, --help           this help\n"
+
+constexpr char kOverview[] =
+    "usage: envelopectl COMMAND [OPTIONS] ARGS\n"
+    "\n"
+    "commands:\n"
+    "  init [KEY] [--chunk-size SIZE] [--plaintext-names] CIPHERDIR\n"
+    "  inspect [KEY] [--json] FILE\n"
+    "  keys list [KEY] [--json] [--check] CIPHERDIR\n"
+    "  keys rotate [KEY] CIPHERDIR\n"
+    "  keys retire [KEY] --kek-version N CIPHERDIR\n"
+    "  keys change-master [KEY] (--new-keyfile FILE | --new-passfile FILE) CIPHERDIR\n"
+    "  keys policy [KEY] [--rotate-after-days N] [--audit-log on|off] [--json] CIPHERDIR\n"
+    "  rewrap [KEY] [--jobs N] [--shard K/N] CIPHERDIR\n"
+    "  verify [KEY] [--json] [--jobs N] CIPHERDIR\n"
+    "  audit [KEY] [--json] [--jobs N] CIPHERDIR\n"
+    "  decrypt [KEY] CIPHERFILE [-o OUT]\n"
+    "  decrypt [KEY] [--same-owner] [--jobs N] CIPHERDIR -o DIR\n"
+    "  ls [KEY] [--json] CIPHERDIR\n"
+    "\n"
+    "KEY is --keyfile FILE or --passfile FILE (\"-\" reads stdin); without one the passphrase\n"
+    "is asked on the terminal. A key or passphrase file that group or others can read is\n"
+    "refused unless --insecure-keyfile is given. Options may come in any position.\n"
+    "\n"
+    "  envelopectl COMMAND --help   the options of one command\n"
+    "  envelopectl --version        the version\n"
+    "See envelopectl(1).\n";
+
+constexpr char kInit[] =
+    "usage: envelopectl init [KEY] [--chunk-size SIZE] [--plaintext-names] CIPHERDIR\n"
+    "\n"
+    "Creates a volume in CIPHERDIR (missing or empty).\n"
+    "\n"
+    "options:\n"
+    "  --chunk-size SIZE    4K, 8K, 16K (default), 32K, 64K, 128K, 256K, 512K or 1M\n"
+    "  --plaintext-names    keep file names in the clear in the cipher "
+    "dir\n" ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
+
+constexpr char kInspect[] =
+    "usage: envelopectl inspect [KEY] [--json] FILE\n"
+    "\n"
+    "Shows the header of one cipher file (a file in the cipher dir, not in the mount); with a\n"
+    "key, also whether it authenticates and its DEK fingerprint.\n"
+    "\n"
+    "options:\n"
+    "  --json               machine-readable output\n" ENVELOPECTL_COMMON_OPTIONS
+        ENVELOPECTL_KEY_OPTIONS;
+
+#define ENVELOPECTL_KEYS_LIST                                              \
+  "usage: envelopectl keys list [KEY] [--json] [--check] CIPHERDIR\n"      \
+  "\n"                                                                     \
+  "Lists the KEK versions against the rotation policy.\n"                  \
+  "\n"                                                                     \
+  "options:\n"                                                             \
+  "  --check              exit 9 when the active KEK version is overdue\n" \
+  "  --json               machine-readable output\n"
+#define ENVELOPECTL_KEYS_ROTATE                               \
+  "usage: envelopectl keys rotate [KEY] [--json] CIPHERDIR\n" \
+  "\n"                                                        \
+  "Makes a new KEK version active; then run rewrap to move existing files.\n"
+#define ENVELOPECTL_KEYS_RETIRE                                                   \
+  "usage: envelopectl keys retire [KEY] --kek-version N [--jobs N] CIPHERDIR\n"   \
+  "\n"                                                                            \
+  "Destroys the key of a decrypt-only KEK version that no file uses any more.\n"  \
+  "\n"                                                                            \
+  "options:\n"                                                                    \
+  "  --kek-version N      the version to retire (--version N is accepted after\n" \
+  "                       `keys retire` as the old spelling)\n"                   \
+  "  --jobs N             threads for the scan of the headers (default: one per CPU)\n"
+#define ENVELOPECTL_KEYS_CHANGE_MASTER                                                     \
+  "usage: envelopectl keys change-master [KEY] (--new-keyfile FILE | --new-passfile FILE)" \
+  " CIPHERDIR\n"                                                                           \
+  "\n"                                                                                     \
+  "Rewraps the keyring under a new master key (a key file or a passphrase).\n"             \
+  "\n"                                                                                     \
+  "options:\n"                                                                             \
+  "  --new-keyfile FILE   the new master key: a file of 32 bytes (\"-\": stdin)\n"         \
+  "  --new-passfile FILE  the new passphrase, on FILE's first line (\"-\": stdin)\n"       \
+  "  (at most one of the old and the new key can be read from stdin)\n"
+#define ENVELOPECTL_KEYS_POLICY                                                       \
+  "usage: envelopectl keys policy [KEY] [--rotate-after-days N] [--audit-log on|off]" \
+  " [--json] CIPHERDIR\n"                                                             \
+  "\n"                                                                                \
+  "Shows the volume's policy, or changes it.\n"                                       \
+  "\n"                                                                                \
+  "options:\n"                                                                        \
+  "  --rotate-after-days N  rotation period of the active KEK version (1 to 36500)\n" \
+  "  --audit-log on|off     keep the audit log in the cipher dir (syslog always)\n"   \
+  "  --json                 machine-readable output\n"
+
+constexpr char kKeysList[] =
+    ENVELOPECTL_KEYS_LIST ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
+constexpr char kKeysRotate[] = ENVELOPECTL_KEYS_ROTATE
+    "\noptions:\n  --json               machine-readable output\n" ENVELOPECTL_COMMON_OPTIONS
+        ENVELOPECTL_KEY_OPTIONS;
+constexpr char kKeysRetire[] =
+    ENVELOPECTL_KEYS_RETIRE ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
+constexpr char kKeysChangeMaster[] =
+    ENVELOPECTL_KEYS_CHANGE_MASTER ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
+constexpr char kKeysPolicy[] =
+    ENVELOPECTL_KEYS_POLICY ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
+
+constexpr char kKeys[] =
+    "usage: envelopectl keys list|rotate|retire|change-master|policy [OPTIONS] CIPHERDIR\n"
+    "\n"
+    "Manages the KEK versions and the master key "
+    "(envelopectl keys SUBCOMMAND --help: one of them).\n"
+    "\n" ENVELOPECTL_KEYS_LIST "\n" ENVELOPECTL_KEYS_ROTATE "\n" ENVELOPECTL_KEYS_RETIRE
+    "\n" ENVELOPECTL_KEYS_CHANGE_MASTER "\n" ENVELOPECTL_KEYS_POLICY
+    "\ncommon options:\n" ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
+
+constexpr char kRewrap[] =
+    "usage: envelopectl rewrap [KEY] [--jobs N] [--shard K/N] [--json] CIPHERDIR\n"
+    "\n"
+    "Moves every file's DEK to the active KEK version (header-only; safe while mounted).\n"
+    "\n"
+    "options:\n"
+    "  --jobs N             threads (1 to 256; default: one per CPU)\n"
+    "  --shard K/N          only the files of shard K of N (several machines)\n"
+    "  --json               machine-readable output\n" ENVELOPECTL_COMMON_OPTIONS
+        ENVELOPECTL_KEY_OPTIONS;
+
+constexpr char kVerify[] =
+    "usage: envelopectl verify [KEY] [--json] [--jobs N] CIPHERDIR\n"
+    "\n"
+    "Authenticates every name, chunk, symlink target and extended attribute.\n"
+    "\n"
+    "options:\n"
+    "  --jobs N             threads (1 to 256; default: one per CPU)\n"
+    "  --json               machine-readable output\n" ENVELOPECTL_COMMON_OPTIONS
+        ENVELOPECTL_KEY_OPTIONS;
+
+constexpr char kAudit[] =
+    "usage: envelopectl audit [KEY] [--json] [--jobs N] CIPHERDIR\n"
+    "\n"
+    "A compliance report from the headers alone (the key is optional).\n"
+    "\n"
+    "options:\n"
+    "  --jobs N             threads (1 to 256; default: one per CPU)\n"
+    "  --json               machine-readable output\n" ENVELOPECTL_COMMON_OPTIONS
+        ENVELOPECTL_KEY_OPTIONS;
+
+constexpr char kDecrypt[] =
+    "usage: envelopectl decrypt [KEY] CIPHERFILE [-o OUT]\n"
+    "       envelopectl decrypt [KEY] [--same-owner] [--jobs N] CIPHERDIR -o DIR\n"
+    "\n"
+    "Restores plaintext without FUSE: one cipher file, or a whole volume.\n"
+    "\n"
+    "options:\n"
+    "  -o, --output OUT     a new file (default, or \"-\": stdout) or a new or empty directory\n"
+    "  --same-owner         restore owners and groups (root only)\n"
+    "  --jobs N             threads for a whole volume (default: one per "
+    "CPU)\n" ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
+
+constexpr char kLs[] =
+    "usage: envelopectl ls [KEY] [--json] CIPHERDIR\n"
+    "\n"
+    "Lists the plaintext path of every entry.\n"
+    "\n"
+    "options:\n"
+    "  --json               with each entry's cipher path and type\n" ENVELOPECTL_COMMON_OPTIONS
+        ENVELOPECTL_KEY_OPTIONS;
+
+struct Entry {
+  const char* words;  // "keys rotate"
+  const char* text;
+};
+
+constexpr Entry kCommands[] = {
+    {"init", kInit},
+    {"inspect", kInspect},
+    {"keys list", kKeysList},
+    {"keys rotate", kKeysRotate},
+    {"keys retire", kKeysRetire},
+    {"keys change-master", kKeysChangeMaster},
+    {"keys policy", kKeysPolicy},
+    {"keys", kKeys},
+    {"rewrap", kRewrap},
+    {"verify", kVerify},
+    {"audit", kAudit},
+    {"decrypt", kDecrypt},
+    {"ls", kLs},
+};
+
+}  // namespace
+
+const char* OverviewHelp() { return kOverview; }
+
+const char* CommandHelp(const std::vector<std::string>& words) {
+  if (words.empty()) return nullptr;
+  const std::string two = words.size() >= 2 ? words[0] + " " + words[1] : std::string();
+  for (const Entry& e : kCommands) {
+    if (!two.empty() && two == e.words) return e.text;
+  }
+  for (const Entry& e : kCommands) {
+    if (words[0] == e.words) return e.text;
+  }
+  return nullptr;
+}
+
+}  // namespace envelopefs::cli
