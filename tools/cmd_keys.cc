@@ -11,7 +11,9 @@
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
+#include "envelopefs/unique_fd.h"
 #include "progress.h"
+#include "prometheus.h"
 
 namespace envelopefs::cli {
 
@@ -22,28 +24,41 @@ namespace fs = std::filesystem;
 constexpr size_t kFilesNamed = 5;  // files named in a refusal
 
 constexpr char kKeysUsage[] =
-    "keys list CIPHERDIR [--json] [--check] | keys rotate CIPHERDIR | "
+    "keys list CIPHERDIR [--json] [--check] [--prometheus FILE] | keys rotate CIPHERDIR | "
     "keys retire CIPHERDIR --version N | "
     "keys change-master CIPHERDIR (--new-keyfile FILE | --new-passfile FILE) | "
     "keys policy CIPHERDIR [--rotate-after-days N] [--audit-log on|off]";
 
+// With --keyfile/--passfile: the authenticated keyring. Without: the keyring as stored, for
+// monitoring that holds no key (a cron job); the output then says it is not authenticated.
 int KeysList(const Args& args, const fs::path& dir) {
-  auto volume = OpenVolume(args, dir, /*log_unlock=*/false);
-  const uint32_t days = volume->policy().rotate_after_days;
-  std::vector<KekPolicyStatus> statuses = KeyStatuses(*volume);
-  if (args.json) {
-    PrintJson({{"keys", KeysJson(statuses)}, {"rotate_after_days", days}});
+  KeyPolicyReport report;
+  std::string volume_id;
+  if (HasKeyOption(args)) {
+    auto volume = OpenVolume(args, dir, /*log_unlock=*/false);
+    report = KeyPolicyOf(*volume);
+    volume_id = ToHex(volume->config().volume_id);
   } else {
-    PrintKeysTable(statuses, days);
+    UniqueFd root = OpenRoot(dir);
+    const VolumeConfig config = VolumeConfig::LoadAt(root.get(), dir);
+    report = ClaimedKeyPolicy(root.get(), dir, config);
+    volume_id = ToHex(config.volume_id);
   }
-  if (args.check && RotationOverdue(statuses)) {
-    for (const KekPolicyStatus& s : statuses) {
-      if (!s.overdue) continue;
-      std::fprintf(stderr,
-                   "envelopectl: rotation overdue: active KEK version %u is %lld days old "
-                   "(policy: %u days); run envelopectl keys rotate\n",
-                   s.info.version, static_cast<long long>(s.age_days), days);
-    }
+  if (args.json) {
+    PrintJson({{"volume_id", volume_id},
+               {"keys", KeysJson(report.statuses)},
+               {"rotate_after_days", report.rotate_after_days},
+               {"policy_authenticated", report.authenticated}});
+  } else {
+    PrintKeysTable(report);
+  }
+  if (args.prometheus) {
+    PrometheusText metrics(volume_id);
+    AddKeyMetrics(metrics, report);
+    WritePrometheusFile(*args.prometheus, metrics.Text());
+  }
+  if (args.check && RotationOverdue(report.statuses)) {
+    WarnOverdue(report);
     return kExitCheckFailed;
   }
   return kExitOk;

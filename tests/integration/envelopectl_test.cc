@@ -539,7 +539,10 @@ TEST(Envelopectl, AuditCountsWhatWasCreated) {
   EXPECT_TRUE(k["duplicate_deks"].is_null());
   EXPECT_EQ(1u, k["duplicate_wrapped_deks"].size());
   EXPECT_EQ(j["unencrypted"].size(), k["unencrypted"].size());
-  EXPECT_TRUE(k["keys"].is_null());
+  EXPECT_FALSE(k["policy_authenticated"].get<bool>()) << "without the key nothing vouches for it";
+  EXPECT_TRUE(j["policy_authenticated"].get<bool>());
+  EXPECT_EQ(j["keys"], k["keys"]) << "the keyring as stored, read without the key";
+  EXPECT_FALSE(k["rotation_overdue"].get<bool>());
   EXPECT_TRUE(k["bad_names"].is_null());
   EXPECT_EQ(j["files"], k["files"]) << "the long-named file is a file, not an internal one";
   EXPECT_EQ(j["by_kek_version"], k["by_kek_version"]);
