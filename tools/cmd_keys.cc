@@ -71,9 +71,10 @@ int KeysRotate(const Args& args, const fs::path& dir) {
     previous = k.active();
     fresh = k.Rotate(NowUnix());
   });
-  AppendAuditEvent(
-      *volume, "kek_rotated",
-      {{"version", fresh.version}, {"kek_id", fresh.id}, {"previous_version", previous.version}});
+  AppendAuditEvent(*volume, "kek_rotated",
+                   {{"kek_version", fresh.version},
+                    {"kek_id", fresh.id},
+                    {"previous_kek_version", previous.version}});
   if (args.json) {
     PrintJson(
         {{"version", fresh.version}, {"kek_id", fresh.id}, {"previous_version", previous.version}});
@@ -154,7 +155,7 @@ int KeysRetire(const Args& args, const fs::path& dir) {
                                        "; run envelopectl rewrap first");
   }
   volume->UpdateKeyring([&](Keyring& k) { k.Retire(kek.version); });
-  AppendAuditEvent(*volume, "version_retired", {{"version", kek.version}, {"kek_id", kek.id}});
+  AppendAuditEvent(*volume, "version_retired", {{"kek_version", kek.version}, {"kek_id", kek.id}});
   if (!args.quiet) {
     std::printf("KEK version %u retired: its key material is destroyed.\n", kek.version);
   }

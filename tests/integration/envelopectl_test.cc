@@ -704,15 +704,15 @@ TEST(Envelopectl, ChangeMasterKeyAndAuditLogEvents) {
   std::vector<json> events = AuditLines(v.cipher() / "envelopefs.audit.log");
   const json* rotated = FindEvent(events, "kek_rotated");
   ASSERT_NE(nullptr, rotated);
-  EXPECT_EQ(2, (*rotated)["version"]);
-  EXPECT_EQ(1, (*rotated)["previous_version"]);
+  EXPECT_EQ(2, (*rotated)["kek_version"]);
+  EXPECT_EQ(1, (*rotated)["previous_kek_version"]);
   const json* rewrap = FindEvent(events, "rewrap_finished");
   ASSERT_NE(nullptr, rewrap);
   EXPECT_EQ(1, (*rewrap)["rewrapped"]);
   EXPECT_EQ("1/1", (*rewrap)["shard"]);
   const json* retired = FindEvent(events, "version_retired");
   ASSERT_NE(nullptr, retired);
-  EXPECT_EQ(1, (*retired)["version"]);
+  EXPECT_EQ(1, (*retired)["kek_version"]);
   EXPECT_NE(nullptr, FindEvent(events, "master_key_changed"));
   EXPECT_NE(nullptr, FindEvent(events, "volume_unlocked"));
   EXPECT_NE(nullptr, FindEvent(events, "unlock_failed"));
