@@ -332,7 +332,8 @@ void PrintReport(const json& r, const KeyPolicyReport& keys) {
         "them)\n",
         log["trailing_unproven"].get<unsigned long long>());
   }
-  std::printf("result: %s\n", Clean(r) ? "OK" : "PROBLEMS FOUND");
+  std::printf("result: %s%s\n", Clean(r) ? "OK" : "PROBLEMS FOUND",
+              r["key_given"].get<bool>() ? "" : " (no key given: nothing above is authenticated)");
 }
 
 // The report as node_exporter textfile metrics (see envelopectl(1), METRICS).

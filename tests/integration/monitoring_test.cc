@@ -114,6 +114,11 @@ TEST(Monitoring, KeysListWithoutTheKeyReportsTheStoredKeyringAsUnauthenticated) 
   EXPECT_TRUE(without["keys"][1]["days_to_rotation"].is_number());
   EXPECT_TRUE(without["keys"][0]["days_to_rotation"].is_null()) << "only the active version";
 
+  CommandResult audit = Keyless("audit " + Quote(v.cipher()));
+  EXPECT_EQ(0, audit.exit_code) << audit.output;
+  EXPECT_NE(std::string::npos, audit.output.find("result: OK (no key given: nothing above is "
+                                                 "authenticated)"))
+      << audit.output;
   CommandResult text = Keyless("keys list " + Quote(v.cipher()));
   EXPECT_EQ(0, text.exit_code);
   EXPECT_NE(std::string::npos, text.output.find("NOT authenticated")) << text.output;
