@@ -284,6 +284,7 @@ TEST(Monitoring, ReadOnlyCommandsLogNoUnlocksAndKeyEventsShareFieldNames) {
   EXPECT_EQ(1, events[0]["kek_version"]);
   EXPECT_EQ(4096, events[0]["chunk_size"]);
   EXPECT_EQ(VolumeId(v), events[0]["volume_id"]);
+  EXPECT_EQ("init", events[0]["command"]);
   for (const char* field : {"time", "program", "pid", "uid", "user", "host", "mac"}) {
     EXPECT_TRUE(events[0].contains(field)) << field;
   }
@@ -305,6 +306,8 @@ TEST(Monitoring, ReadOnlyCommandsLogNoUnlocksAndKeyEventsShareFieldNames) {
   std::map<std::string, json> by_event;
   for (const json& e : events) by_event[e["event"]] = e;
   EXPECT_EQ(2, by_event["kek_rotated"]["kek_version"]);
+  EXPECT_EQ("keys rotate", by_event["kek_rotated"]["command"]);
+  EXPECT_EQ("rewrap", by_event["rewrap_finished"]["command"]);
   EXPECT_EQ(1, by_event["kek_rotated"]["previous_kek_version"]);
   EXPECT_EQ(2, by_event["rewrap_finished"]["kek_version"]);
   EXPECT_EQ(1, by_event["version_retired"]["kek_version"]);
