@@ -10,7 +10,7 @@
 #include <ctime>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
+#include <optional>
 #include <sstream>
 
 #include "offline_volume.h"
@@ -50,12 +50,36 @@ std::string VolumeId(const OfflineVolume& v) {
   return ParseJson(Keyless("keys list --json " + Quote(v.cipher()) + " 2>/dev/null"))["volume_id"];
 }
 
+// `toml` with the value of every line "KEY = ..." replaced by `value`.
+std::string SetTomlValues(const std::string& toml, const std::string& key,
+                          const std::string& value) {
+  std::string out;
+  for (const std::string& line : SplitLines(toml)) {
+    out += (line.rfind(key + " = ", 0) == 0 ? key + " = " + value : line) + "\n";
+  }
+  return out;
+}
+
 // Sets the creation time of every KEK in the stored keyring (an edit only a keyless reader
 // accepts: it breaks the keyring's MAC).
 void SetKeyringCreated(const OfflineVolume& v, const std::string& when) {
   const fs::path file = v.cipher() / "envelopefs.keyring";
-  WriteFile(file,
-            std::regex_replace(ReadFile(file), std::regex("created = \\S+"), "created = " + when));
+  WriteFile(file, SetTomlValues(ReadFile(file), "created", when));
+}
+
+bool IsMetricName(const std::string& name) {
+  return name.rfind("envelopefs_", 0) == 0 &&
+         name.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == std::string::npos;
+}
+
+// `text` as a number, or nullopt unless all of it is one (e.g. "-12", "1795535186", "0.5").
+std::optional<double> Number(const std::string& text) {
+  if (text.empty() || text.find_first_not_of("-0123456789.") != std::string::npos) {
+    return std::nullopt;
+  }
+  size_t used = 0;
+  double value = std::stod(text, &used);
+  return used == text.size() ? std::optional<double>(value) : std::nullopt;
 }
 
 // A parsed textfile: metric samples by "name{labels}" (volume_id label left out), checking the
@@ -68,27 +92,44 @@ struct Metrics {
 Metrics ParseMetrics(const std::string& text, const std::string& volume_id) {
   Metrics m;
   std::map<std::string, int> described;  // name -> 1 after HELP, 2 after TYPE
-  const std::regex help("# HELP (envelopefs_[a-z_]+) \\S.*");
-  const std::regex type("# TYPE (envelopefs_[a-z_]+) gauge");
-  const std::regex sample(
-      "(envelopefs_[a-z_]+)\\{volume_id=\"([0-9a-f]+)\"((,[a-z_]+=\"[^\"\\\\\\n]*\")*)\\} "
-      "(-?[0-9]+(\\.[0-9]+)?)");
   for (const std::string& line : SplitLines(text)) {
-    std::smatch match;
-    if (std::regex_match(line, match, help)) {
-      EXPECT_EQ(0, described[match[1]]) << "HELP twice: " << line;
-      described[match[1]] = 1;
-    } else if (std::regex_match(line, match, type)) {
-      EXPECT_EQ(1, described[match[1]]) << "TYPE without HELP: " << line;
-      described[match[1]] = 2;
-    } else if (std::regex_match(line, match, sample)) {
-      EXPECT_EQ(2, described[match[1]]) << "sample before HELP and TYPE: " << line;
-      EXPECT_EQ(volume_id, match[2]) << line;
-      const std::string key = match[1].str() + "{" + match[3].str() + "}";
-      EXPECT_EQ(0u, m.samples.count(key)) << "sample twice: " << line;
-      m.samples[key] = std::stod(match[5]);
+    if (line.rfind("# HELP ", 0) == 0) {
+      const size_t end = line.find(' ', 7);
+      const std::string name = line.substr(7, end - 7);
+      EXPECT_TRUE(IsMetricName(name) && end != std::string::npos && end + 1 < line.size()) << line;
+      EXPECT_EQ(0, described[name]) << "HELP twice: " << line;
+      described[name] = 1;
+    } else if (line.rfind("# TYPE ", 0) == 0) {
+      const std::string name = line.substr(7, line.find(' ', 7) - 7);
+      EXPECT_EQ("# TYPE " + name + " gauge", line);
+      EXPECT_EQ(1, described[name]) << "TYPE without HELP: " << line;
+      described[name] = 2;
     } else {
-      ADD_FAILURE() << "not a line of the text exposition format: \"" << line << "\"";
+      // name{volume_id="...",label="value",...} value
+      const size_t open = line.find('{'), close = line.find("} ");
+      if (open == std::string::npos || close == std::string::npos || close < open) {
+        ADD_FAILURE() << "not a line of the text exposition format: \"" << line << "\"";
+        continue;
+      }
+      const std::string name = line.substr(0, open);
+      EXPECT_TRUE(IsMetricName(name)) << line;
+      EXPECT_EQ(2, described[name]) << "sample before HELP and TYPE: " << line;
+      const std::string id_label = "volume_id=\"" + volume_id + "\"";
+      const std::string labels = line.substr(open + 1, close - open - 1);
+      EXPECT_EQ(0u, labels.rfind(id_label, 0)) << line;
+      std::string rest = labels.substr(std::min(labels.size(), id_label.size()));
+      for (size_t at = 0; at < rest.size();) {  // ,key="value" each
+        const size_t quote = rest.find("=\"", at), end = rest.find('"', quote + 2);
+        EXPECT_TRUE(rest[at] == ',' && quote != std::string::npos && end != std::string::npos)
+            << line;
+        if (quote == std::string::npos || end == std::string::npos) break;
+        at = end + 1;
+      }
+      const std::optional<double> value = Number(line.substr(close + 2));
+      EXPECT_TRUE(value.has_value()) << line;
+      const std::string key = name + "{" + rest + "}";
+      EXPECT_EQ(0u, m.samples.count(key)) << "sample twice: " << line;
+      m.samples[key] = value.value_or(-999999);
     }
   }
   return m;
@@ -161,13 +202,12 @@ TEST(Monitoring, AKeylessCheckRefusesAKeyringOfTheWrongShapeInOneLine) {
   OfflineVolume v;
   const fs::path file = v.cipher() / "envelopefs.keyring";
   const std::string good = ReadFile(file);
-  WriteFile(file, std::regex_replace(good, std::regex("state = 'active'"), "state = 'retired'"));
+  WriteFile(file, SetTomlValues(good, "state", "'retired'"));
   CommandResult none_active = Keyless("keys list --check " + Quote(v.cipher()));
   EXPECT_EQ(4, none_active.exit_code) << none_active.output;
   EXPECT_EQ(1u, SplitLines(none_active.output).size()) << none_active.output;
   EXPECT_NE(std::string::npos, none_active.output.find("exactly one active")) << none_active.output;
-  WriteFile(file, std::regex_replace(good, std::regex("volume_id = '[0-9a-f]+'"),
-                                     "volume_id = '00112233445566778899aabbccddeeff'"));
+  WriteFile(file, SetTomlValues(good, "volume_id", "'00112233445566778899aabbccddeeff'"));
   CommandResult foreign = Keyless("audit " + Quote(v.cipher()));
   EXPECT_EQ(4, foreign.exit_code) << foreign.output;
   EXPECT_NE(std::string::npos, foreign.output.find("another volume")) << foreign.output;
@@ -265,10 +305,14 @@ TEST(Monitoring, AuditJsonCarriesTimestampVolumeIdAndToolVersion) {
   CommandResult r = RunCommand(v.Ctl("audit --json " + Quote(v.cipher())) + " 2>/dev/null");
   ASSERT_EQ(0, r.exit_code) << r.output;
   json j = ParseJson(r);
-  EXPECT_TRUE(std::regex_match(j["timestamp"].get<std::string>(),
-                               std::regex("20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:"
-                                          "[0-6][0-9]Z")))
-      << j["timestamp"];
+  // ISO 8601 UTC, to the second: "2026-11-24T15:42:13Z", and now.
+  const std::string stamp = j["timestamp"];
+  ASSERT_EQ(20u, stamp.size()) << stamp;
+  EXPECT_EQ("--T::Z",
+            stamp.substr(4, 1) + stamp[7] + stamp[10] + stamp[13] + stamp[16] + stamp[19]);
+  struct tm tm {};
+  ASSERT_NE(nullptr, strptime(stamp.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm)) << stamp;
+  EXPECT_NEAR(static_cast<double>(::time(nullptr)), static_cast<double>(timegm(&tm)), 60) << stamp;
   EXPECT_EQ(VolumeId(v), j["volume_id"]);
   EXPECT_EQ(ENVELOPEFS_VERSION, j["tool_version"]);
   EXPECT_TRUE(j["policy_authenticated"].get<bool>());
