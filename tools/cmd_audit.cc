@@ -385,6 +385,7 @@ int RunAudit(const Args& args) {
              "[--keyfile FILE | --passfile FILE]");
   const fs::path dir = args.words[1];
   RequireVolumeRoot(dir);
+  const std::optional<PrometheusFile> prometheus = PrometheusFileFor(args);
   AuditInput in = Load(args, dir);
   json report = Report(args, in);
   if (args.json) {
@@ -392,9 +393,7 @@ int RunAudit(const Args& args) {
   } else {
     PrintReport(report, in.keys);
   }
-  if (args.prometheus) {
-    WritePrometheusFile(*args.prometheus, Metrics(report, in.keys));
-  }
+  if (prometheus) prometheus->Write(Metrics(report, in.keys));
   return Clean(report) ? kExitOk : kExitDamaged;
 }
 

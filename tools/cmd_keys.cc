@@ -32,6 +32,7 @@ constexpr char kKeysUsage[] =
 // With --keyfile/--passfile: the authenticated keyring. Without: the keyring as stored, for
 // monitoring that holds no key (a cron job); the output then says it is not authenticated.
 int KeysList(const Args& args, const fs::path& dir) {
+  const std::optional<PrometheusFile> prometheus = PrometheusFileFor(args);
   KeyPolicyReport report;
   std::string volume_id;
   if (HasKeyOption(args)) {
@@ -52,10 +53,10 @@ int KeysList(const Args& args, const fs::path& dir) {
   } else {
     PrintKeysTable(report);
   }
-  if (args.prometheus) {
+  if (prometheus) {
     PrometheusText metrics(volume_id);
     AddKeyMetrics(metrics, report);
-    WritePrometheusFile(*args.prometheus, metrics.Text());
+    prometheus->Write(metrics.Text());
   }
   if (args.check && RotationOverdue(report.statuses)) {
     WarnOverdue(report);
@@ -213,6 +214,9 @@ int RunKeys(const Args& args) {
   const std::string& sub = args.words[1];
   const fs::path dir = args.words[2];
   RequireVolumeRoot(dir);
+  if (args.prometheus && sub != "list") {
+    throw Error(ErrorKind::kUsage, "--prometheus is for keys list and audit");
+  }
   if (sub == "list") return KeysList(args, dir);
   if (sub == "rotate") return KeysRotate(args, dir);
   if (sub == "retire") return KeysRetire(args, dir);

@@ -9,7 +9,6 @@
 // AtomicFile is the core library's own crash-safe replacement (temp file, fsync, rename).
 #include "../src/core/atomic_file.h"
 #include "envelopefs/error.h"
-#include "envelopefs/unique_fd.h"
 
 namespace envelopefs::cli {
 
@@ -98,14 +97,22 @@ void AddKeyMetrics(PrometheusText& out, const KeyPolicyReport& report) {
             static_cast<double>(report.now));
 }
 
-void WritePrometheusFile(const std::filesystem::path& file, const std::string& text) {
+PrometheusFile::PrometheusFile(const std::filesystem::path& file) : file_(file) {
   if (!file.has_filename()) {
     throw Error(ErrorKind::kUsage, "--prometheus needs a file name, not " + file.string());
   }
   const std::filesystem::path dir = file.has_parent_path() ? file.parent_path() : ".";
-  UniqueFd dirfd(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!dirfd.valid()) ThrowSystemError("--prometheus: open " + dir.string());
-  ReplaceFileIn(dirfd.get(), file.filename().string(), text, 0644, file.string());
+  dir_ = UniqueFd(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!dir_.valid()) ThrowSystemError("--prometheus: open " + dir.string());
+}
+
+void PrometheusFile::Write(const std::string& text) const {
+  ReplaceFileIn(dir_.get(), file_.filename().string(), text, 0644, file_.string());
+}
+
+std::optional<PrometheusFile> PrometheusFileFor(const Args& args) {
+  if (!args.prometheus) return std::nullopt;
+  return std::optional<PrometheusFile>(std::in_place, *args.prometheus);
 }
 
 }  // namespace envelopefs::cli

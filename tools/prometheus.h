@@ -8,10 +8,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common.h"
+#include "envelopefs/unique_fd.h"
 
 namespace envelopefs::cli {
 
@@ -44,8 +46,21 @@ class PrometheusText {
 // authenticated) and the time of the check.
 void AddKeyMetrics(PrometheusText& out, const KeyPolicyReport& report);
 
-// Replaces `file` with `text` atomically, mode 0644 (node_exporter runs as another user).
-// Throws Error(kIo) naming the file; the old file is then untouched.
-void WritePrometheusFile(const std::filesystem::path& file, const std::string& text);
+// The textfile to write, its directory opened up front so that a bad path fails before a long
+// walk (Error(kUsage) without a file name, Error(kIo) if the directory cannot be opened).
+class PrometheusFile {
+ public:
+  explicit PrometheusFile(const std::filesystem::path& file);
+  // Replaces the file with `text` atomically, mode 0644 (node_exporter runs as another user).
+  // Throws Error(kIo) naming the file; the old file is then untouched.
+  void Write(const std::string& text) const;
+
+ private:
+  std::filesystem::path file_;
+  UniqueFd dir_;
+};
+
+// A PrometheusFile for --prometheus, if given.
+std::optional<PrometheusFile> PrometheusFileFor(const Args& args);
 
 }  // namespace envelopefs::cli

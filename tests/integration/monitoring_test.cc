@@ -289,13 +289,19 @@ TEST(Monitoring, KeysListWritesKeyMetricsAndAnOverdueKeyShowsInThem) {
   EXPECT_GT(m.samples["envelopefs_kek_age_days{,kek_version=\"1\",state=\"active\"}"], 365);
   EXPECT_EQ(0u, m.samples.count("envelopefs_files{}")) << "keys list walks no files";
 
-  // A textfile that cannot be written: one line, a non-zero exit, nothing else written.
+  // A textfile that cannot be written: refused before any work, in one line, nothing written.
   const fs::path missing = v.root() / "no-such-dir" / "keys.prom";
-  CommandResult bad = Keyless("keys list " + Quote(v.cipher()) + " --prometheus " + Quote(missing) +
-                              " 2>&1 >/dev/null");
-  EXPECT_EQ(6, bad.exit_code) << bad.output;
-  EXPECT_EQ(1u, SplitLines(bad.output).size()) << bad.output;
+  for (const char* cmd : {"keys list", "audit"}) {
+    CommandResult bad = Keyless(std::string(cmd) + " " + Quote(v.cipher()) + " --prometheus " +
+                                Quote(missing) + " 2>&1");
+    EXPECT_EQ(6, bad.exit_code) << bad.output;
+    EXPECT_EQ(1u, SplitLines(bad.output).size()) << bad.output;
+    EXPECT_NE(std::string::npos, bad.output.find("--prometheus")) << bad.output;
+  }
   EXPECT_FALSE(fs::exists(missing.parent_path()));
+  CommandResult misplaced =
+      RunCommand(v.Ctl("keys rotate " + Quote(v.cipher()) + " --prometheus " + Quote(prom)));
+  EXPECT_EQ(2, misplaced.exit_code) << misplaced.output;
 }
 
 // --- audit report and log --------------------------------------------------------------------
