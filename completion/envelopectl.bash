@@ -9,14 +9,15 @@ _envelopectl_options() {
     '') echo "--help --version" ;;
     init) echo "$common --chunk-size --plaintext-names" ;;
     inspect | ls) echo "$common --json" ;;
-    'keys list') echo "$common --json --check" ;;
+    'keys list') echo "$common --json --check --prometheus" ;;
     'keys rotate') echo "$common --json" ;;
     'keys retire') echo "$common --kek-version --jobs" ;;
     'keys change-master') echo "$common --new-keyfile --new-passfile" ;;
     'keys policy') echo "$common --rotate-after-days --audit-log --json" ;;
     keys) echo "--help" ;;
     rewrap) echo "$common --jobs --shard --json" ;;
-    verify | audit) echo "$common --json --jobs" ;;
+    verify) echo "$common --json --jobs" ;;
+    audit) echo "$common --json --jobs --prometheus" ;;
     decrypt) echo "$common --output --same-owner --jobs" ;;
     *) echo "$common" ;;
   esac

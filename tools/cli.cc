@@ -32,6 +32,7 @@ enum Option {
   kInsecureKeyfile,
   kRotateAfterDays,
   kAuditLog,
+  kPrometheus,
 };
 
 const struct option kLongOptions[] = {
@@ -55,6 +56,7 @@ const struct option kLongOptions[] = {
     {"insecure-keyfile", no_argument, nullptr, kInsecureKeyfile},
     {"rotate-after-days", required_argument, nullptr, kRotateAfterDays},
     {"audit-log", required_argument, nullptr, kAuditLog},
+    {"prometheus", required_argument, nullptr, kPrometheus},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -206,6 +208,9 @@ Args ParseArgs(int argc, char** argv) {
         } else {
           throw Error(ErrorKind::kUsage, "--audit-log takes on or off");
         }
+        break;
+      case kPrometheus:
+        args.prometheus = optarg;
         break;
       case kShowVersion:
       case 'V':

@@ -38,6 +38,7 @@ struct Args {
   std::optional<bool> audit_log;              // keys policy: --audit-log on|off
   bool same_owner = false;                    // decrypt: restore owners (like tar --same-owner)
   bool insecure_keyfile = false;              // accept a key or passphrase file readable by others
+  std::optional<std::string> prometheus;      // keys list, audit: node_exporter textfile
 };
 
 // Parses argv; throws Error(kUsage) with a one-line message on unknown or malformed options.

@@ -2,7 +2,9 @@
 // file, read in parallel): files per KEK version, duplicate file ids and DEKs, files stored
 // unencrypted, damaged headers, names that do not authenticate, chunk sizes and ciphers in use,
 // and key ages against the rotation policy. Works without a key (then DEKs are not unwrapped:
-// duplicate wrapped-DEK records are reported instead, and names and keys are not checked).
+// duplicate wrapped-DEK records are reported instead, names are not checked, and the key
+// versions and policy are the keyring's claims, reported as not authenticated). Optionally
+// writes the report as Prometheus textfile metrics.
 #include <unistd.h>
 
 #include <cstdio>
@@ -20,6 +22,7 @@
 #include "envelopefs/keyring.h"
 #include "envelopefs/unique_fd.h"
 #include "progress.h"
+#include "prometheus.h"
 
 namespace envelopefs::cli {
 
@@ -104,7 +107,7 @@ struct AuditInput {
   fs::path dir;
   UniqueFd root;  // the cipher dir (O_PATH)
   VolumeConfig config;
-  VolumePolicy policy;             // authenticated with the key; as claimed by the keyring without
+  KeyPolicyReport keys;            // authenticated with the key; as claimed by the keyring without
   std::unique_ptr<Volume> volume;  // null without a key
   std::vector<CipherEntry> entries;
 };
@@ -117,14 +120,14 @@ AuditInput Load(const Args& args, const fs::path& dir) {
   if (HasKeyOption(args)) {
     in.volume = OpenVolume(args, dir, /*log_unlock=*/false);
     in.config = in.volume->config();
-    in.policy = in.volume->policy();
+    in.keys = KeyPolicyOf(*in.volume);
     names.emplace(MakeNameTransform(*in.volume));
   } else {
     // No key: a NameTransform with zero keys still knows exactly which backing entries are the
     // volume's own (long names, IVs, temp files); with encrypted names no name decrypts, so
     // names are not checked (bad_names is null).
     in.config = VolumeConfig::LoadAt(in.root.get(), dir);
-    in.policy = KeyringFile::Read(in.root.get(), dir).claimed_policy(in.config);
+    in.keys = ClaimedKeyPolicy(in.root.get(), dir, in.config);
     names.emplace(SecureBytes(kNameKeyBytes), SecureBytes(kKeySize), in.config.plaintext_names,
                   in.config.format_version);
   }
@@ -196,9 +199,7 @@ json AuditLogJson(const AuditLogReport& r) {
           {"problems", r.problems}};
 }
 
-// `statuses`: the key policy's verdicts (with a key), evaluated once for the JSON and the text.
-json Report(const Args& args, const AuditInput& in,
-            const std::optional<std::vector<KekPolicyStatus>>& statuses) {
+json Report(const Args& args, const AuditInput& in) {
   std::vector<CipherEntry> files;
   json bad_names = json::array();
   const bool names_checked = in.volume != nullptr || in.config.plaintext_names;
@@ -211,6 +212,9 @@ json Report(const Args& args, const AuditInput& in,
   const bool keyed = in.volume != nullptr;
   const json dek_groups = DuplicateGroups<Sha256Digest>(files, facts, DekOf);
   return {
+      {"timestamp", FormatUtc(in.keys.now)},
+      {"volume_id", ToHex(in.config.volume_id)},
+      {"tool_version", ENVELOPEFS_VERSION},
       {"cipher_dir", fs::absolute(in.dir).string()},
       {"key_given", keyed},
       {"files", files.size()},
@@ -227,10 +231,10 @@ json Report(const Args& args, const AuditInput& in,
       {"bad_names", names_checked ? bad_names : json(nullptr)},
       {"chunk_sizes", t.chunk_sizes},
       {"ciphers", t.ciphers},
-      {"rotate_after_days", in.policy.rotate_after_days},
-      {"policy_authenticated", keyed},
-      {"keys", statuses ? KeysJson(*statuses) : json(nullptr)},
-      {"rotation_overdue", statuses ? json(RotationOverdue(*statuses)) : json(nullptr)},
+      {"rotate_after_days", in.keys.rotate_after_days},
+      {"policy_authenticated", in.keys.authenticated},
+      {"keys", KeysJson(in.keys.statuses)},
+      {"rotation_overdue", RotationOverdue(in.keys.statuses)},
       {"audit_log", AuditLogJson(VerifyAuditLog(in.root.get(), in.config,
                                                 keyed ? &in.volume->audit_key() : nullptr))},
   };
@@ -242,7 +246,7 @@ bool Clean(const json& r) {
     if (r[key].is_array() && !r[key].empty()) return false;
   }
   if (!r["audit_log"]["problems"].empty()) return false;
-  return !(r["rotation_overdue"].is_boolean() && r["rotation_overdue"].get<bool>());
+  return !r["rotation_overdue"].get<bool>();
 }
 
 std::string Counts(const json& object) {
@@ -277,9 +281,9 @@ void PrintList(const char* label, const json& list, const char* if_null) {
   }
 }
 
-void PrintReport(const json& r, const std::vector<KekPolicyStatus>* statuses) {
+void PrintReport(const json& r, const KeyPolicyReport& keys) {
   std::printf("envelopefs audit of %s (%s)\n", r["cipher_dir"].get<std::string>().c_str(),
-              FormatUtc(NowUnix()).c_str());
+              r["timestamp"].get<std::string>().c_str());
   std::printf("%-24s %llu (%llu distinct inodes)\n", "files:", r["files"].get<unsigned long long>(),
               r["inodes"].get<unsigned long long>());
   std::printf("%-24s %s\n", "files by KEK version:", Counts(r["by_kek_version"]).c_str());
@@ -302,13 +306,9 @@ void PrintReport(const json& r, const std::vector<KekPolicyStatus>* statuses) {
         "older state put back)\n");
   }
   PrintList("names not authentic:", r["bad_names"], "not checked (no key given)");
-  if (statuses == nullptr) {
-    std::printf("%-24s not checked (no key given)\n", "keys:");
-  } else {
-    std::printf("keys:\n");
-    PrintKeysTable(*statuses, r["rotate_after_days"].get<uint32_t>());
-    if (r["rotation_overdue"].get<bool>()) std::printf("  ROTATION OVERDUE\n");
-  }
+  std::printf("keys:\n");
+  PrintKeysTable(keys);
+  if (r["rotation_overdue"].get<bool>()) std::printf("  ROTATION OVERDUE\n");
   const json& log = r["audit_log"];
   if (!log["present"].get<bool>()) {
     std::printf("%-24s none\n", "audit log:");
@@ -332,24 +332,68 @@ void PrintReport(const json& r, const std::vector<KekPolicyStatus>* statuses) {
         "them)\n",
         log["trailing_unproven"].get<unsigned long long>());
   }
-  std::printf("result: %s\n", Clean(r) ? "OK" : "PROBLEMS FOUND");
+  std::printf("result: %s%s\n", Clean(r) ? "OK" : "PROBLEMS FOUND",
+              r["key_given"].get<bool>() ? "" : " (no key given: nothing above is authenticated)");
+}
+
+// The report as node_exporter textfile metrics (see envelopectl(1), METRICS).
+std::string Metrics(const json& r, const KeyPolicyReport& keys) {
+  PrometheusText out(r["volume_id"].get<std::string>());
+  AddKeyMetrics(out, keys);
+  out.Gauge("files", "Regular files in the cipher dir (hard links counted per name).",
+            r["files"].get<double>());
+  // Every version the keyring lists (0 when no file uses it), then any other a header names.
+  std::map<uint32_t, double> by_version;
+  for (const KekPolicyStatus& s : keys.statuses) by_version[s.info.version] = 0;
+  for (const auto& [version, count] : r["by_kek_version"].items()) {
+    by_version[static_cast<uint32_t>(std::stoul(version))] = count.get<double>();
+  }
+  for (const auto& [version, count] : by_version) {
+    out.Gauge("files_by_kek_version", "Files whose header uses the KEK version.", count,
+              {{"kek_version", std::to_string(version)}});
+  }
+  out.Gauge("unencrypted_files", "Files in the cipher dir that are not envelopefs files.",
+            static_cast<double>(r["unencrypted"].size()));
+  out.Gauge("damaged_files", "Files whose header is damaged or does not authenticate.",
+            static_cast<double>(r["damaged"].size()));
+  out.Gauge("duplicate_file_id_groups", "Groups of distinct files sharing one file id.",
+            static_cast<double>(r["duplicate_file_ids"].size()));
+  const json& deks = r["key_given"].get<bool>() ? r["duplicate_deks"] : r["duplicate_wrapped_deks"];
+  out.Gauge("duplicate_dek_groups",
+            "Groups of distinct files sharing one DEK (without a key: one wrapped DEK record).",
+            static_cast<double>(deks.size()));
+  if (r["unsealed"].is_array()) {
+    out.Gauge("unsealed_files", "Files whose last write was not sealed (checked with a key only).",
+              static_cast<double>(r["unsealed"].size()));
+  }
+  if (r["bad_names"].is_array()) {
+    out.Gauge("bad_names", "Names that do not authenticate (absent when names were not checked).",
+              static_cast<double>(r["bad_names"].size()));
+  }
+  out.Gauge("audit_log_problems", "Problems found in the audit log (chain, MACs, end).",
+            static_cast<double>(r["audit_log"]["problems"].size()));
+  out.Gauge("audit_ok", "1 if the audit found no problem (its result: OK), else 0.",
+            Clean(r) ? 1 : 0);
+  return out.Text();
 }
 
 }  // namespace
 
 int RunAudit(const Args& args) {
-  ExpectArgs(args, 1, 1, "audit CIPHERDIR [--json] [--jobs N] [--keyfile FILE | --passfile FILE]");
+  ExpectArgs(args, 1, 1,
+             "audit CIPHERDIR [--json] [--jobs N] [--prometheus FILE] "
+             "[--keyfile FILE | --passfile FILE]");
   const fs::path dir = args.words[1];
   RequireVolumeRoot(dir);
+  const std::optional<PrometheusFile> prometheus = PrometheusFileFor(args);
   AuditInput in = Load(args, dir);
-  std::optional<std::vector<KekPolicyStatus>> statuses;
-  if (in.volume) statuses = KeyStatuses(*in.volume);
-  json report = Report(args, in, statuses);
+  json report = Report(args, in);
   if (args.json) {
     PrintJson(report);
   } else {
-    PrintReport(report, statuses ? &*statuses : nullptr);
+    PrintReport(report, in.keys);
   }
+  if (prometheus) prometheus->Write(Metrics(report, in.keys));
   return Clean(report) ? kExitOk : kExitDamaged;
 }
 

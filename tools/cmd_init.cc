@@ -2,6 +2,8 @@
 #include <cstdio>
 
 #include "cli.h"
+#include "envelopefs/audit_log.h"
+#include "envelopefs/encoding.h"
 #include "envelopefs/exit_codes.h"
 #include "envelopefs/file_format.h"
 
@@ -17,6 +19,12 @@ int RunInit(const Args& args) {
   options.chunk_size = args.chunk_size;
   options.plaintext_names = args.plaintext_names;
   auto volume = Volume::Create(dir, options, *source);
+  AppendAuditEvent(*volume, "volume_created",
+                   {{"kek_version", volume->ActiveKek().info.version},
+                    {"kek_id", volume->ActiveKek().info.id},
+                    {"chunk_size", volume->config().chunk_size},
+                    {"plaintext_names", volume->config().plaintext_names},
+                    {"format_version", volume->config().format_version}});
   if (!args.quiet) {
     const VolumeConfig& c = volume->config();
     std::printf("created envelopefs volume in %s (chunk size %u, %s names, KEK version %u)\n",

@@ -11,7 +11,9 @@
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
+#include "envelopefs/unique_fd.h"
 #include "progress.h"
+#include "prometheus.h"
 
 namespace envelopefs::cli {
 
@@ -22,29 +24,42 @@ namespace fs = std::filesystem;
 constexpr size_t kFilesNamed = 5;  // files named in a refusal
 
 constexpr char kKeysUsage[] =
-    "keys list CIPHERDIR [--json] [--check] | keys rotate CIPHERDIR | "
+    "keys list CIPHERDIR [--json] [--check] [--prometheus FILE] | keys rotate CIPHERDIR | "
     "keys retire CIPHERDIR --kek-version N | "
     "keys change-master CIPHERDIR (--new-keyfile FILE | --new-passfile FILE) | "
     "keys policy CIPHERDIR [--rotate-after-days N] [--audit-log on|off]";
 
+// With --keyfile/--passfile: the authenticated keyring. Without: the keyring as stored, for
+// monitoring that holds no key (a cron job); the output then says it is not authenticated.
 int KeysList(const Args& args, const fs::path& dir) {
-  auto volume = OpenVolume(args, dir, /*log_unlock=*/false);
-  const uint32_t days = volume->policy().rotate_after_days;
-  std::vector<KekPolicyStatus> statuses = KeyStatuses(*volume);
-  if (args.json) {
-    PrintJson({{"keys", KeysJson(statuses)}, {"rotate_after_days", days}});
+  const std::optional<PrometheusFile> prometheus = PrometheusFileFor(args);
+  KeyPolicyReport report;
+  std::string volume_id;
+  if (HasKeyOption(args)) {
+    auto volume = OpenVolume(args, dir, /*log_unlock=*/false);
+    report = KeyPolicyOf(*volume);
+    volume_id = ToHex(volume->config().volume_id);
   } else {
-    PrintKeysTable(statuses, days);
+    UniqueFd root = OpenRoot(dir);
+    const VolumeConfig config = VolumeConfig::LoadAt(root.get(), dir);
+    report = ClaimedKeyPolicy(root.get(), dir, config);
+    volume_id = ToHex(config.volume_id);
   }
-  if (args.check && RotationOverdue(statuses)) {
-    for (const KekPolicyStatus& s : statuses) {
-      if (!s.overdue) continue;
-      std::fprintf(stderr,
-                   "envelopectl: rotation overdue: active KEK version %u is %lld days old "
-                   "(policy: %u days); run %s\n",
-                   s.info.version, static_cast<long long>(s.age_days), days,
-                   SuggestCommand(args, "keys rotate", dir).c_str());
-    }
+  if (args.json) {
+    PrintJson({{"volume_id", volume_id},
+               {"keys", KeysJson(report.statuses)},
+               {"rotate_after_days", report.rotate_after_days},
+               {"policy_authenticated", report.authenticated}});
+  } else {
+    PrintKeysTable(report);
+  }
+  if (prometheus) {
+    PrometheusText metrics(volume_id);
+    AddKeyMetrics(metrics, report);
+    prometheus->Write(metrics.Text());
+  }
+  if (args.check && RotationOverdue(report.statuses)) {
+    WarnOverdue(report, SuggestCommand(args, "keys rotate", dir));
     return kExitCheckFailed;
   }
   return kExitOk;
@@ -57,9 +72,10 @@ int KeysRotate(const Args& args, const fs::path& dir) {
     previous = k.active();
     fresh = k.Rotate(NowUnix());
   });
-  AppendAuditEvent(
-      *volume, "kek_rotated",
-      {{"version", fresh.version}, {"kek_id", fresh.id}, {"previous_version", previous.version}});
+  AppendAuditEvent(*volume, "kek_rotated",
+                   {{"kek_version", fresh.version},
+                    {"kek_id", fresh.id},
+                    {"previous_kek_version", previous.version}});
   if (args.json) {
     PrintJson(
         {{"version", fresh.version}, {"kek_id", fresh.id}, {"previous_version", previous.version}});
@@ -142,7 +158,7 @@ int KeysRetire(const Args& args, const fs::path& dir) {
                                        "; run " + SuggestCommand(args, "rewrap", dir) + " first");
   }
   volume->UpdateKeyring([&](Keyring& k) { k.Retire(kek.version); });
-  AppendAuditEvent(*volume, "version_retired", {{"version", kek.version}, {"kek_id", kek.id}});
+  AppendAuditEvent(*volume, "version_retired", {{"kek_version", kek.version}, {"kek_id", kek.id}});
   if (!args.quiet) {
     std::printf("KEK version %u retired: its key material is destroyed.\n", kek.version);
   }
@@ -200,6 +216,9 @@ int RunKeys(const Args& args) {
   const std::string& sub = args.words[1];
   const fs::path dir = args.words[2];
   RequireVolumeRoot(dir);
+  if (args.prometheus && sub != "list") {
+    throw Error(ErrorKind::kUsage, "--prometheus is for keys list and audit");
+  }
   if (sub == "list") return KeysList(args, dir);
   if (sub == "rotate") return KeysRotate(args, dir);
   if (sub == "retire") return KeysRetire(args, dir);

@@ -114,7 +114,11 @@ int RunRewrap(const Args& args) {
                             {"files", total.examined},
                             {"shard", shard_text},
                             {"seconds", seconds}};
-  AppendAuditEvent(*volume, "rewrap_finished", summary);
+  // In the audit log a KEK version is always "kek_version" (one field name per concept).
+  nlohmann::json event = summary;
+  event.erase("version");
+  event["kek_version"] = target.info.version;
+  AppendAuditEvent(*volume, "rewrap_finished", event);
   for (const Failure& f : failures) {
     std::fprintf(stderr, "envelopectl: rewrap failed: %s: %s\n",
                  EscapeName((dir / f.file).string()).c_str(), EscapeName(f.why).c_str());

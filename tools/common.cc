@@ -266,8 +266,24 @@ std::string TakeDamageReport() { return std::exchange(last_damage, std::string()
 
 // --- key policy report -----------------------------------------------------------------------
 
-std::vector<KekPolicyStatus> KeyStatuses(const Volume& volume) {
-  return EvaluateKeyPolicy(volume.Keks(), volume.policy().rotate_after_days, NowUnix());
+KeyPolicyReport KeyPolicyOf(const Volume& volume) {
+  KeyPolicyReport r;
+  r.now = NowUnix();
+  r.rotate_after_days = volume.policy().rotate_after_days;
+  r.statuses = EvaluateKeyPolicy(volume.Keks(), r.rotate_after_days, r.now);
+  r.authenticated = true;
+  return r;
+}
+
+KeyPolicyReport ClaimedKeyPolicy(int root_fd, const fs::path& cipher_dir,
+                                 const VolumeConfig& config) {
+  const KeyringFile file = KeyringFile::Read(root_fd, cipher_dir);
+  KeyPolicyReport r;
+  r.now = NowUnix();
+  r.rotate_after_days = file.claimed_policy(config).rotate_after_days;
+  r.statuses = EvaluateKeyPolicy(file.claimed_keks(config), r.rotate_after_days, r.now);
+  r.authenticated = false;
+  return r;
 }
 
 nlohmann::json KeysJson(const std::vector<KekPolicyStatus>& statuses) {
@@ -280,15 +296,17 @@ nlohmann::json KeysJson(const std::vector<KekPolicyStatus>& statuses) {
                     {"age_days", s.age_days},
                     {"rotation_due", s.rotation_due ? nlohmann::json(FormatUtc(*s.rotation_due))
                                                     : nlohmann::json(nullptr)},
+                    {"days_to_rotation", s.days_to_rotation ? nlohmann::json(*s.days_to_rotation)
+                                                            : nlohmann::json(nullptr)},
                     {"overdue", s.overdue}});
   }
   return keys;
 }
 
-void PrintKeysTable(const std::vector<KekPolicyStatus>& statuses, uint32_t rotate_after_days) {
+void PrintKeysTable(const KeyPolicyReport& report) {
   std::printf("%-8s %-10s %-13s %-21s %8s  %s\n", "VERSION", "ID", "STATE", "CREATED", "AGE",
               "ROTATION DUE");
-  for (const KekPolicyStatus& s : statuses) {
+  for (const KekPolicyStatus& s : report.statuses) {
     std::string due = s.rotation_due ? FormatUtc(*s.rotation_due) : "-";
     if (s.overdue) due += " (OVERDUE)";
     std::printf("%-8u 0x%08x %-13s %-21s %7lldd  %s\n", s.info.version, s.info.id,
@@ -296,7 +314,25 @@ void PrintKeysTable(const std::vector<KekPolicyStatus>& statuses, uint32_t rotat
                 static_cast<long long>(s.age_days), due.c_str());
   }
   std::printf("rotation policy: every %u days (change it with envelopectl keys policy)\n",
-              rotate_after_days);
+              report.rotate_after_days);
+  if (!report.authenticated) {
+    std::printf(
+        "note: no key given: versions, dates and policy are as stored in %s, NOT authenticated "
+        "(anyone who can write the cipher dir can change them)\n",
+        kKeyringFileName);
+  }
+}
+
+void WarnOverdue(const KeyPolicyReport& report, const std::string& rotate_command) {
+  for (const KekPolicyStatus& s : report.statuses) {
+    if (!s.overdue) continue;
+    std::fprintf(stderr,
+                 "envelopectl: rotation overdue: active KEK version %u is %lld days old "
+                 "(policy: %u days%s); run %s\n",
+                 s.info.version, static_cast<long long>(s.age_days), report.rotate_after_days,
+                 report.authenticated ? "" : ", unauthenticated: no key given",
+                 rotate_command.c_str());
+  }
 }
 
 void PrintJson(const nlohmann::json& value) {

@@ -124,9 +124,27 @@ std::string TakeDamageReport();
 
 // --- key policy report (keys list, audit) ----------------------------------------------------
 
-std::vector<KekPolicyStatus> KeyStatuses(const Volume& volume);
+// The KEK versions against the rotation policy, evaluated once at `now`.
+struct KeyPolicyReport {
+  std::vector<KekPolicyStatus> statuses;
+  uint32_t rotate_after_days = 0;
+  // True only when the keyring was opened with the master key. Without it, the versions, dates
+  // and policy are what the stored keyring claims: anyone who can write the cipher dir can
+  // change them (a report must never call them authenticated).
+  bool authenticated = false;
+  int64_t now = 0;  // Unix seconds
+};
+// From an unlocked volume (authenticated).
+KeyPolicyReport KeyPolicyOf(const Volume& volume);
+// Without a key, from the keyring as stored below `root_fd` (checked for shape and volume id
+// only). Throws Error(kConfig) if it cannot be read.
+KeyPolicyReport ClaimedKeyPolicy(int root_fd, const std::filesystem::path& cipher_dir,
+                                 const VolumeConfig& config);
 nlohmann::json KeysJson(const std::vector<KekPolicyStatus>& statuses);
-void PrintKeysTable(const std::vector<KekPolicyStatus>& statuses, uint32_t rotate_after_days);
+// The table, the policy line and, when not authenticated, a note saying so.
+void PrintKeysTable(const KeyPolicyReport& report);
+// One stderr line per overdue version (for --check).
+void WarnOverdue(const KeyPolicyReport& report, const std::string& rotate_command);
 
 // Pretty-printed, on stdout; bytes of names that are not UTF-8 are replaced by U+FFFD.
 void PrintJson(const nlohmann::json& value);

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
       return kExitOk;
     }
     const std::string& command = args.words[0];
+    SetAuditCommand(command == "keys" && args.words.size() > 1 ? "keys " + args.words[1] : command);
     if (command == "init") return cli::RunInit(args);
     if (command == "inspect") return cli::RunInspect(args);
     if (command == "keys") return cli::RunKeys(args);

@@ -22,14 +22,14 @@ constexpr char kOverview[] =
     "commands:\n"
     "  init [KEY] [--chunk-size SIZE] [--plaintext-names] CIPHERDIR\n"
     "  inspect [KEY] [--json] FILE\n"
-    "  keys list [KEY] [--json] [--check] CIPHERDIR\n"
+    "  keys list [KEY] [--json] [--check] [--prometheus FILE] CIPHERDIR\n"
     "  keys rotate [KEY] CIPHERDIR\n"
     "  keys retire [KEY] --kek-version N CIPHERDIR\n"
     "  keys change-master [KEY] (--new-keyfile FILE | --new-passfile FILE) CIPHERDIR\n"
     "  keys policy [KEY] [--rotate-after-days N] [--audit-log on|off] [--json] CIPHERDIR\n"
     "  rewrap [KEY] [--jobs N] [--shard K/N] CIPHERDIR\n"
     "  verify [KEY] [--json] [--jobs N] CIPHERDIR\n"
-    "  audit [KEY] [--json] [--jobs N] CIPHERDIR\n"
+    "  audit [KEY] [--json] [--jobs N] [--prometheus FILE] CIPHERDIR\n"
     "  decrypt [KEY] CIPHERFILE [-o OUT]\n"
     "  decrypt [KEY] [--same-owner] [--jobs N] CIPHERDIR -o DIR\n"
     "  ls [KEY] [--json] CIPHERDIR\n"
@@ -62,13 +62,15 @@ constexpr char kInspect[] =
     "  --json               machine-readable output\n" ENVELOPECTL_COMMON_OPTIONS
         ENVELOPECTL_KEY_OPTIONS;
 
-#define ENVELOPECTL_KEYS_LIST                                              \
-  "usage: envelopectl keys list [KEY] [--json] [--check] CIPHERDIR\n"      \
-  "\n"                                                                     \
-  "Lists the KEK versions against the rotation policy.\n"                  \
-  "\n"                                                                     \
-  "options:\n"                                                             \
-  "  --check              exit 9 when the active KEK version is overdue\n" \
+#define ENVELOPECTL_KEYS_LIST                                                             \
+  "usage: envelopectl keys list [KEY] [--json] [--check] [--prometheus FILE] CIPHERDIR\n" \
+  "\n"                                                                                    \
+  "Lists the KEK versions against the rotation policy (without a key: as stored, not\n"   \
+  "authenticated).\n"                                                                     \
+  "\n"                                                                                    \
+  "options:\n"                                                                            \
+  "  --check              exit 9 when the active KEK version is overdue\n"                \
+  "  --prometheus FILE    also write node_exporter textfile metrics to FILE\n"            \
   "  --json               machine-readable output\n"
 #define ENVELOPECTL_KEYS_ROTATE                               \
   "usage: envelopectl keys rotate [KEY] [--json] CIPHERDIR\n" \
@@ -147,14 +149,15 @@ constexpr char kVerify[] =
         ENVELOPECTL_KEY_OPTIONS;
 
 constexpr char kAudit[] =
-    "usage: envelopectl audit [KEY] [--json] [--jobs N] CIPHERDIR\n"
+    "usage: envelopectl audit [KEY] [--json] [--jobs N] [--prometheus FILE] CIPHERDIR\n"
     "\n"
     "A compliance report from the headers alone (the key is optional).\n"
     "\n"
     "options:\n"
     "  --jobs N             threads (1 to 256; default: one per CPU)\n"
-    "  --json               machine-readable output\n" ENVELOPECTL_COMMON_OPTIONS
-        ENVELOPECTL_KEY_OPTIONS;
+    "  --json               machine-readable output\n"
+    "  --prometheus FILE    also write node_exporter textfile metrics to "
+    "FILE\n" ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
 
 constexpr char kDecrypt[] =
     "usage: envelopectl decrypt [KEY] CIPHERFILE [-o OUT]\n"

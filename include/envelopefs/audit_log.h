@@ -1,16 +1,17 @@
 // AuditLog — the volume's tamper-evident audit log, `envelopefs.audit.log` in the cipher dir.
 //
-// One JSON line per key event (volume_unlocked, unlock_failed, kek_rotated, rewrap_finished,
-// version_retired, master_key_changed, policy_changed, tamper_detected) with the time, the
-// event, the volume id, the program, its pid, the user and the host; never anything secret and
-// never a plaintext name. Every line carries a sequence number and the SHA-256 of the line
-// before it ("prev"), and, when written with the volume's key, an HMAC-SHA256 ("mac", the last
-// field) under a key derived from the volume key: one authentic line vouches for every line
-// before it, so lines removed, reordered or edited anywhere before the last authenticated line
-// are found by Verify(), as CloudTrail's log-file validation finds them. Lines written without
-// the key (a failed unlock) are chained but carry no MAC. This host's highest sequence number is
-// kept in HostState, so lines cut from the end are found too. Each event also goes to syslog
-// (LOG_AUTHPRIV), the host's own log, which the attacker cannot edit.
+// One JSON line per key event (volume_created, volume_unlocked, unlock_failed, kek_rotated,
+// rewrap_finished, version_retired, master_key_changed, policy_changed, tamper_detected; a KEK
+// version is always "kek_version", a file always "file") with the time, the event, the volume id,
+// the program, its command (envelopectl), its pid, the user and the host; never anything secret and
+// never a plaintext name. Every line carries a sequence number and the SHA-256 of the line before
+// it ("prev"), and, when written with the volume's key, an HMAC-SHA256 ("mac", the last field)
+// under a key derived from the volume key: one authentic line vouches for every line before it, so
+// lines removed, reordered or edited anywhere before the last authenticated line are found by
+// Verify(), as CloudTrail's log-file validation finds them. Lines written without the key (a failed
+// unlock) are chained but carry no MAC. This host's highest sequence number is kept in HostState,
+// so lines cut from the end are found too. Each event also goes to syslog (LOG_AUTHPRIV), the
+// host's own log, which the attacker cannot edit.
 //
 // The log is always that one file in the cipher dir, opened relative to the cipher dir's
 // descriptor with O_NOFOLLOW; a symlink, FIFO, device or hard-linked file under its name is
@@ -34,6 +35,9 @@ namespace envelopefs {
 
 // The program name recorded in audit lines ("envelopefs" or "envelopectl").
 void SetAuditProgram(const std::string& name);
+// The command recorded in audit lines as "command" (e.g. "keys rotate"); empty (the default):
+// no such field. Set once, before any line is written.
+void SetAuditCommand(const std::string& command);
 
 // Appends `event` with `fields` (a JSON object) to the volume's log (when its policy keeps one)
 // with a MAC, and to syslog.

@@ -21,6 +21,9 @@ struct KekPolicyStatus {
   int64_t age_days = 0;                 // whole days since creation (0 if in the future)
   std::optional<int64_t> rotation_due;  // Unix time; only for the active version
   bool overdue = false;                 // active and older than rotate_after_days
+  // Whole days until rotation_due, rounded down (negative once overdue); only for the active
+  // version.
+  std::optional<int64_t> days_to_rotation;
 };
 
 // One status per version, in the order given. The active version is due `rotate_after_days`

@@ -69,6 +69,10 @@ class KeyringFile {
   // The policy the file claims (unauthenticated: only for decisions that need no key, such as
   // whether to log a failed unlock).
   VolumePolicy claimed_policy(const VolumeConfig& config) const;
+  // The KEK versions the file claims, ordered by version (unauthenticated: only for reports
+  // made without the key, which must say so). Throws Error(kConfig) if the file belongs to
+  // another volume, has no single active version, or names a version twice.
+  std::vector<KekInfo> claimed_keks(const VolumeConfig& config) const;
   const std::filesystem::path& path() const { return file_; }
   const std::string& digest() const { return digest_; }  // hex SHA-256 of the file's bytes
 
@@ -78,6 +82,10 @@ class KeyringFile {
  private:
   KeyringFile() = default;
   static VolumePolicy LegacyPolicy(const VolumeConfig& config);
+  // Error(kConfig) unless this file's volume_id is `config`'s.
+  void CheckBelongsTo(const VolumeConfig& config) const;
+  // Error(kConfig) unless exactly one version is active and none appears twice; sorts by version.
+  void CheckKekSet(std::vector<KekInfo>& keks) const;
   std::filesystem::path file_;
   std::string digest_;
   int format_ = 0;

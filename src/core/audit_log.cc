@@ -36,6 +36,11 @@ std::string& Program() {
   return program;
 }
 
+std::string& Command() {
+  static std::string command;
+  return command;
+}
+
 std::string NowUtc() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -143,6 +148,7 @@ void Append(int root_fd, const VolumeConfig& config, bool enabled, const SecureB
                            {"uid", static_cast<uint64_t>(uid)},
                            {"user", UserName(uid)},
                            {"host", HostName()}};
+    if (!Command().empty()) line["command"] = Command();
     if (fields.is_object()) line.update(fields);
     if (!enabled) {
       ToSyslog(Dump(line));
@@ -189,6 +195,8 @@ void Append(int root_fd, const VolumeConfig& config, bool enabled, const SecureB
 }  // namespace
 
 void SetAuditProgram(const std::string& name) { Program() = name; }
+
+void SetAuditCommand(const std::string& command) { Command() = command; }
 
 void AppendAuditEvent(const Volume& volume, const std::string& event, nlohmann::json fields) {
   Append(volume.root_fd(), volume.config(), volume.policy().audit_log, &volume.audit_key(), event,

@@ -5,6 +5,15 @@
 
 namespace envelopefs {
 
+namespace {
+
+int64_t FloorDays(int64_t seconds) {
+  int64_t days = seconds / kSecondsPerDay;
+  return seconds % kSecondsPerDay < 0 ? days - 1 : days;
+}
+
+}  // namespace
+
 std::vector<KekPolicyStatus> EvaluateKeyPolicy(const std::vector<KekInfo>& keks,
                                                uint32_t rotate_after_days, int64_t now_unix) {
   std::vector<KekPolicyStatus> out;
@@ -16,6 +25,7 @@ std::vector<KekPolicyStatus> EvaluateKeyPolicy(const std::vector<KekInfo>& keks,
     if (k.state == KekState::kActive) {
       s.rotation_due = k.created_unix + int64_t{rotate_after_days} * kSecondsPerDay;
       s.overdue = now_unix > *s.rotation_due;
+      s.days_to_rotation = FloorDays(*s.rotation_due - now_unix);
     }
     out.push_back(s);
   }

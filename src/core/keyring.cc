@@ -354,6 +354,37 @@ VolumePolicy KeyringFile::claimed_policy(const VolumeConfig& config) const {
   return policy_ ? *policy_ : LegacyPolicy(config);
 }
 
+void KeyringFile::CheckBelongsTo(const VolumeConfig& config) const {
+  if (!std::equal(volume_id_.begin(), volume_id_.end(), config.volume_id.begin(),
+                  config.volume_id.end())) {
+    throw Error(ErrorKind::kConfig, file_.string() +
+                                        ": belongs to another volume (volume_id does not match " +
+                                        kConfigFileName + ")");
+  }
+}
+
+void KeyringFile::CheckKekSet(std::vector<KekInfo>& keks) const {
+  auto fail = [this](const std::string& what) -> Error {
+    return Error(ErrorKind::kConfig, file_.string() + ": " + what);
+  };
+  size_t active = 0;
+  for (const KekInfo& k : keks) active += k.state == KekState::kActive ? 1 : 0;
+  if (active != 1) throw fail("must have exactly one active KEK version");
+  std::sort(keks.begin(), keks.end(),
+            [](const KekInfo& a, const KekInfo& b) { return a.version < b.version; });
+  for (size_t i = 1; i < keks.size(); ++i) {
+    if (keks[i].version == keks[i - 1].version) throw fail("duplicate KEK version");
+  }
+}
+
+std::vector<KekInfo> KeyringFile::claimed_keks(const VolumeConfig& config) const {
+  CheckBelongsTo(config);
+  std::vector<KekInfo> keks;
+  for (const StoredKek& r : keks_) keks.push_back(r.info);
+  CheckKekSet(keks);
+  return keks;
+}
+
 Keyring KeyringFile::Open(const VolumeConfig& config, const SecureBytes& master_key) const {
   auto fail = [this](const std::string& what) -> Error {
     return Error(ErrorKind::kConfig, file_.string() + ": " + what);
@@ -404,7 +435,7 @@ Keyring KeyringFile::Open(const VolumeConfig& config, const SecureBytes& master_
   auto volume_key = Unwrap(keys.wrap, VolumeKeyAad(config), volume_key_);
   if (!volume_key) throw fail("volume key does not authenticate");
   k.volume_key_ = std::move(*volume_key);
-  size_t active = 0;
+  std::vector<KekInfo> infos;
   for (const StoredKek& r : keks_) {
     Keyring::Entry entry{r.info, {}};
     if (r.info.state != KekState::kRetired) {
@@ -414,19 +445,14 @@ Keyring KeyringFile::Open(const VolumeConfig& config, const SecureBytes& master_
       }
       entry.key = std::move(*kek);
     }
-    if (r.info.state == KekState::kActive) ++active;
+    infos.push_back(r.info);
     k.entries_.push_back(std::move(entry));
   }
-  if (active != 1) throw fail("must have exactly one active KEK version");
+  CheckKekSet(infos);
   std::sort(k.entries_.begin(), k.entries_.end(),
             [](const Keyring::Entry& a, const Keyring::Entry& b) {
               return a.info.version < b.info.version;
             });
-  for (size_t i = 1; i < k.entries_.size(); ++i) {
-    if (k.entries_[i].info.version == k.entries_[i - 1].info.version) {
-      throw fail("duplicate KEK version");
-    }
-  }
   return k;
 }
 

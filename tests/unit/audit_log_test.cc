@@ -56,7 +56,7 @@ class AuditLogTest : public ::testing::Test {
                           with_key ? &volume_->audit_key() : nullptr);
   }
   void AppendSome(int n) {
-    for (int i = 0; i < n; ++i) AppendAuditEvent(*volume_, "kek_rotated", {{"version", i + 2}});
+    for (int i = 0; i < n; ++i) AppendAuditEvent(*volume_, "kek_rotated", {{"kek_version", i + 2}});
   }
   static std::string Problems(const AuditLogReport& r) {
     std::string all;
@@ -88,9 +88,9 @@ TEST_F(AuditLogTest, AnIntactLogVerifies) {
 TEST_F(AuditLogTest, AnEditedLineIsFound) {
   AppendSome(4);
   std::vector<std::string> lines = Lines();
-  size_t at = lines[1].find("\"version\":3");
+  size_t at = lines[1].find("\"kek_version\":3");
   ASSERT_NE(std::string::npos, at);
-  lines[1].replace(at, 11, "\"version\":9");
+  lines[1].replace(at, 15, "\"kek_version\":9");
   WriteLines(lines);
   std::string problems = Problems(Verify());
   EXPECT_NE(std::string::npos, problems.find("line 2: does not authenticate")) << problems;

@@ -43,6 +43,19 @@ TEST(KeyPolicyTest, OnlyTheActiveVersionHasADueDate) {
   EXPECT_TRUE(RotationOverdue(EvaluateKeyPolicy(keks, 30, kT0 + 231 * kSecondsPerDay)));
 }
 
+TEST(KeyPolicyTest, DaysToRotationCountDownAndGoNegativeOnceOverdue) {
+  std::vector<KekInfo> keks = {{7, 1, kT0, KekState::kDecryptOnly}, {8, 2, kT0, KekState::kActive}};
+  auto s = EvaluateKeyPolicy(keks, 30, kT0 + 10);
+  EXPECT_FALSE(s[0].days_to_rotation.has_value());
+  ASSERT_TRUE(s[1].days_to_rotation.has_value());
+  EXPECT_EQ(29, *s[1].days_to_rotation) << "29 days and some hours left: whole days";
+  EXPECT_EQ(0, *EvaluateKeyPolicy(keks, 30, kT0 + 30 * kSecondsPerDay)[1].days_to_rotation);
+  auto late = EvaluateKeyPolicy(keks, 30, kT0 + 30 * kSecondsPerDay + 1);
+  EXPECT_EQ(-1, *late[1].days_to_rotation) << "a second overdue is the first day overdue";
+  EXPECT_TRUE(late[1].overdue);
+  EXPECT_EQ(-10, *EvaluateKeyPolicy(keks, 30, kT0 + 40 * kSecondsPerDay)[1].days_to_rotation);
+}
+
 TEST(KeyPolicyTest, CreationInTheFutureHasAgeZero) {
   auto s = EvaluateKeyPolicy({{7, 1, kT0, KekState::kActive}}, 90, kT0 - 5 * kSecondsPerDay);
   EXPECT_EQ(0, s[0].age_days);

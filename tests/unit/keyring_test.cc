@@ -534,6 +534,37 @@ TEST_F(VolumeDir, AShorterFormatOneRotationPeriodIsHonoured) {
   EXPECT_EQ(30u, Volume::Open(dir_, *MakeKeyFileSource(key))->policy().rotate_after_days);
 }
 
+TEST_F(VolumeDir, TheClaimedKeksAreCheckedForShapeButNotAuthenticated) {
+  auto v = Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
+  v->UpdateKeyring([](Keyring& k) { k.Rotate(8000); });
+  UniqueFd root(RootFd());
+  const std::vector<KekInfo> claimed =
+      KeyringFile::Read(root.get(), dir_).claimed_keks(v->config());
+  ASSERT_EQ(2u, claimed.size());
+  EXPECT_EQ(1u, claimed[0].version);
+  EXPECT_EQ(KekState::kActive, claimed[1].state);
+  EXPECT_EQ(8000, claimed[1].created_unix);
+  const std::string original = Slurp(dir_ / kKeyringFileName);
+  auto claim = [&](const std::string& from, const std::string& to) {
+    std::string edited = original;
+    size_t at = edited.find(from);
+    EXPECT_NE(std::string::npos, at) << from;
+    if (at != std::string::npos) edited.replace(at, from.size(), to);
+    Spit(dir_ / kKeyringFileName, edited);
+    return KeyringFile::Read(root.get(), dir_).claimed_keks(v->config());
+  };
+  // Unauthenticated: an edited date is taken as stored (the caller must say so) ...
+  EXPECT_NO_THROW(claim("created = 1970-01-01T02:13:20Z", "created = 2001-01-01T00:00:00Z"));
+  // ... but never a keyring of another shape or of another volume.
+  EXPECT_EQ(ErrorKind::kConfig,
+            KindOf([&] { claim("state = 'decrypt-only'", "state = 'active'"); }));
+  EXPECT_EQ(ErrorKind::kConfig, KindOf([&] { claim("version = 2", "version = 1"); }));
+  EXPECT_EQ(ErrorKind::kConfig, KindOf([&] {
+              claim("volume_id = '" + ToHex(v->config().volume_id) + "'",
+                    "volume_id = '00000000000000000000000000000000'");
+            }));
+}
+
 TEST(KeyringRegression, KeyringsOnlyMoveForward) {
   KeyringFacts known{5, "aa", 3, {1}};
   EXPECT_FALSE(KeyringRegression(known, KeyringFacts{6, "bb", 3, {1}}));
