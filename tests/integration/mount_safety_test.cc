@@ -298,11 +298,11 @@ TEST(MountOptions, BadDashOOptionsFailWithOneLine) {
 }
 
 // The daemon reachable as `envelopefs` where mount.fuse3 looks for it. mount(8) gives its
-// helpers no PATH, so /bin/sh's default one applies, which has /usr/local/bin (where
-// `cmake --install` puts it): a private mount namespace shows a directory with a link to the
-// built daemon there, so the system is not changed. The script unmounts on exit; a daemon left
-// behind anyway (found by the unique cipher dir in its command line) is stopped and fails the
-// test.
+// helpers no PATH, so /bin/sh's default one applies. The test installs the build with
+// `cmake --install` (DESTDIR in a temp dir), checks that its bin directory is on that default
+// path, and in a private mount namespace shows the installed daemon in /usr/local/bin, so the
+// system is not changed. The script unmounts on exit; a daemon left behind anyway (found by the
+// unique cipher dir in its command line) is stopped and fails the test.
 class MountHelper : public ::testing::Test {
  protected:
   void TearDown() override {
@@ -348,7 +348,19 @@ TEST_F(MountHelper, MountDashTFuseEnvelopefsAndAnFstabLineWork) {
   fs::create_directories(bin);
   fs::create_directories(m1);
   fs::create_directories(m2);
-  fs::create_symlink(ENVELOPEFS_BINARY, bin / "envelopefs");
+  CommandResult install =
+      RunCommand("DESTDIR=" + Quote(root / "inst") + " " + ENVELOPEFS_CMAKE_COMMAND +
+                     " --install " + Quote(ENVELOPEFS_BUILD_DIR),
+                 120);
+  ASSERT_EQ(0, install.exit_code) << install.output;
+  const fs::path installed =
+      root / "inst" / fs::path(ENVELOPEFS_INSTALL_BINDIR).relative_path() / "envelopefs";
+  ASSERT_TRUE(fs::exists(installed)) << install.output;
+  CommandResult sh_path = RunCommand("env -i /bin/sh -c 'echo \":$PATH:\"'");
+  EXPECT_NE(std::string::npos,
+            sh_path.output.find(":" + std::string(ENVELOPEFS_INSTALL_BINDIR) + ":"))
+      << "cmake --install puts envelopefs where mount.fuse3 does not look: " << sh_path.output;
+  fs::create_symlink(installed, bin / "envelopefs");
   WriteFile(
       root / "fstab",
       v.cipher().string() + " " + m2.string() + " fuse.envelopefs keyfile=" + v.keyfile().string() +
