@@ -173,10 +173,9 @@ CommandLine Parse(int argc, char** argv) {
   if (argc - optind != 2) Fail(kExitUsage, "expected CIPHERDIR and MOUNTPOINT (see --help)");
   try {
     const std::vector<DaemonOption> daemon_options = DaemonOptionsForLists();
+    auto apply = [&cl](int code, const std::string& value) { ApplyDaemonOption(cl, code, value); };
     for (const std::string& list : option_lists) {
-      for (std::string& o : SplitMountOptions(
-               list, daemon_options,
-               [&](int code, const std::string&v) { ApplyDaemonOption(cl, code, v); })) {
+      for (std::string& o : SplitMountOptions(list, daemon_options, apply)) {
         cl.fuse_options.push_back(std::move(o));
       }
     }

@@ -235,6 +235,34 @@ TEST(MountSafety, ASecondDaemonOnTheSameCipherDirIsRefusedNamingTheMount) {
   EXPECT_TRUE(again.mounted);
 }
 
+TEST(MountSafety, TheOtherMountIsNamedAlsoWithSpacesAndCommasInItsPaths) {
+  MountedVolume v;
+  ASSERT_MOUNTED(v);
+  WriteFile(v / "f", "data");
+  v.Unmount();
+  const fs::path root = v.cipher().parent_path();
+  const fs::path cipher = root / "ci pher,1", mnt = root / "m nt", other = root / "other";
+  fs::rename(v.cipher(), cipher);
+  fs::create_directory(mnt);
+  fs::create_directory(other);
+  struct Unmount {  // also when an assertion fails
+    fs::path m;
+    ~Unmount() {
+      if (IsFuseMount(m))
+        RunCommand("fusermount3 -u " + Quote(m) + " || fusermount3 -uz " + Quote(m));
+    }
+  } unmount{mnt};
+  const std::string daemon = std::string(ENVELOPEFS_BINARY) + " --keyfile " + Quote(v.keyfile());
+  CommandResult first = RunCommand(daemon + " " + Quote(cipher) + " " + Quote(mnt));
+  ASSERT_EQ(0, first.exit_code) << first.output;
+  EXPECT_EQ("data", ReadFile(mnt / "f"));
+  // The source is the cipher dir, comma and all (escaped for FUSE, unescaped from mountinfo).
+  Attempt second = TryMount(KeyArgs(v) + Quote(cipher) + " " + Quote(other));
+  ExpectRefused(second, 8, "is already mounted at " + mnt.string() + " by");
+  EXPECT_EQ(0, RunCommand("fusermount3 -u " + Quote(mnt)).exit_code);
+  fs::rename(cipher, v.cipher());  // for the fixture's teardown
+}
+
 TEST(MountSafety, AVolumeCanBeRemountedRightAfterItsUnmount) {
   MountedVolume v;
   ASSERT_MOUNTED(v);
@@ -366,8 +394,9 @@ TEST_F(MountHelper, MountDashTFuseEnvelopefsAndAnFstabLineWork) {
       v.cipher().string() + " " + m2.string() + " fuse.envelopefs keyfile=" + v.keyfile().string() +
           ",nosuid,nodev,nofail,_netdev,x-systemd.requires-mounts-for=" + root.string() + " 0 0\n");
   const std::string script =
-      "mount --bind " + Quote(bin) + " /usr/local/bin || exit 90\n" + "trap 'fusermount3 -u " +
-      Quote(m1) + " 2>/dev/null; fusermount3 -u " + Quote(m2) + " 2>/dev/null' EXIT\n" +
+      "mount --bind " + Quote(bin) + " /usr/local/bin || exit 90\n" + "M1=" + Quote(m1) +
+      " M2=" + Quote(m2) + "\n" +
+      "trap 'fusermount3 -u \"$M1\" 2>/dev/null; fusermount3 -u \"$M2\" 2>/dev/null' EXIT\n" +
       "trap 'exit 99' INT TERM\n" +
       // As the issue has it: mount -t fuse.envelopefs -o keyfile=...,allow_other CIPHER MNT
       "mount -t fuse.envelopefs -o " + Quote("keyfile=" + v.keyfile().string() + ",allow_other") +
