@@ -63,21 +63,35 @@ struct Attempt {
   bool mounted = false;  // a new envelopefs mount appeared (and was unmounted again)
 };
 
-// Runs `envelopefs ARGS` in the background mode (it exits once mounted). A mount it made is
-// unmounted again before returning, so a check that wrongly lets a mount through never leaves
-// one behind.
-Attempt TryMount(const std::string& args) {
+// Runs `envelopefs OPTIONS CIPHER MNT AFTER` in the background mode (it exits once mounted).
+// A mount it made at MNT is unmounted again before returning, so a check that wrongly lets a
+// mount through never leaves one behind. Only a new mount at MNT (a directory of this test) is
+// ours: other programs may mount and unmount envelopefs volumes elsewhere at the same time.
+Attempt TryMount(const std::string& options, const fs::path& cipher, const fs::path& mnt,
+                 const std::string& after = "") {
+  const std::string target = fs::weakly_canonical(mnt).string();
   const auto before = EnvelopeMounts();
   Attempt a;
-  a.result = RunCommand(std::string(ENVELOPEFS_BINARY) + " " + args, 60);
+  a.result = RunCommand(std::string(ENVELOPEFS_BINARY) + " " + options + " " + Quote(cipher) + " " +
+                            Quote(mnt) + " " + after,
+                        60);
   for (const auto& [id, point] : EnvelopeMounts()) {
-    if (before.count(id) != 0) continue;
+    if (before.count(id) != 0 || point != target) continue;
     a.mounted = true;
-    RunCommand("fusermount3 -u " + Quote(point), 30);
+    RunCommand("fusermount3 -u " + Quote(target), 30);
   }
   if (a.mounted) usleep(500 * 1000);  // let the daemon record its files and release its lock
   return a;
 }
+
+// Unmounts `m` (a mount point of this test) when it goes out of scope, also after a failure.
+struct UnmountGuard {
+  fs::path m;
+  ~UnmountGuard() {
+    if (IsFuseMount(m))
+      RunCommand("fusermount3 -u " + Quote(m) + " || fusermount3 -uz " + Quote(m));
+  }
+};
 
 // A refusal: exit `code`, one line "envelopefs: ..." containing `text`, nothing mounted.
 void ExpectRefused(const Attempt& a, int code, const std::string& text) {
@@ -146,7 +160,7 @@ TEST(MountSafety, ANonEmptyMountPointIsRefusedUnlessNonempty) {
   WriteFile(v.mnt() / "underneath", "would be hidden");
   const std::string cipher_before = Snapshot(v.cipher());
 
-  ExpectRefused(TryMount(KeyArgs(v) + Quote(v.cipher()) + " " + Quote(v.mnt())), 2, "is not empty");
+  ExpectRefused(TryMount(KeyArgs(v), v.cipher(), v.mnt()), 2, "is not empty");
   EXPECT_EQ(cipher_before, Snapshot(v.cipher())) << "a refused mount changed the cipher dir";
   EXPECT_EQ("would be hidden", ReadFile(v.mnt() / "underneath"));
 
@@ -172,7 +186,7 @@ TEST(MountSafety, AMountPointThatIsAlreadyMountedIsRefused) {
   WriteFile(v / "f", "v's file");
   w.Unmount();
   // Stacking w on v's mount point.
-  ExpectRefused(TryMount(KeyArgs(w) + Quote(w.cipher()) + " " + Quote(v.mnt())), 2,
+  ExpectRefused(TryMount(KeyArgs(w), w.cipher(), v.mnt()), 2,
                 v.mnt().string() + " is already a mount point");
   EXPECT_EQ("v's file", ReadFile(v / "f"));
   const auto mounts = EnvelopeMounts();
@@ -188,17 +202,15 @@ TEST(MountSafety, TheCipherDirItselfOrAnythingInsideOrAroundItIsRefused) {
   const fs::path root = v.cipher().parent_path();
   fs::create_directory_symlink(v.cipher(), root / "link-to-cipher");
   const std::string before = Snapshot(v.cipher());
-  const std::string cipher = Quote(v.cipher()) + " ";
 
-  ExpectRefused(TryMount(KeyArgs(v) + cipher + Quote(v.cipher())), 2, "is the cipher dir itself");
+  ExpectRefused(TryMount(KeyArgs(v), v.cipher(), v.cipher()), 2, "is the cipher dir itself");
   // Through a symlink: paths are resolved before they are compared.
-  ExpectRefused(TryMount(KeyArgs(v) + cipher + Quote(root / "link-to-cipher")), 2,
+  ExpectRefused(TryMount(KeyArgs(v), v.cipher(), root / "link-to-cipher"), 2,
                 "is the cipher dir itself");
-  ExpectRefused(
-      TryMount(KeyArgs(v) + Quote(root / "link-to-cipher") + " " + Quote(v.cipher() / "sub")), 2,
-      "is inside the cipher dir");
+  ExpectRefused(TryMount(KeyArgs(v), root / "link-to-cipher", v.cipher() / "sub"), 2,
+                "is inside the cipher dir");
   // A mount point that contains the cipher dir would hide it (even with --nonempty).
-  ExpectRefused(TryMount(KeyArgs(v) + "--nonempty " + cipher + Quote(root)), 2,
+  ExpectRefused(TryMount(KeyArgs(v) + "--nonempty", v.cipher(), root), 2,
                 "is inside the mount point");
   EXPECT_EQ(before, Snapshot(v.cipher())) << "a refused mount changed the cipher dir";
 }
@@ -217,9 +229,9 @@ TEST(MountSafety, ASecondDaemonOnTheSameCipherDirIsRefusedNamingTheMount) {
   fs::create_directory_symlink(v.cipher(), link);
 
   const std::string named = "is already mounted at " + v.mnt().string();
-  ExpectRefused(TryMount(KeyArgs(v) + Quote(v.cipher()) + " " + Quote(other)), 8, named);
+  ExpectRefused(TryMount(KeyArgs(v), v.cipher(), other), 8, named);
   // The same directory under another name is the same cipher dir.
-  ExpectRefused(TryMount(KeyArgs(v) + Quote(link) + " " + Quote(other)), 8, named);
+  ExpectRefused(TryMount(KeyArgs(v), link, other), 8, named);
   // A foreground daemon is refused the same way (before it asks for a key).
   CommandResult fg = RunCommand(std::string(ENVELOPEFS_BINARY) + " -f " + Quote(v.cipher()) + " " +
                                     Quote(other) + " </dev/null",
@@ -230,7 +242,7 @@ TEST(MountSafety, ASecondDaemonOnTheSameCipherDirIsRefusedNamingTheMount) {
 
   // Once the first daemon is gone, the lock is free.
   v.Unmount();
-  Attempt again = TryMount(KeyArgs(v) + Quote(v.cipher()) + " " + Quote(other));
+  Attempt again = TryMount(KeyArgs(v), v.cipher(), other);
   EXPECT_EQ(0, again.result.exit_code) << again.result.output;
   EXPECT_TRUE(again.mounted);
 }
@@ -245,19 +257,13 @@ TEST(MountSafety, TheOtherMountIsNamedAlsoWithSpacesAndCommasInItsPaths) {
   fs::rename(v.cipher(), cipher);
   fs::create_directory(mnt);
   fs::create_directory(other);
-  struct Unmount {  // also when an assertion fails
-    fs::path m;
-    ~Unmount() {
-      if (IsFuseMount(m))
-        RunCommand("fusermount3 -u " + Quote(m) + " || fusermount3 -uz " + Quote(m));
-    }
-  } unmount{mnt};
+  UnmountGuard guard{mnt};
   const std::string daemon = std::string(ENVELOPEFS_BINARY) + " --keyfile " + Quote(v.keyfile());
   CommandResult first = RunCommand(daemon + " " + Quote(cipher) + " " + Quote(mnt));
   ASSERT_EQ(0, first.exit_code) << first.output;
   EXPECT_EQ("data", ReadFile(mnt / "f"));
   // The source is the cipher dir, comma and all (escaped for FUSE, unescaped from mountinfo).
-  Attempt second = TryMount(KeyArgs(v) + Quote(cipher) + " " + Quote(other));
+  Attempt second = TryMount(KeyArgs(v), cipher, other);
   ExpectRefused(second, 8, "is already mounted at " + mnt.string() + " by");
   EXPECT_EQ(0, RunCommand("fusermount3 -u " + Quote(mnt)).exit_code);
   fs::rename(cipher, v.cipher());  // for the fixture's teardown
@@ -270,7 +276,7 @@ TEST(MountSafety, AVolumeCanBeRemountedRightAfterItsUnmount) {
   // The daemon still records the files' sizes after the unmount; the next daemon waits for it
   // instead of reporting it.
   ASSERT_EQ(0, RunCommand("fusermount3 -u " + Quote(v.mnt())).exit_code);
-  Attempt a = TryMount(KeyArgs(v) + Quote(v.cipher()) + " " + Quote(v.mnt()));
+  Attempt a = TryMount(KeyArgs(v), v.cipher(), v.mnt());
   EXPECT_EQ(0, a.result.exit_code) << a.result.output;
   EXPECT_TRUE(a.mounted);
   EXPECT_EQ(0, v.Stop(SIGTERM)) << v.DaemonLog();  // reaps the first daemon
@@ -285,8 +291,9 @@ TEST(MountOptions, KeySourceAndDaemonOptionsWorkAsDashO) {
   v.Unmount();
   // What mount.fuse3 runs for an fstab line: CIPHERDIR MOUNTPOINT -o OPTIONS, with generic
   // mount options that FUSE must not see.
-  Attempt a = TryMount(Quote(v.cipher()) + " " + Quote(v.mnt()) + " -o " +
-                       Quote("rw,keyfile=" + v.keyfile().string() +
+  Attempt a =
+      TryMount("", v.cipher(), v.mnt(),
+               "-o " + Quote("rw,keyfile=" + v.keyfile().string() +
                              ",ro,nosuid,nodev,noexec,noatime,defaults,auto,noauto,nofail,_netdev,"
                              "user,comment=x,x-systemd.automount,x-systemd.requires=a.mount,"
                              "X-mount.mkdir,relatime,nodiratime,seal_interval=1,dev,suid"));
@@ -294,9 +301,10 @@ TEST(MountOptions, KeySourceAndDaemonOptionsWorkAsDashO) {
   EXPECT_TRUE(a.mounted);
 
   // Mounted for real: read-only (ro went to the daemon), readable with the key file.
+  UnmountGuard guard{v.mnt()};
   const std::string probe =
-      "set -e; " + std::string(ENVELOPEFS_BINARY) + " " + Quote(v.cipher()) + " " + Quote(v.mnt()) +
-      " -o " + Quote("keyfile=" + v.keyfile().string() + ",ro,nosuid,nodev") + "; cat " +
+      std::string(ENVELOPEFS_BINARY) + " " + Quote(v.cipher()) + " " + Quote(v.mnt()) + " -o " +
+      Quote("keyfile=" + v.keyfile().string() + ",ro,nosuid,nodev") + " || exit 90; cat " +
       Quote(v.mnt() / "f") + "; echo; if echo x > " + Quote(v.mnt() / "g") +
       " 2>/dev/null; then echo WRITABLE; fi; grep ' " + v.mnt().string() +
       " ' /proc/self/mountinfo; fusermount3 -u " + Quote(v.mnt());
@@ -312,17 +320,18 @@ TEST(MountOptions, BadDashOOptionsFailWithOneLine) {
   MountedVolume v;
   ASSERT_MOUNTED(v);
   v.Unmount();
-  const std::string where = Quote(v.cipher()) + " " + Quote(v.mnt()) + " -o ";
+  auto with = [&](const std::string& options) {
+    return TryMount("", v.cipher(), v.mnt(), "-o " + Quote(options));
+  };
   const std::string key = "keyfile=" + v.keyfile().string() + ",";
-  ExpectRefused(TryMount(where + Quote(key + "bogus")), 2, "unknown mount option bogus");
-  ExpectRefused(TryMount(where + Quote(key + "strictatime")), 2, "unknown mount option");
-  ExpectRefused(TryMount(where + "keyfile"), 2, "needs a value");
-  ExpectRefused(TryMount(where + Quote(key + "ro=yes")), 2, "takes no value");
-  ExpectRefused(TryMount(where + Quote(key + "fsname=x")), 2, "is set by envelopefs");
+  ExpectRefused(with(key + "bogus"), 2, "unknown mount option bogus");
+  ExpectRefused(with(key + "strictatime"), 2, "unknown mount option");
+  ExpectRefused(with("keyfile"), 2, "needs a value");
+  ExpectRefused(with(key + "ro=yes"), 2, "takes no value");
+  ExpectRefused(with(key + "fsname=x"), 2, "is set by envelopefs");
   // A helper must never get a daemon that stays in the foreground.
-  ExpectRefused(TryMount(where + Quote(key + "foreground")), 2, "unknown mount option");
-  ExpectRefused(TryMount(where + Quote(key + "passfile=" + v.keyfile().string())), 2,
-                "mutually exclusive");
+  ExpectRefused(with(key + "foreground"), 2, "unknown mount option");
+  ExpectRefused(with(key + "passfile=" + v.keyfile().string()), 2, "mutually exclusive");
 }
 
 // The daemon reachable as `envelopefs` where mount.fuse3 looks for it. mount(8) gives its
