@@ -18,6 +18,8 @@
 // fresh DEK (and the current format version): nothing written before can be spliced back.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -70,6 +72,17 @@ class CipherFile {
   uint64_t ModificationCount() const { return modifications_.load(); }
   int SealIfUnchanged(uint64_t count);
 
+  // Sealing rewrites the header, not the contents: the modification time is put back after it
+  // (KeptMtime). The change time cannot be; a caller that shows times (the daemon) may set an
+  // observer, called after each seal with the change time before and after it. Set it before
+  // the file is shared; it runs under the file's lock and must not call back into the file.
+  using SealObserver =
+      std::function<void(const struct timespec& ctime_before, const struct timespec& ctime_after)>;
+  void set_seal_observer(SealObserver observer) { seal_observer_ = std::move(observer); }
+  // utimensat(2) of the file (times as for futimens), ordered with sealing, which keeps the
+  // modification time it finds.
+  int SetTimes(const struct timespec times[2]);
+
   uint64_t size() const;
   int fd() const { return fd_.get(); }
   uint16_t format_version() const;
@@ -94,6 +107,8 @@ class CipherFile {
   void SealChunk(uint64_t index, const uint8_t* plain, uint64_t plain_len, uint8_t* cipher);
   int ReadOldChunk(uint64_t index, uint64_t old_len, uint8_t* plain);
   int WriteState(uint64_t size, uint32_t flags, bool sealed, bool durable);
+  // Writes the sealed record of the current state, keeping the modification time.
+  int Seal(bool durable);
   int PrepareModify(bool changes_size, bool creates_holes);
   int ExtendTo(uint64_t new_size);
   // Seals `len` bytes of `plain` as chunk `index` and writes it in place.
@@ -142,6 +157,7 @@ class CipherFile {
   bool index_stale_ = false;  // index blocks on disk may disagree with tags_ (a failed write)
   bool dirty_ = false;        // changed through this object since it was opened
   std::atomic<uint64_t> modifications_{0};
+  SealObserver seal_observer_;
   mutable std::atomic<uint64_t> last_read_end_{0};  // for sequential-read prefetch
 };
 

@@ -19,6 +19,7 @@
 #include "envelopefs/log.h"
 #include "envelopefs/volume.h"
 #include "header_lock.h"
+#include "kept_mtime.h"
 
 namespace envelopefs {
 namespace {
@@ -781,21 +782,30 @@ int CipherFile::Sync() {
   if (::fdatasync(fd_.get()) != 0) return -errno;
   if (!dirty_) return 0;
   // The data is durable; now record the exact state, durably.
-  if (int rc = WriteState(size_, disk_state_.flags, /*sealed=*/true, /*durable=*/true); rc < 0) {
-    return rc;
-  }
-  dirty_ = false;
-  return 0;
+  return Seal(/*durable=*/true);
 }
 
 int CipherFile::SealIfUnchanged(uint64_t count) {
   std::unique_lock lock(mu_);
   if (modifications_.load() != count || !dirty_) return 0;
-  if (int rc = WriteState(size_, disk_state_.flags, /*sealed=*/true, /*durable=*/false); rc < 0) {
-    return rc;
-  }
+  return Seal(/*durable=*/false);
+}
+
+int CipherFile::Seal(bool durable) {
+  KeptMtime kept(fd_.get());
+  int rc =
+      kept.Write([&] { return WriteState(size_, disk_state_.flags, /*sealed=*/true, durable); });
+  if (rc < 0) return rc;
   dirty_ = false;
+  if (auto change = kept.Restore(); change && seal_observer_) {
+    seal_observer_(change->before, change->after);
+  }
   return 0;
+}
+
+int CipherFile::SetTimes(const struct timespec times[2]) {
+  std::unique_lock lock(mu_);
+  return ::futimens(fd_.get(), times) == 0 ? 0 : -errno;
 }
 
 }  // namespace envelopefs

@@ -16,6 +16,7 @@
 #include "envelopefs/file_header.h"
 #include "envelopefs/unique_fd.h"
 #include "header_lock.h"
+#include "kept_mtime.h"
 
 namespace envelopefs {
 namespace {
@@ -28,12 +29,15 @@ struct Pending {
   dev_t dev;
   std::array<uint8_t, kFixedSize> fixed;  // the fixed part the record is bound to
   KeySlotBytes record;
-  int first_slot;  // written before the first sync; the other one after it
+  int first_slot;   // written before the first sync; the other one after it
+  KeptMtime mtime;  // a rewrap changes no contents: the modification time is put back
 };
 
+// 0 or an errno.
 int WriteSlot(int fd, const KeySlotBytes& record, int slot) {
   ssize_t n = pwrite(fd, record.data(), record.size(), static_cast<off_t>(kKeySlotOffset[slot]));
-  return n == static_cast<ssize_t>(record.size()) ? 0 : -1;
+  if (n == static_cast<ssize_t>(record.size())) return 0;
+  return n < 0 ? errno : EIO;  // a short write of 128 bytes: the disk is full
 }
 
 // syncfs(2) of every file system the batch touched (a cipher dir may span mounts).
@@ -91,9 +95,12 @@ RewrapStats RewrapFiles(
         report(*p.path, RewrapOutcome::kCurrent, "");
         continue;
       }
-      if (WriteSlot(p.fd.get(), p.record, 1 - p.first_slot) != 0) {
+      const int written =
+          p.mtime.Write([&] { return WriteSlot(p.fd.get(), p.record, 1 - p.first_slot); });
+      p.mtime.Restore();
+      if (written != 0) {
         ++stats.failed;  // the first slot already holds the new record: the file is fine
-        report(*p.path, RewrapOutcome::kFailed, std::string("second slot: ") + strerror(errno));
+        report(*p.path, RewrapOutcome::kFailed, std::string("second slot: ") + strerror(written));
         continue;
       }
       ++stats.rewrapped;
@@ -146,14 +153,14 @@ RewrapStats RewrapFiles(
                                                                                 : 1;
     const uint64_t generation =
         std::max(header.slots[0].generation, header.slots[1].generation) + 1;
-    Pending p{&path, std::move(owned), header.dev, {}, {}, first};
+    Pending p{&path, std::move(owned), header.dev, {}, {}, first, KeptMtime(fd)};
     std::memcpy(p.fixed.data(), header.bytes.data(), kFixedSize);
     p.record =
         WrapDek(header.FixedBytes(), KeySlotInfo{generation, target.info.id, target.info.version},
                 opened.dek, target.key);
-    if (WriteSlot(p.fd.get(), p.record, first) != 0) {
+    if (int rc = p.mtime.Write([&] { return WriteSlot(p.fd.get(), p.record, first); }); rc != 0) {
       ++stats.failed;
-      report(path, RewrapOutcome::kFailed, strerror(errno));
+      report(path, RewrapOutcome::kFailed, strerror(rc));
       continue;
     }
     batch.push_back(std::move(p));

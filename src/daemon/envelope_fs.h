@@ -1,17 +1,31 @@
-// EnvelopeFs — the FUSE low-level operations of the envelopefs daemon.
+// EnvelopeFs — the state of one envelopefs mount, shared by the FUSE operations.
 //
 // Translates FUSE requests into operations on the cipher dir: names through NameTransform,
 // file contents through CipherFile, everything else (modes, owners, times, links) passed
 // through to the backing objects. It never touches byte layouts itself. One instance per
-// mount; callbacks run on libfuse's worker threads and are thread-safe.
+// mount; the operations (operations.h, one file per group) run on libfuse's worker threads.
+//
+// Thread safety and lock order. Locks are taken in this order, never the other way round:
+//   1. EnvelopeFs::namespace_mutex()  shared to create or remove an entry, exclusive for rmdir
+//                                     and rename (a directory is never removed while an entry
+//                                     is created in it)
+//   2. Inode::open_mutex              one open of a cipher file at a time per inode (held
+//                                     across the header read and key unwrap)
+//   3. InodeTable's mutex             (IdleEntries takes Inode::mutex inside it)
+//   4. Inode::mutex                   an inode's cached parts; never held across disk I/O or a
+//                                     key unwrap, so lookups and getattr never wait for one
+//   5. CipherFile's lock              (held by reads, writes and seals)
+//   6. SealedCtime::mutex             (taken by a seal, under the CipherFile's lock)
+// Directory handles have their own mutex, taken before any of 2-6. The Sealer's and
+// InodeRelief's mutexes guard only their own queues.
 #pragma once
 
-#define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 
 #include "envelopefs/name_transform.h"
@@ -42,6 +56,7 @@ class EnvelopeFs {
   Inode& root() { return root_; }
   InodeTable& inodes() { return inodes_; }
   Sealer& sealer() { return *sealer_; }
+  std::shared_mutex& namespace_mutex() { return namespace_mutex_; }
 
   // Picks up a keyring changed by `envelopectl keys rotate` (or retire) without a remount.
   // `force`: check now (a file needs a KEK version we do not know yet); otherwise at most
@@ -58,6 +73,7 @@ class EnvelopeFs {
   UniqueFd sync_fd_;  // the cipher dir, opened for syncfs(2)
   std::unique_ptr<Sealer> sealer_;
   std::atomic<int64_t> keyring_checked_ms_{0};
+  std::shared_mutex namespace_mutex_;
 };
 
 }  // namespace envelopefs

@@ -8,9 +8,7 @@
 
 namespace envelopefs {
 
-namespace {
-
-size_t DefaultBudget() {
+size_t DescriptorBudget() {
   if (const char* env = std::getenv("ENVELOPEFS_MAX_INODES")) {
     long v = std::strtol(env, nullptr, 10);
     if (v > 0) return static_cast<size_t>(v);
@@ -20,15 +18,18 @@ size_t DefaultBudget() {
   return static_cast<size_t>(lim.rlim_cur) / 4 * 3;  // the rest for open files and the daemon
 }
 
-}  // namespace
-
 InodeRelief::InodeRelief(InodeTable& inodes, size_t max_inodes)
-    : inodes_(inodes), budget_(max_inodes != 0 ? max_inodes : DefaultBudget()) {}
+    : inodes_(inodes), budget_(max_inodes != 0 ? max_inodes : DescriptorBudget()) {}
 
 InodeRelief::~InodeRelief() { Stop(); }
 
 void InodeRelief::Start(fuse_session* session) {
   session_ = session;
+  inodes_.WatchSize(budget_, [this] {
+    // Without the mutex (the table calls this from request threads): a wake-up lost to the
+    // race is made up by the next tick.
+    if (!nudged_.exchange(true)) wake_.notify_one();
+  });
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -39,11 +40,15 @@ void InodeRelief::Stop() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  inodes_.WatchSize(SIZE_MAX, nullptr);  // the request loop has ended
 }
 
 void InodeRelief::Run() {
   std::unique_lock<std::mutex> lock(mutex_);
-  while (!wake_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stop_; })) {
+  for (;;) {
+    wake_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stop_ || nudged_; });
+    if (stop_) break;
+    nudged_ = false;
     const size_t cached = inodes_.size();
     if (cached <= budget_) continue;
     lock.unlock();

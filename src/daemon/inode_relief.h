@@ -3,15 +3,16 @@
 // Every inode the kernel has cached holds an O_PATH descriptor in the daemon (InodeTable), and
 // the kernel keeps inodes cached as long as memory allows. A walk over a lake with more files
 // than RLIMIT_NOFILE would otherwise make lookups fail with EMFILE. When the table grows past
-// its budget, a background thread asks the kernel to drop the dentries of idle files
+// its budget, a background thread (woken at once by the table, and every 200 ms) asks the
+// kernel to drop the dentries of idle files and directories
 // (fuse_lowlevel_notify_inval_entry); the kernel then sends FORGET and the descriptors close.
 // Dropping a dentry is only a cache operation: a later lookup finds the entry again.
 // Thread-safe; notifications are sent from its own thread, never from a request handler.
 #pragma once
 
-#define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
@@ -21,10 +22,13 @@
 
 namespace envelopefs {
 
+// How many inodes the daemon may keep cached: three quarters of RLIMIT_NOFILE, or the value of
+// ENVELOPEFS_MAX_INODES (for tests).
+size_t DescriptorBudget();
+
 class InodeRelief {
  public:
-  // `max_inodes`: the budget; 0 picks three quarters of RLIMIT_NOFILE (or the value of
-  // ENVELOPEFS_MAX_INODES, for tests).
+  // `max_inodes`: the budget; 0 picks DescriptorBudget().
   InodeRelief(InodeTable& inodes, size_t max_inodes = 0);
   ~InodeRelief();  // Stop()
 
@@ -40,6 +44,7 @@ class InodeRelief {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stop_ = false;
+  std::atomic<bool> nudged_{false};  // the table went over budget
   std::thread thread_;
 };
 

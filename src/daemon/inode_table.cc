@@ -5,17 +5,24 @@
 namespace envelopefs {
 
 Inode* InodeTable::FindOrInsert(UniqueFd fd, dev_t dev, ino_t ino, mode_t type) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  auto& slot = inodes_[{dev, ino}];
-  if (!slot) {
-    slot = std::make_unique<Inode>();
-    slot->fd = std::move(fd);
-    slot->dev = dev;
-    slot->ino = ino;
-    slot->type = type;
+  Inode* inode;
+  bool over = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& slot = inodes_[{dev, ino}];
+    if (!slot) {
+      slot = std::make_unique<Inode>();
+      slot->fd = std::move(fd);
+      slot->dev = dev;
+      slot->ino = ino;
+      slot->type = type;
+      over = inodes_.size() > watch_limit_;
+    }
+    slot->nlookup.fetch_add(1);
+    inode = slot.get();
   }
-  slot->nlookup.fetch_add(1);
-  return slot.get();
+  if (over && over_limit_) over_limit_();
+  return inode;
 }
 
 void InodeTable::Forget(Inode* inode, uint64_t n) {
@@ -34,7 +41,8 @@ std::vector<std::pair<fuse_ino_t, std::string>> InodeTable::IdleEntries(size_t m
   for (size_t seen = 0; seen < inodes_.size() && out.size() < max; ++seen, ++it) {
     if (it == inodes_.end()) it = inodes_.begin();
     const Inode& inode = *it->second;
-    if (inode.type != S_IFREG && inode.type != S_IFLNK) continue;
+    if (inode.type != S_IFREG && inode.type != S_IFLNK && inode.type != S_IFDIR) continue;
+    if (inode.is_root) continue;
     std::lock_guard<std::mutex> ilock(it->second->mutex);
     if (inode.parent == 0 || inode.name.empty() || !inode.open_file.expired()) continue;
     out.emplace_back(inode.parent, inode.name);

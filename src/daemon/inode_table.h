@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -19,7 +20,6 @@
 #include <utility>
 #include <vector>
 
-#define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
 #include "envelopefs/cipher_file.h"
@@ -36,7 +36,8 @@ struct Inode {
   bool is_root = false;
   std::atomic<uint64_t> nlookup{0};
 
-  std::mutex mutex;
+  std::mutex open_mutex;                // one open of the cipher file at a time (see envelope_fs.h)
+  std::mutex mutex;                     // the parts below; never held across disk I/O
   fuse_ino_t parent = 0;                // where the kernel last looked it up (for invalidation)
   std::string name;                     //   and under which plaintext name
   std::optional<DirIvs> dir_ivs;        // directories: read on first use
@@ -48,7 +49,12 @@ struct Inode {
   // bound to), read on the first xattr operation. A file keeps its id for life (also through
   // truncation to zero and rewrap), so it is never cleared.
   std::optional<FileId> file_id;
+  // Regular files: the change time our last seal left (file_times.h); made at first open.
+  std::shared_ptr<struct SealedCtime> sealed_ctime;
 };
+
+// The path through which an O_PATH descriptor's object is reopened or changed.
+inline std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 class InodeTable {
  public:
@@ -59,14 +65,25 @@ class InodeTable {
   void Forget(Inode* inode, uint64_t n);
   size_t size() const;
 
-  // Up to `max` (parent, name) pairs of cached regular files and symlinks that no one has open:
-  // the entries the daemon asks the kernel to forget when it holds too many descriptors.
+  // Up to `max` (parent, name) pairs of cached entries (files, symlinks and directories other
+  // than the root) that no one has open through us: the entries the daemon asks the kernel to
+  // forget when it holds too many descriptors. (The kernel keeps what is in use, such as a
+  // process's working directory; dropping a directory drops its unused subtree.)
   std::vector<std::pair<fuse_ino_t, std::string>> IdleEntries(size_t max);
+
+  // Calls `over` (from the inserting thread, without the table's lock) whenever an insertion
+  // leaves more than `limit` inodes. Set once, before the table is used concurrently.
+  void WatchSize(size_t limit, std::function<void()> over) {
+    watch_limit_ = limit;
+    over_limit_ = std::move(over);
+  }
 
  private:
   mutable std::mutex mutex_;
   std::map<std::pair<dev_t, ino_t>, std::unique_ptr<Inode>> inodes_;
   std::pair<dev_t, ino_t> idle_cursor_{};  // where IdleEntries resumes
+  size_t watch_limit_ = SIZE_MAX;
+  std::function<void()> over_limit_;
 };
 
 }  // namespace envelopefs

@@ -9,8 +9,11 @@
 
 namespace envelopefs {
 
-Sealer::Sealer(int backing_fd, int interval_seconds)
-    : backing_fd_(backing_fd), interval_seconds_(interval_seconds), thread_([this] { Run(); }) {}
+Sealer::Sealer(int backing_fd, int interval_seconds, size_t max_pending)
+    : backing_fd_(backing_fd),
+      interval_seconds_(interval_seconds),
+      max_pending_(max_pending),
+      thread_([this] { Run(); }) {}
 
 Sealer::~Sealer() {
   {
@@ -28,7 +31,7 @@ void Sealer::Enqueue(std::shared_ptr<CipherFile> file) {
     std::lock_guard<std::mutex> lock(mutex_);
     CipherFile* key = file.get();
     pending_.emplace(key, std::move(file));
-    if (pending_.size() >= kMaxPending && !flush_now_) wake = flush_now_ = true;
+    if (pending_.size() >= max_pending_ && !flush_now_) wake = flush_now_ = true;
   }
   if (wake) wake_.notify_all();
 }

@@ -4,7 +4,7 @@
 // makes disagree with the data). Instead, closed files wait here; every interval the sealer
 // snapshots their modification counts, syncfs(2)s the backing file system once, and then writes
 // each unchanged file's sealed record. Flush() does the same immediately (used at unmount).
-// Each waiting file holds an open descriptor, so a flush also starts early once kMaxPending
+// Each waiting file holds open descriptors, so a flush also starts early once `max_pending`
 // files wait (a burst of small files must not exhaust the daemon's descriptors).
 // Thread-safe.
 #pragma once
@@ -21,10 +21,9 @@ namespace envelopefs {
 
 class Sealer {
  public:
-  Sealer(int backing_fd, int interval_seconds);
+  Sealer(int backing_fd, int interval_seconds, size_t max_pending);
   ~Sealer();  // stops the thread after a final Flush()
 
-  static constexpr size_t kMaxPending = 1024;
   void Enqueue(std::shared_ptr<CipherFile> file);
   void Flush();
 
@@ -33,6 +32,7 @@ class Sealer {
 
   const int backing_fd_;
   const int interval_seconds_;
+  const size_t max_pending_;
   std::mutex mutex_;
   std::mutex flush_mutex_;  // one flush at a time
   std::condition_variable wake_;

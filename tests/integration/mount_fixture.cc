@@ -1,6 +1,7 @@
 #include "mount_fixture.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -243,6 +244,20 @@ fs::path CipherOf(const MountedVolume& v, const fs::path& plain) {
     if (stat(p.c_str(), &cs) == 0 && cs.st_ino == st.st_ino) return p;
   }
   return {};
+}
+
+int AsNobody(const fs::path& dir, const std::function<int()>& body) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (chdir(dir.c_str()) != 0 || setgroups(0, nullptr) != 0 || setgid(65534) != 0 ||
+        setuid(65534) != 0) {
+      _exit(100);
+    }
+    _exit(body());
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 }  // namespace envelopefs::testing

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -94,6 +95,10 @@ class MountedVolume {
 };
 
 bool IsFuseMount(const fs::path& path);
+
+// Runs `body` in a child process as uid/gid 65534 (nobody) with its working directory at `dir`;
+// returns the child's exit code (the body's return value).
+int AsNobody(const fs::path& dir, const std::function<int()>& body);
 
 // The cipher file behind plaintext file `plain` of a mounted volume (same inode number), or an
 // empty path.

@@ -391,22 +391,6 @@ TEST(Mount, ReadOnlyMountServesReadsAndRefusesWrites) {
   EXPECT_EQ(EROFS, errno);
 }
 
-// Runs `body` in a child process as uid/gid 65534 (nobody) with its working directory at `dir`;
-// returns the child's exit code (the body's return value).
-int AsNobody(const fs::path& dir, const std::function<int()>& body) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    if (chdir(dir.c_str()) != 0 || setgroups(0, nullptr) != 0 || setgid(65534) != 0 ||
-        setuid(65534) != 0) {
-      _exit(100);
-    }
-    _exit(body());
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 TEST(Mount, AllowOtherGivesOtherUsersLocalDiskPermissionChecks) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to switch users";
   MountedVolume v(VolumeOptions{"", "-o allow_other"});
@@ -466,6 +450,43 @@ TEST(Mount, LargeTreesStayWithinTheDescriptorBudget) {
     ++fds;
   }
   EXPECT_LT(fds, 600u) << "descriptors are not bounded";
+}
+
+size_t DescriptorsOf(pid_t pid) {
+  size_t fds = 0;
+  for (auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    (void)e;
+    ++fds;
+  }
+  return fds;
+}
+
+// A Hive-partitioned lake has far more directories than files per directory: directories are
+// forgotten too, so writing, listing, reading and deleting it stays within the budget.
+TEST(Mount, APartitionedTreeStaysWithinTheDescriptorBudget) {
+  setenv("ENVELOPEFS_MAX_INODES", "200", 1);
+  MountedVolume v;
+  unsetenv("ENVELOPEFS_MAX_INODES");
+  ASSERT_MOUNTED(v);
+  auto partition = [&](int i) {
+    return v / "events" / ("month=" + std::to_string(i / 100)) / ("day=" + std::to_string(i));
+  };
+  const int kPartitions = 1500;
+  size_t peak = 0;
+  for (int i = 0; i < kPartitions; ++i) {
+    fs::create_directories(partition(i));
+    WriteFile(partition(i) / "part-0.csv", "row " + std::to_string(i) + "\n");
+    if (i % 100 == 99) peak = std::max(peak, DescriptorsOf(v.pid()));
+  }
+  size_t files = 0;
+  for (auto& e : fs::recursive_directory_iterator(v / "events")) files += e.is_regular_file();
+  EXPECT_EQ(static_cast<size_t>(kPartitions), files);
+  for (int i = 0; i < kPartitions; ++i) {
+    ASSERT_EQ("row " + std::to_string(i) + "\n", ReadFile(partition(i) / "part-0.csv"));
+  }
+  peak = std::max(peak, DescriptorsOf(v.pid()));
+  EXPECT_EQ(static_cast<uintmax_t>(kPartitions * 2 + 15 + 1), fs::remove_all(v / "events"));
+  EXPECT_LT(peak, 500u) << "directories pin descriptors";
 }
 
 }  // namespace

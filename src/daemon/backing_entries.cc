@@ -1,0 +1,153 @@
+#include "backing_entries.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "envelopefs/cipher_header.h"
+#include "file_times.h"
+#include "request_context.h"
+
+namespace envelopefs {
+
+DirIvs GetDirIvs(EnvelopeFs& fs, Inode& dir) {
+  std::lock_guard<std::mutex> lock(dir.mutex);
+  if (!dir.dir_ivs) dir.dir_ivs = fs.names().ReadDirIvs(dir.fd.get());
+  return *dir.dir_ivs;
+}
+
+namespace {
+
+// The chunk layout of the closed regular file `inode`, from its header (cached).
+// (Reopening through /proc/self/fd is safe for a regular file: the magic link resolves to the
+// very inode, and there is no symlink behind it to follow.)
+std::optional<ChunkLayout> LayoutOf(Inode& inode) {
+  {
+    std::lock_guard<std::mutex> lock(inode.mutex);
+    if (inode.layout) return inode.layout;
+  }
+  UniqueFd fd(open(ProcPath(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return std::nullopt;
+  HeaderRead header = ReadHeader(fd.get());
+  if (header.status != HeaderStatus::kOk) return std::nullopt;  // opening the file will say why
+  std::lock_guard<std::mutex> lock(inode.mutex);
+  inode.layout = header.layout();
+  return inode.layout;
+}
+
+}  // namespace
+
+void ToPlainAttr(EnvelopeFs& fs, Inode* inode, int fd, struct stat& st) {
+  if (S_ISREG(st.st_mode)) {
+    std::shared_ptr<CipherFile> open;
+    if (inode != nullptr) {
+      std::lock_guard<std::mutex> lock(inode->mutex);
+      open = inode->open_file.lock();
+      HideSealCtime(*inode, st);
+    }
+    if (open) {
+      st.st_size = static_cast<off_t>(open->size());
+      return;
+    }
+    // Closed: from the cipher file's length (authenticated when the file is opened). Small
+    // files map the same in every format version; larger ones need the header's layout.
+    const uint64_t cipher_size = static_cast<uint64_t>(st.st_size);
+    ChunkLayout layout{fs.volume().config().chunk_size, true};
+    if (!layout.SizeIsVersionIndependent(cipher_size) && inode != nullptr) {
+      if (auto own = LayoutOf(*inode)) layout = *own;
+    }
+    st.st_size = static_cast<off_t>(layout.ReportedPlainSize(cipher_size));
+  } else if (S_ISLNK(st.st_mode)) {
+    std::vector<char> buf(static_cast<size_t>(st.st_size) + 1);
+    ssize_t n = readlinkat(fd, "", buf.data(), buf.size());
+    if (n >= 0) {
+      auto target = fs.names().DecryptSymlink(std::string_view(buf.data(), n));
+      st.st_size = target ? static_cast<off_t>(target->size()) : 0;
+    }
+  }
+}
+
+int GetAttr(EnvelopeFs& fs, Inode& inode, struct stat* st) {
+  if (int err = StatFd(inode.fd.get(), st)) return err;
+  ToPlainAttr(fs, &inode, inode.fd.get(), *st);
+  return 0;
+}
+
+int FindBacking(EnvelopeFs& fs, Inode& dir, const char* name, std::string* backing) {
+  DirIvs ivs = GetDirIvs(fs, dir);
+  auto primary = fs.names().ToBacking(ivs.primary, name, dir.is_root);
+  if (!primary) return std::strlen(name) > kMaxNameLength ? ENAMETOOLONG : ENOENT;
+  struct stat st;
+  if (fstatat(dir.fd.get(), primary->c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT) {
+    *backing = *primary;
+    return 0;
+  }
+  for (const DirIv& iv : ivs.alternates) {
+    auto alt = fs.names().ToBacking(iv, name, dir.is_root);
+    if (alt && fstatat(dir.fd.get(), alt->c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      *backing = *alt;
+      return 0;
+    }
+  }
+  *backing = *primary;
+  return ENOENT;
+}
+
+int NewBacking(EnvelopeFs& fs, Inode& dir, const char* name, std::string* backing) {
+  DirIvs ivs = GetDirIvs(fs, dir);
+  auto b = fs.names().ToBacking(ivs.primary, name, dir.is_root);
+  if (!b) {
+    size_t len = std::strlen(name);
+    return len > kMaxNameLength ? ENAMETOOLONG : EPERM;  // reserved name
+  }
+  *backing = *b;
+  if (NameTransform::IsLongName(*backing)) {
+    if (int rc = fs.names().WriteLongNameSideFile(dir.fd.get(), ivs.primary, name, *backing);
+        rc < 0) {
+      return -rc;
+    }
+  }
+  return 0;
+}
+
+int LookupBacking(EnvelopeFs& fs, Inode& dir, const std::string& backing, std::string_view name,
+                  fuse_entry_param* e) {
+  std::memset(e, 0, sizeof *e);
+  int fd = openat(dir.fd.get(), backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return errno;
+  UniqueFd owned(fd);
+  struct stat st;
+  if (int err = StatFd(fd, &st)) return err;
+  Inode* inode =
+      fs.inodes().FindOrInsert(std::move(owned), st.st_dev, st.st_ino, st.st_mode & S_IFMT);
+  ToPlainAttr(fs, inode, inode->fd.get(), st);
+  {
+    std::lock_guard<std::mutex> lock(inode->mutex);  // where the kernel last saw it
+    inode->parent = dir.is_root ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(&dir);
+    inode->name.assign(name);
+  }
+  e->ino = reinterpret_cast<fuse_ino_t>(inode);
+  e->attr = st;
+  e->attr_timeout = fs.options().attr_timeout;
+  e->entry_timeout = fs.options().entry_timeout;
+  return 0;
+}
+
+void ChownToCaller(fuse_req_t req, Inode& dir, const std::string& backing) {
+  if (geteuid() != 0) return;
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  gid_t gid = ctx->gid;
+  struct stat parent;
+  if (StatFd(dir.fd.get(), &parent) == 0 && (parent.st_mode & S_ISGID)) gid = parent.st_gid;
+  if (fchownat(dir.fd.get(), backing.c_str(), ctx->uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+    Log(LogLevel::kWarning, std::string("chown of a new entry failed: ") + std::strerror(errno));
+  }
+}
+
+}  // namespace envelopefs

@@ -1,0 +1,142 @@
+#include "open_files.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "backing_entries.h"
+#include "envelopefs/cipher_header.h"
+#include "file_times.h"
+#include "request_context.h"
+
+namespace envelopefs {
+
+std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
+  // Only a regular file is ever reopened through /proc/self/fd (a symlink would be followed).
+  if (!S_ISREG(inode.type)) throw Error(ErrorKind::kState, "not a regular file");
+  // Concurrent opens of one inode wait for each other, not lookups: the header read and key
+  // unwrap happen outside Inode::mutex.
+  std::lock_guard<std::mutex> open_lock(inode.open_mutex);
+  {
+    std::lock_guard<std::mutex> lock(inode.mutex);
+    if (auto file = inode.open_file.lock()) return file;
+  }
+  auto open_backing = [&] {
+    std::string path = ProcPath(inode.fd.get());
+    int flags = fs.options().read_only ? O_RDONLY : O_RDWR;
+    int fd = open(path.c_str(), flags | O_CLOEXEC);
+    if (fd < 0 && !fs.options().read_only &&
+        (errno == EROFS || errno == EACCES || errno == EPERM)) {
+      fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    }
+    if (fd < 0) ThrowSystemError("open");
+    return UniqueFd(fd);
+  };
+  // Log lines name the file by its current path, found only when needed (see CipherFile).
+  std::shared_ptr<CipherFile> file;
+  try {
+    file = CipherFile::Open(open_backing(), fs.volume(), "");
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::kKeyUnavailable) throw;
+    fs.RefreshKeyring(/*force=*/true);  // rotated while mounted: the version may be new to us
+    file = CipherFile::Open(open_backing(), fs.volume(), "");
+  }
+  std::lock_guard<std::mutex> lock(inode.mutex);
+  WatchSeals(inode, *file);
+  inode.open_file = file;
+  return file;
+}
+
+int CreateRegular(fuse_req_t req, Inode& dir, const std::string& backing, mode_t mode, bool excl,
+                  std::shared_ptr<CipherFile>* out) {
+  EnvelopeFs& fs = Fs(req);
+  int fd = openat(dir.fd.get(), backing.c_str(), O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC,
+                  mode & 07777);
+  if (fd < 0) {
+    if (errno == EEXIST && !excl) return EEXIST;  // the caller opens the existing file
+    return errno;
+  }
+  UniqueFd owned(fd);
+  ChownToCaller(req, dir, backing);
+  fs.RefreshKeyring(/*force=*/false);  // new files go to the newest active KEK version
+  try {
+    *out = CipherFile::Create(std::move(owned), fs.volume(), backing);
+  } catch (...) {
+    unlinkat(dir.fd.get(), backing.c_str(), 0);
+    throw;
+  }
+  return 0;
+}
+
+int TruncateFile(Inode& inode, CipherFile& file, uint64_t size) {
+  if (int rc = file.Truncate(size); rc < 0) return -rc;
+  std::lock_guard<std::mutex> lock(inode.mutex);  // a truncation to zero may change it
+  inode.layout.reset();
+  return 0;
+}
+
+int TruncateAtOpen(Inode& inode, CipherFile& file) {
+  if (int rc = TruncateFile(inode, file, 0)) return rc;
+  const struct timespec now[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
+  return -file.SetTimes(now);
+}
+
+void ReleaseFile(EnvelopeFs& fs, std::shared_ptr<CipherFile> file) {
+  if (!fs.options().read_only && file->NeedsSeal()) fs.sealer().Enqueue(std::move(file));
+}
+
+int FileIdOf(EnvelopeFs& fs, Inode& inode, FileId* id) {
+  std::shared_ptr<CipherFile> open_file;
+  {
+    std::lock_guard<std::mutex> lock(inode.mutex);
+    if (inode.file_id) {
+      *id = *inode.file_id;
+      return 0;
+    }
+    open_file = inode.open_file.lock();
+  }
+  if (open_file) {
+    *id = open_file->file_id();
+  } else {
+    UniqueFd fd(open(ProcPath(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return errno;
+    HeaderRead header = ReadHeader(fd.get());
+    if (header.status == HeaderStatus::kUnreadable) return header.error != 0 ? header.error : EIO;
+    if (header.status != HeaderStatus::kOk) {
+      ReportTamper(BackingPath(fd.get()), "extended attributes: " + header.reason + " (EIO)");
+      return EIO;
+    }
+    OpenedHeader opened = OpenHeader(header, fs.volume(), /*check_length=*/false);
+    if (!opened.ok && opened.kind == ErrorKind::kKeyUnavailable) {
+      fs.RefreshKeyring(/*force=*/true);  // rotated while mounted
+      opened = OpenHeader(header, fs.volume(), /*check_length=*/false);
+    }
+    if (!opened.ok) {
+      if (opened.kind == ErrorKind::kKeyUnavailable) return ENOKEY;
+      ReportTamper(BackingPath(fd.get()), "extended attributes: " + opened.problem + " (EIO)");
+      return EIO;
+    }
+    *id = header.fixed.file_id;
+  }
+  std::lock_guard<std::mutex> lock(inode.mutex);
+  inode.file_id = *id;
+  return 0;
+}
+
+// A regular file's metadata (modes, owners, times, extended attributes) changes only once its
+// header authenticates: a backing entry that is a hard link to a file outside the volume
+// (planted by whoever can write the cipher dir) must not be changed through the mount. 0 or an
+// errno (EACCES only when the daemon cannot open the file at all).
+int RequireOwnFile(EnvelopeFs& fs, Inode& inode) {
+  if (!S_ISREG(inode.type)) return 0;
+  FileId id;
+  return FileIdOf(fs, inode, &id);
+}
+
+}  // namespace envelopefs

@@ -1,0 +1,262 @@
+// FUSE operations on directory entries: lookup, forget, create (mknod, mkdir, symlink,
+// link), remove (unlink, rmdir), rename and readlink.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "backing_entries.h"
+#include "open_files.h"
+#include "operations.h"
+#include "request_context.h"
+
+namespace envelopefs {
+namespace {
+
+void ReplyNewEntry(fuse_req_t req, Inode& dir, const std::string& backing, const char* name,
+                   int err) {
+  fuse_entry_param e;
+  if (!err) err = Guard("lookup", [&] { return LookupBacking(Fs(req), dir, backing, name, &e); });
+  if (err) {
+    fuse_reply_err(req, err);
+  } else {
+    fuse_reply_entry(req, &e);
+  }
+}
+
+// True if the backing directory `fd` holds nothing but internal files.
+int CheckEmpty(EnvelopeFs& fs, int dirfd, std::vector<std::string>* internal) {
+  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  DIR* d = fdopendir(fd);
+  if (d == nullptr) {
+    close(fd);
+    return errno;
+  }
+  int result = 0;
+  while (dirent* ent = readdir(d)) {
+    std::string_view n = ent->d_name;
+    if (n == "." || n == "..") continue;
+    if (!fs.names().IsInternal(n, false)) {
+      result = ENOTEMPTY;
+      break;
+    }
+    internal->emplace_back(n);
+  }
+  closedir(d);
+  return result;
+}
+
+// Removes the internal files of an (otherwise empty) backing directory so it can be removed.
+int ClearInternal(int parent_fd, const std::string& backing, EnvelopeFs& fs) {
+  int dirfd = openat(parent_fd, backing.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dirfd < 0) return errno;
+  UniqueFd owned(dirfd);
+  std::vector<std::string> internal;
+  if (int rc = CheckEmpty(fs, dirfd, &internal)) return rc;
+  for (const std::string& n : internal) {
+    if (unlinkat(dirfd, n.c_str(), 0) != 0 && errno == EISDIR) {
+      unlinkat(dirfd, n.c_str(), AT_REMOVEDIR);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  EnvelopeFs& fs = Fs(req);
+  fuse_entry_param e;
+  int err = Guard("lookup", [&] {
+    std::string backing;
+    if (int rc = FindBacking(fs, GetInode(req, parent), name, &backing)) return rc;
+    return LookupBacking(fs, GetInode(req, parent), backing, name, &e);
+  });
+  if (err == ENOENT) {
+    std::memset(&e, 0, sizeof e);  // a negative entry, cached like a positive one
+    e.entry_timeout = fs.options().entry_timeout;
+    fuse_reply_entry(req, &e);
+  } else if (err) {
+    fuse_reply_err(req, err);
+  } else {
+    fuse_reply_entry(req, &e);
+  }
+}
+
+void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  if (ino != FUSE_ROOT_ID) Fs(req).inodes().Forget(&GetInode(req, ino), nlookup);
+  fuse_reply_none(req);
+}
+
+void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i) {
+    if (forgets[i].ino != FUSE_ROOT_ID) {
+      Fs(req).inodes().Forget(&GetInode(req, forgets[i].ino), forgets[i].nlookup);
+    }
+  }
+  fuse_reply_none(req);
+}
+
+void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
+  EnvelopeFs& fs = Fs(req);
+  std::string target;
+  int err = Guard("readlink", [&] {
+    char buf[PATH_MAX + 1];
+    ssize_t n = readlinkat(GetInode(req, ino).fd.get(), "", buf, sizeof buf);
+    if (n < 0) return errno;
+    auto plain = fs.names().DecryptSymlink(std::string_view(buf, static_cast<size_t>(n)));
+    if (!plain) {
+      ReportTamper(BackingPath(GetInode(req, ino).fd.get()),
+                   "symlink target does not authenticate (EIO)");
+      return EIO;
+    }
+    target = std::move(*plain);
+    return 0;
+  });
+  if (err) {
+    fuse_reply_err(req, err);
+  } else {
+    fuse_reply_readlink(req, target.c_str());
+  }
+}
+
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  EnvelopeFs& fs = Fs(req);
+  Inode& dir = GetInode(req, parent);
+  std::string backing;
+  int err = Guard("mknod", [&]() -> int {
+    std::shared_lock lock(fs.namespace_mutex());
+    if (int rc = NewBacking(fs, dir, name, &backing)) return rc;
+    if (S_ISREG(mode)) {
+      std::shared_ptr<CipherFile> file;
+      if (int rc = CreateRegular(req, dir, backing, mode, true, &file)) return rc;
+      return 0;
+    }
+    if (mknodat(dir.fd.get(), backing.c_str(), mode, rdev) != 0) return errno;
+    ChownToCaller(req, dir, backing);
+    return 0;
+  });
+  ReplyNewEntry(req, dir, backing, name, err);
+}
+
+void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  EnvelopeFs& fs = Fs(req);
+  Inode& dir = GetInode(req, parent);
+  std::string backing;
+  int err = Guard("mkdir", [&]() -> int {
+    std::shared_lock lock(fs.namespace_mutex());
+    if (int rc = NewBacking(fs, dir, name, &backing)) return rc;
+    if (int rc = fs.names().MakeDirectory(dir.fd.get(), backing, mode & 07777); rc < 0) return -rc;
+    ChownToCaller(req, dir, backing);
+    return 0;
+  });
+  ReplyNewEntry(req, dir, backing, name, err);
+}
+
+void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+  EnvelopeFs& fs = Fs(req);
+  Inode& dir = GetInode(req, parent);
+  std::string backing;
+  int err = Guard("symlink", [&]() -> int {
+    std::shared_lock lock(fs.namespace_mutex());
+    if (int rc = NewBacking(fs, dir, name, &backing)) return rc;
+    std::string stored = fs.names().EncryptSymlink(link);
+    if (stored.size() >= PATH_MAX) return ENAMETOOLONG;
+    if (symlinkat(stored.c_str(), dir.fd.get(), backing.c_str()) != 0) return errno;
+    ChownToCaller(req, dir, backing);
+    return 0;
+  });
+  ReplyNewEntry(req, dir, backing, name, err);
+}
+
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name) {
+  EnvelopeFs& fs = Fs(req);
+  Inode& dir = GetInode(req, parent);
+  std::string backing;
+  int err = Guard("link", [&]() -> int {
+    std::shared_lock lock(fs.namespace_mutex());
+    if (int rc = NewBacking(fs, dir, name, &backing)) return rc;
+    std::string path = ProcPath(GetInode(req, ino).fd.get());
+    if (linkat(AT_FDCWD, path.c_str(), dir.fd.get(), backing.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+      return errno;
+    }
+    return 0;
+  });
+  ReplyNewEntry(req, dir, backing, name, err);
+}
+
+void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  EnvelopeFs& fs = Fs(req);
+  Inode& dir = GetInode(req, parent);
+  int err = Guard("unlink", [&]() -> int {
+    std::shared_lock lock(fs.namespace_mutex());
+    std::string backing;
+    if (int rc = FindBacking(fs, dir, name, &backing)) return rc;
+    if (unlinkat(dir.fd.get(), backing.c_str(), 0) != 0) return errno;
+    fs.names().RemoveLongNameSideFile(dir.fd.get(), backing);
+    return 0;
+  });
+  fuse_reply_err(req, err);
+}
+
+void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  EnvelopeFs& fs = Fs(req);
+  Inode& dir = GetInode(req, parent);
+  int err = Guard("rmdir", [&]() -> int {
+    std::unique_lock lock(fs.namespace_mutex());
+    std::string backing;
+    if (int rc = FindBacking(fs, dir, name, &backing)) return rc;
+    struct stat st;
+    if (fstatat(dir.fd.get(), backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return errno;
+    if (!S_ISDIR(st.st_mode)) return ENOTDIR;
+    if (int rc = ClearInternal(dir.fd.get(), backing, fs)) return rc;
+    if (unlinkat(dir.fd.get(), backing.c_str(), AT_REMOVEDIR) != 0) return errno;
+    fs.names().RemoveLongNameSideFile(dir.fd.get(), backing);
+    return 0;
+  });
+  fuse_reply_err(req, err);
+}
+
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned int flags) {
+  EnvelopeFs& fs = Fs(req);
+  Inode& from_dir = GetInode(req, parent);
+  Inode& to_dir = GetInode(req, newparent);
+  int err = Guard("rename", [&]() -> int {
+    if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return EINVAL;
+    std::unique_lock lock(fs.namespace_mutex());
+    std::string from, to;
+    if (int rc = FindBacking(fs, from_dir, name, &from)) return rc;
+    int found = FindBacking(fs, to_dir, newname, &to);
+    if (found != 0 && found != ENOENT) return found;
+    if (found == ENOENT) {
+      if (flags & RENAME_EXCHANGE) return ENOENT;
+      if (int rc = NewBacking(fs, to_dir, newname, &to)) return rc;
+    } else if (!(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE))) {
+      // Replacing a directory: it must be empty but for its internal files.
+      struct stat src, dst;
+      if (fstatat(to_dir.fd.get(), to.c_str(), &dst, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISDIR(dst.st_mode) &&
+          fstatat(from_dir.fd.get(), from.c_str(), &src, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISDIR(src.st_mode) && (src.st_ino != dst.st_ino || src.st_dev != dst.st_dev)) {
+        if (int rc = ClearInternal(to_dir.fd.get(), to, fs)) return rc;
+      }
+    }
+    if (renameat2(from_dir.fd.get(), from.c_str(), to_dir.fd.get(), to.c_str(), flags) != 0) {
+      return errno;
+    }
+    bool same_entry = &from_dir == &to_dir && from == to;
+    if (!(flags & RENAME_EXCHANGE) && !same_entry) {
+      fs.names().RemoveLongNameSideFile(from_dir.fd.get(), from);
+    }
+    return 0;
+  });
+  fuse_reply_err(req, err);
+}
+
+}  // namespace envelopefs

@@ -1,0 +1,161 @@
+// FUSE operations on file contents: open, create, read, write, flush, release, fsync and
+// fallocate, plus init and destroy of the session.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "backing_entries.h"
+#include "file_times.h"
+#include "open_files.h"
+#include "operations.h"
+#include "request_context.h"
+
+namespace envelopefs {
+
+void OpInit(void* userdata, fuse_conn_info* conn) {
+  (void)userdata;
+  conn->max_write = 1u << 20;  // 1 MiB requests: libfuse negotiates max_pages accordingly
+  conn->max_readahead = 1u << 20;
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  conn->want &= ~FUSE_CAP_SPLICE_READ;
+}
+
+void OpDestroy(void* userdata) { static_cast<EnvelopeFs*>(userdata)->sealer().Flush(); }
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  EnvelopeFs& fs = Fs(req);
+  Inode& inode = GetInode(req, ino);
+  FileHandle* handle = nullptr;
+  int err = Guard("open", [&]() -> int {
+    const bool truncate = (fi->flags & O_TRUNC) != 0;
+    if (fs.options().read_only && ((fi->flags & O_ACCMODE) != O_RDONLY || truncate)) return EROFS;
+    auto file = OpenCipherFile(fs, inode);
+    if (truncate) {
+      if (int rc = TruncateAtOpen(inode, *file)) {
+        ReleaseFile(fs, std::move(file));
+        return rc;
+      }
+    }
+    handle = new FileHandle{std::move(file), (fi->flags & O_APPEND) != 0};
+    return 0;
+  });
+  if (err) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  fi->fh = reinterpret_cast<uint64_t>(handle);
+  fi->keep_cache = 1;  // every change goes through this mount, so the page cache stays valid
+  if (fuse_reply_open(req, fi) == -ENOENT) {
+    ReleaseFile(fs, std::move(handle->file));
+    delete handle;
+  }
+}
+
+void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+              fuse_file_info* fi) {
+  EnvelopeFs& fs = Fs(req);
+  Inode& dir = GetInode(req, parent);
+  fuse_entry_param e;
+  FileHandle* handle = nullptr;
+  int err = Guard("create", [&]() -> int {
+    std::shared_lock lock(fs.namespace_mutex());
+    std::string backing;
+    if (int rc = NewBacking(fs, dir, name, &backing)) return rc;
+    std::shared_ptr<CipherFile> file;
+    int rc = CreateRegular(req, dir, backing, mode, (fi->flags & O_EXCL) != 0, &file);
+    if (rc != 0 && rc != EEXIST) return rc;
+    if (int lrc = LookupBacking(fs, dir, backing, name, &e)) return lrc;
+    Inode& inode = *reinterpret_cast<Inode*>(e.ino);
+    if (file) {
+      std::lock_guard<std::mutex> ilock(inode.mutex);
+      WatchSeals(inode, *file);
+      inode.open_file = file;
+    } else {
+      file = OpenCipherFile(fs, inode);  // created concurrently by someone else: open it
+      if ((fi->flags & O_TRUNC) != 0) {
+        if (int trc = TruncateAtOpen(inode, *file)) {
+          ReleaseFile(fs, std::move(file));
+          return trc;
+        }
+      }
+    }
+    handle = new FileHandle{std::move(file), (fi->flags & O_APPEND) != 0};
+    return 0;
+  });
+  if (err) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  fi->fh = reinterpret_cast<uint64_t>(handle);
+  fi->keep_cache = 1;
+  if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+    ReleaseFile(fs, std::move(handle->file));
+    delete handle;
+  }
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  (void)ino;
+  thread_local std::vector<uint8_t> buffer;
+  if (buffer.size() < size) buffer.resize(size);
+  ssize_t n = 0;
+  int err = Guard("read", [&] {
+    n = GetFile(fi).file->Read(std::span<uint8_t>(buffer.data(), size), static_cast<uint64_t>(off));
+    return n < 0 ? static_cast<int>(-n) : 0;
+  });
+  if (err) {
+    fuse_reply_err(req, err);
+  } else {
+    fuse_reply_buf(req, reinterpret_cast<const char*>(buffer.data()), static_cast<size_t>(n));
+  }
+}
+
+void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+             fuse_file_info* fi) {
+  (void)ino;
+  ssize_t n = 0;
+  int err = Guard("write", [&] {
+    FileHandle& handle = GetFile(fi);
+    std::span<const uint8_t> data(reinterpret_cast<const uint8_t*>(buf), size);
+    n = handle.append ? handle.file->Append(data)
+                      : handle.file->Write(data, static_cast<uint64_t>(off));
+    return n < 0 ? static_cast<int>(-n) : 0;
+  });
+  if (err) {
+    fuse_reply_err(req, err);
+  } else {
+    fuse_reply_write(req, static_cast<size_t>(n));
+  }
+}
+
+void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  FileHandle* handle = &GetFile(fi);
+  ReleaseFile(Fs(req), std::move(handle->file));
+  delete handle;
+  fuse_reply_err(req, 0);
+}
+
+void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
+  int err = Guard("fsync", [&] { return -GetFile(fi).file->Sync(); });
+  fuse_reply_err(req, err);
+}
+
+void OpFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length,
+                 fuse_file_info* fi) {
+  int err = Guard("fallocate", [&] {
+    if (offset < 0 || length <= 0) return EINVAL;
+    return -GetFile(fi).file->Allocate(mode, static_cast<uint64_t>(offset),
+                                       static_cast<uint64_t>(length));
+  });
+  fuse_reply_err(req, err);
+}
+
+}  // namespace envelopefs

@@ -1,0 +1,61 @@
+// Request plumbing shared by the FUSE operation files: the filesystem and inode a request
+// names, the exception-to-errno guard, and small stat helpers. Internal to the daemon.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <new>
+#include <string>
+
+#include "envelope_fs.h"
+#include "envelopefs/error.h"
+#include "envelopefs/log.h"
+
+namespace envelopefs {
+
+inline EnvelopeFs& Fs(fuse_req_t req) { return *static_cast<EnvelopeFs*>(fuse_req_userdata(req)); }
+
+inline Inode& GetInode(fuse_req_t req, fuse_ino_t ino) {
+  if (ino == FUSE_ROOT_ID) return Fs(req).root();
+  return *reinterpret_cast<Inode*>(ino);
+}
+
+// The backing path of `fd` (for log lines), or `fallback` if the kernel cannot tell.
+inline std::string BackingPath(int fd, const std::string& fallback = "(unknown)") {
+  char target[4096];
+  ssize_t n = readlink(ProcPath(fd).c_str(), target, sizeof target - 1);
+  return n > 0 ? std::string(target, static_cast<size_t>(n)) : fallback;
+}
+
+// Runs `body`, turning exceptions from the core into errno values: a failure to authenticate
+// is EIO (the core has logged it with the file), never unauthenticated data.
+template <typename F>
+int Guard(const char* op, F&& body) {
+  try {
+    return body();
+  } catch (const Error& e) {
+    Log(LogLevel::kError, std::string(op) + ": " + e.what());
+    switch (e.kind()) {
+      case ErrorKind::kIo:
+        return EIO;
+      case ErrorKind::kKeyUnavailable:
+        return EACCES;
+      default:
+        return EIO;
+    }
+  } catch (const std::bad_alloc&) {
+    return ENOMEM;
+  } catch (const std::exception& e) {
+    Log(LogLevel::kError, std::string(op) + ": " + e.what());
+    return EIO;
+  }
+}
+
+inline int StatFd(int fd, struct stat* st) {
+  return fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
+}
+
+}  // namespace envelopefs

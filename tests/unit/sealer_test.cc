@@ -1,0 +1,115 @@
+// Unit tests of the daemon's Sealer: closed files get their sealed record after a syncfs, on
+// Flush, early when too many wait, and at destruction; a seal keeps the modification time and
+// reports the change time it caused.
+#include "sealer.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "temp_volume.h"
+
+namespace envelopefs::testing {
+namespace {
+
+constexpr struct timespec kOld = {1672480800, 5};
+
+class SealerTest : public ::testing::Test {
+ protected:
+  // A file with data, changed through this object, with an old modification time.
+  std::shared_ptr<CipherFile> Changed(const std::string& name) {
+    auto file = v_.Create(name);
+    EXPECT_EQ(5, TempVolume::Write(*file, "hello", 0));
+    const struct timespec times[2] = {{0, UTIME_OMIT}, kOld};
+    EXPECT_EQ(0, file->SetTimes(times));
+    return file;
+  }
+  int DirFd() {
+    dir_fd_.reset(open(v_.Path("").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    return dir_fd_.get();
+  }
+
+  TempVolume v_;
+  UniqueFd dir_fd_;
+};
+
+TEST_F(SealerTest, FlushSealsAndKeepsTheModificationTime) {
+  auto file = Changed("a");
+  ASSERT_FALSE(file->sealed());
+  ASSERT_TRUE(file->NeedsSeal());
+  Sealer sealer(DirFd(), 3600, 16);
+  sealer.Enqueue(file);
+  sealer.Flush();
+  EXPECT_TRUE(file->sealed());
+  EXPECT_FALSE(file->NeedsSeal());
+  struct stat st;
+  ASSERT_EQ(0, stat(v_.Path("a").c_str(), &st));
+  EXPECT_EQ(kOld.tv_sec, st.st_mtim.tv_sec);
+  EXPECT_EQ(kOld.tv_nsec, st.st_mtim.tv_nsec);
+  file.reset();
+  EXPECT_TRUE(v_.Open("a")->sealed());  // a sealed file reopens: its record matches the disk
+}
+
+TEST_F(SealerTest, AFileChangedAfterItsCountWasTakenIsNotSealed) {
+  auto file = Changed("a");
+  const uint64_t count = file->ModificationCount();
+  ASSERT_EQ(1, TempVolume::Write(*file, "!", 5));
+  EXPECT_EQ(0, file->SealIfUnchanged(count));
+  EXPECT_FALSE(file->sealed());  // the record would not cover the newer write
+  EXPECT_EQ(0, file->SealIfUnchanged(file->ModificationCount()));
+  EXPECT_TRUE(file->sealed());
+}
+
+TEST_F(SealerTest, ManyWaitingFilesAreSealedWithoutWaitingForTheInterval) {
+  Sealer sealer(DirFd(), 3600, 4);
+  std::vector<std::shared_ptr<CipherFile>> files;
+  for (int i = 0; i < 4; ++i) {
+    files.push_back(Changed("f" + std::to_string(i)));
+    sealer.Enqueue(files.back());
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!files.back()->sealed() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  for (auto& f : files) EXPECT_TRUE(f->sealed());
+}
+
+TEST_F(SealerTest, DestructionSealsWhatIsWaiting) {
+  auto file = Changed("a");
+  {
+    Sealer sealer(DirFd(), 3600, 16);
+    sealer.Enqueue(file);
+  }
+  EXPECT_TRUE(file->sealed());
+}
+
+TEST_F(SealerTest, TheObserverLearnsTheChangeTimeASealCaused) {
+  auto file = Changed("a");
+  struct stat before;
+  ASSERT_EQ(0, stat(v_.Path("a").c_str(), &before));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a visible change time step
+  int calls = 0;
+  struct timespec seen_before {
+  }, seen_after{};
+  file->set_seal_observer([&](const struct timespec& b, const struct timespec& a) {
+    ++calls;
+    seen_before = b;
+    seen_after = a;
+  });
+  ASSERT_EQ(0, file->Sync());
+  struct stat after;
+  ASSERT_EQ(0, stat(v_.Path("a").c_str(), &after));
+  EXPECT_EQ(1, calls);
+  EXPECT_EQ(before.st_ctim.tv_sec, seen_before.tv_sec);
+  EXPECT_EQ(before.st_ctim.tv_nsec, seen_before.tv_nsec);
+  EXPECT_EQ(after.st_ctim.tv_sec, seen_after.tv_sec);
+  EXPECT_EQ(after.st_ctim.tv_nsec, seen_after.tv_nsec);
+  EXPECT_EQ(kOld.tv_sec, after.st_mtim.tv_sec);
+}
+
+}  // namespace
+}  // namespace envelopefs::testing

@@ -1,0 +1,63 @@
+// Test support for unit tests: a fresh volume (4 KiB chunks, key file) in a temp dir that is
+// removed afterwards, with the host state kept inside it, and helpers to create and reopen
+// cipher files in it. Not thread-safe.
+#pragma once
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "envelopefs/cipher_file.h"
+#include "envelopefs/key_source.h"
+#include "envelopefs/volume.h"
+
+namespace envelopefs::testing {
+
+class TempVolume {
+ public:
+  TempVolume() {
+    char tmpl[] = "/tmp/envelopefs-unit-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp");
+    dir_ = tmpl;
+    setenv("ENVELOPEFS_STATE_DIR", (dir_ / "state").c_str(), 1);
+    std::ofstream(dir_ / "key", std::ios::binary).write("0123456789abcdef0123456789abcdef", 32);
+    std::filesystem::permissions(
+        dir_ / "key", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    source_ = MakeKeyFileSource(dir_ / "key");
+    CreateOptions options;
+    options.chunk_size = 4096;
+    volume_ = Volume::Create(dir_ / "vol", options, *source_);
+  }
+  ~TempVolume() {
+    volume_.reset();
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  Volume& volume() { return *volume_; }
+  std::filesystem::path Path(const std::string& name) const { return dir_ / "vol" / name; }
+
+  std::shared_ptr<CipherFile> Create(const std::string& name) {
+    int fd = open(Path(name).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    return CipherFile::Create(UniqueFd(fd), *volume_, name);
+  }
+  std::shared_ptr<CipherFile> Open(const std::string& name) {
+    int fd = open(Path(name).c_str(), O_RDWR | O_CLOEXEC);
+    return CipherFile::Open(UniqueFd(fd), *volume_, name);
+  }
+  static ssize_t Write(CipherFile& f, const std::string& s, uint64_t offset) {
+    return f.Write({reinterpret_cast<const uint8_t*>(s.data()), s.size()}, offset);
+  }
+
+ private:
+  std::filesystem::path dir_;
+  std::unique_ptr<MasterKeySource> source_;
+  std::unique_ptr<Volume> volume_;
+};
+
+}  // namespace envelopefs::testing
