@@ -363,8 +363,9 @@ int Serve(const CommandLine& cl, int report_fd) {
     Report(report_fd, 0, "");
   }
 
-  InodeRelief relief(fs->inodes());
-  relief.Start(se);
+  // Destroyed before the file system whose inode table it watches.
+  auto relief = std::make_unique<InodeRelief>(fs->inodes());
+  relief->Start(se);
   fuse_loop_config* config = fuse_loop_cfg_create();
   // Two cores: eight workers keep both busy while others wait on I/O. Each worker holds about
   // 4 MiB of request and crypto buffers, so idle workers beyond four exit (peak RSS).
@@ -372,7 +373,7 @@ int Serve(const CommandLine& cl, int report_fd) {
   fuse_loop_cfg_set_idle_threads(config, 8);
   int rc = fuse_session_loop_mt(se, config);
   fuse_loop_cfg_destroy(config);
-  relief.Stop();
+  relief.reset();  // stops it
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
