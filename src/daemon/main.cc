@@ -1,9 +1,11 @@
 // envelopefs — mounts an envelopefs cipher dir and serves its plaintext view over FUSE.
 //
-// Usage: envelopefs [--keyfile FILE | --passfile FILE] [-f] [--ro] [-o OPTIONS] CIPHERDIR
-// MOUNTPOINT Without -f the process forks first; the child unlocks the volume and mounts, and the
-// parent exits 0 only once the mount is ready (or prints the child's one-line error and its exit
-// code).
+// Usage: envelopefs [--keyfile FILE | --passfile FILE] [-f] [--ro] [--nonempty] [-o OPTIONS]
+// CIPHERDIR MOUNTPOINT (also as run by mount.fuse3: CIPHERDIR MOUNTPOINT -o OPTIONS). Before
+// anything else it checks the mount point (mount_checks.h) and locks the cipher dir
+// (cipher_dir_lock.h). Without -f the process forks then; the child unlocks the volume and
+// mounts, and the parent exits 0 only once the mount is ready (or prints the child's one-line
+// error and its exit code). SIGINT, SIGTERM and SIGHUP unmount and exit 0.
 #include <fcntl.h>
 #include <getopt.h>
 #include <sys/resource.h>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -22,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "cipher_dir_lock.h"
 #include "envelope_fs.h"
 #include "envelopefs/audit_log.h"
 #include "envelopefs/error.h"
@@ -31,20 +35,26 @@
 #include "envelopefs/process_hardening.h"
 #include "envelopefs/volume.h"
 #include "inode_relief.h"
+#include "mount_checks.h"
+#include "mount_options.h"
+#include "mount_table.h"
 
 namespace envelopefs {
 namespace {
 
 constexpr char kUsage[] =
-    "usage: envelopefs [--keyfile FILE | --passfile FILE] [-f] [--ro] [-o OPTIONS] CIPHERDIR "
-    "MOUNTPOINT\n"
+    "usage: envelopefs [--keyfile FILE | --passfile FILE] [-f] [--ro] [--nonempty] [-o OPTIONS] "
+    "CIPHERDIR MOUNTPOINT\n"
     "\n"
     "  --keyfile FILE   master key: a file of 32 random bytes\n"
     "  --passfile FILE  master key from the passphrase in FILE (first line; - for stdin)\n"
     "  --insecure-keyfile  accept a key or passphrase file that others can read\n"
     "  -f, --foreground stay in the foreground (log to stderr)\n"
     "  --ro             mount read-only\n"
-    "  -o OPTIONS       FUSE mount options, e.g. allow_other,default_permissions\n"
+    "  --nonempty       allow a mount point that is not empty (its files are hidden)\n"
+    "  -o OPTIONS       mount options, e.g. keyfile=FILE,allow_other,nosuid,nodev: the long\n"
+    "                   options above (keyfile=, passfile=, ro, nonempty, ...), FUSE options,\n"
+    "                   and fstab options (noauto, nofail, _netdev, x-systemd.*: ignored)\n"
     "  -d, --debug      FUSE debug output (implies -f)\n"
     "  -h, --help       this help\n"
     "  -V, --version    the version\n";
@@ -56,6 +66,7 @@ struct CommandLine {
   bool foreground = false;
   bool debug = false;
   bool read_only = false;
+  bool nonempty = false;
   std::vector<std::string> fuse_options;
   std::string cipher_dir;
   std::string mountpoint;
@@ -67,40 +78,76 @@ struct CommandLine {
   std::exit(code);
 }
 
+// Long options with codes from kFirstDaemonOption on may also be given in a -o list
+// (keyfile=FILE, ro, ...); -f, -d, -h and -V may not (a mount helper waits for the command).
+enum {
+  kFirstDaemonOption = 1000,
+  kKeyfile = kFirstDaemonOption,
+  kPassfile,
+  kRo,
+  kSealInterval,
+  kInsecureKeyfile,
+  kNonempty
+};
+const option kLong[] = {
+    {"keyfile", required_argument, nullptr, kKeyfile},
+    {"passfile", required_argument, nullptr, kPassfile},
+    {"insecure-keyfile", no_argument, nullptr, kInsecureKeyfile},
+    {"foreground", no_argument, nullptr, 'f'},
+    {"ro", no_argument, nullptr, kRo},
+    {"nonempty", no_argument, nullptr, kNonempty},
+    {"debug", no_argument, nullptr, 'd'},
+    {"help", no_argument, nullptr, 'h'},
+    {"version", no_argument, nullptr, 'V'},
+    {"seal-interval", required_argument, nullptr, kSealInterval},
+    {nullptr, 0, nullptr, 0},
+};
+
+// Applies a daemon option given as --NAME[=VALUE] or in a -o list.
+void ApplyDaemonOption(CommandLine& cl, int code, const std::string& value) {
+  switch (code) {
+    case kKeyfile:
+      cl.keyfile = value;
+      break;
+    case kPassfile:
+      cl.passfile = value;
+      break;
+    case kRo:
+      cl.read_only = true;
+      break;
+    case kInsecureKeyfile:
+      cl.insecure_keyfile = true;
+      break;
+    case kSealInterval:
+      cl.seal_interval = std::max(1, std::atoi(value.c_str()));
+      break;
+    case kNonempty:
+      cl.nonempty = true;
+      break;
+  }
+}
+
+std::vector<DaemonOption> DaemonOptionsForLists() {
+  std::vector<DaemonOption> out;
+  for (const option* o = kLong; o->name != nullptr; ++o) {
+    if (o->val >= kFirstDaemonOption) {
+      out.push_back({o->name, o->has_arg == required_argument, o->val});
+    }
+  }
+  return out;
+}
+
 CommandLine Parse(int argc, char** argv) {
-  enum { kKeyfile = 1000, kPassfile, kRo, kSealInterval, kInsecureKeyfile };
-  static const option kLong[] = {
-      {"keyfile", required_argument, nullptr, kKeyfile},
-      {"passfile", required_argument, nullptr, kPassfile},
-      {"insecure-keyfile", no_argument, nullptr, kInsecureKeyfile},
-      {"foreground", no_argument, nullptr, 'f'},
-      {"ro", no_argument, nullptr, kRo},
-      {"debug", no_argument, nullptr, 'd'},
-      {"help", no_argument, nullptr, 'h'},
-      {"version", no_argument, nullptr, 'V'},
-      {"seal-interval", required_argument, nullptr, kSealInterval},
-      {nullptr, 0, nullptr, 0},
-  };
   CommandLine cl;
+  std::vector<std::string> option_lists;
   opterr = 0;
   int c;
   while ((c = getopt_long(argc, argv, ":fo:dhV", kLong, nullptr)) != -1) {
+    if (c >= kFirstDaemonOption) {
+      ApplyDaemonOption(cl, c, optarg != nullptr ? optarg : "");
+      continue;
+    }
     switch (c) {
-      case kKeyfile:
-        cl.keyfile = optarg;
-        break;
-      case kPassfile:
-        cl.passfile = optarg;
-        break;
-      case kRo:
-        cl.read_only = true;
-        break;
-      case kInsecureKeyfile:
-        cl.insecure_keyfile = true;
-        break;
-      case kSealInterval:
-        cl.seal_interval = std::max(1, std::atoi(optarg));
-        break;
       case 'f':
         cl.foreground = true;
         break;
@@ -108,7 +155,7 @@ CommandLine Parse(int argc, char** argv) {
         cl.debug = cl.foreground = true;
         break;
       case 'o':
-        cl.fuse_options.emplace_back(optarg);
+        option_lists.emplace_back(optarg);
         break;
       case 'h':
         std::fputs(kUsage, stdout);
@@ -124,6 +171,22 @@ CommandLine Parse(int argc, char** argv) {
     }
   }
   if (argc - optind != 2) Fail(kExitUsage, "expected CIPHERDIR and MOUNTPOINT (see --help)");
+  try {
+    const std::vector<DaemonOption> daemon_options = DaemonOptionsForLists();
+    auto apply = [&cl](int code, const std::string& value) { ApplyDaemonOption(cl, code, value); };
+    for (const std::string& list : option_lists) {
+      for (std::string& o : SplitMountOptions(list, daemon_options, apply)) {
+        cl.fuse_options.push_back(std::move(o));
+      }
+    }
+  } catch (const Error& e) {
+    Fail(ExitCodeFor(e.kind()), e.what());
+  }
+  if (std::strncmp(argv[optind + 1], "/dev/fd/", 8) == 0) {
+    Fail(kExitUsage,
+         "a mount point given as /dev/fd/N (mount.fuse3's drop_privileges) is not "
+         "supported");
+  }
   // Absolute paths: the daemon changes to / once it runs in the background.
   char* dir = realpath(argv[optind], nullptr);
   if (dir == nullptr)
@@ -176,18 +239,10 @@ void RaiseLimits() {
 void RaiseReadahead(const std::string& mountpoint) {
   // The device number comes from /proc/self/mountinfo: a stat(2) of the mount point would
   // wait for this very daemon, which does not serve requests yet.
-  std::FILE* f = fopen("/proc/self/mountinfo", "r");
-  if (f == nullptr) return;
-  char line[8192];
   std::string device;
-  while (fgets(line, sizeof line, f) != nullptr) {
-    // "<id> <parent> <major:minor> <root> <mount point> ..."
-    char dev[64], root[4096], point[4096];
-    if (sscanf(line, "%*s %*s %63s %4095s %4095s", dev, root, point) == 3 && mountpoint == point) {
-      device = dev;  // the last match is the newest mount
-    }
+  for (const MountEntry& m : ReadMountTable()) {
+    if (m.mount_point == mountpoint) device = m.device;  // the last match is the newest mount
   }
-  fclose(f);
   if (device.empty()) return;
   if (std::FILE* ra = fopen(("/sys/class/bdi/" + device + "/read_ahead_kb").c_str(), "w")) {
     fputs("1024", ra);
@@ -228,6 +283,31 @@ void InstallTamperAudit(const Volume& volume) {
   });
 }
 
+const char* SignalName(int sig) {
+  switch (sig) {
+    case SIGINT:
+      return "SIGINT";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGHUP:
+      return "SIGHUP";
+    default:
+      return "other";
+  }
+}
+
+// Checks the mount point and locks the cipher dir (before a passphrase is asked for); exits
+// with one line if either is refused. The lock is held by the returned object, and across the
+// fork by the daemon.
+CipherDirLock PrepareMount(const CommandLine& cl) {
+  try {
+    CheckMountTargets(cl.cipher_dir, cl.mountpoint, cl.nonempty);
+    return CipherDirLock(cl.cipher_dir);
+  } catch (const Error& e) {
+    Fail(ExitCodeFor(e.kind()), e.what());
+  }
+}
+
 int Serve(const CommandLine& cl, int report_fd) {
   std::unique_ptr<EnvelopeFs> fs;
   try {
@@ -249,13 +329,9 @@ int Serve(const CommandLine& cl, int report_fd) {
       // Paths were made absolute while parsing; keep going.
     }
   }
-  struct stat st;
-  if (stat(cl.mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    Report(report_fd, kExitUsage, "mount point " + cl.mountpoint + " is not a directory");
-  }
-
   std::vector<std::string> args = {"envelopefs"};
-  std::string opts = "fsname=" + cl.cipher_dir + ",subtype=envelopefs";
+  // The cipher dir as the mount's source: a second daemon names this mount (cipher_dir_lock.h).
+  std::string opts = "fsname=" + EscapeFuseOptionValue(cl.cipher_dir) + ",subtype=envelopefs";
   // The kernel checks modes, as on ext4: with allow_other as any user, and always as root.
   opts += ",default_permissions";
   if (cl.read_only) opts += ",ro";
@@ -287,8 +363,9 @@ int Serve(const CommandLine& cl, int report_fd) {
     Report(report_fd, 0, "");
   }
 
-  InodeRelief relief(fs->inodes());
-  relief.Start(se);
+  // Destroyed before the file system whose inode table it watches.
+  auto relief = std::make_unique<InodeRelief>(fs->inodes());
+  relief->Start(se);
   fuse_loop_config* config = fuse_loop_cfg_create();
   // Two cores: eight workers keep both busy while others wait on I/O. Each worker holds about
   // 4 MiB of request and crypto buffers, so idle workers beyond four exit (peak RSS).
@@ -296,20 +373,31 @@ int Serve(const CommandLine& cl, int report_fd) {
   fuse_loop_cfg_set_idle_threads(config, 8);
   int rc = fuse_session_loop_mt(se, config);
   fuse_loop_cfg_destroy(config);
-  relief.Stop();
+  relief.reset();  // stops it
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
-  fs.reset();  // seals what is left, wipes keys
+  fuse_opt_free_args(&fargs);  // fuse_session_new may have added arguments
+  fs->sealer().Flush();        // every file's exact size is recorded before the event says so
+  // The loop returns 0 after an unmount, the signal's number after SIGINT, SIGTERM or SIGHUP
+  // (libfuse's handlers unmount), and a negative errno on failure.
+  const bool clean = rc >= 0;
+  AppendAuditEvent(fs->volume(), "volume_unmounted",
+                   {{"mountpoint", cl.mountpoint},
+                    {"reason", rc == 0  ? std::string("unmounted")
+                               : rc > 0 ? std::string("signal ") + SignalName(rc)
+                                        : std::string("error: ") + std::strerror(-rc)}});
+  fs.reset();  // wipes keys
   SetTamperHook(nullptr);
   Log(LogLevel::kInfo, "unmounted " + cl.mountpoint);
-  return rc == 0 ? kExitOk : kExitIo;
+  return clean ? kExitOk : kExitIo;
 }
 
 int Main(int argc, char** argv) {
   HardenProcess();
   SetAuditProgram("envelopefs");
   CommandLine cl = Parse(argc, argv);
+  CipherDirLock lock = PrepareMount(cl);
   RaiseLimits();
   umask(0);  // the kernel has already applied the caller's umask to modes we receive
   if (cl.foreground) return Serve(cl, -1);

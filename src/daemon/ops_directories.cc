@@ -42,7 +42,12 @@ int LoadDir(EnvelopeFs& fs, Inode& dir, DirHandle& handle) {
     return errno;
   }
   handle.entries.push_back({".", dir.ino, DT_DIR, ""});
-  handle.entries.push_back({"..", 0, DT_DIR, ""});
+  // ".." needs an inode number (readdir(3) skips entries with none). The root's parent is
+  // outside the volume: as at the root of any mount, ".." is the root itself.
+  struct stat parent;
+  const bool parent_known =
+      !dir.is_root && fstatat(dirfd(d), "..", &parent, AT_SYMLINK_NOFOLLOW) == 0;
+  handle.entries.push_back({"..", parent_known ? parent.st_ino : dir.ino, DT_DIR, ""});
   while (dirent* ent = readdir(d)) {
     std::string_view n = ent->d_name;
     if (n == "." || n == ".." || fs.names().IsInternal(n, dir.is_root)) continue;

@@ -219,6 +219,21 @@ void MountedVolume::Unmount() {
   ADD_FAILURE() << "the daemon did not exit after unmount";
 }
 
+int MountedVolume::Stop(int signal) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, signal);
+  for (int i = 0; i < 300; ++i) {
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    usleep(100 * 1000);
+  }
+  Unmount();  // kills it and reports the failure
+  return -1;
+}
+
 std::string MountedVolume::DaemonLog() const { return ReadFile(log_); }
 
 fs::path CipherOf(const MountedVolume& v, const fs::path& plain) {

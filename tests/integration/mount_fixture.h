@@ -76,6 +76,9 @@ class MountedVolume {
   void Mount();  // asserts success
   void set_mount_flags(const std::string& flags) { options_.mount_flags = flags; }
   void Unmount();  // idempotent; waits for the daemon to exit (it seals everything first)
+  // Sends `signal` to the daemon and waits up to 30 s for it to exit; returns its exit status
+  // (128 + N if killed by signal N, -1 if it did not exit and was killed).
+  int Stop(int signal);
   bool mounted() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }  // the daemon
   std::string DaemonLog() const;      // the daemon's stderr so far
