@@ -39,7 +39,8 @@ void InodeRelief::Stop() {
     stop_ = true;
   }
   wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (!thread_.joinable()) return;  // never started, or already stopped: the table is not touched
+  thread_.join();
   inodes_.WatchSize(SIZE_MAX, nullptr);  // the request loop has ended
 }
 

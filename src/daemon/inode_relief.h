@@ -33,7 +33,9 @@ class InodeRelief {
   ~InodeRelief();  // Stop()
 
   void Start(fuse_session* session);
-  void Stop();  // before the session is unmounted or destroyed
+  // Before the session is unmounted or destroyed, and while the table still exists; a second
+  // call does nothing.
+  void Stop();
   size_t budget() const { return budget_; }
 
  private:
