@@ -4,12 +4,11 @@
 // Thread-safe; takes Inode::mutex for the cached parts of an inode.
 #pragma once
 
+#include <fuse_lowlevel.h>
 #include <sys/stat.h>
 
 #include <string>
 #include <string_view>
-
-#include <fuse_lowlevel.h>
 
 #include "envelope_fs.h"
 

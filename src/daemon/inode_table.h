@@ -7,6 +7,7 @@
 // Inode::mutex.
 #pragma once
 
+#include <fuse_lowlevel.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -19,8 +20,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <fuse_lowlevel.h>
 
 #include "envelopefs/cipher_file.h"
 #include "envelopefs/name_transform.h"

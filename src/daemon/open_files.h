@@ -4,10 +4,10 @@
 // Thread-safe. Lock order: Inode::open_mutex, then Inode::mutex, then the CipherFile's lock.
 #pragma once
 
+#include <fuse_lowlevel.h>
+
 #include <memory>
 #include <string>
-
-#include <fuse_lowlevel.h>
 
 #include "envelope_fs.h"
 #include "envelopefs/cipher_file.h"
