@@ -81,10 +81,19 @@ int TruncateFile(Inode& inode, CipherFile& file, uint64_t size) {
   return 0;
 }
 
-int TruncateAtOpen(Inode& inode, CipherFile& file) {
-  if (int rc = TruncateFile(inode, file, 0)) return rc;
-  const struct timespec now[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
-  return -file.SetTimes(now);
+int OpenWithFlags(EnvelopeFs& fs, Inode& inode, int flags, std::shared_ptr<CipherFile>* out) {
+  std::shared_ptr<CipherFile> file = OpenCipherFile(fs, inode);
+  if ((flags & O_TRUNC) != 0) {
+    int rc = TruncateFile(inode, *file, 0);
+    const struct timespec now[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
+    if (rc == 0) rc = -file->SetTimes(now);  // as ext4 does, even for an empty file
+    if (rc != 0) {
+      ReleaseFile(fs, std::move(file));
+      return rc;
+    }
+  }
+  *out = std::move(file);
+  return 0;
 }
 
 void ReleaseFile(EnvelopeFs& fs, std::shared_ptr<CipherFile> file) {

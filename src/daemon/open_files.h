@@ -30,8 +30,10 @@ int CreateRegular(fuse_req_t req, Inode& dir, const std::string& backing, mode_t
                   std::shared_ptr<CipherFile>* out);
 // Truncates `file`, the open file of `inode`. 0 or an errno.
 int TruncateFile(Inode& inode, CipherFile& file, uint64_t size);
-// open(2) with O_TRUNC: empties the file and sets its modification and change times.
-int TruncateAtOpen(Inode& inode, CipherFile& file);
+// OpenCipherFile, then what open(2)'s `flags` ask of the file itself: O_TRUNC empties it and
+// sets its modification and change times (the kernel leaves that to us:
+// FUSE_CAP_ATOMIC_O_TRUNC). 0 (and `out`) or an errno; throws Error as OpenCipherFile does.
+int OpenWithFlags(EnvelopeFs& fs, Inode& inode, int flags, std::shared_ptr<CipherFile>* out);
 // Drops one use of `file`; enqueues it for sealing if it was changed.
 void ReleaseFile(EnvelopeFs& fs, std::shared_ptr<CipherFile> file);
 

@@ -35,13 +35,8 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   int err = Guard("open", [&]() -> int {
     const bool truncate = (fi->flags & O_TRUNC) != 0;
     if (fs.options().read_only && ((fi->flags & O_ACCMODE) != O_RDONLY || truncate)) return EROFS;
-    auto file = OpenCipherFile(fs, inode);
-    if (truncate) {
-      if (int rc = TruncateAtOpen(inode, *file)) {
-        ReleaseFile(fs, std::move(file));
-        return rc;
-      }
-    }
+    std::shared_ptr<CipherFile> file;
+    if (int rc = OpenWithFlags(fs, inode, fi->flags, &file)) return rc;
     handle = new FileHandle{std::move(file), (fi->flags & O_APPEND) != 0};
     return 0;
   });
@@ -77,13 +72,8 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
       WatchSeals(inode, *file);
       inode.open_file = file;
     } else {
-      file = OpenCipherFile(fs, inode);  // created concurrently by someone else: open it
-      if ((fi->flags & O_TRUNC) != 0) {
-        if (int trc = TruncateAtOpen(inode, *file)) {
-          ReleaseFile(fs, std::move(file));
-          return trc;
-        }
-      }
+      // Created concurrently by someone else: open it.
+      if (int orc = OpenWithFlags(fs, inode, fi->flags, &file)) return orc;
     }
     handle = new FileHandle{std::move(file), (fi->flags & O_APPEND) != 0};
     return 0;

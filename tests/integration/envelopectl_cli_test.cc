@@ -21,19 +21,6 @@ using nlohmann::json;
 
 const std::string kCtl = ENVELOPECTL_BINARY;
 
-bool Contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
-size_t LineCount(const std::string& text) {
-  size_t n = 0;
-  for (size_t at = 0; at < text.size(); ++n) {
-    size_t end = text.find('\n', at);
-    at = end == std::string::npos ? text.size() : end + 1;
-  }
-  return n;
-}
-
 // --- --version and --kek-version -------------------------------------------------------------
 
 TEST(EnvelopectlCli, VersionPrintsTheVersionAndKeysRetireTakesKekVersion) {

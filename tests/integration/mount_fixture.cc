@@ -260,4 +260,17 @@ int AsNobody(const fs::path& dir, const std::function<int()>& body) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+bool Contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+size_t LineCount(const std::string& text) {
+  size_t n = 0;
+  for (size_t at = 0; at < text.size(); ++n) {
+    size_t end = text.find('\n', at);
+    at = end == std::string::npos ? text.size() : end + 1;
+  }
+  return n;
+}
+
 }  // namespace envelopefs::testing

@@ -48,6 +48,8 @@ void WriteFile(const fs::path& path, const std::string& content);
 // A key or passphrase file: written with mode 0600, as envelopefs requires.
 void WriteSecretFile(const fs::path& path, const std::string& content);
 std::string RandomString(size_t n, uint32_t seed);
+bool Contains(const std::string& text, const std::string& part);
+size_t LineCount(const std::string& text);  // lines, the last one counted without its newline
 std::vector<uint8_t> ReadBytes(const fs::path& path);
 void WriteBytesAt(const fs::path& path, uint64_t offset, const std::vector<uint8_t>& bytes);
 
