@@ -15,8 +15,7 @@
 //   4. Inode::mutex                   an inode's cached parts; never held across disk I/O or a
 //                                     key unwrap, so lookups and getattr never wait for one
 //   5. CipherFile's lock              (held by reads, writes and seals)
-//   6. SealedCtime::mutex             (taken by a seal, under the CipherFile's lock)
-// Directory handles have their own mutex, taken before any of 2-6. The Sealer's and
+// Directory handles have their own mutex, taken before any of 2-5. The Sealer's and
 // InodeRelief's mutexes guard only their own queues.
 #pragma once
 
