@@ -59,4 +59,9 @@ struct timespec ReadShownCtime(int fd, const struct stat& st);
 std::optional<std::chrono::system_clock::time_point> RecordShownCtime(int fd,
                                                                       const struct timespec& shown);
 
+// Before a change of `fd`'s status that does not go through the writer of its record (a chmod
+// of a closed file): waits until the change cannot be mistaken for the recording's own, if a
+// record applies now.
+void SettleShownCtime(int fd);
+
 }  // namespace envelopefs

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "envelopefs/encoding.h"
 
@@ -43,6 +44,34 @@ std::chrono::system_clock::time_point ToTimePoint(const struct timespec& t) {
           std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec)));
 }
 
+// Whether `record` is about a backing file whose change time is `ctime`: the one that writing
+// it left.
+bool Applies(const ShownCtimeRecord& record, const struct timespec& ctime) {
+  const int64_t after_stamp = DiffNanos(ctime, record.stamp);
+  const int64_t early = std::chrono::nanoseconds(kShownCtimeEarly).count();
+  const int64_t late = std::chrono::nanoseconds(kShownCtimeLate).count();
+  return after_stamp >= -early && after_stamp <= late;
+}
+
+// When a change of a file whose record was stamped `stamp` can no longer be mistaken for the
+// recording's own: a later change's ctime comes from the same coarse clock, up to
+// kShownCtimeEarly behind the real time.
+std::chrono::system_clock::time_point SettledAfter(const struct timespec& stamp) {
+  return ToTimePoint(stamp) + kShownCtimeLate + kShownCtimeEarly + std::chrono::milliseconds(1);
+}
+
+// The record of `fd` (any fd, O_PATH included), if it has a well-formed one.
+std::optional<ShownCtimeRecord> ReadRecord(int fd) {
+  std::array<uint8_t, kShownCtimeValueSize> value{};
+  ssize_t n = ::fgetxattr(fd, kShownCtimeXattr, value.data(), value.size());
+  if (n < 0 && errno == EBADF) {  // an O_PATH descriptor
+    const std::string path = "/proc/self/fd/" + std::to_string(fd);
+    n = ::getxattr(path.c_str(), kShownCtimeXattr, value.data(), value.size());
+  }
+  if (n < 0) return std::nullopt;  // none, too long (ERANGE) or no xattr support
+  return DecodeShownCtime(std::span<const uint8_t>(value.data(), static_cast<size_t>(n)));
+}
+
 }  // namespace
 
 std::array<uint8_t, kShownCtimeValueSize> EncodeShownCtime(const ShownCtimeRecord& record) {
@@ -62,22 +91,21 @@ std::optional<ShownCtimeRecord> DecodeShownCtime(std::span<const uint8_t> value)
 
 struct timespec ShownCtime(const struct timespec& ctime, std::span<const uint8_t> value) {
   auto record = DecodeShownCtime(value);
-  if (!record) return ctime;
-  const int64_t after_stamp = DiffNanos(ctime, record->stamp);
-  const int64_t early = std::chrono::nanoseconds(kShownCtimeEarly).count();
-  const int64_t late = std::chrono::nanoseconds(kShownCtimeLate).count();
-  return after_stamp >= -early && after_stamp <= late ? record->shown : ctime;
+  return record && Applies(*record, ctime) ? record->shown : ctime;
 }
 
 struct timespec ReadShownCtime(int fd, const struct stat& st) {
-  std::array<uint8_t, kShownCtimeValueSize> value{};
-  ssize_t n = ::fgetxattr(fd, kShownCtimeXattr, value.data(), value.size());
-  if (n < 0 && errno == EBADF) {  // an O_PATH descriptor
-    const std::string path = "/proc/self/fd/" + std::to_string(fd);
-    n = ::getxattr(path.c_str(), kShownCtimeXattr, value.data(), value.size());
+  auto record = ReadRecord(fd);
+  return record && Applies(*record, st.st_ctim) ? record->shown : st.st_ctim;
+}
+
+void SettleShownCtime(int fd) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return;
+  auto record = ReadRecord(fd);
+  if (record && Applies(*record, st.st_ctim)) {
+    std::this_thread::sleep_until(SettledAfter(record->stamp));
   }
-  if (n < 0) return st.st_ctim;  // none, too long (ERANGE) or no xattr support
-  return ShownCtime(st.st_ctim, std::span<const uint8_t>(value.data(), static_cast<size_t>(n)));
 }
 
 std::optional<std::chrono::system_clock::time_point> RecordShownCtime(
@@ -86,10 +114,7 @@ std::optional<std::chrono::system_clock::time_point> RecordShownCtime(
   ::clock_gettime(CLOCK_REALTIME, &record.stamp);
   const auto value = EncodeShownCtime(record);
   if (::fsetxattr(fd, kShownCtimeXattr, value.data(), value.size(), 0) != 0) return std::nullopt;
-  // A later change's ctime comes from the same coarse clock, up to kShownCtimeEarly behind the
-  // real time: only after this is it sure to fall past the window.
-  return ToTimePoint(record.stamp) + kShownCtimeLate + kShownCtimeEarly +
-         std::chrono::milliseconds(1);
+  return SettledAfter(record.stamp);
 }
 
 }  // namespace envelopefs

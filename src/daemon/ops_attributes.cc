@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backing_entries.h"
+#include "envelopefs/shown_ctime.h"
 #include "file_times.h"
 #include "open_files.h"
 #include "operations.h"
@@ -42,6 +43,8 @@ void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
       // A daemon that is not root cannot open a file its owner made unreadable (mode 000), and
       // must still let the owner chmod it back, as ext4 does; root opens every file.
       if (rc != 0 && !(rc == EACCES && geteuid() != 0)) return rc;
+      // Right after a seal, a change would read as the seal's own (shown_ctime.h).
+      if (S_ISREG(inode.type)) SettleShownCtime(inode.fd.get());
     }
     if (to_set & FUSE_SET_ATTR_MODE) {
       if (chmod(path.c_str(), attr->st_mode & 07777) != 0) return errno;
