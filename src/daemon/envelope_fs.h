@@ -22,6 +22,7 @@
 #include <fuse_lowlevel.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <shared_mutex>
@@ -32,6 +33,7 @@
 #include "envelopefs/volume.h"
 #include "inode_table.h"
 #include "sealer.h"
+#include "write_gate.h"
 
 namespace envelopefs {
 
@@ -56,6 +58,13 @@ class EnvelopeFs {
   InodeTable& inodes() { return inodes_; }
   Sealer& sealer() { return *sealer_; }
   std::shared_mutex& namespace_mutex() { return namespace_mutex_; }
+  WriteGate& write_gate() { return write_gate_; }
+
+  // For a consistent backup of the cipher dir (quiesce.cc): holds every change through the mount
+  // (waiting up to `limit` for those in progress), seals every changed file, open or closed,
+  // and syncs the backing file system. 0, or an errno with nothing held.
+  int Quiesce(std::chrono::milliseconds limit);
+  void Unquiesce();
 
   // Picks up a keyring changed by `envelopectl keys rotate` (or retire) without a remount.
   // `force`: check now (a file needs a KEK version we do not know yet); otherwise at most
@@ -73,6 +82,7 @@ class EnvelopeFs {
   std::unique_ptr<Sealer> sealer_;
   std::atomic<int64_t> keyring_checked_ms_{0};
   std::shared_mutex namespace_mutex_;
+  WriteGate write_gate_;
 };
 
 }  // namespace envelopefs

@@ -74,6 +74,9 @@ class InodeTable {
   // process's working directory; dropping a directory drops its unused subtree.)
   std::vector<std::pair<fuse_ino_t, std::string>> IdleEntries(size_t max);
 
+  // Every file open through us now (for quiescing: each is sealed).
+  std::vector<std::shared_ptr<CipherFile>> OpenFiles() const;
+
   // Calls `over` (from the inserting thread, without the table's lock) whenever an insertion
   // leaves more than `limit` inodes. Set once, before the table is used concurrently.
   void WatchSize(size_t limit, std::function<void()> over) {
