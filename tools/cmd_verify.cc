@@ -37,13 +37,13 @@ constexpr char kUnsealedReason[] =
 std::string CheckFile(const CipherEntry& e, const Volume& volume, std::atomic<uint64_t>& bytes,
                       bool* unsealed) {
   const std::string name = DisplayName(e);
-  TakeDamageReport();
+  DamageCollector damage;  // outlives the file
   try {
-    auto file = OpenEntry(volume, e);
+    auto file = OpenEntry(volume, e, damage);
     *unsealed = !file->sealed();
     int rc = StreamPlaintext(*file, [&](std::span<const uint8_t> piece) { bytes += piece.size(); });
     if (rc == 0) return "";
-    std::string detail = TakeDamageReport();
+    std::string detail = damage.Take();
     return detail.empty() ? std::string("read failed: ") + std::strerror(-rc) : detail;
   } catch (const Error& err) {
     return WithoutName(err.what(), name);
@@ -225,7 +225,7 @@ int RunVerify(const Args& args) {
   const fs::path dir = args.words[1];
   RequireVolumeRoot(dir);
   auto volume = OpenVolume(args, dir, /*log_unlock=*/false);
-  CaptureDamageReports();
+  UseToolLogSink();
   NameTransform names = MakeNameTransform(*volume);
   const std::vector<CipherEntry> entries = CollectEntries(dir, names);
   std::vector<std::string> problems(entries.size());
@@ -255,11 +255,7 @@ int RunVerify(const Args& args) {
   nlohmann::json damaged = nlohmann::json::array();
   auto report = [&](const CipherEntry& e, const std::string& problem, const std::string& detail) {
     damaged.push_back(DamagedJson(e, problem));
-    // Names are bytes: the audit line carries them escaped (valid UTF-8, one line).
-    AppendAuditEvent(*volume, "tamper_detected",
-                     {{"file", EscapeName(e.cipher_path.string())},
-                      {"detail", EscapeName(detail)},
-                      {"found_by", "verify"}});
+    AppendTamperEvent(*volume, e.cipher_path.string(), detail, "verify");
     if (!args.json) {
       // The cipher path is the attacker's choice: escaped, so it cannot drive the terminal.
       std::printf("DAMAGED %s (%s): %s\n", e.plain_path.empty() ? "?" : e.plain_path.c_str(),

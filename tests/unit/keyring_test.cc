@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "envelopefs/cipher_file.h"
+#include "envelopefs/damage_reporter.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/host_state.h"
@@ -34,6 +35,7 @@ namespace fs = std::filesystem;
 
 class VolumeDir : public ::testing::Test {
  protected:
+  LoggingDamageReporter damage_;  // for the daemon side of these tests
   void SetUp() override {
     setenv("ENVELOPEFS_TEST_FAST_KDF", "1", 1);
     char tmpl[] = "/tmp/envelopefs-keyring-XXXXXX";
@@ -314,7 +316,7 @@ TEST_F(VolumeDir, ARunningReaderPicksUpARotationByReloading) {
   auto admin = Volume::Open(dir_, *MakeKeyFileSource(key_));
   admin->UpdateKeyring([](Keyring& k) { k.Rotate(2000); });
   EXPECT_EQ(1u, daemon->ActiveKek().info.version);
-  daemon->ReloadKeyringIfChanged();
+  daemon->ReloadKeyringIfChanged(damage_);
   EXPECT_EQ(2u, daemon->ActiveKek().info.version);
 }
 
@@ -326,7 +328,7 @@ TEST_F(VolumeDir, AnOldCopyPutBackBeforeTheReaderReloadsIsNotTakenAsCurrent) {
   Volume::Open(dir_, *MakeKeyFileSource(key_))->UpdateKeyring([](Keyring& k) { k.Rotate(2100); });
   fs::remove(dir_ / kKeyringFileName);
   Spit(dir_ / kKeyringFileName, gen1);
-  EXPECT_EQ(ErrorKind::kConfig, KindOf([&] { daemon->ReloadKeyringIfChanged(); }));
+  EXPECT_EQ(ErrorKind::kConfig, KindOf([&] { daemon->ReloadKeyringIfChanged(damage_); }));
   EXPECT_FALSE(daemon->keyring_current()) << "new files would be wrapped under an old KEK";
 }
 
@@ -377,7 +379,7 @@ TEST_F(VolumeDir, AnOldCopyOfTheKeyringIsRefusedOnceANewerOneWasSeen) {
   }
   // The running daemon keeps its newer keyring: new files stay under version 2, and the
   // retired version does not come back.
-  EXPECT_THROW(daemon->ReloadKeyringIfChanged(), Error);
+  EXPECT_THROW(daemon->ReloadKeyringIfChanged(damage_), Error);
   EXPECT_EQ(2u, daemon->ActiveKek().info.version);
   SecureBytes key;
   EXPECT_FALSE(daemon->FindKek(first.id, first.version, key));
@@ -467,12 +469,12 @@ TEST_F(VolumeDir, AfterAChangeOfMasterKeyElsewhereNoFileIsWrappedUnderAStaleKek)
   auto admin = Volume::Open(dir_, *MakeKeyFileSource(key_));
   EXPECT_TRUE(daemon->keyring_current());
   admin->ChangeMasterKey(*MakeKeyFileSource(WriteKey("key2", 5)));
-  EXPECT_THROW(daemon->ReloadKeyringIfChanged(), Error);
+  EXPECT_THROW(daemon->ReloadKeyringIfChanged(damage_), Error);
   EXPECT_FALSE(daemon->keyring_current());
   int fd = ::open((root_ / "new-file").c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   ASSERT_GE(fd, 0);
   try {
-    CipherFile::Create(UniqueFd(fd), *daemon, "new-file");
+    CipherFile::Create(UniqueFd(fd), *daemon, "new-file", damage_);
     ADD_FAILURE() << "a new file was wrapped under a KEK that may be retired";
   } catch (const Error& e) {
     EXPECT_EQ(ErrorKind::kKeyUnavailable, e.kind());
