@@ -134,18 +134,18 @@ std::shared_ptr<CipherFile> OpenCipherBeneath(const Volume& volume, const std::s
   Located at = Locate(volume.root_fd(), relative);
   if (at.error != 0) {
     Failure f = BeneathFailure("open", at.error);
-    throw Error(f.kind, display + ": " + f.reason);
+    throw Error(f.kind, Named(display, f.reason));
   }
   int raw = OpenRegularFileAt(at.dir.get(), at.leaf, O_RDONLY);
   if (raw == -EINVAL) {
-    throw Error(ErrorKind::kAuthentication, display + ": not a regular file in the cipher dir");
+    throw Error(ErrorKind::kAuthentication, Named(display, "not a regular file in the cipher dir"));
   }
   if (raw < 0) {
     errno = -raw;
-    ThrowSystemError(display + ": open");
+    ThrowSystemError(Named(display, "open"));
   }
   UniqueFd fd(raw);
-  if (::fstat(fd.get(), st) != 0) ThrowSystemError(display + ": fstat");
+  if (::fstat(fd.get(), st) != 0) ThrowSystemError(Named(display, "fstat"));
   return CipherFile::Open(std::move(fd), volume, display, damage);
 }
 
@@ -513,7 +513,8 @@ class TreeRestore {
     DamageCollector damage;  // outlives the file
     try {
       struct stat st;
-      auto file = OpenCipherBeneath(volume_, e.relative, e.plain_path, &st, damage);
+      // No name in its messages: Report() shows the entry's names itself.
+      auto file = OpenCipherBeneath(volume_, e.relative, "", &st, damage);
       Located out = Locate(out_fd_.get(), e.plain_path);
       if (out.error != 0) return Report(e, BeneathFailure("open the output directory", out.error));
       if (auto f =
@@ -522,7 +523,7 @@ class TreeRestore {
       }
       ++restored_files_;
     } catch (const Error& ex) {
-      Report(e, {ex.kind(), WithoutName(ex.what(), e.plain_path)});
+      Report(e, {ex.kind(), ex.what()});
     }
   }
 

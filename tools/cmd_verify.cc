@@ -36,7 +36,6 @@ constexpr char kUnsealedReason[] =
 // `*unsealed` when the file's last write was interrupted (or an older state was put back).
 std::string CheckFile(const CipherEntry& e, const Volume& volume, std::atomic<uint64_t>& bytes,
                       bool* unsealed) {
-  const std::string name = DisplayName(e);
   DamageCollector damage;  // outlives the file
   try {
     auto file = OpenEntry(volume, e, damage);
@@ -46,7 +45,7 @@ std::string CheckFile(const CipherEntry& e, const Volume& volume, std::atomic<ui
     std::string detail = damage.Take();
     return detail.empty() ? std::string("read failed: ") + std::strerror(-rc) : detail;
   } catch (const Error& err) {
-    return WithoutName(err.what(), name);
+    return err.what();  // OpenEntry's messages name no file: the report names it
   }
 }
 

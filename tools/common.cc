@@ -233,12 +233,7 @@ std::shared_ptr<CipherFile> OpenEntry(const Volume& volume, const CipherEntry& e
     errno = -fd;
     ThrowSystemError("open " + entry.cipher_path.string());
   }
-  return CipherFile::Open(UniqueFd(fd), volume, DisplayName(entry), damage);
-}
-
-std::string WithoutName(const std::string& message, const std::string& name) {
-  const std::string prefix = name + ": ";
-  return message.rfind(prefix, 0) == 0 ? message.substr(prefix.size()) : message;
+  return CipherFile::Open(UniqueFd(fd), volume, "", damage);
 }
 
 int StreamPlaintext(CipherFile& file, const std::function<void(std::span<const uint8_t>)>& sink) {

@@ -133,11 +133,10 @@ class DamageCollector : public DamageReporter {
 
 // Opens a cipher file found by a walk read-only, below the volume's root without following
 // symlinks, through CipherFile::Open (the daemon's data path), reporting damage to `damage`.
-// Throws Error.
+// Throws Error with a message that names no file (the caller names it in its own format),
+// except for a failed open, which names the cipher path.
 std::shared_ptr<CipherFile> OpenEntry(const Volume& volume, const CipherEntry& entry,
                                       DamageReporter& damage);
-// "NAME: detail" -> "detail" (library messages start with the display name they were given).
-std::string WithoutName(const std::string& message, const std::string& name);
 // Reads the whole plaintext in kReadStep pieces into `sink`. Returns 0 or -errno (-EIO when a
 // chunk does not authenticate: nothing after the last good chunk reaches the sink).
 int StreamPlaintext(CipherFile& file, const std::function<void(std::span<const uint8_t>)>& sink);

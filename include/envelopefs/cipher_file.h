@@ -53,6 +53,7 @@ class CipherFile {
                                             std::string display_name, DamageReporter& reporter);
   // Opens an existing cipher file: reads the header, unwraps the DEK, selects the state and
   // (format 2) loads and checks the chunk index. `volume` and `reporter` must outlive the file.
+  // Messages start with `display_name` (Named): a caller that shows the name itself passes "".
   // Throws Error(kFormat / kAuthentication / kKeyUnavailable / kIo); tampering is also reported
   // to `reporter` (with the chunk where it can be told), and an unsealed file is reported as
   // such (DamageReporter::Unsealed).

@@ -37,6 +37,12 @@ class Error : public std::runtime_error {
   ErrorKind kind_;
 };
 
+// A message about one named object: "NAME: WHAT", or WHAT alone when `name` is empty (a caller
+// that shows the name in its own format passes none, and never has to strip it off again).
+inline std::string Named(const std::string& name, const std::string& what) {
+  return name.empty() ? what : name + ": " + what;
+}
+
 // Throws Error(kIo) with "what: strerror(errno)"; use right after a failed system call.
 [[noreturn]] void ThrowSystemError(const std::string& what);
 

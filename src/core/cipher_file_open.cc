@@ -114,14 +114,14 @@ std::shared_ptr<CipherFile> CipherFile::Open(UniqueFd fd, const Volume& volume,
       ReportDamage(reporter, {FdPath(fd.get(), display_name), std::nullopt, header.reason});
     }
     throw Error(header.status == HeaderStatus::kUnreadable ? ErrorKind::kIo : ErrorKind::kFormat,
-                display_name + ": " + header.reason);
+                Named(display_name, header.reason));
   }
   OpenedHeader opened = OpenHeader(header, volume, /*check_length=*/false);
   if (!opened.ok) {
     if (opened.kind == ErrorKind::kAuthentication) {
       ReportDamage(reporter, {FdPath(fd.get(), display_name), std::nullopt, opened.problem});
     }
-    throw Error(opened.kind, display_name + ": " + opened.problem);
+    throw Error(opened.kind, Named(display_name, opened.problem));
   }
   std::shared_ptr<CipherFile> file(new CipherFile(
       std::move(fd), volume, reporter, header.fixed, FileKeys::Derive(opened.dek),
@@ -131,7 +131,7 @@ std::shared_ptr<CipherFile> CipherFile::Open(UniqueFd fd, const Volume& volume,
   if (sealed) {
     if (auto problem = LengthProblem(header, &opened.state)) {
       ReportDamage(reporter, {file->CurrentName(), std::nullopt, *problem});
-      throw Error(ErrorKind::kAuthentication, file->name_ + ": " + *problem);
+      throw Error(ErrorKind::kAuthentication, Named(file->name_, *problem));
     }
     file->size_ = opened.state.size;
   } else {
@@ -216,7 +216,7 @@ void CipherFile::LoadIndex(bool sealed, bool writable) {
     auto read_block = [&](uint64_t offset, uint64_t g) {
       if (int rc = PreadAll(block.data(), block.size(), offset); rc < 0) {
         errno = -rc;
-        ThrowSystemError(name_ + ": reading index block " + std::to_string(g));
+        ThrowSystemError(Named(name_, "reading index block " + std::to_string(g)));
       }
       tags_.SetBlock(g, block.data());
     };
@@ -242,12 +242,12 @@ void CipherFile::LoadIndex(bool sealed, bool writable) {
                  "replaced by an older copy)"});
       damage.file = CurrentName();
       ReportDamage(reporter_, damage);
-      throw Error(ErrorKind::kAuthentication, name_ + ": " + damage.detail);
+      throw Error(ErrorKind::kAuthentication, Named(name_, damage.detail));
     }
   } else if (writable) {
     if (int rc = WriteIndex(1, 0, 0, 0, 0); rc < 0) {  // persist the rebuilt index
       errno = -rc;
-      ThrowSystemError(name_ + ": writing the chunk index");
+      ThrowSystemError(Named(name_, "writing the chunk index"));
     }
   }
 }
