@@ -19,7 +19,6 @@
 #include <thread>
 
 #include "envelopefs/cipher_file.h"
-#include "envelopefs/damage_reporter.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/host_state.h"
@@ -27,6 +26,7 @@
 #include "envelopefs/unique_fd.h"
 #include "envelopefs/volume.h"
 #include "envelopefs/volume_config.h"
+#include "recording_reporter.h"
 
 namespace envelopefs {
 namespace {
@@ -35,7 +35,7 @@ namespace fs = std::filesystem;
 
 class VolumeDir : public ::testing::Test {
  protected:
-  LoggingDamageReporter damage_;  // for the daemon side of these tests
+  testing::RecordingReporter damage_;  // what the daemon side of these tests reported
   void SetUp() override {
     setenv("ENVELOPEFS_TEST_FAST_KDF", "1", 1);
     char tmpl[] = "/tmp/envelopefs-keyring-XXXXXX";
@@ -318,6 +318,7 @@ TEST_F(VolumeDir, ARunningReaderPicksUpARotationByReloading) {
   EXPECT_EQ(1u, daemon->ActiveKek().info.version);
   daemon->ReloadKeyringIfChanged(damage_);
   EXPECT_EQ(2u, daemon->ActiveKek().info.version);
+  EXPECT_TRUE(damage_.damaged().empty()) << "a newer keyring is no damage";
 }
 
 TEST_F(VolumeDir, AnOldCopyPutBackBeforeTheReaderReloadsIsNotTakenAsCurrent) {
@@ -330,6 +331,12 @@ TEST_F(VolumeDir, AnOldCopyPutBackBeforeTheReaderReloadsIsNotTakenAsCurrent) {
   Spit(dir_ / kKeyringFileName, gen1);
   EXPECT_EQ(ErrorKind::kConfig, KindOf([&] { daemon->ReloadKeyringIfChanged(damage_); }));
   EXPECT_FALSE(daemon->keyring_current()) << "new files would be wrapped under an old KEK";
+  // Reported as tampering with the keyring, to the reporter the reader passed in.
+  const std::vector<Damage> got = damage_.damaged();
+  ASSERT_EQ(1u, got.size());
+  EXPECT_EQ((dir_ / kKeyringFileName).string(), got[0].file);
+  EXPECT_FALSE(got[0].chunk.has_value());
+  EXPECT_FALSE(got[0].detail.empty());
 }
 
 TEST_F(VolumeDir, ChangeMasterKeyRewrapsOnlyTheKeyring) {
