@@ -48,9 +48,7 @@ int main(int argc, char** argv) {
     throw Error(ErrorKind::kUsage, "unknown command \"" + command + "\" (see envelopectl --help)");
   } catch (const std::exception& e) {
     // Error by its kind; a bug (std::logic_error) is no I/O error: it says so and exits 10.
-    const ErrorKind kind = ErrorKindOf(e);
-    std::fprintf(stderr, "envelopectl: %s%s\n",
-                 kind == ErrorKind::kInternal ? "internal error (a bug): " : "", e.what());
-    return ExitCodeFor(kind);
+    std::fprintf(stderr, "envelopectl: %s\n", MessageOf(e).c_str());
+    return ExitCodeFor(ErrorKindOf(e));
   }
 }

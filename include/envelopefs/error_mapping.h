@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <exception>
+#include <string>
 
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
@@ -19,6 +20,9 @@
 namespace envelopefs {
 
 ErrorKind ErrorKindOf(const std::exception& e) noexcept;
+// The one line a program prints for `e`: its message, after "internal error (a bug): " for a
+// kInternal one.
+std::string MessageOf(const std::exception& e);
 
 // The errno the daemon replies for a failure of `kind`: EACCES for kKeyUnavailable (the file's
 // key is retired or missing, or new files are refused until the keyring is readable), EIO for

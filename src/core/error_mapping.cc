@@ -12,6 +12,11 @@ ErrorKind ErrorKindOf(const std::exception& e) noexcept {
   return ErrorKind::kIo;
 }
 
+std::string MessageOf(const std::exception& e) {
+  const std::string what = e.what();
+  return ErrorKindOf(e) == ErrorKind::kInternal ? "internal error (a bug): " + what : what;
+}
+
 int ErrnoFor(ErrorKind kind) noexcept {
   switch (kind) {
     case ErrorKind::kKeyUnavailable:

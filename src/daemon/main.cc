@@ -178,8 +178,8 @@ CommandLine Parse(int argc, char** argv) {
         cl.fuse_options.push_back(std::move(o));
       }
     }
-  } catch (const Error& e) {
-    Fail(ExitCodeFor(e.kind()), e.what());
+  } catch (const std::exception& e) {
+    Fail(ExitCodeFor(ErrorKindOf(e)), MessageOf(e));
   }
   if (std::strncmp(argv[optind + 1], "/dev/fd/", 8) == 0) {
     Fail(kExitUsage,
@@ -282,8 +282,8 @@ CipherDirLock PrepareMount(const CommandLine& cl) {
   try {
     CheckMountTargets(cl.cipher_dir, cl.mountpoint, cl.nonempty);
     return CipherDirLock(cl.cipher_dir);
-  } catch (const Error& e) {
-    Fail(ExitCodeFor(e.kind()), e.what());
+  } catch (const std::exception& e) {
+    Fail(ExitCodeFor(ErrorKindOf(e)), MessageOf(e));
   }
 }
 
@@ -298,7 +298,7 @@ int Serve(const CommandLine& cl, int report_fd) {
     options.seal_interval_seconds = cl.seal_interval;
     fs = std::make_unique<EnvelopeFs>(std::move(volume), options);
   } catch (const std::exception& e) {
-    Report(report_fd, ExitCodeFor(ErrorKindOf(e)), e.what());
+    Report(report_fd, ExitCodeFor(ErrorKindOf(e)), MessageOf(e));
   }
   if (report_fd >= 0) {
     // Detach only now: a passphrase prompt above needs the caller's terminal.

@@ -42,10 +42,8 @@ int Guard(const char* op, F&& body) {
   } catch (const std::bad_alloc&) {
     return ENOMEM;
   } catch (const std::exception& e) {
-    const ErrorKind kind = ErrorKindOf(e);
-    Log(LogLevel::kError, std::string(op) + ": " +
-                              (kind == ErrorKind::kInternal ? "internal error: " : "") + e.what());
-    return ErrnoFor(kind);
+    Log(LogLevel::kError, std::string(op) + ": " + MessageOf(e));
+    return ErrnoFor(ErrorKindOf(e));
   }
 }
 

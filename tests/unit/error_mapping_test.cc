@@ -51,6 +51,14 @@ TEST(ErrorMapping, ExceptionsAreClassifiedAndBugsAreNotIoErrors) {
   EXPECT_EQ(kExitIo, ExitCodeFor(ErrorKindOf(std::runtime_error("disk"))));
 }
 
+TEST(ErrorMapping, ABugSaysSoInItsMessage) {
+  EXPECT_EQ("internal error (a bug): WrapDek: the DEK must be 32 bytes",
+            MessageOf(std::logic_error("WrapDek: the DEK must be 32 bytes")));
+  EXPECT_EQ("f: chunk 1: authentication failed",
+            MessageOf(Error(ErrorKind::kAuthentication, "f: chunk 1: authentication failed")));
+  EXPECT_EQ("open x: No such file", MessageOf(std::runtime_error("open x: No such file")));
+}
+
 TEST(ErrorMapping, ACoreResultBecomesAPositiveErrno) {
   EXPECT_EQ(EIO, ErrnoOf(-EIO));
   EXPECT_EQ(ENOSPC, ErrnoOf(static_cast<ssize_t>(-ENOSPC)));
