@@ -200,16 +200,6 @@ std::string CheckEntry(const CipherEntry& e, const Volume& volume, const NameTra
   return problems;
 }
 
-// The audit log never holds plaintext names: a detail that mentions one names the cipher path.
-std::string WithoutPlaintextName(std::string detail, const CipherEntry& e) {
-  if (e.plain_path.empty()) return detail;
-  for (size_t at = detail.find(e.plain_path); at != std::string::npos;
-       at = detail.find(e.plain_path, at + e.cipher_path.string().size())) {
-    detail.replace(at, e.plain_path.size(), e.cipher_path.string());
-  }
-  return detail;
-}
-
 nlohmann::json DamagedJson(const CipherEntry& e, const std::string& reason) {
   return {{"path", e.plain_path.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.plain_path)},
           {"cipher_path", e.cipher_path.string()},
@@ -252,16 +242,18 @@ int RunVerify(const Args& args) {
   }
   uint64_t files = 0;
   nlohmann::json damaged = nlohmann::json::array();
-  auto report = [&](const CipherEntry& e, const std::string& problem, const std::string& detail) {
+  // A problem names no plaintext (files are opened without a display name, and names, IVs and
+  // attributes are reported by their cipher names), so it goes to the audit log as it is.
+  auto report = [&](const CipherEntry& e, const std::string& problem) {
     damaged.push_back(DamagedJson(e, problem));
-    AppendTamperEvent(*volume, e.cipher_path.string(), detail, "verify");
+    AppendTamperEvent(*volume, e.cipher_path.string(), problem, "verify");
     if (!args.json) {
       // The cipher path is the attacker's choice: escaped, so it cannot drive the terminal.
       std::printf("DAMAGED %s (%s): %s\n", e.plain_path.empty() ? "?" : e.plain_path.c_str(),
                   EscapeName(e.cipher_path.string()).c_str(), EscapeName(problem).c_str());
     }
   };
-  if (!root_problems.empty()) report(root, root_problems, root_problems);
+  if (!root_problems.empty()) report(root, root_problems);
   nlohmann::json unproven = nlohmann::json::array();
   for (size_t i = 0; i < entries.size(); ++i) {
     if (entries[i].type == DT_REG) ++files;
@@ -277,7 +269,7 @@ int RunVerify(const Args& args) {
       }
     }
     if (problems[i].empty()) continue;
-    report(entries[i], problems[i], WithoutPlaintextName(problems[i], entries[i]));
+    report(entries[i], problems[i]);
   }
   const bool ok = damaged.empty() && unproven.empty();
   if (args.json) {
