@@ -108,9 +108,9 @@ int NewBacking(EnvelopeFs& fs, Inode& dir, const char* name, std::string* backin
   }
   *backing = *b;
   if (NameTransform::IsLongName(*backing)) {
-    if (int rc = fs.names().WriteLongNameSideFile(dir.fd.get(), ivs.primary, name, *backing);
-        rc < 0) {
-      return -rc;
+    if (int rc =
+            ErrnoOf(fs.names().WriteLongNameSideFile(dir.fd.get(), ivs.primary, name, *backing))) {
+      return rc;
     }
   }
   return 0;
