@@ -30,7 +30,7 @@ std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
   auto open_backing = [&] {
     std::string path = ProcPath(inode.fd.get());
     int flags = fs.options().read_only ? O_RDONLY : O_RDWR;
-    int fd = open(path.c_str(), flags | O_CLOEXEC);
+    int fd = OpenRetryingOnEmfile([&] { return open(path.c_str(), flags | O_CLOEXEC); });
     if (fd < 0 && !fs.options().read_only &&
         (errno == EROFS || errno == EACCES || errno == EPERM)) {
       fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -55,8 +55,10 @@ std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
 int CreateRegular(fuse_req_t req, Inode& dir, const std::string& backing, mode_t mode, bool excl,
                   std::shared_ptr<CipherFile>* out) {
   EnvelopeFs& fs = Fs(req);
-  int fd = openat(dir.fd.get(), backing.c_str(), O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC,
+  int fd = OpenRetryingOnEmfile([&] {
+    return openat(dir.fd.get(), backing.c_str(), O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC,
                   mode & 07777);
+  });
   if (fd < 0) {
     if (errno == EEXIST && !excl) return EEXIST;  // the caller opens the existing file
     return errno;

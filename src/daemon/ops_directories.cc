@@ -34,7 +34,8 @@ struct DirHandle {
 int LoadDir(EnvelopeFs& fs, Inode& dir, DirHandle& handle) {
   handle.entries.clear();
   DirIvs ivs = GetDirIvs(fs, dir);
-  int fd = openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = OpenRetryingOnEmfile(
+      [&] { return openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); });
   if (fd < 0) return errno;
   DIR* d = fdopendir(fd);
   if (d == nullptr) {

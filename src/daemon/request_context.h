@@ -47,6 +47,19 @@ int Guard(const char* op, F&& body) {
   }
 }
 
+// Runs `open` (one of the daemon's open(2) calls) again while it fails with EMFILE, for up to
+// 2 s: most of the daemon's descriptors belong to cached inodes that InodeRelief is handing
+// back, and the kernel's FORGETs can lag behind a fast creator of files. The fd, or -1 with
+// errno set.
+template <typename F>
+int OpenRetryingOnEmfile(F&& open) {
+  for (int attempt = 0;; ++attempt) {
+    const int fd = open();
+    if (fd >= 0 || errno != EMFILE || attempt == 100) return fd;
+    usleep(20 * 1000);
+  }
+}
+
 inline int StatFd(int fd, struct stat* st) {
   return fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
 }
