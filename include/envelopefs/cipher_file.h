@@ -82,7 +82,7 @@ class CipherFile {
 
   // Sealing rewrites the header, not the contents: the modification time is put back after it
   // and the change time to show is recorded (KeptTimes, shown_ctime.h). A change right after a
-  // seal waits until it cannot be mistaken for the seal's own (a few milliseconds at most).
+  // seal, while it could be mistaken for the seal's own, first removes that record.
   // utimensat(2) of the file (times as for futimens), ordered with sealing, which keeps the
   // modification time it finds.
   int SetTimes(const struct timespec times[2]);
@@ -115,7 +115,7 @@ class CipherFile {
   // Writes the sealed record of the current state, keeping the modification time.
   int Seal(bool durable);
   int PrepareModify(bool changes_size, bool creates_holes);
-  void WaitOutSeal();  // sleeps until settle_until_
+  void SettleSeal();  // before a change: ForgetShownCtime while before settle_until_
   int ExtendTo(uint64_t new_size);
   // Seals `len` bytes of `plain` as chunk `index` and writes it in place.
   int WriteChunk(uint64_t index, const uint8_t* plain, uint64_t len);
