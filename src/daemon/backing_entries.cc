@@ -140,14 +140,29 @@ int LookupBacking(EnvelopeFs& fs, Inode& dir, const std::string& backing, std::s
   return 0;
 }
 
+namespace {
+
+// The group a new entry of `dir` gets for the caller of `req` (the directory's with setgid).
+gid_t NewEntryGroup(fuse_req_t req, Inode& dir) {
+  struct stat parent;
+  if (StatFd(dir.fd.get(), &parent) == 0 && (parent.st_mode & S_ISGID)) return parent.st_gid;
+  return fuse_req_ctx(req)->gid;
+}
+
+}  // namespace
+
 void ChownToCaller(fuse_req_t req, Inode& dir, const std::string& backing) {
   if (geteuid() != 0) return;
-  const fuse_ctx* ctx = fuse_req_ctx(req);
-  gid_t gid = ctx->gid;
-  struct stat parent;
-  if (StatFd(dir.fd.get(), &parent) == 0 && (parent.st_mode & S_ISGID)) gid = parent.st_gid;
-  if (fchownat(dir.fd.get(), backing.c_str(), ctx->uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (fchownat(dir.fd.get(), backing.c_str(), fuse_req_ctx(req)->uid, NewEntryGroup(req, dir),
+               AT_SYMLINK_NOFOLLOW) != 0) {
     Log(LogLevel::kWarning, std::string("chown of a new entry failed: ") + std::strerror(errno));
+  }
+}
+
+void ChownFdToCaller(fuse_req_t req, Inode& dir, int fd) {
+  if (geteuid() != 0) return;
+  if (fchown(fd, fuse_req_ctx(req)->uid, NewEntryGroup(req, dir)) != 0) {
+    Log(LogLevel::kWarning, std::string("chown of a new file failed: ") + std::strerror(errno));
   }
 }
 

@@ -55,6 +55,26 @@ std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
 int CreateRegular(fuse_req_t req, Inode& dir, const std::string& backing, mode_t mode, bool excl,
                   std::shared_ptr<CipherFile>* out) {
   EnvelopeFs& fs = Fs(req);
+  // The new file is made unnamed (O_TMPFILE) and linked in once its header is written, so that
+  // no crash leaves a named file without a header (which reads as tampering: cut to nothing).
+  int tmp = OpenRetryingOnEmfile(
+      [&] { return openat(dir.fd.get(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode & 07777); });
+  if (tmp >= 0) {
+    UniqueFd owned(tmp);
+    ChownFdToCaller(req, dir, tmp);
+    fs.RefreshKeyring(/*force=*/false);  // new files go to the newest active KEK version
+    auto file = CipherFile::Create(std::move(owned), fs.volume(), backing, fs.damage_reporter());
+    if (linkat(AT_FDCWD, ProcPath(file->fd()).c_str(), dir.fd.get(), backing.c_str(),
+               AT_SYMLINK_FOLLOW) != 0) {
+      if (errno == EEXIST && !excl) return EEXIST;  // the caller opens the existing file
+      return errno;
+    }
+    *out = std::move(file);
+    return 0;
+  }
+  if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return errno;
+  // A backing file system without O_TMPFILE: created in place (a crash right after can leave
+  // it without a header).
   int fd = OpenRetryingOnEmfile([&] {
     return openat(dir.fd.get(), backing.c_str(), O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC,
                   mode & 07777);
