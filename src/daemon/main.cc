@@ -367,8 +367,9 @@ int Serve(const CommandLine& cl, int report_fd) {
   auto relief = std::make_unique<InodeRelief>(fs->inodes());
   relief->Start(se);
   fuse_loop_config* config = fuse_loop_cfg_create();
-  // Two cores: eight workers keep both busy while others wait on I/O. Each worker holds about
-  // 4 MiB of request and crypto buffers, so idle workers beyond four exit (peak RSS).
+  // Two cores: eight workers keep both busy while others wait on I/O. All eight stay when idle
+  // (each holds about 4 MiB of request and crypto buffers): starting and stopping threads with
+  // every burst of requests cost more than that memory (bench/run).
   fuse_loop_cfg_set_max_threads(config, 8);
   fuse_loop_cfg_set_idle_threads(config, 8);
   int rc = fuse_session_loop_mt(se, config);
