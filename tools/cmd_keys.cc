@@ -166,12 +166,11 @@ int KeysRetire(const Args& args, const fs::path& dir) {
 }
 
 int KeysChangeMaster(const Args& args, const fs::path& dir) {
-  if (!args.new_keyfile && !args.new_passfile) {
+  if (!args.HasNewKey()) {
     throw Error(ErrorKind::kUsage, "keys change-master needs --new-keyfile or --new-passfile");
   }
   auto volume = OpenVolume(args, dir);
-  auto source =
-      KeySource(args.new_keyfile, args.new_passfile, /*confirm=*/true, args.insecure_keyfile);
+  auto source = args.NewKeySource();
   volume->ChangeMasterKey(*source);
   const char* kind = args.new_keyfile ? "keyfile" : "passphrase";
   AppendAuditEvent(*volume, "master_key_changed", {{"source", kind}});
