@@ -5,7 +5,6 @@
 
 #include <charconv>
 #include <cstring>
-#include <iterator>
 #include <vector>
 
 #include "envelopefs/audit_log.h"
@@ -33,6 +32,7 @@ enum Option {
   kAuditLog,
   kPrometheus,
 };
+static_assert(kPrometheus < kFirstKeySourceOption);
 
 const struct option kOwnOptions[] = {
     {"version", optional_argument, nullptr, kVersion},
@@ -52,15 +52,6 @@ const struct option kOwnOptions[] = {
     {"audit-log", required_argument, nullptr, kAuditLog},
     {"prometheus", required_argument, nullptr, kPrometheus},
 };
-
-// getopt_long's table: the key-source options, then envelopectl's own.
-std::vector<option> LongOptions() {
-  std::vector<option> out;
-  AppendKeySourceLongOptions(KeySourceOptionSet::kCurrentAndNewKey, out);
-  out.insert(out.end(), std::begin(kOwnOptions), std::end(kOwnOptions));
-  out.push_back({nullptr, 0, nullptr, 0});
-  return out;
-}
 
 uint64_t ParseNumber(const char* text, const char* what) {
   uint64_t value = 0;
@@ -129,7 +120,8 @@ void OnVersionOption(Args& args, int argc, char** argv) {
 
 Args ParseArgs(int argc, char** argv) {
   Args args;
-  const std::vector<option> long_options = LongOptions();
+  const std::vector<option> long_options =
+      LongOptionsWithKeySource(KeySourceOptionSet::kCurrentAndNewKey, kOwnOptions);
   opterr = 0;
   optind = 1;
   int c;

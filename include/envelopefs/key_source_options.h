@@ -53,9 +53,9 @@ struct KeySourceOptionSpec {
 // The options of `set`, in the order of the programs' help.
 std::span<const KeySourceOptionSpec> KeySourceOptionTable(KeySourceOptionSet set);
 
-// Appends the options of `set` to a getopt_long table under construction (before its
-// terminating all-zero entry).
-void AppendKeySourceLongOptions(KeySourceOptionSet set, std::vector<option>& long_options);
+// A program's getopt_long table: the options of `set`, then the program's `own` options (whose
+// codes stay below kFirstKeySourceOption), then the terminating all-zero entry.
+std::vector<option> LongOptionsWithKeySource(KeySourceOptionSet set, std::span<const option> own);
 
 // The key-source options as given on a command line.
 struct KeySourceOptions {

@@ -43,11 +43,15 @@ std::span<const KeySourceOptionSpec> KeySourceOptionTable(KeySourceOptionSet set
   return set == KeySourceOptionSet::kCurrentKey ? all.first(kCurrentKeyOptions) : all;
 }
 
-void AppendKeySourceLongOptions(KeySourceOptionSet set, std::vector<option>& long_options) {
+std::vector<option> LongOptionsWithKeySource(KeySourceOptionSet set, std::span<const option> own) {
+  std::vector<option> out;
   for (const KeySourceOptionSpec& spec : KeySourceOptionTable(set)) {
-    long_options.push_back(
+    out.push_back(
         {spec.name, spec.takes_value ? required_argument : no_argument, nullptr, spec.code});
   }
+  out.insert(out.end(), own.begin(), own.end());
+  out.push_back({nullptr, 0, nullptr, 0});
+  return out;
 }
 
 bool KeySourceOptions::Apply(int code, const std::string& value) {

@@ -19,7 +19,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <iterator>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -93,15 +92,6 @@ const option kOwnOptions[] = {
     {"seal-interval", required_argument, nullptr, kSealInterval},
 };
 
-// getopt_long's table: the key-source options, then the daemon's own.
-std::vector<option> LongOptions() {
-  std::vector<option> out;
-  AppendKeySourceLongOptions(KeySourceOptionSet::kCurrentKey, out);
-  out.insert(out.end(), std::begin(kOwnOptions), std::end(kOwnOptions));
-  out.push_back({nullptr, 0, nullptr, 0});
-  return out;
-}
-
 // Applies a daemon option given as --NAME[=VALUE] or in a -o list. Throws Error(kUsage).
 void ApplyDaemonOption(CommandLine& cl, int code, const std::string& value) {
   if (cl.key.Apply(code, value)) return;
@@ -130,7 +120,8 @@ std::vector<DaemonOption> DaemonOptionsForLists(const std::vector<option>& long_
 
 CommandLine Parse(int argc, char** argv) {
   CommandLine cl;
-  const std::vector<option> long_options = LongOptions();
+  const std::vector<option> long_options =
+      LongOptionsWithKeySource(KeySourceOptionSet::kCurrentKey, kOwnOptions);
   std::vector<std::string> option_lists;
   opterr = 0;
   int c;

@@ -25,9 +25,7 @@ KeySourceOptions Parse(KeySourceOptionSet set, std::vector<std::string> args) {
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  std::vector<option> long_options;
-  AppendKeySourceLongOptions(set, long_options);
-  long_options.push_back({nullptr, 0, nullptr, 0});
+  const std::vector<option> long_options = LongOptionsWithKeySource(set, {});
   KeySourceOptions out;
   opterr = 0;
   optind = 1;
@@ -70,6 +68,16 @@ TEST(KeySourceOptions, TheTableNamesEachOptionOnceAndTheDaemonGetsNoNewKeyOption
   EXPECT_EQ((std::set<std::string>{"keyfile", "passfile", "insecure-keyfile", "new-keyfile",
                                    "new-passfile"}),
             all);
+
+  // A program's getopt_long table: these, then its own options, then the terminator.
+  const option own[] = {{"ro", no_argument, nullptr, 1000}};
+  const std::vector<option> table = LongOptionsWithKeySource(KeySourceOptionSet::kCurrentKey, own);
+  ASSERT_EQ(5u, table.size());
+  EXPECT_STREQ("keyfile", table[0].name);
+  EXPECT_EQ(required_argument, table[0].has_arg);
+  EXPECT_EQ(no_argument, table[2].has_arg);
+  EXPECT_STREQ("ro", table[3].name);
+  EXPECT_EQ(nullptr, table[4].name);
 }
 
 TEST(KeySourceOptions, EverySpellingOnTheCommandLine) {
