@@ -31,8 +31,9 @@ enum Option {
   kRotateAfterDays,
   kAuditLog,
   kPrometheus,
+  kTimeout,
 };
-static_assert(kPrometheus < kFirstKeySourceOption);
+static_assert(kTimeout < kFirstKeySourceOption);
 
 const struct option kOwnOptions[] = {
     {"version", optional_argument, nullptr, kVersion},
@@ -51,6 +52,7 @@ const struct option kOwnOptions[] = {
     {"rotate-after-days", required_argument, nullptr, kRotateAfterDays},
     {"audit-log", required_argument, nullptr, kAuditLog},
     {"prometheus", required_argument, nullptr, kPrometheus},
+    {"timeout", required_argument, nullptr, kTimeout},
 };
 
 uint64_t ParseNumber(const char* text, const char* what) {
@@ -122,6 +124,14 @@ Args ParseArgs(int argc, char** argv) {
   Args args;
   const std::vector<option> long_options =
       LongOptionsWithKeySource(KeySourceOptionSet::kCurrentAndNewKey, kOwnOptions);
+  // Everything after "--" is a command to run (quiesce), never options.
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--") != 0) continue;
+    args.command.assign(argv + i + 1, argv + argc);
+    args.has_command = true;
+    argc = i;
+    break;
+  }
   opterr = 0;
   optind = 1;
   int c;
@@ -194,6 +204,14 @@ Args ParseArgs(int argc, char** argv) {
       case kPrometheus:
         args.prometheus = optarg;
         break;
+      case kTimeout: {
+        const uint64_t t = ParseNumber(optarg, "--timeout");
+        if (t == 0 || t > 7 * 24 * 3600) {
+          throw Error(ErrorKind::kUsage, "--timeout must be 1 to 604800 seconds");
+        }
+        args.timeout_seconds = static_cast<uint32_t>(t);
+        break;
+      }
       case kShowVersion:
       case 'V':
         args.show_version = true;
