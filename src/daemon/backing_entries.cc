@@ -107,9 +107,9 @@ int NewBacking(EnvelopeFs& fs, Inode& dir, const char* name, std::string* backin
   }
   *backing = *b;
   if (NameTransform::IsLongName(*backing)) {
-    if (int rc = fs.names().WriteLongNameSideFile(dir.fd.get(), ivs.primary, name, *backing);
-        rc < 0) {
-      return -rc;
+    if (int rc =
+            ErrnoOf(fs.names().WriteLongNameSideFile(dir.fd.get(), ivs.primary, name, *backing))) {
+      return rc;
     }
   }
   return 0;
@@ -118,7 +118,8 @@ int NewBacking(EnvelopeFs& fs, Inode& dir, const char* name, std::string* backin
 int LookupBacking(EnvelopeFs& fs, Inode& dir, const std::string& backing, std::string_view name,
                   fuse_entry_param* e) {
   std::memset(e, 0, sizeof *e);
-  int fd = openat(dir.fd.get(), backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  int fd = OpenRetryingOnEmfile(
+      [&] { return openat(dir.fd.get(), backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC); });
   if (fd < 0) return errno;
   UniqueFd owned(fd);
   struct stat st;

@@ -20,8 +20,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <mutex>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -30,6 +28,7 @@
 #include "envelope_fs.h"
 #include "envelopefs/audit_log.h"
 #include "envelopefs/error.h"
+#include "envelopefs/error_mapping.h"
 #include "envelopefs/exit_codes.h"
 #include "envelopefs/key_source_options.h"
 #include "envelopefs/log.h"
@@ -130,8 +129,8 @@ CommandLine Parse(int argc, char** argv) {
     if (c >= kFirstDaemonOption) {
       try {
         ApplyDaemonOption(cl, c, optarg != nullptr ? optarg : "");
-      } catch (const Error& e) {
-        Fail(ExitCodeFor(e.kind()), e.what());
+      } catch (const std::exception& e) {
+        Fail(ExitCodeFor(ErrorKindOf(e)), MessageOf(e));
       }
       continue;
     }
@@ -167,8 +166,8 @@ CommandLine Parse(int argc, char** argv) {
         cl.fuse_options.push_back(std::move(o));
       }
     }
-  } catch (const Error& e) {
-    Fail(ExitCodeFor(e.kind()), e.what());
+  } catch (const std::exception& e) {
+    Fail(ExitCodeFor(ErrorKindOf(e)), MessageOf(e));
   }
   if (std::strncmp(argv[optind + 1], "/dev/fd/", 8) == 0) {
     Fail(kExitUsage,
@@ -188,8 +187,8 @@ CommandLine Parse(int argc, char** argv) {
   free(mnt);
   try {
     cl.key.Validate();
-  } catch (const Error& e) {
-    Fail(ExitCodeFor(e.kind()), e.what());
+  } catch (const std::exception& e) {
+    Fail(ExitCodeFor(ErrorKindOf(e)), MessageOf(e));
   }
   return cl;
 }
@@ -247,26 +246,6 @@ void Report(int fd, int code, const std::string& message) {
   if (code != 0) std::_Exit(code);
 }
 
-// Sends tamper reports to the audit log, once per file and detail (a damaged file that is
-// read again and again must not flood the log). `volume` outlives the hook's use: the last
-// reports come from seals in EnvelopeFs's destructor, which run before the volume it owns is
-// destroyed, and the hook is cleared right after.
-void InstallTamperAudit(const Volume& volume) {
-  struct Seen {
-    std::mutex mutex;
-    std::set<std::string> keys;
-  };
-  auto seen = std::make_shared<Seen>();
-  SetTamperHook([&volume, seen](const std::string& file, const std::string& detail) {
-    {
-      std::lock_guard<std::mutex> lock(seen->mutex);
-      if (seen->keys.size() > 4096) seen->keys.clear();
-      if (!seen->keys.insert(file + '\n' + detail).second) return;
-    }
-    AppendAuditEvent(volume, "tamper_detected", {{"file", file}, {"detail", detail}});
-  });
-}
-
 const char* SignalName(int sig) {
   switch (sig) {
     case SIGINT:
@@ -287,8 +266,8 @@ CipherDirLock PrepareMount(const CommandLine& cl) {
   try {
     CheckMountTargets(cl.cipher_dir, cl.mountpoint, cl.nonempty);
     return CipherDirLock(cl.cipher_dir);
-  } catch (const Error& e) {
-    Fail(ExitCodeFor(e.kind()), e.what());
+  } catch (const std::exception& e) {
+    Fail(ExitCodeFor(ErrorKindOf(e)), MessageOf(e));
   }
 }
 
@@ -298,13 +277,12 @@ int Serve(const CommandLine& cl, int report_fd) {
     auto source = cl.key.KeySource(/*confirm=*/false);
     auto volume = OpenVolumeAudited(cl.cipher_dir, *source,
                                     {{"mountpoint", cl.mountpoint}, {"read_only", cl.read_only}});
-    InstallTamperAudit(*volume);
     MountOptions options;
     options.read_only = cl.read_only;
     options.seal_interval_seconds = cl.seal_interval;
     fs = std::make_unique<EnvelopeFs>(std::move(volume), options);
-  } catch (const Error& e) {
-    Report(report_fd, ExitCodeFor(e.kind()), e.what());
+  } catch (const std::exception& e) {
+    Report(report_fd, ExitCodeFor(ErrorKindOf(e)), MessageOf(e));
   }
   if (report_fd >= 0) {
     // Detach only now: a passphrase prompt above needs the caller's terminal.
@@ -375,7 +353,6 @@ int Serve(const CommandLine& cl, int report_fd) {
                                : rc > 0 ? std::string("signal ") + SignalName(rc)
                                         : std::string("error: ") + std::strerror(-rc)}});
   fs.reset();  // wipes keys
-  SetTamperHook(nullptr);
   Log(LogLevel::kInfo, "unmounted " + cl.mountpoint);
   return clean ? kExitOk : kExitIo;
 }
