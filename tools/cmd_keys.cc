@@ -35,7 +35,7 @@ int KeysList(const Args& args, const fs::path& dir) {
   const std::optional<PrometheusFile> prometheus = PrometheusFileFor(args);
   KeyPolicyReport report;
   std::string volume_id;
-  if (HasKeyOption(args)) {
+  if (args.HasKey()) {
     auto volume = OpenVolume(args, dir, /*log_unlock=*/false);
     report = KeyPolicyOf(*volume);
     volume_id = ToHex(volume->config().volume_id);

@@ -70,6 +70,7 @@ struct KeySourceOptions {
   // one of them read from standard input. Throws Error(kUsage) with one line.
   void Validate() const;
 
+  // True if --keyfile or --passfile was given (commands that work without a key never prompt).
   bool HasKey() const { return keyfile.has_value() || passfile.has_value(); }
   bool HasNewKey() const { return new_keyfile.has_value() || new_passfile.has_value(); }
   // The master key source: the key file, the passphrase file, or else the terminal (asking
