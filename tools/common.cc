@@ -30,8 +30,6 @@ namespace fs = std::filesystem;
 
 // --- volumes and options -------------------------------------------------------------------
 
-bool HasKeyOption(const Args& args) { return args.keyfile || args.passfile; }
-
 bool IsVolumeRoot(const fs::path& dir) {
   std::error_code ec;
   return fs::is_regular_file(dir / kConfigFileName, ec);

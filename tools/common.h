@@ -44,8 +44,6 @@ inline constexpr size_t kReadStep = 1 << 20;  // plaintext read in 1 MiB steps
 
 // --- volumes and options -------------------------------------------------------------------
 
-// True if --keyfile or --passfile was given (commands that work without a key never prompt).
-bool HasKeyOption(const Args& args);
 bool IsVolumeRoot(const std::filesystem::path& dir);
 // The directory holding envelopefs.toml at or above `start` (a file or a directory).
 // Throws Error(kConfig) if there is none.

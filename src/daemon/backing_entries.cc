@@ -34,11 +34,11 @@ std::optional<ChunkLayout> LayoutOf(Inode& inode) {
   }
   UniqueFd fd(open(ProcPath(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return std::nullopt;
-  HeaderRead header = ReadHeader(fd.get());
-  if (header.status != HeaderStatus::kOk) return std::nullopt;  // opening the file will say why
+  std::optional<ChunkLayout> layout = HeaderLayout(fd.get());
+  if (!layout) return std::nullopt;  // opening the file will say why
   std::lock_guard<std::mutex> lock(inode.mutex);
-  inode.layout = header.layout();
-  return inode.layout;
+  inode.layout = layout;
+  return layout;
 }
 
 }  // namespace
@@ -55,14 +55,13 @@ void ToPlainAttr(EnvelopeFs& fs, Inode* inode, int fd, struct stat& st) {
       st.st_size = static_cast<off_t>(open->size());
       return;
     }
-    // Closed: from the cipher file's length (authenticated when the file is opened). Small
-    // files map the same in every format version; larger ones need the header's layout.
-    const uint64_t cipher_size = static_cast<uint64_t>(st.st_size);
-    ChunkLayout layout{fs.volume().config().chunk_size, true};
-    if (!layout.SizeIsVersionIndependent(cipher_size) && inode != nullptr) {
-      if (auto own = LayoutOf(*inode)) layout = *own;
-    }
-    st.st_size = static_cast<off_t>(layout.ReportedPlainSize(cipher_size));
+    // Closed: the core tells the size from the cipher file's length, reading the header (once
+    // per inode, cached) only for a file large enough to need it.
+    st.st_size = static_cast<off_t>(
+        ClosedFilePlainSize(static_cast<uint64_t>(st.st_size), fs.volume().config().chunk_size,
+                            [inode]() -> std::optional<ChunkLayout> {
+                              return inode != nullptr ? LayoutOf(*inode) : std::nullopt;
+                            }));
   } else if (S_ISLNK(st.st_mode)) {
     std::vector<char> buf(static_cast<size_t>(st.st_size) + 1);
     ssize_t n = readlinkat(fd, "", buf.data(), buf.size());
