@@ -72,6 +72,9 @@ class EnvelopeFs {
   // (waiting up to `limit` for those in progress), seals every changed file, open or closed,
   // and syncs the backing file system. 0, or an errno with nothing held.
   int Quiesce(std::chrono::milliseconds limit);
+  // Seals every changed file: closed ones waiting in the Sealer and open ones (also those whose
+  // release the kernel had not sent when the session ended). 0 or the first errno.
+  int SealAll();
   void Unquiesce();
   // Where damage found while serving requests is reported: logged and audited (DamageAudit).
   DamageReporter& damage_reporter() { return *damage_audit_; }

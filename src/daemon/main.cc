@@ -343,7 +343,7 @@ int Serve(const CommandLine& cl, int report_fd) {
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
   fuse_opt_free_args(&fargs);  // fuse_session_new may have added arguments
-  fs->sealer().Flush();        // every file's exact size is recorded before the event says so
+  fs->SealAll();               // every file's exact size is recorded before the event says so
   // The loop returns 0 after an unmount, the signal's number after SIGINT, SIGTERM or SIGHUP
   // (libfuse's handlers unmount), and a negative errno on failure.
   const bool clean = rc >= 0;
