@@ -68,8 +68,16 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     if (int lrc = LookupBacking(fs, dir, backing, name, &e)) return lrc;
     Inode& inode = *reinterpret_cast<Inode*>(e.ino);
     if (file) {
+      // One CipherFile per inode: someone who opened the new file between its link and here
+      // (it has only its header yet) keeps theirs, and we use it too. Two objects would each
+      // record their own size, and the seal of one would cut off the other's writes.
+      std::lock_guard<std::mutex> open_lock(inode.open_mutex);
       std::lock_guard<std::mutex> ilock(inode.mutex);
-          inode.open_file = file;
+      if (auto existing = inode.open_file.lock()) {
+        file = std::move(existing);
+      } else {
+        inode.open_file = file;
+      }
     } else {
       // Created concurrently by someone else: open it.
       if (int orc = OpenWithFlags(fs, inode, fi->flags, &file)) return orc;

@@ -191,5 +191,35 @@ TEST(Concurrency, ManyWorkersAgreeWithTheirModels) {
   for (int t = 0; t < 2; ++t) EXPECT_EQ(own[t], ReadFile(v / ("own" + std::to_string(t))));
 }
 
+// Threads that all create the same new file at once (open with O_CREAT | O_APPEND, as loggers
+// do) share one open file in the daemon: after the seals and a remount it holds every line.
+TEST(Concurrency, ConcurrentCreatorsOfOneFileShareIt) {
+  MountedVolume v;
+  ASSERT_MOUNTED(v);
+  constexpr int kThreads = 4, kRounds = 30, kLines = 20;
+  for (int round = 0; round < kRounds; ++round) {
+    const fs::path log = v / ("log" + std::to_string(round));
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        ASSERT_GE(fd, 0) << std::strerror(errno);
+        const std::string line = std::string(99, static_cast<char>('a' + t)) + "\n";
+        for (int i = 0; i < kLines; ++i) ASSERT_EQ(100, write(fd, line.data(), line.size()));
+        close(fd);
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  v.Unmount();
+  v.Mount();
+  ASSERT_MOUNTED(v);
+  for (int round = 0; round < kRounds; ++round) {
+    EXPECT_EQ(size_t{kThreads} * kLines * 100, ReadFile(v / ("log" + std::to_string(round))).size())
+        << "round " << round << "\n"
+        << v.DaemonLog();
+  }
+}
+
 }  // namespace
 }  // namespace envelopefs::testing
