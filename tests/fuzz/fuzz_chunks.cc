@@ -15,6 +15,8 @@
 //   bit 3  write two consecutive state records (the fuzzed flags)
 //   bit 4  ... with the fuzzed size (else the one the file's length gives)
 //   bit 5  ... with the fuzzed digest (else the index's)
+//   bit 6  open the file for writing (an unsealed file's index is then rewritten), and after
+//          the reads write a few bytes at the split, truncate to the state size and sync
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -185,8 +187,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = (fuzz::ScratchRoot() / "chunks" / "file").string();
   std::shared_ptr<CipherFile> file;
   try {
-    file = CipherFile::Open(UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)),
-                            fuzz::TestVolume(), "fuzz");
+    const int access = (mode & 64) ? O_RDWR : O_RDONLY;
+    file = CipherFile::Open(UniqueFd(::open(path.c_str(), access | O_CLOEXEC)), fuzz::TestVolume(),
+                            "fuzz");
   } catch (const Error&) {
     return 0;
   }
@@ -196,5 +199,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (plain > kMaxRead) ReadRange(*file, plain - std::min(plain, kMaxRead), plain, step);
   std::vector<uint8_t> past(16);
   fuzz::Check(file->Read(past, plain) == 0, "a read at the end returns 0");
+  if (mode & 64) {
+    const uint8_t bytes[] = {'f', 'u', 'z', 'z'};
+    const uint64_t at = std::min<uint64_t>(far, plain + 4096);
+    if (file->Write(bytes, at) == sizeof bytes) {
+      std::vector<uint8_t> back(sizeof bytes);
+      fuzz::Check(file->Read(back, at) == sizeof bytes && std::ranges::equal(back, bytes),
+                  "what was written reads back");
+    }
+    file->Truncate(std::min<uint64_t>(fuzzed_size, plain + (uint64_t{1} << 20)));
+    file->Sync();
+  }
   return 0;
 }

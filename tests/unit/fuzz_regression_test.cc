@@ -1,0 +1,82 @@
+// Regression tests for what the fuzz targets (tests/fuzz, run by scripts/fuzz) found: each test
+// feeds the library the input that failed, which is also kept as a seed named regress-* in
+// tests/fuzz/corpus/<target>/. They matter most in the ASan+UBSan build of scripts/test.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "envelopefs/encoding.h"
+#include "envelopefs/error.h"
+#include "envelopefs/keyring.h"
+#include "envelopefs/unique_fd.h"
+#include "envelopefs/volume_config.h"
+
+namespace envelopefs {
+namespace {
+
+namespace fs = std::filesystem;
+
+class FuzzRegression : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/envelopefs-fuzzreg-XXXXXX";
+    ASSERT_NE(nullptr, mkdtemp(tmpl));
+    dir_ = tmpl;
+    root_.reset(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(root_.valid());
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  void Write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name, std::ios::binary) << text;
+  }
+  // The one-line message of the Error(kConfig) that loading the config throws.
+  std::string ConfigError() {
+    try {
+      VolumeConfig::LoadAt(root_.get(), dir_);
+    } catch (const Error& e) {
+      EXPECT_EQ(ErrorKind::kConfig, e.kind());
+      return e.what();
+    }
+    ADD_FAILURE() << "the config loaded";
+    return "";
+  }
+
+  fs::path dir_;
+  UniqueFd root_;
+};
+
+// fuzz_volume_config: an empty hex string (volume_id = '') passed a null buffer to
+// sodium_hex2bin (undefined behaviour, UBSan nonnull-attribute).
+TEST_F(FuzzRegression, EmptyHexDecodesToNoBytes) {
+  auto bytes = FromHex("");
+  ASSERT_TRUE(bytes.has_value());
+  EXPECT_TRUE(bytes->empty());
+  EXPECT_FALSE(FromHex("0").has_value());
+  EXPECT_EQ(std::vector<uint8_t>({0xab}), FromHex("ab"));
+}
+
+TEST_F(FuzzRegression, ConfigWithAnEmptyVolumeIdIsRefusedInOneLine) {
+  Write(kConfigFileName,
+        "[volume]\nchunk_size = 4096\nformat_version = 1\nplaintext_names = false\n"
+        "volume_id = ''\n");
+  const std::string message = ConfigError();
+  EXPECT_NE(std::string::npos, message.find("invalid volume_id")) << message;
+  EXPECT_EQ(std::string::npos, message.find('\n')) << message;
+}
+
+TEST_F(FuzzRegression, KeyringWithAnEmptyVolumeIdIsRefused) {
+  try {
+    KeyringFile::Parse("format = 2\nvolume_id = ''\n", dir_ / kKeyringFileName);
+    ADD_FAILURE() << "the keyring parsed";
+  } catch (const Error& e) {
+    EXPECT_EQ(ErrorKind::kConfig, e.kind());
+  }
+}
+
+}  // namespace
+}  // namespace envelopefs
