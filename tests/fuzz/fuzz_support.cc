@@ -130,6 +130,11 @@ uint64_t Input::Take(size_t n) {
   return v;
 }
 
+void Note(const std::string& what) {
+  static const bool verbose = std::getenv("ENVELOPEFS_FUZZ_VERBOSE") != nullptr;
+  if (verbose) std::fprintf(stderr, "envelopefs fuzz: %s\n", what.c_str());
+}
+
 void Check(bool ok, const char* what) {
   if (ok) return;
   std::fprintf(stderr, "envelopefs fuzz: property violated: %s\n", what);

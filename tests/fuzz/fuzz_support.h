@@ -61,6 +61,9 @@ class Input {
   size_t pos_ = 0;
 };
 
+// Prints `what` on stderr when ENVELOPEFS_FUZZ_VERBOSE is set (why an input was refused).
+void Note(const std::string& what);
+
 // Aborts (a finding for libFuzzer) with `what` when `ok` is false: for properties, e.g. that
 // what was written reads back.
 void Check(bool ok, const char* what);
