@@ -190,7 +190,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const int access = (mode & 64) ? O_RDWR : O_RDONLY;
     file = CipherFile::Open(UniqueFd(::open(path.c_str(), access | O_CLOEXEC)), fuzz::TestVolume(),
                             "fuzz");
-  } catch (const Error&) {
+  } catch (const Error& e) {
+    fuzz::Note(e.what());
     return 0;
   }
   const uint64_t plain = file->size();

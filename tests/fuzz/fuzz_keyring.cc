@@ -45,12 +45,12 @@ std::optional<std::string> Authenticate(std::string_view text) {
   } catch (const toml::parse_error&) {
     return std::nullopt;
   }
-  auto generation = t["generation"].value<int64_t>();
-  auto days = t["policy"]["rotate_after_days"].value<int64_t>();
-  auto audit = t["policy"]["audit_log"].value<bool>();
+  auto generation = t["generation"].value_exact<int64_t>();
+  auto days = t["policy"]["rotate_after_days"].value_exact<int64_t>();
+  auto audit = t["policy"]["audit_log"].value_exact<bool>();
   auto volume_key = FromBase64Url(t["volume_key"].value_or(std::string()));
   const toml::array* keks = t["kek"].as_array();
-  if (t["format"].value<int64_t>() != 2 || !generation || !days || !audit || !volume_key ||
+  if (t["format"].value_exact<int64_t>() != 2 || !generation || !days || !audit || !volume_key ||
       keks == nullptr) {
     return std::nullopt;
   }
@@ -74,8 +74,8 @@ std::optional<std::string> Authenticate(std::string_view text) {
   for (const toml::node& node : *keks) {
     const toml::table* e = node.as_table();
     if (e == nullptr) return std::nullopt;
-    auto id = (*e)["id"].value<int64_t>();
-    auto version = (*e)["version"].value<int64_t>();
+    auto id = (*e)["id"].value_exact<int64_t>();
+    auto version = (*e)["version"].value_exact<int64_t>();
     auto created = (*e)["created"].value<toml::date_time>();
     auto state = (*e)["state"].value<std::string>();
     if (!id || !version || !created || !state) return std::nullopt;

@@ -78,5 +78,46 @@ TEST_F(FuzzRegression, KeyringWithAnEmptyVolumeIdIsRefused) {
   }
 }
 
+// fuzz_volume_config: toml++ converts a float to an integer when asked for one, with a cast
+// that is undefined behaviour when the float is out of range (chunk_size = 7.7e112). Integers
+// are now read exactly: a float where an integer belongs is refused.
+TEST_F(FuzzRegression, ConfigWithAHugeFloatForAnIntegerIsRefusedInOneLine) {
+  Write(kConfigFileName,
+        "[volume]\nchunk_size = 7.7e112\nformat_version = 2\nplaintext_names = false\n"
+        "volume_id = '1e7136de9a0aee379992f2c984e97bb3'\n");
+  std::string message = ConfigError();
+  EXPECT_NE(std::string::npos, message.find("chunk_size")) << message;
+  Write(kConfigFileName, "[volume]\nformat_version = -1e300\n");
+  message = ConfigError();
+  EXPECT_NE(std::string::npos, message.find("format_version")) << message;
+  Write(kConfigFileName,
+        "[volume]\nchunk_size = 4096\nformat_version = 1\nplaintext_names = false\n"
+        "volume_id = '1e7136de9a0aee379992f2c984e97bb3'\nrotate_after_days = 1e300\n"
+        "[master_key]\nsource = 'keyfile'\n");
+  message = ConfigError();
+  EXPECT_NE(std::string::npos, message.find("invalid rotate_after_days")) << message;
+  Write(kConfigFileName,
+        "[volume]\nchunk_size = 4096\nformat_version = 1\nplaintext_names = false\n"
+        "volume_id = '1e7136de9a0aee379992f2c984e97bb3'\n[master_key]\nsource = 'passphrase'\n"
+        "kdf = 'argon2id'\nopslimit = 1e300\nmemlimit = 9e300\n"
+        "salt = '00112233445566778899aabbccddeeff'\n");
+  message = ConfigError();
+  EXPECT_NE(std::string::npos, message.find("passphrase parameters")) << message;
+}
+
+TEST_F(FuzzRegression, KeyringWithHugeFloatsForIntegersIsRefused) {
+  for (const char* text :
+       {"format = 1e300\n", "format = 2\nvolume_id = '00'\ngeneration = 9e300\n",
+        "format = 2\nvolume_id = '00'\ngeneration = 1\n[master_key]\nsource = 'keyfile'\n"
+        "[policy]\nrotate_after_days = -9e300\naudit_log = true\n"}) {
+    try {
+      KeyringFile::Parse(text, dir_ / kKeyringFileName);
+      ADD_FAILURE() << "parsed: " << text;
+    } catch (const Error& e) {
+      EXPECT_EQ(ErrorKind::kConfig, e.kind()) << text;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace envelopefs
