@@ -299,7 +299,7 @@ KeyringFile KeyringFile::Parse(const std::string& text, const std::filesystem::p
     k.master_ = ParseMasterKeyParams(t, file);
     VolumePolicy policy;
     auto days = t["policy"]["rotate_after_days"].value_exact<int64_t>();
-    auto audit = t["policy"]["audit_log"].value<bool>();
+    auto audit = t["policy"]["audit_log"].value_exact<bool>();
     if (!days || *days < 1 || *days > VolumePolicy::kMaxRotateAfterDays || !audit)
       throw fail("missing or invalid [policy]");
     policy.rotate_after_days = static_cast<uint32_t>(*days);

@@ -103,13 +103,20 @@ TEST_F(FuzzRegression, ConfigWithAHugeFloatForAnIntegerIsRefusedInOneLine) {
         "salt = '00112233445566778899aabbccddeeff'\n");
   message = ConfigError();
   EXPECT_NE(std::string::npos, message.find("passphrase parameters")) << message;
+  Write(kConfigFileName,
+        "[volume]\nchunk_size = 4096\nformat_version = 2\nplaintext_names = 0\n"
+        "volume_id = '1e7136de9a0aee379992f2c984e97bb3'\n");
+  message = ConfigError();
+  EXPECT_NE(std::string::npos, message.find("plaintext_names")) << message;
 }
 
 TEST_F(FuzzRegression, KeyringWithHugeFloatsForIntegersIsRefused) {
   for (const char* text :
        {"format = 1e300\n", "format = 2\nvolume_id = '00'\ngeneration = 9e300\n",
         "format = 2\nvolume_id = '00'\ngeneration = 1\n[master_key]\nsource = 'keyfile'\n"
-        "[policy]\nrotate_after_days = -9e300\naudit_log = true\n"}) {
+        "[policy]\nrotate_after_days = -9e300\naudit_log = true\n",
+        "format = 2\nvolume_id = '00'\ngeneration = 1\n[master_key]\nsource = 'keyfile'\n"
+        "[policy]\nrotate_after_days = 90\naudit_log = 1\n"}) {
     try {
       KeyringFile::Parse(text, dir_ / kKeyringFileName);
       ADD_FAILURE() << "parsed: " << text;
