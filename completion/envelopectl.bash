@@ -19,6 +19,7 @@ _envelopectl_options() {
     verify) echo "$common --json --jobs" ;;
     audit) echo "$common --json --jobs --prometheus" ;;
     decrypt) echo "$common --output --same-owner --jobs" ;;
+    quiesce) echo "--timeout --quiet --help" ;;
     *) echo "$common" ;;
   esac
 }
@@ -27,7 +28,7 @@ _envelopectl() {
   local cur=${COMP_WORDS[COMP_CWORD]}
   local prev=${COMP_WORDS[COMP_CWORD - 1]}
   local takes_value=" --keyfile --passfile --new-keyfile --new-passfile --kek-version --shard \
---jobs --chunk-size --rotate-after-days --audit-log -o --output "
+--jobs --chunk-size --rotate-after-days --audit-log --timeout -o --output "
   local i word command="" sub=""
   for ((i = 1; i < COMP_CWORD; i++)); do
     word=${COMP_WORDS[i]}
@@ -69,7 +70,7 @@ _envelopectl() {
     return 0
   fi
   if [[ -z $command ]]; then
-    COMPREPLY=($(compgen -W $'init\ninspect\nkeys\nrewrap\nverify\naudit\ndecrypt\nls' -- "$cur"))
+    COMPREPLY=($(compgen -W $'init\ninspect\nkeys\nrewrap\nverify\naudit\ndecrypt\nls\nquiesce' -- "$cur"))
     return 0
   fi
   if [[ $command == keys && -z $sub ]]; then

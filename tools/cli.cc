@@ -33,6 +33,7 @@ enum Option {
   kRotateAfterDays,
   kAuditLog,
   kPrometheus,
+  kTimeout,
 };
 
 const struct option kLongOptions[] = {
@@ -57,6 +58,7 @@ const struct option kLongOptions[] = {
     {"rotate-after-days", required_argument, nullptr, kRotateAfterDays},
     {"audit-log", required_argument, nullptr, kAuditLog},
     {"prometheus", required_argument, nullptr, kPrometheus},
+    {"timeout", required_argument, nullptr, kTimeout},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -127,6 +129,14 @@ void OnVersionOption(Args& args, int argc, char** argv) {
 
 Args ParseArgs(int argc, char** argv) {
   Args args;
+  // Everything after "--" is a command to run (quiesce), never options.
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--") != 0) continue;
+    args.command.assign(argv + i + 1, argv + argc);
+    args.has_command = true;
+    argc = i;
+    break;
+  }
   opterr = 0;
   optind = 1;
   int c;
@@ -212,6 +222,14 @@ Args ParseArgs(int argc, char** argv) {
       case kPrometheus:
         args.prometheus = optarg;
         break;
+      case kTimeout: {
+        const uint64_t t = ParseNumber(optarg, "--timeout");
+        if (t == 0 || t > 7 * 24 * 3600) {
+          throw Error(ErrorKind::kUsage, "--timeout must be 1 to 604800 seconds");
+        }
+        args.timeout_seconds = static_cast<uint32_t>(t);
+        break;
+      }
       case kShowVersion:
       case 'V':
         args.show_version = true;

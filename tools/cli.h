@@ -39,6 +39,9 @@ struct Args {
   bool same_owner = false;                    // decrypt: restore owners (like tar --same-owner)
   bool insecure_keyfile = false;              // accept a key or passphrase file readable by others
   std::optional<std::string> prometheus;      // keys list, audit: node_exporter textfile
+  std::optional<uint32_t> timeout_seconds;    // quiesce: --timeout SECONDS
+  bool has_command = false;                   // a "--" was given
+  std::vector<std::string> command;           // the words after "--" (quiesce)
 };
 
 // Parses argv; throws Error(kUsage) with a one-line message on unknown or malformed options.
@@ -77,5 +80,6 @@ int RunVerify(const Args& args);
 int RunAudit(const Args& args);
 int RunDecrypt(const Args& args);
 int RunLs(const Args& args);
+int RunQuiesce(const Args& args);
 
 }  // namespace envelopefs::cli

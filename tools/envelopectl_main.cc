@@ -35,6 +35,9 @@ int main(int argc, char** argv) {
       return kExitOk;
     }
     const std::string& command = args.words[0];
+    if (args.has_command && command != "quiesce") {
+      throw Error(ErrorKind::kUsage, "\"--\" and a command belong to envelopectl quiesce only");
+    }
     SetAuditCommand(command == "keys" && args.words.size() > 1 ? "keys " + args.words[1] : command);
     if (command == "init") return cli::RunInit(args);
     if (command == "inspect") return cli::RunInspect(args);
@@ -44,6 +47,7 @@ int main(int argc, char** argv) {
     if (command == "audit") return cli::RunAudit(args);
     if (command == "decrypt") return cli::RunDecrypt(args);
     if (command == "ls") return cli::RunLs(args);
+    if (command == "quiesce") return cli::RunQuiesce(args);
     throw Error(ErrorKind::kUsage, "unknown command \"" + command + "\" (see envelopectl --help)");
   } catch (const Error& e) {
     std::fprintf(stderr, "envelopectl: %s\n", e.what());

@@ -33,6 +33,7 @@ constexpr char kOverview[] =
     "  decrypt [KEY] CIPHERFILE [-o OUT]\n"
     "  decrypt [KEY] [--same-owner] [--jobs N] CIPHERDIR -o DIR\n"
     "  ls [KEY] [--json] CIPHERDIR\n"
+    "  quiesce [--timeout SECONDS] CIPHERDIR -- COMMAND [ARGS...]\n"
     "\n"
     "KEY is --keyfile FILE or --passfile FILE (\"-\" reads stdin); without one the passphrase\n"
     "is asked on the terminal. A key or passphrase file that group or others can read is\n"
@@ -180,6 +181,20 @@ constexpr char kLs[] =
     "  --json               with each entry's cipher path and type\n" ENVELOPECTL_COMMON_OPTIONS
         ENVELOPECTL_KEY_OPTIONS;
 
+constexpr char kQuiesce[] =
+    "usage: envelopectl quiesce [--timeout SECONDS] CIPHERDIR -- COMMAND [ARGS...]\n"
+    "\n"
+    "Runs COMMAND (a backup of CIPHERDIR: rsync, restic, a snapshot) while the daemon that\n"
+    "mounts the volume holds every change, with every file sealed and synced: the copy is\n"
+    "consistent. Reads go on. Needs no key; only root and the daemon's user may ask. Without a\n"
+    "running daemon the command just runs. Exits with COMMAND's status, or non-zero if the\n"
+    "hold expired before COMMAND finished.\n"
+    "\n"
+    "options:\n"
+    "  --timeout SECONDS    release the hold after this long at the latest (default 3600)\n"
+    "  -q, --quiet          no messages\n"
+    "  -h, --help           this help\n";
+
 struct Entry {
   const char* words;  // "keys rotate"
   const char* text;
@@ -199,6 +214,7 @@ constexpr Entry kCommands[] = {
     {"audit", kAudit},
     {"decrypt", kDecrypt},
     {"ls", kLs},
+    {"quiesce", kQuiesce},
 };
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -73,12 +74,8 @@ class CipherFile {
   int SealIfUnchanged(uint64_t count);
 
   // Sealing rewrites the header, not the contents: the modification time is put back after it
-  // (KeptMtime). The change time cannot be; a caller that shows times (the daemon) may set an
-  // observer, called after each seal with the change time before and after it. Set it before
-  // the file is shared; it runs under the file's lock and must not call back into the file.
-  using SealObserver =
-      std::function<void(const struct timespec& ctime_before, const struct timespec& ctime_after)>;
-  void set_seal_observer(SealObserver observer) { seal_observer_ = std::move(observer); }
+  // and the change time to show is recorded (KeptTimes, shown_ctime.h). A change right after a
+  // seal waits until it cannot be mistaken for the seal's own (a few milliseconds at most).
   // utimensat(2) of the file (times as for futimens), ordered with sealing, which keeps the
   // modification time it finds.
   int SetTimes(const struct timespec times[2]);
@@ -110,6 +107,7 @@ class CipherFile {
   // Writes the sealed record of the current state, keeping the modification time.
   int Seal(bool durable);
   int PrepareModify(bool changes_size, bool creates_holes);
+  void WaitOutSeal();  // sleeps until settle_until_
   int ExtendTo(uint64_t new_size);
   // Seals `len` bytes of `plain` as chunk `index` and writes it in place.
   int WriteChunk(uint64_t index, const uint8_t* plain, uint64_t len);
@@ -157,7 +155,8 @@ class CipherFile {
   bool index_stale_ = false;  // index blocks on disk may disagree with tags_ (a failed write)
   bool dirty_ = false;        // changed through this object since it was opened
   std::atomic<uint64_t> modifications_{0};
-  SealObserver seal_observer_;
+  // Until when a change would be mistaken for the last seal's (RecordShownCtime).
+  std::chrono::system_clock::time_point settle_until_{};
   mutable std::atomic<uint64_t> last_read_end_{0};  // for sequential-read prefetch
 };
 

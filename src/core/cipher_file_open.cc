@@ -20,7 +20,7 @@
 #include "envelopefs/log.h"
 #include "envelopefs/volume.h"
 #include "header_lock.h"
-#include "kept_mtime.h"
+#include "kept_times.h"
 
 namespace envelopefs {
 namespace {

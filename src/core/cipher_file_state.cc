@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "cipher_file_internal.h"
@@ -21,7 +22,7 @@
 #include "envelopefs/log.h"
 #include "envelopefs/volume.h"
 #include "header_lock.h"
-#include "kept_mtime.h"
+#include "kept_times.h"
 
 namespace envelopefs {
 
@@ -57,7 +58,14 @@ int CipherFile::WriteState(uint64_t size, uint32_t flags, bool sealed, bool dura
   return 0;
 }
 
+void CipherFile::WaitOutSeal() {
+  if (settle_until_ == std::chrono::system_clock::time_point{}) return;
+  std::this_thread::sleep_until(settle_until_);
+  settle_until_ = {};
+}
+
 int CipherFile::PrepareModify(bool changes_size, bool creates_holes) {
+  WaitOutSeal();
   // Format 1 keeps no index digest: an overwrite in place leaves the sealed record valid.
   if (!indexed() && !changes_size && !creates_holes) return 0;
   uint32_t flags = disk_state_.flags & ~kStateSealed;
@@ -149,19 +157,18 @@ int CipherFile::SealIfUnchanged(uint64_t count) {
 }
 
 int CipherFile::Seal(bool durable) {
-  KeptMtime kept(fd_.get());
+  KeptTimes kept(fd_.get());
   int rc =
       kept.Write([&] { return WriteState(size_, disk_state_.flags, /*sealed=*/true, durable); });
   if (rc < 0) return rc;
   dirty_ = false;
-  if (auto change = kept.Restore(); change && seal_observer_) {
-    seal_observer_(change->before, change->after);
-  }
+  if (auto settle = kept.Restore()) settle_until_ = *settle;
   return 0;
 }
 
 int CipherFile::SetTimes(const struct timespec times[2]) {
   std::unique_lock lock(mu_);
+  WaitOutSeal();
   return ::futimens(fd_.get(), times) == 0 ? 0 : -errno;
 }
 

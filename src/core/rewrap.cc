@@ -16,7 +16,7 @@
 #include "envelopefs/file_header.h"
 #include "envelopefs/unique_fd.h"
 #include "header_lock.h"
-#include "kept_mtime.h"
+#include "kept_times.h"
 
 namespace envelopefs {
 namespace {
@@ -30,7 +30,7 @@ struct Pending {
   std::array<uint8_t, kFixedSize> fixed;  // the fixed part the record is bound to
   KeySlotBytes record;
   int first_slot;   // written before the first sync; the other one after it
-  KeptMtime mtime;  // a rewrap changes no contents: the modification time is put back
+  KeptTimes mtime;  // a rewrap changes no contents: the times the mount shows are kept
 };
 
 // 0 or an errno.
@@ -153,7 +153,7 @@ RewrapStats RewrapFiles(
                                                                                 : 1;
     const uint64_t generation =
         std::max(header.slots[0].generation, header.slots[1].generation) + 1;
-    Pending p{&path, std::move(owned), header.dev, {}, {}, first, KeptMtime(fd)};
+    Pending p{&path, std::move(owned), header.dev, {}, {}, first, KeptTimes(fd)};
     std::memcpy(p.fixed.data(), header.bytes.data(), kFixedSize);
     p.record =
         WrapDek(header.FixedBytes(), KeySlotInfo{generation, target.info.id, target.info.version},

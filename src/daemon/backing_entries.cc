@@ -49,8 +49,8 @@ void ToPlainAttr(EnvelopeFs& fs, Inode* inode, int fd, struct stat& st) {
     if (inode != nullptr) {
       std::lock_guard<std::mutex> lock(inode->mutex);
       open = inode->open_file.lock();
-      HideSealCtime(*inode, st);
     }
+    ShowCtime(inode, fd, st);
     if (open) {
       st.st_size = static_cast<off_t>(open->size());
       return;

@@ -16,6 +16,24 @@
 namespace envelopefs {
 namespace {
 
+// An operation that changes the cipher dir, run through the write gate (held while a backup
+// copies it: envelopectl quiesce).
+template <auto Op>
+struct Gated;
+template <typename... Args, void (*Op)(fuse_req_t, Args...)>
+struct Gated<Op> {
+  static void Call(fuse_req_t req, Args... args) {
+    WriteGate::Pass pass(static_cast<EnvelopeFs*>(fuse_req_userdata(req))->write_gate());
+    Op(req, args...);
+  }
+};
+
+// open(2) changes the file only with O_TRUNC.
+void GatedOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if ((fi->flags & O_TRUNC) == 0) return OpOpen(req, ino, fi);
+  Gated<OpOpen>::Call(req, ino, fi);
+}
+
 fuse_lowlevel_ops MakeOperations() {
   fuse_lowlevel_ops ops{};
   ops.init = OpInit;
@@ -24,33 +42,33 @@ fuse_lowlevel_ops MakeOperations() {
   ops.forget = OpForget;
   ops.forget_multi = OpForgetMulti;
   ops.getattr = OpGetAttr;
-  ops.setattr = OpSetAttr;
+  ops.setattr = Gated<OpSetAttr>::Call;
   ops.readlink = OpReadlink;
-  ops.mknod = OpMknod;
-  ops.mkdir = OpMkdir;
-  ops.symlink = OpSymlink;
-  ops.link = OpLink;
-  ops.unlink = OpUnlink;
-  ops.rmdir = OpRmdir;
-  ops.rename = OpRename;
-  ops.open = OpOpen;
-  ops.create = OpCreate;
+  ops.mknod = Gated<OpMknod>::Call;
+  ops.mkdir = Gated<OpMkdir>::Call;
+  ops.symlink = Gated<OpSymlink>::Call;
+  ops.link = Gated<OpLink>::Call;
+  ops.unlink = Gated<OpUnlink>::Call;
+  ops.rmdir = Gated<OpRmdir>::Call;
+  ops.rename = Gated<OpRename>::Call;
+  ops.open = GatedOpen;
+  ops.create = Gated<OpCreate>::Call;
   ops.read = OpRead;
-  ops.write = OpWrite;
+  ops.write = Gated<OpWrite>::Call;
   ops.flush = OpFlush;
   ops.release = OpRelease;
   ops.fsync = OpFsync;
-  ops.fallocate = OpFallocate;
+  ops.fallocate = Gated<OpFallocate>::Call;
   ops.opendir = OpOpendir;
   ops.readdir = OpReaddir;
   ops.readdirplus = OpReaddirplus;
   ops.releasedir = OpReleasedir;
   ops.fsyncdir = OpFsyncdir;
   ops.statfs = OpStatfs;
-  ops.setxattr = OpSetxattr;
+  ops.setxattr = Gated<OpSetxattr>::Call;
   ops.getxattr = OpGetxattr;
   ops.listxattr = OpListxattr;
-  ops.removexattr = OpRemovexattr;
+  ops.removexattr = Gated<OpRemovexattr>::Call;
   return ops;
 }
 

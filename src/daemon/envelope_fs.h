@@ -15,14 +15,14 @@
 //   4. Inode::mutex                   an inode's cached parts; never held across disk I/O or a
 //                                     key unwrap, so lookups and getattr never wait for one
 //   5. CipherFile's lock              (held by reads, writes and seals)
-//   6. SealedCtime::mutex             (taken by a seal, under the CipherFile's lock)
-// Directory handles have their own mutex, taken before any of 2-6. The Sealer's and
+// Directory handles have their own mutex, taken before any of 2-5. The Sealer's and
 // InodeRelief's mutexes guard only their own queues.
 #pragma once
 
 #include <fuse_lowlevel.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <shared_mutex>
@@ -33,6 +33,7 @@
 #include "envelopefs/volume.h"
 #include "inode_table.h"
 #include "sealer.h"
+#include "write_gate.h"
 
 namespace envelopefs {
 
@@ -57,6 +58,13 @@ class EnvelopeFs {
   InodeTable& inodes() { return inodes_; }
   Sealer& sealer() { return *sealer_; }
   std::shared_mutex& namespace_mutex() { return namespace_mutex_; }
+  WriteGate& write_gate() { return write_gate_; }
+
+  // For a consistent backup of the cipher dir (quiesce.cc): holds every change through the mount
+  // (waiting up to `limit` for those in progress), seals every changed file, open or closed,
+  // and syncs the backing file system. 0, or an errno with nothing held.
+  int Quiesce(std::chrono::milliseconds limit);
+  void Unquiesce();
 
   // Picks up a keyring changed by `envelopectl keys rotate` (or retire) without a remount.
   // `force`: check now (a file needs a KEK version we do not know yet); otherwise at most
@@ -74,6 +82,7 @@ class EnvelopeFs {
   std::unique_ptr<Sealer> sealer_;
   std::atomic<int64_t> keyring_checked_ms_{0};
   std::shared_mutex namespace_mutex_;
+  WriteGate write_gate_;
 };
 
 }  // namespace envelopefs

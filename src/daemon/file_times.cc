@@ -5,32 +5,24 @@
 
 #include <cerrno>
 
+#include "envelopefs/shown_ctime.h"
+
 namespace envelopefs {
-namespace {
 
-bool Same(const struct timespec& a, const struct timespec& b) {
-  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
-}
-
-}  // namespace
-
-void WatchSeals(Inode& inode, CipherFile& file) {
-  if (!inode.sealed_ctime) inode.sealed_ctime = std::make_shared<SealedCtime>();
-  file.set_seal_observer(
-      [memo = inode.sealed_ctime](const struct timespec& before, const struct timespec& after) {
-        std::lock_guard<std::mutex> lock(memo->mutex);
-        // Seals one after another with nothing in between keep hiding the first one's predecessor.
-        if (!memo->set || !Same(before, memo->left)) memo->shown = before;
-        memo->left = after;
-        memo->set = true;
-      });
-}
-
-void HideSealCtime(const Inode& inode, struct stat& st) {
-  if (!inode.sealed_ctime) return;
-  SealedCtime& memo = *inode.sealed_ctime;
-  std::lock_guard<std::mutex> lock(memo.mutex);
-  if (memo.set && Same(st.st_ctim, memo.left)) st.st_ctim = memo.shown;
+void ShowCtime(Inode* inode, int fd, struct stat& st) {
+  if (inode != nullptr) {
+    std::lock_guard<std::mutex> lock(inode->mutex);
+    if (inode->ctime_memo && SameTime(inode->ctime_memo->backing, st.st_ctim)) {
+      st.st_ctim = inode->ctime_memo->shown;
+      return;
+    }
+  }
+  const struct timespec backing = st.st_ctim;
+  st.st_ctim = ReadShownCtime(fd, st);
+  if (inode != nullptr) {
+    std::lock_guard<std::mutex> lock(inode->mutex);
+    inode->ctime_memo = Inode::CtimeMemo{backing, st.st_ctim};
+  }
 }
 
 int SetFileTimes(Inode& inode, const struct timespec times[2]) {

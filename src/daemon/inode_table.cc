@@ -51,6 +51,17 @@ std::vector<std::pair<fuse_ino_t, std::string>> InodeTable::IdleEntries(size_t m
   return out;
 }
 
+std::vector<std::shared_ptr<CipherFile>> InodeTable::OpenFiles() const {
+  std::vector<std::shared_ptr<CipherFile>> out;
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& [key, inode] : inodes_) {
+    if (inode->type != S_IFREG) continue;
+    std::lock_guard<std::mutex> ilock(inode->mutex);
+    if (auto file = inode->open_file.lock()) out.push_back(std::move(file));
+  }
+  return out;
+}
+
 size_t InodeTable::size() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return inodes_.size();

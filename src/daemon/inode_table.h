@@ -48,8 +48,12 @@ struct Inode {
   // bound to), read on the first xattr operation. A file keeps its id for life (also through
   // truncation to zero and rewrap), so it is never cleared.
   std::optional<FileId> file_id;
-  // Regular files: the change time our last seal left (file_times.h); made at first open.
-  std::shared_ptr<struct SealedCtime> sealed_ctime;
+  // Regular files: the change time shown for a backing change time (file_times.h), remembered
+  // so that the backing file's xattr is read once per change.
+  struct CtimeMemo {
+    struct timespec backing, shown;
+  };
+  std::optional<CtimeMemo> ctime_memo;
 };
 
 // The path through which an O_PATH descriptor's object is reopened or changed.
@@ -69,6 +73,9 @@ class InodeTable {
   // forget when it holds too many descriptors. (The kernel keeps what is in use, such as a
   // process's working directory; dropping a directory drops its unused subtree.)
   std::vector<std::pair<fuse_ino_t, std::string>> IdleEntries(size_t max);
+
+  // Every file open through us now (for quiescing: each is sealed).
+  std::vector<std::shared_ptr<CipherFile>> OpenFiles() const;
 
   // Calls `over` (from the inserting thread, without the table's lock) whenever an insertion
   // leaves more than `limit` inodes. Set once, before the table is used concurrently.

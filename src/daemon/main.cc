@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cipher_dir_lock.h"
+#include "control_socket.h"
 #include "envelope_fs.h"
 #include "envelopefs/audit_log.h"
 #include "envelopefs/error.h"
@@ -366,6 +367,7 @@ int Serve(const CommandLine& cl, int report_fd) {
   // Destroyed before the file system whose inode table it watches.
   auto relief = std::make_unique<InodeRelief>(fs->inodes());
   relief->Start(se);
+  auto control = ControlSocket::Start(*fs);  // envelopectl quiesce
   fuse_loop_config* config = fuse_loop_cfg_create();
   // Two cores: eight workers keep both busy while others wait on I/O. Each worker holds about
   // 4 MiB of request and crypto buffers, so idle workers beyond four exit (peak RSS).
@@ -373,7 +375,8 @@ int Serve(const CommandLine& cl, int report_fd) {
   fuse_loop_cfg_set_idle_threads(config, 8);
   int rc = fuse_session_loop_mt(se, config);
   fuse_loop_cfg_destroy(config);
-  relief.reset();  // stops it
+  control.reset();  // releases a hold, removes the socket
+  relief.reset();   // stops it
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);

@@ -48,7 +48,6 @@ std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
     file = CipherFile::Open(open_backing(), fs.volume(), "");
   }
   std::lock_guard<std::mutex> lock(inode.mutex);
-  WatchSeals(inode, *file);
   inode.open_file = file;
   return file;
 }

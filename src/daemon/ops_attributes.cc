@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backing_entries.h"
+#include "envelopefs/shown_ctime.h"
 #include "file_times.h"
 #include "open_files.h"
 #include "operations.h"
@@ -43,10 +44,17 @@ void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
       // must still let the owner chmod it back, as ext4 does; root opens every file.
       if (rc != 0 && !(rc == EACCES && geteuid() != 0)) return rc;
     }
+    // chown(f, -1, -1) changes nothing but the change time, as on ext4; the kernel sends it
+    // with nothing to set (FUSE_SET_ATTR_CTIME only with the writeback cache).
+    const bool only_ctime = (to_set & ~FUSE_SET_ATTR_CTIME) == 0;
+    // Right after a seal, a change would read as the seal's own (shown_ctime.h).
+    if (S_ISREG(inode.type) && (only_ctime || (to_set & kMetadata))) {
+      SettleShownCtime(inode.fd.get());
+    }
     if (to_set & FUSE_SET_ATTR_MODE) {
       if (chmod(path.c_str(), attr->st_mode & 07777) != 0) return errno;
     }
-    if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    if (only_ctime || (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
       uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
       gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
       if (fchownat(inode.fd.get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {

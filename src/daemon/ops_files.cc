@@ -69,8 +69,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     Inode& inode = *reinterpret_cast<Inode*>(e.ino);
     if (file) {
       std::lock_guard<std::mutex> ilock(inode.mutex);
-      WatchSeals(inode, *file);
-      inode.open_file = file;
+          inode.open_file = file;
     } else {
       // Created concurrently by someone else: open it.
       if (int orc = OpenWithFlags(fs, inode, fi->flags, &file)) return orc;

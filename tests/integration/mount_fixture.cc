@@ -176,11 +176,14 @@ void MountedVolume::Mount() {
       dup2(fd, 1);
       dup2(fd, 2);
     }
-    // ENVELOPEFS_TEST_DAEMON_WRAPPER runs the daemon under a tool, e.g. "valgrind -q".
+    // ENVELOPEFS_TEST_DAEMON_WRAPPER runs the daemon under a tool, e.g. "valgrind -q";
+    // ENVELOPEFS_TEST_DAEMON is another build of it (the ThreadSanitizer one, scripts/test).
     const char* wrapper = getenv("ENVELOPEFS_TEST_DAEMON_WRAPPER");
+    const char* daemon = getenv("ENVELOPEFS_TEST_DAEMON");
     std::string cmd = std::string("exec ") + (wrapper ? std::string(wrapper) + " " : "") +
-                      ENVELOPEFS_BINARY + " -f --seal-interval 1 --keyfile " + Quote(keyfile_) +
-                      " " + options_.mount_flags + " " + Quote(cipher_) + " " + Quote(mnt_);
+                      (daemon ? Quote(daemon) : std::string(ENVELOPEFS_BINARY)) +
+                      " -f --seal-interval 1 --keyfile " + Quote(keyfile_) + " " +
+                      options_.mount_flags + " " + Quote(cipher_) + " " + Quote(mnt_);
     execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
@@ -207,6 +210,7 @@ void MountedVolume::Unmount() {
     int status;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
+      ExpectNoSanitizerReport();
       return;
     }
     if (i == 100) RunCommand("fusermount3 -uz " + Quote(mnt_));  // busy: detach lazily
@@ -235,6 +239,14 @@ int MountedVolume::Stop(int signal) {
 }
 
 std::string MountedVolume::DaemonLog() const { return ReadFile(log_); }
+
+void MountedVolume::ExpectNoSanitizerReport() const {
+  const std::string log = DaemonLog();
+  for (const char* report : {"WARNING: ThreadSanitizer", "ERROR: AddressSanitizer",
+                             "ERROR: LeakSanitizer", "runtime error:"}) {
+    EXPECT_FALSE(Contains(log, report)) << "the daemon's sanitizer reported:\n" << log;
+  }
+}
 
 fs::path CipherOf(const MountedVolume& v, const fs::path& plain) {
   struct stat st;

@@ -84,6 +84,9 @@ class MountedVolume {
   bool mounted() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }  // the daemon
   std::string DaemonLog() const;      // the daemon's stderr so far
+  // Fails the test if the daemon's sanitizer (a sanitizer build, ENVELOPEFS_TEST_DAEMON) reported
+  // anything; Unmount checks it.
+  void ExpectNoSanitizerReport() const;
 
  private:
   TempDir root_;

@@ -1,5 +1,6 @@
 // File times through the mount, as ext4 keeps them: times set by cp -a, rsync -a, tar and touch
-// survive the seal after close, an unmount and a rewrap; open(O_TRUNC) empties a file and sets
+// survive the seal after close, an unmount and a rewrap, and so do change times (a header-only
+// rewrite is no change); open(O_TRUNC) empties a file and sets
 // its modification and change times; a refused operation and a seal change no time.
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -8,6 +9,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <thread>
 
 #include "mount_fixture.h"
@@ -57,6 +59,25 @@ void ExpectSameMtimes(const fs::path& src, const fs::path& copy) {
   }
 }
 
+// The change times of the tree's entries under `root`, as stat shows them now.
+std::map<std::string, struct timespec> ChangeTimes(const fs::path& root) {
+  std::map<std::string, struct timespec> times;
+  for (const char* rel : {"a.csv", "sub/b.parquet", "sub/empty", "sub"}) {
+    times[rel] = Stat(root / rel).st_ctim;
+  }
+  return times;
+}
+
+// Header-only rewrites (seals, rewrap) show no change: the change times are those of before.
+void ExpectChangeTimes(const std::map<std::string, struct timespec>& before, const fs::path& root,
+                       const char* after_what) {
+  for (const auto& [rel, ctime] : ChangeTimes(root)) {
+    EXPECT_TRUE(SameTime(before.at(rel), ctime))
+        << rel << " after " << after_what << ": " << Show(before.at(rel)) << " became "
+        << Show(ctime);
+  }
+}
+
 TEST(Timestamps, CpKeepsTimesThroughTheSealAndARemount) {
   TempDir t;
   MakeOldTree(t.path() / "src");
@@ -65,12 +86,18 @@ TEST(Timestamps, CpKeepsTimesThroughTheSealAndARemount) {
   ASSERT_EQ(0, RunCommand("cp -a " + Quote((t.path() / "src").string()) + " " +
                           Quote((v / "copy").string()))
                    .exit_code);
+  const auto ctimes = ChangeTimes(v / "copy");  // before any seal
   WaitForSeal();
   ExpectSameMtimes(t.path() / "src", v / "copy");
+  ExpectChangeTimes(ctimes, v / "copy", "the seal");
   v.Unmount();
   v.Mount();
   ASSERT_MOUNTED(v);
   ExpectSameMtimes(t.path() / "src", v / "copy");
+  ExpectChangeTimes(ctimes, v / "copy", "a remount");
+  // A real change after all that shows.
+  ASSERT_EQ(0, chmod((v / "copy" / "a.csv").c_str(), 0600));
+  EXPECT_FALSE(SameTime(ctimes.at("a.csv"), Stat(v / "copy" / "a.csv").st_ctim));
 }
 
 TEST(Timestamps, TouchAndTarKeepTheirTimes) {
@@ -165,9 +192,13 @@ TEST(Timestamps, NeitherTheSealNorARefusedOperationChangesATime) {
   EXPECT_TRUE(SameTime(closed.st_mtim, refused.st_mtim));
   EXPECT_TRUE(SameTime(closed.st_ctim, refused.st_ctim));
   EXPECT_EQ(10000, refused.st_size);
+  v.Unmount();
+  v.Mount();
+  ASSERT_MOUNTED(v);
+  EXPECT_TRUE(SameTime(closed.st_ctim, Stat(v / "f").st_ctim));
 }
 
-TEST(Timestamps, RewrapKeepsModificationTimes) {
+TEST(Timestamps, RewrapKeepsModificationAndChangeTimes) {
   TempDir t;
   MakeOldTree(t.path() / "src");
   MountedVolume v;
@@ -175,6 +206,7 @@ TEST(Timestamps, RewrapKeepsModificationTimes) {
   ASSERT_EQ(0, RunCommand("cp -a " + Quote((t.path() / "src").string()) + " " +
                           Quote((v / "copy").string()))
                    .exit_code);
+  const auto ctimes = ChangeTimes(v / "copy");
   WaitForSeal();
   const fs::path cipher_file = CipherOf(v, v / "copy" / "a.csv");
   ASSERT_FALSE(cipher_file.empty());
@@ -185,6 +217,11 @@ TEST(Timestamps, RewrapKeepsModificationTimes) {
   ASSERT_EQ(0, rewrap.exit_code) << rewrap.output;
   EXPECT_TRUE(SameTime(cipher_mtime, Stat(cipher_file).st_mtim));
   ExpectSameMtimes(t.path() / "src", v / "copy");
+  ExpectChangeTimes(ctimes, v / "copy", "rewrap");
+  v.Unmount();
+  v.Mount();
+  ASSERT_MOUNTED(v);
+  ExpectChangeTimes(ctimes, v / "copy", "rewrap and a remount");
   // A restore carries the times too.
   v.Unmount();
   CommandResult restore = RunCommand(kCtl + " decrypt" + key + Quote(v.cipher().string()) + " -o " +
