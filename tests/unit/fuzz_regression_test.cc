@@ -6,13 +6,16 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/keyring.h"
+#include "envelopefs/shown_ctime.h"
 #include "envelopefs/unique_fd.h"
 #include "envelopefs/volume_config.h"
 
@@ -124,6 +127,27 @@ TEST_F(FuzzRegression, KeyringWithHugeFloatsForIntegersIsRefused) {
       EXPECT_EQ(ErrorKind::kConfig, e.kind()) << text;
     }
   }
+}
+
+// fuzz_shown_ctime: a recorded stamp far from the file's change time (any value can be put in
+// the user.envelopefs.ctime attribute) overflowed the difference of the two (signed overflow,
+// UBSan). Such a record does not apply: the file's own change time shows.
+TEST_F(FuzzRegression, ShownCtimeWithAStampAtEitherEndOfTimeDoesNotApply) {
+  const struct timespec ctime { 3607488378, 5 };
+  for (int64_t stamp : {std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(),
+                        int64_t{-9223372035059226758}}) {
+    ShownCtimeRecord record;
+    record.shown = {1234, 5};
+    record.stamp = {static_cast<time_t>(stamp), 0};
+    const auto value = EncodeShownCtime(record);
+    const struct timespec shown = ShownCtime(ctime, value);
+    EXPECT_TRUE(SameTime(ctime, shown)) << stamp;
+  }
+  // A record stamped when the change happened still applies.
+  ShownCtimeRecord record;
+  record.shown = {1234, 5};
+  record.stamp = ctime;
+  EXPECT_TRUE(SameTime(record.shown, ShownCtime(ctime, EncodeShownCtime(record))));
 }
 
 }  // namespace
