@@ -5,6 +5,7 @@
 
 #include <charconv>
 #include <cstring>
+#include <vector>
 
 #include "envelopefs/audit_log.h"
 #include "envelopefs/error.h"
@@ -13,12 +14,10 @@ namespace envelopefs::cli {
 
 namespace {
 
+// Codes of envelopectl's own options (the key-source options have theirs, from
+// kFirstKeySourceOption on: key_source_options.h).
 enum Option {
-  kKeyfile = 1000,
-  kPassfile,
-  kNewKeyfile,
-  kNewPassfile,
-  kVersion,
+  kVersion = 1000,
   kKekVersion,
   kShard,
   kJobs,
@@ -29,18 +28,14 @@ enum Option {
   kQuiet,
   kShowVersion,
   kSameOwner,
-  kInsecureKeyfile,
   kRotateAfterDays,
   kAuditLog,
   kPrometheus,
   kTimeout,
 };
+static_assert(kTimeout < kFirstKeySourceOption);
 
-const struct option kLongOptions[] = {
-    {"keyfile", required_argument, nullptr, kKeyfile},
-    {"passfile", required_argument, nullptr, kPassfile},
-    {"new-keyfile", required_argument, nullptr, kNewKeyfile},
-    {"new-passfile", required_argument, nullptr, kNewPassfile},
+const struct option kOwnOptions[] = {
     {"version", optional_argument, nullptr, kVersion},
     {"kek-version", required_argument, nullptr, kKekVersion},
     {"shard", required_argument, nullptr, kShard},
@@ -54,12 +49,10 @@ const struct option kLongOptions[] = {
     {"help", no_argument, nullptr, 'h'},
     {"program-version", no_argument, nullptr, kShowVersion},
     {"same-owner", no_argument, nullptr, kSameOwner},
-    {"insecure-keyfile", no_argument, nullptr, kInsecureKeyfile},
     {"rotate-after-days", required_argument, nullptr, kRotateAfterDays},
     {"audit-log", required_argument, nullptr, kAuditLog},
     {"prometheus", required_argument, nullptr, kPrometheus},
     {"timeout", required_argument, nullptr, kTimeout},
-    {nullptr, 0, nullptr, 0},
 };
 
 uint64_t ParseNumber(const char* text, const char* what) {
@@ -129,6 +122,8 @@ void OnVersionOption(Args& args, int argc, char** argv) {
 
 Args ParseArgs(int argc, char** argv) {
   Args args;
+  const std::vector<option> long_options =
+      LongOptionsWithKeySource(KeySourceOptionSet::kCurrentAndNewKey, kOwnOptions);
   // Everything after "--" is a command to run (quiesce), never options.
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--") != 0) continue;
@@ -140,24 +135,14 @@ Args ParseArgs(int argc, char** argv) {
   opterr = 0;
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, "+o:hqV", kLongOptions, nullptr)) != -1 || optind < argc) {
+  while ((c = getopt_long(argc, argv, "+o:hqV", long_options.data(), nullptr)) != -1 ||
+         optind < argc) {
     if (c == -1) {  // a positional word: keep it and go on (options in any position)
       args.words.emplace_back(argv[optind++]);
       continue;
     }
+    if (args.Apply(c, optarg != nullptr ? optarg : "")) continue;  // a key-source option
     switch (c) {
-      case kKeyfile:
-        args.keyfile = optarg;
-        break;
-      case kPassfile:
-        args.passfile = optarg;
-        break;
-      case kNewKeyfile:
-        args.new_keyfile = optarg;
-        break;
-      case kNewPassfile:
-        args.new_passfile = optarg;
-        break;
       case kVersion:
         OnVersionOption(args, argc, argv);
         break;
@@ -197,9 +182,6 @@ Args ParseArgs(int argc, char** argv) {
         break;
       case kSameOwner:
         args.same_owner = true;
-        break;
-      case kInsecureKeyfile:
-        args.insecure_keyfile = true;
         break;
       case kRotateAfterDays: {
         uint64_t d = ParseNumber(optarg, "--rotate-after-days");
@@ -242,34 +224,13 @@ Args ParseArgs(int argc, char** argv) {
                                            " (see envelopectl --help)");
     }
   }
-  if (args.keyfile && args.passfile) {
-    throw Error(ErrorKind::kUsage, "give either --keyfile or --passfile, not both");
-  }
-  if (args.new_keyfile && args.new_passfile) {
-    throw Error(ErrorKind::kUsage, "give either --new-keyfile or --new-passfile, not both");
-  }
-  auto stdin_key = [](const std::optional<std::string>& a, const std::optional<std::string>& b) {
-    return (a && *a == "-") || (b && *b == "-");
-  };
-  if (stdin_key(args.keyfile, args.passfile) && stdin_key(args.new_keyfile, args.new_passfile)) {
-    throw Error(ErrorKind::kUsage,
-                "only one of the current and the new key can be read from stdin (\"-\"); give "
-                "the other as a file");
-  }
+  args.Validate();
   return args;
-}
-
-std::unique_ptr<MasterKeySource> KeySource(const std::optional<std::string>& keyfile,
-                                           const std::optional<std::string>& passfile, bool confirm,
-                                           bool insecure) {
-  if (keyfile) return MakeKeyFileSource(*keyfile, insecure);
-  if (passfile) return MakePassFileSource(*passfile, insecure);
-  return MakePromptSource(confirm);
 }
 
 std::unique_ptr<Volume> OpenVolume(const Args& args, const std::filesystem::path& cipher_dir,
                                    bool log_unlock) {
-  auto source = KeySource(args.keyfile, args.passfile, false, args.insecure_keyfile);
+  auto source = args.KeySource(/*confirm=*/false);
   return OpenVolumeAudited(cipher_dir, *source, nlohmann::json::object(), log_unlock);
 }
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "envelopefs/key_source.h"
+#include "envelopefs/key_source_options.h"
 #include "envelopefs/volume.h"
 
 namespace envelopefs::cli {
@@ -19,10 +19,10 @@ struct Shard {
   uint32_t count = 1;
 };
 
-struct Args {
-  std::vector<std::string> words;  // subcommand words and positional arguments, in order
-  std::optional<std::string> keyfile, passfile;
-  std::optional<std::string> new_keyfile, new_passfile;
+// The key-source options (keyfile, passfile, new_keyfile, new_passfile, insecure_keyfile, and
+// the key sources they name) come from KeySourceOptions; the rest are envelopectl's own.
+struct Args : KeySourceOptions {
+  std::vector<std::string> words;       // subcommand words and positional arguments, in order
   std::optional<std::string> output;    // -o
   std::optional<uint32_t> kek_version;  // --kek-version N (keys retire; alias: --version N)
   std::optional<Shard> shard;
@@ -37,7 +37,6 @@ struct Args {
   std::optional<uint32_t> rotate_after_days;  // keys policy
   std::optional<bool> audit_log;              // keys policy: --audit-log on|off
   bool same_owner = false;                    // decrypt: restore owners (like tar --same-owner)
-  bool insecure_keyfile = false;              // accept a key or passphrase file readable by others
   std::optional<std::string> prometheus;      // keys list, audit: node_exporter textfile
   std::optional<uint32_t> timeout_seconds;    // quiesce: --timeout SECONDS
   bool has_command = false;                   // a "--" was given
@@ -46,12 +45,6 @@ struct Args {
 
 // Parses argv; throws Error(kUsage) with a one-line message on unknown or malformed options.
 Args ParseArgs(int argc, char** argv);
-
-// The master-key source the options ask for (a key file, a passphrase file, or the terminal).
-// `confirm`: ask twice on the terminal (for new keys); `insecure`: --insecure-keyfile.
-std::unique_ptr<MasterKeySource> KeySource(const std::optional<std::string>& keyfile,
-                                           const std::optional<std::string>& passfile, bool confirm,
-                                           bool insecure);
 
 // Opens the volume with the key options in `args`, recording volume_unlocked / unlock_failed in
 // the audit log (read-only commands pass log_unlock = false: a failed unlock is still logged).

@@ -117,7 +117,7 @@ AuditInput Load(const Args& args, const fs::path& dir) {
   in.dir = dir;
   in.root = OpenRoot(dir);
   std::optional<NameTransform> names;
-  if (HasKeyOption(args)) {
+  if (args.HasKey()) {
     in.volume = OpenVolume(args, dir, /*log_unlock=*/false);
     in.config = in.volume->config();
     in.keys = KeyPolicyOf(*in.volume);

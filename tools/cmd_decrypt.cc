@@ -28,6 +28,7 @@
 #include "envelopefs/crypto.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
+#include "envelopefs/error_mapping.h"
 #include "envelopefs/exit_codes.h"
 #include "envelopefs/unique_fd.h"
 #include "progress.h"
@@ -128,23 +129,24 @@ Located Locate(int root_fd, const std::string& relative) {
 // stats it. Only a regular file is opened (OpenRegularFileAt): never a device node or FIFO,
 // nor blocked on. Throws Error.
 std::shared_ptr<CipherFile> OpenCipherBeneath(const Volume& volume, const std::string& relative,
-                                              const std::string& display, struct stat* st) {
+                                              const std::string& display, struct stat* st,
+                                              DamageCollector& damage) {
   Located at = Locate(volume.root_fd(), relative);
   if (at.error != 0) {
     Failure f = BeneathFailure("open", at.error);
-    throw Error(f.kind, display + ": " + f.reason);
+    throw Error(f.kind, Named(display, f.reason));
   }
   int raw = OpenRegularFileAt(at.dir.get(), at.leaf, O_RDONLY);
   if (raw == -EINVAL) {
-    throw Error(ErrorKind::kAuthentication, display + ": not a regular file in the cipher dir");
+    throw Error(ErrorKind::kAuthentication, Named(display, "not a regular file in the cipher dir"));
   }
   if (raw < 0) {
     errno = -raw;
-    ThrowSystemError(display + ": open");
+    ThrowSystemError(Named(display, "open"));
   }
   UniqueFd fd(raw);
-  if (::fstat(fd.get(), st) != 0) ThrowSystemError(display + ": fstat");
-  return CipherFile::Open(std::move(fd), volume, display);
+  if (::fstat(fd.get(), st) != 0) ThrowSystemError(Named(display, "fstat"));
+  return CipherFile::Open(std::move(fd), volume, display, damage);
 }
 
 // --- writing one output file -----------------------------------------------------------------
@@ -196,28 +198,29 @@ class NewFile {
   bool committed_ = false;
 };
 
-// Streams the authenticated plaintext of `file` into `fd`; a Failure if a chunk fails. Each
-// piece written counts one step of `progress` (if given).
-std::optional<Failure> CopyPlaintext(CipherFile& file, int fd, const std::string& what,
-                                     Progress* progress = nullptr) {
-  TakeDamageReport();
+// Streams the authenticated plaintext of `file` (opened with `damage` as its reporter) into
+// `fd`; a Failure if a chunk fails. Each piece written counts one step of `progress` (if given).
+std::optional<Failure> CopyPlaintext(CipherFile& file, DamageCollector& damage, int fd,
+                                     const std::string& what, Progress* progress = nullptr) {
+  damage.Take();
   int rc = StreamPlaintext(file, [&](std::span<const uint8_t> piece) {
     WriteAll(fd, piece, what);
     if (progress != nullptr) progress->Add();
   });
   if (rc == 0) return std::nullopt;
-  std::string detail = TakeDamageReport();
+  std::string detail = damage.Take();
   if (detail.empty()) detail = std::strerror(-rc);
   return Failure{rc == -EIO ? ErrorKind::kAuthentication : ErrorKind::kIo, detail};
 }
 
 // Writes the plaintext of `file` (whose cipher file has metadata `st`) as the new file `leaf`
 // of `dir`. Throws Error for failures before any plaintext is written.
-std::optional<Failure> WriteRestoredFile(CipherFile& file, const struct stat& st, UniqueFd dir,
+std::optional<Failure> WriteRestoredFile(CipherFile& file, DamageCollector& damage,
+                                         const struct stat& st, UniqueFd dir,
                                          const std::string& leaf, bool same_owner,
                                          Progress* progress = nullptr) {
   NewFile out(std::move(dir), leaf);
-  if (auto failure = CopyPlaintext(file, out.fd(), leaf, progress)) return failure;
+  if (auto failure = CopyPlaintext(file, damage, out.fd(), leaf, progress)) return failure;
   if (int error = ApplyMetadata(out.fd(), st, same_owner)) {
     return SystemFailure("set owner, mode or times", error);
   }
@@ -275,17 +278,19 @@ int DecryptOneFile(const Args& args, const fs::path& cipher) {
   const bool same_owner = SameOwner(args);
   const fs::path root = FindVolumeRoot(cipher);
   auto volume = OpenVolume(args, root);
-  CaptureDamageReports();
+  UseToolLogSink();
   const std::string display = cipher.string();
   struct stat st;
-  auto file = OpenCipherBeneath(*volume, PathInVolume(root, cipher), display, &st);
+  DamageCollector damage;
+  auto file = OpenCipherBeneath(*volume, PathInVolume(root, cipher), display, &st, damage);
   // One step per kReadStep (1 MiB) piece.
   Progress progress(Progress::WantedFor(args), "MiB", (file->size() + kReadStep - 1) / kReadStep);
   std::optional<Failure> failure;
   if (to_stdout) {
-    failure = CopyPlaintext(*file, STDOUT_FILENO, "standard output", &progress);
+    failure = CopyPlaintext(*file, damage, STDOUT_FILENO, "standard output", &progress);
   } else {
-    failure = WriteRestoredFile(*file, st, std::move(out->dir), out->leaf, same_owner, &progress);
+    failure =
+        WriteRestoredFile(*file, damage, st, std::move(out->dir), out->leaf, same_owner, &progress);
     if (failure && failure->kind == ErrorKind::kState) {
       throw Error(failure->kind, *args.output + " " + failure->reason);
     }
@@ -505,17 +510,20 @@ class TreeRestore {
 
   // --- files, on several threads ---
   void RestoreFile(const CipherEntry& e) {
+    DamageCollector damage;  // outlives the file
     try {
       struct stat st;
-      auto file = OpenCipherBeneath(volume_, e.relative, e.plain_path, &st);
+      // No name in its messages: Report() shows the entry's names itself.
+      auto file = OpenCipherBeneath(volume_, e.relative, "", &st, damage);
       Located out = Locate(out_fd_.get(), e.plain_path);
       if (out.error != 0) return Report(e, BeneathFailure("open the output directory", out.error));
-      if (auto f = WriteRestoredFile(*file, st, std::move(out.dir), out.leaf, same_owner_)) {
+      if (auto f =
+              WriteRestoredFile(*file, damage, st, std::move(out.dir), out.leaf, same_owner_)) {
         return Report(e, *f);
       }
       ++restored_files_;
     } catch (const Error& ex) {
-      Report(e, {ex.kind(), WithoutName(ex.what(), e.plain_path)});
+      Report(e, {ex.kind(), ex.what()});
     }
   }
 
@@ -575,7 +583,7 @@ int RunDecrypt(const Args& args) {
   RequireVolumeRoot(source);
   if (!args.output) throw Error(ErrorKind::kUsage, "decrypt CIPHERDIR needs -o DIR");
   auto volume = OpenVolume(args, source);
-  CaptureDamageReports();
+  UseToolLogSink();
   return TreeRestore(args, *volume, *args.output).Run();
 }
 

@@ -14,7 +14,7 @@ int RunInit(const Args& args) {
              "init [--keyfile FILE | --passfile FILE] [--chunk-size SIZE] [--plaintext-names] "
              "CIPHERDIR");
   const std::filesystem::path dir = args.words[1];
-  auto source = KeySource(args.keyfile, args.passfile, /*confirm=*/true, args.insecure_keyfile);
+  auto source = args.KeySource(/*confirm=*/true);
   CreateOptions options;
   options.chunk_size = args.chunk_size;
   options.plaintext_names = args.plaintext_names;

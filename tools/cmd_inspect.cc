@@ -111,7 +111,7 @@ Error NotACipherFile(const Args& args, const fs::path& file, const HeaderRead& h
     const std::string relative = absolute.lexically_relative(mount->mount_point).string();
     const std::string cipher_dir = EscapeName(mount->cipher_dir.string());
     std::string where;
-    if (HasKeyOption(args) && relative != "." && !relative.empty()) {
+    if (args.HasKey() && relative != "." && !relative.empty()) {
       const std::string cipher = CipherPathOf(args, mount->cipher_dir, relative);
       if (!cipher.empty()) where = ": its cipher file is " + EscapeName(cipher);
     }
@@ -163,7 +163,7 @@ int RunInspect(const Args& args) {
   }
   r.slot = r.header.NewestSlot();
   r.plaintext_size = r.header.layout().ReportedPlainSize(r.header.cipher_size);
-  if (HasKeyOption(args)) {
+  if (args.HasKey()) {
     auto volume = OpenVolume(args, FindVolumeRoot(r.file), /*log_unlock=*/false);
     r.check = CheckHeader(r.header, KekTable(*volume));
     if (r.check->slot >= 0) r.slot = r.check->slot;

@@ -35,7 +35,7 @@ int KeysList(const Args& args, const fs::path& dir) {
   const std::optional<PrometheusFile> prometheus = PrometheusFileFor(args);
   KeyPolicyReport report;
   std::string volume_id;
-  if (HasKeyOption(args)) {
+  if (args.HasKey()) {
     auto volume = OpenVolume(args, dir, /*log_unlock=*/false);
     report = KeyPolicyOf(*volume);
     volume_id = ToHex(volume->config().volume_id);
@@ -166,12 +166,11 @@ int KeysRetire(const Args& args, const fs::path& dir) {
 }
 
 int KeysChangeMaster(const Args& args, const fs::path& dir) {
-  if (!args.new_keyfile && !args.new_passfile) {
+  if (!args.HasNewKey()) {
     throw Error(ErrorKind::kUsage, "keys change-master needs --new-keyfile or --new-passfile");
   }
   auto volume = OpenVolume(args, dir);
-  auto source =
-      KeySource(args.new_keyfile, args.new_passfile, /*confirm=*/true, args.insecure_keyfile);
+  auto source = args.NewKeySource();
   volume->ChangeMasterKey(*source);
   const char* kind = args.new_keyfile ? "keyfile" : "passphrase";
   AppendAuditEvent(*volume, "master_key_changed", {{"source", kind}});

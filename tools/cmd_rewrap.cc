@@ -57,6 +57,13 @@ struct Failure {
   std::string why;
 };
 
+// Every failed file is printed once, from its outcome (kFailed with the reason): a damaged
+// header adds nothing to that, and is not recorded in the audit log by rewrap.
+class FailuresPrintedFromOutcomes : public DamageReporter {
+ public:
+  void Damaged(const Damage&) override {}
+};
+
 }  // namespace
 
 int RunRewrap(const Args& args) {
@@ -91,11 +98,12 @@ int RunRewrap(const Args& args) {
     std::lock_guard<std::mutex> lock(mu);
     failures.push_back({file, why});
   };
+  FailuresPrintedFromOutcomes printed;
   RunOnThreads(jobs, [&](unsigned t) {
     auto [begin, end] = SliceBounds(files.size(), jobs, t);
     for (size_t i = begin; i < end; i += slice) {
       std::span<const std::string> part(files.data() + i, std::min(slice, end - i));
-      stats[t] += RewrapFiles(*volume, target, part, on_file);
+      stats[t] += RewrapFiles(*volume, target, part, on_file, printed);
     }
   });
   progress.Finish();

@@ -36,17 +36,16 @@ constexpr char kUnsealedReason[] =
 // `*unsealed` when the file's last write was interrupted (or an older state was put back).
 std::string CheckFile(const CipherEntry& e, const Volume& volume, std::atomic<uint64_t>& bytes,
                       bool* unsealed) {
-  const std::string name = DisplayName(e);
-  TakeDamageReport();
+  DamageCollector damage;  // outlives the file
   try {
-    auto file = OpenEntry(volume, e);
+    auto file = OpenEntry(volume, e, damage);
     *unsealed = !file->sealed();
     int rc = StreamPlaintext(*file, [&](std::span<const uint8_t> piece) { bytes += piece.size(); });
     if (rc == 0) return "";
-    std::string detail = TakeDamageReport();
+    std::string detail = damage.Take();
     return detail.empty() ? std::string("read failed: ") + std::strerror(-rc) : detail;
   } catch (const Error& err) {
-    return WithoutName(err.what(), name);
+    return err.what();  // OpenEntry's messages name no file: the report names it
   }
 }
 
@@ -201,16 +200,6 @@ std::string CheckEntry(const CipherEntry& e, const Volume& volume, const NameTra
   return problems;
 }
 
-// The audit log never holds plaintext names: a detail that mentions one names the cipher path.
-std::string WithoutPlaintextName(std::string detail, const CipherEntry& e) {
-  if (e.plain_path.empty()) return detail;
-  for (size_t at = detail.find(e.plain_path); at != std::string::npos;
-       at = detail.find(e.plain_path, at + e.cipher_path.string().size())) {
-    detail.replace(at, e.plain_path.size(), e.cipher_path.string());
-  }
-  return detail;
-}
-
 nlohmann::json DamagedJson(const CipherEntry& e, const std::string& reason) {
   return {{"path", e.plain_path.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.plain_path)},
           {"cipher_path", e.cipher_path.string()},
@@ -225,7 +214,7 @@ int RunVerify(const Args& args) {
   const fs::path dir = args.words[1];
   RequireVolumeRoot(dir);
   auto volume = OpenVolume(args, dir, /*log_unlock=*/false);
-  CaptureDamageReports();
+  UseToolLogSink();
   NameTransform names = MakeNameTransform(*volume);
   const std::vector<CipherEntry> entries = CollectEntries(dir, names);
   std::vector<std::string> problems(entries.size());
@@ -253,20 +242,18 @@ int RunVerify(const Args& args) {
   }
   uint64_t files = 0;
   nlohmann::json damaged = nlohmann::json::array();
-  auto report = [&](const CipherEntry& e, const std::string& problem, const std::string& detail) {
+  // A problem names no plaintext (files are opened without a display name, and names, IVs and
+  // attributes are reported by their cipher names), so it goes to the audit log as it is.
+  auto report = [&](const CipherEntry& e, const std::string& problem) {
     damaged.push_back(DamagedJson(e, problem));
-    // Names are bytes: the audit line carries them escaped (valid UTF-8, one line).
-    AppendAuditEvent(*volume, "tamper_detected",
-                     {{"file", EscapeName(e.cipher_path.string())},
-                      {"detail", EscapeName(detail)},
-                      {"found_by", "verify"}});
+    AppendTamperEvent(*volume, e.cipher_path.string(), problem, "verify");
     if (!args.json) {
       // The cipher path is the attacker's choice: escaped, so it cannot drive the terminal.
       std::printf("DAMAGED %s (%s): %s\n", e.plain_path.empty() ? "?" : e.plain_path.c_str(),
                   EscapeName(e.cipher_path.string()).c_str(), EscapeName(problem).c_str());
     }
   };
-  if (!root_problems.empty()) report(root, root_problems, root_problems);
+  if (!root_problems.empty()) report(root, root_problems);
   nlohmann::json unproven = nlohmann::json::array();
   for (size_t i = 0; i < entries.size(); ++i) {
     if (entries[i].type == DT_REG) ++files;
@@ -282,7 +269,7 @@ int RunVerify(const Args& args) {
       }
     }
     if (problems[i].empty()) continue;
-    report(entries[i], problems[i], WithoutPlaintextName(problems[i], entries[i]));
+    report(entries[i], problems[i]);
   }
   const bool ok = damaged.empty() && unproven.empty();
   if (args.json) {

@@ -28,17 +28,7 @@ namespace envelopefs::cli {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-constexpr char kTamperPrefix[] = "tamper: ";
-
-thread_local std::string last_damage;
-
-}  // namespace
-
 // --- volumes and options -------------------------------------------------------------------
-
-bool HasKeyOption(const Args& args) { return args.keyfile || args.passfile; }
 
 bool IsVolumeRoot(const fs::path& dir) {
   std::error_code ec;
@@ -224,18 +214,24 @@ HeaderCheck CheckHeader(const HeaderRead& header, const KekSource& keks) {
 
 // --- reading plaintext -----------------------------------------------------------------------
 
-std::shared_ptr<CipherFile> OpenEntry(const Volume& volume, const CipherEntry& entry) {
+void DamageCollector::Damaged(const Damage& damage) {
+  std::lock_guard<std::mutex> lock(mu_);
+  last_ = damage.detail;
+}
+
+std::string DamageCollector::Take() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::exchange(last_, std::string());
+}
+
+std::shared_ptr<CipherFile> OpenEntry(const Volume& volume, const CipherEntry& entry,
+                                      DamageReporter& damage) {
   int fd = OpenRegularBeneath(volume.root_fd(), entry.relative, O_RDONLY);
   if (fd < 0) {
     errno = -fd;
     ThrowSystemError("open " + entry.cipher_path.string());
   }
-  return CipherFile::Open(UniqueFd(fd), volume, DisplayName(entry));
-}
-
-std::string WithoutName(const std::string& message, const std::string& name) {
-  const std::string prefix = name + ": ";
-  return message.rfind(prefix, 0) == 0 ? message.substr(prefix.size()) : message;
+  return CipherFile::Open(UniqueFd(fd), volume, "", damage);
 }
 
 int StreamPlaintext(CipherFile& file, const std::function<void(std::span<const uint8_t>)>& sink) {
@@ -250,19 +246,14 @@ int StreamPlaintext(CipherFile& file, const std::function<void(std::span<const u
   }
 }
 
-void CaptureDamageReports() {
+void UseToolLogSink() {
   SetLogSink([](LogLevel level, const std::string& message) {
-    // Damage and unsealed files are reported by the tool itself, in its own format.
-    if (message.rfind(kTamperPrefix, 0) == 0 || message.rfind("unsealed: ", 0) == 0) return;
     static std::mutex mu;
     std::lock_guard<std::mutex> lock(mu);
     std::fprintf(stderr, "envelopectl: %s%s\n", level >= LogLevel::kWarning ? "warning: " : "",
                  message.c_str());
   });
-  SetTamperHook([](const std::string&, const std::string& detail) { last_damage = detail; });
 }
-
-std::string TakeDamageReport() { return std::exchange(last_damage, std::string()); }
 
 // --- key policy report -----------------------------------------------------------------------
 

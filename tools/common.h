@@ -1,6 +1,13 @@
 // Helpers shared by the envelopectl subcommands: finding and walking a volume, header-only reads
 // of cipher files, checking a header with the keys, reading a file's plaintext, running work on
 // several threads, and the shared key-policy report. Functions are thread-safe unless noted.
+//
+// Error convention of envelopectl (tools/): a command returns its exit code (exit_codes.h) for
+// what it finds (e.g. kExitDamaged after reporting damage in its own format), and throws Error
+// for what stops it; envelopectl_main.cc prints that one line and exits with
+// ExitCodeFor(ErrorKindOf(e)) (error_mapping.h: the only kind-to-code mapping). Damage found in
+// files a command reads reaches it through the DamageReporter it opened them with
+// (DamageCollector), never by parsing messages.
 #pragma once
 
 #include <dirent.h>
@@ -11,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
@@ -22,6 +30,7 @@
 #include "envelopefs/cipher_dir.h"
 #include "envelopefs/cipher_file.h"
 #include "envelopefs/cipher_header.h"
+#include "envelopefs/damage_reporter.h"
 #include "envelopefs/file_header.h"
 #include "envelopefs/key_policy.h"
 #include "envelopefs/name_transform.h"
@@ -35,8 +44,6 @@ inline constexpr size_t kReadStep = 1 << 20;  // plaintext read in 1 MiB steps
 
 // --- volumes and options -------------------------------------------------------------------
 
-// True if --keyfile or --passfile was given (commands that work without a key never prompt).
-bool HasKeyOption(const Args& args);
 bool IsVolumeRoot(const std::filesystem::path& dir);
 // The directory holding envelopefs.toml at or above `start` (a file or a directory).
 // Throws Error(kConfig) if there is none.
@@ -106,21 +113,35 @@ std::string KekLabel(uint32_t id, uint32_t version);  // "version 2 (id 0x1a2b3c
 
 // --- reading plaintext -----------------------------------------------------------------------
 
+// A DamageReporter for the files a command reads and reports on itself, once, in its own
+// format: keeps the detail of the last damage reported (e.g. "chunk 3: ... (EIO)"); unsealed
+// files are not reported (the command asks CipherFile::sealed()). Use one per file, declared
+// before the file so that it outlives it. Thread-safe.
+class DamageCollector : public DamageReporter {
+ public:
+  void Damaged(const Damage& damage) override;
+  void Unsealed(const std::string&) override {}
+  // The last detail reported (and clears it); empty if none.
+  std::string Take();
+
+ private:
+  std::mutex mu_;
+  std::string last_;
+};
+
 // Opens a cipher file found by a walk read-only, below the volume's root without following
-// symlinks, through CipherFile::Open (the daemon's data path). Throws Error.
-std::shared_ptr<CipherFile> OpenEntry(const Volume& volume, const CipherEntry& entry);
-// "NAME: detail" -> "detail" (library messages start with the display name they were given).
-std::string WithoutName(const std::string& message, const std::string& name);
+// symlinks, through CipherFile::Open (the daemon's data path), reporting damage to `damage`.
+// Throws Error with a message that names no file (the caller names it in its own format),
+// except for a failed open, which names the cipher path.
+std::shared_ptr<CipherFile> OpenEntry(const Volume& volume, const CipherEntry& entry,
+                                      DamageReporter& damage);
 // Reads the whole plaintext in kReadStep pieces into `sink`. Returns 0 or -errno (-EIO when a
 // chunk does not authenticate: nothing after the last good chunk reaches the sink).
 int StreamPlaintext(CipherFile& file, const std::function<void(std::span<const uint8_t>)>& sink);
 
-// Routes the library's damage reports ("tamper: ...") away from stderr into a per-thread slot,
-// so tools print them once, in their own format. Other log lines still go to stderr. Call once,
-// before starting threads.
-void CaptureDamageReports();
-// This thread's last captured damage detail (and clears it); empty if none.
-std::string TakeDamageReport();
+// Library log lines go to stderr as "envelopectl: [warning: ]MESSAGE". Call once, before
+// starting threads. (Damage is not logged: it goes to the reporter a file was opened with.)
+void UseToolLogSink();
 
 // --- key policy report (keys list, audit) ----------------------------------------------------
 

@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "envelopefs/audit_log.h"
 #include "envelopefs/error.h"
+#include "envelopefs/error_mapping.h"
 #include "envelopefs/exit_codes.h"
 #include "envelopefs/process_hardening.h"
 #include "help.h"
@@ -49,11 +50,9 @@ int main(int argc, char** argv) {
     if (command == "ls") return cli::RunLs(args);
     if (command == "quiesce") return cli::RunQuiesce(args);
     throw Error(ErrorKind::kUsage, "unknown command \"" + command + "\" (see envelopectl --help)");
-  } catch (const Error& e) {
-    std::fprintf(stderr, "envelopectl: %s\n", e.what());
-    return ExitCodeFor(e.kind());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "envelopectl: %s\n", e.what());
-    return kExitIo;
+    // Error by its kind; a bug (std::logic_error) is no I/O error: it says so and exits 10.
+    std::fprintf(stderr, "envelopectl: %s\n", MessageOf(e).c_str());
+    return ExitCodeFor(ErrorKindOf(e));
   }
 }

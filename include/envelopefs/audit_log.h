@@ -44,6 +44,11 @@ void SetAuditCommand(const std::string& command);
 void AppendAuditEvent(const Volume& volume, const std::string& event,
                       nlohmann::json fields = nlohmann::json::object());
 
+// The one writer of tamper_detected: "file" (the cipher path) and "detail", both escaped here
+// (EscapeName: names are bytes), and "found_by" when given (e.g. "verify"). Never throws.
+void AppendTamperEvent(const Volume& volume, const std::string& file, const std::string& detail,
+                       const std::string& found_by = "");
+
 // Volume::Open that records the outcome: volume_unlocked (with `fields`, when `log_unlock`) or,
 // for a wrong key, unlock_failed (chained, without a MAC). Throws what Volume::Open throws.
 std::unique_ptr<Volume> OpenVolumeAudited(const std::filesystem::path& cipher_dir,

@@ -3,7 +3,8 @@
 // Holds what an open file needs for its whole lifetime: the backing fd, the parsed header, the
 // per-file keys derived from the DEK (unwrapped once, at open) and, for format-2 files, the tag
 // of every chunk (the chunk index). Every chunk read is authenticated; a chunk that fails reads
-// as -EIO and is logged with the file and chunk index. Reads take a shared lock and writes an
+// as -EIO and is reported (the file and the chunk) to the DamageReporter the file was opened
+// with. Reads take a shared lock and writes an
 // exclusive one, so any number of threads may use one CipherFile concurrently. Knows nothing
 // about FUSE.
 //
@@ -16,6 +17,8 @@
 // open. The "sparse" flag is set durably before the first hole is created; without it, an
 // all-zero chunk is a tampered chunk, not a hole. Truncating a non-empty file to zero gives it a
 // fresh DEK (and the current format version): nothing written before can be spliced back.
+//
+// Errors: Create and Open throw Error(kind); the data-path methods return -errno (never throw).
 #pragma once
 
 #include <sys/stat.h>
@@ -33,6 +36,7 @@
 
 #include "envelopefs/chunk_index.h"
 #include "envelopefs/cipher_header.h"
+#include "envelopefs/damage_reporter.h"
 #include "envelopefs/file_header.h"
 #include "envelopefs/unique_fd.h"
 
@@ -43,15 +47,18 @@ class Volume;
 class CipherFile {
  public:
   // Writes a fresh header (random file id and DEK, wrapped under the active KEK) into the new,
-  // empty file `fd`. Throws Error.
+  // empty file `fd`. Throws Error. `volume` and `reporter` must outlive the file; damage found
+  // later (a chunk that fails to read) goes to `reporter`.
   static std::shared_ptr<CipherFile> Create(UniqueFd fd, const Volume& volume,
-                                            std::string display_name);
+                                            std::string display_name, DamageReporter& reporter);
   // Opens an existing cipher file: reads the header, unwraps the DEK, selects the state and
-  // (format 2) loads and checks the chunk index. `volume` must outlive the file. Throws
-  // Error(kFormat / kAuthentication / kKeyUnavailable / kIo); tampering is also reported
-  // (ReportTamper) with the chunk where it can be told.
+  // (format 2) loads and checks the chunk index. `volume` and `reporter` must outlive the file.
+  // Messages start with `display_name` (Named): a caller that shows the name itself passes "".
+  // Throws Error(kFormat / kAuthentication / kKeyUnavailable / kIo); tampering is also reported
+  // to `reporter` (with the chunk where it can be told), and an unsealed file is reported as
+  // such (DamageReporter::Unsealed).
   static std::shared_ptr<CipherFile> Open(UniqueFd fd, const Volume& volume,
-                                          std::string display_name);
+                                          std::string display_name, DamageReporter& reporter);
 
   // All return bytes transferred or 0, or -errno (-EIO for authentication failures).
   ssize_t Read(std::span<uint8_t> out, uint64_t offset);
@@ -75,7 +82,7 @@ class CipherFile {
 
   // Sealing rewrites the header, not the contents: the modification time is put back after it
   // and the change time to show is recorded (KeptTimes, shown_ctime.h). A change right after a
-  // seal waits until it cannot be mistaken for the seal's own (a few milliseconds at most).
+  // seal, while it could be mistaken for the seal's own, first removes that record.
   // utimensat(2) of the file (times as for futimens), ordered with sealing, which keeps the
   // modification time it finds.
   int SetTimes(const struct timespec times[2]);
@@ -89,13 +96,14 @@ class CipherFile {
   void set_display_name(std::string name);
 
  private:
-  CipherFile(UniqueFd fd, const Volume& volume, const FixedHeader& fixed, FileKeys keys,
-             uint64_t key_generation, std::string name);
+  CipherFile(UniqueFd fd, const Volume& volume, DamageReporter& reporter, const FixedHeader& fixed,
+             FileKeys keys, uint64_t key_generation, std::string name);
 
   bool indexed() const { return layout_.indexed; }
   // Helpers below require mu_ held exclusively (or shared for reads).
   void LoadIndex(bool sealed, bool writable);
-  std::optional<std::string> LocalizeDamage();
+  // After a failed index check: the first chunk that fails on its own, if any.
+  std::optional<Damage> LocalizeDamage();
   ssize_t WriteLocked(std::span<const uint8_t> in, uint64_t offset);
   // Decrypts chunk `index` stored at `cipher` into `plain`; what is wrong with it, or nullptr.
   const char* ChunkProblem(uint64_t index, uint64_t plain_len, const uint8_t* cipher,
@@ -107,7 +115,7 @@ class CipherFile {
   // Writes the sealed record of the current state, keeping the modification time.
   int Seal(bool durable);
   int PrepareModify(bool changes_size, bool creates_holes);
-  void WaitOutSeal();  // sleeps until settle_until_
+  void SettleSeal();  // before a change: ForgetShownCtime while before settle_until_
   int ExtendTo(uint64_t new_size);
   // Seals `len` bytes of `plain` as chunk `index` and writes it in place.
   int WriteChunk(uint64_t index, const uint8_t* plain, uint64_t len);
@@ -133,12 +141,14 @@ class CipherFile {
   void ReadInlineTags(uint64_t first, uint64_t end);
   int PwriteAll(const uint8_t* data, size_t len, uint64_t offset) const;
   int PreadAll(uint8_t* data, size_t len, uint64_t offset) const;
-  void LogDamage(uint64_t chunk, const std::string& what) const;
+  // Reports chunk `chunk` of this file as damaged (`what` is wrong with it).
+  void ReportChunkDamage(uint64_t chunk, const std::string& what) const;
   std::string CurrentName() const;  // for log lines: the path of fd_, else name_
   void PrefetchIfSequential(uint64_t offset, uint64_t end, uint64_t cipher_len) const;
 
   UniqueFd fd_;
   const Volume& volume_;
+  DamageReporter& reporter_;
   const FileId file_id_;
   std::string name_;  // for log lines; guarded by name_mu_
   mutable std::shared_mutex name_mu_;

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -57,6 +58,19 @@ struct HeaderRead {
 
 // One fstat and one pread of the header; parses the fixed part and both key slots.
 HeaderRead ReadHeader(int fd);
+
+// The plaintext size that stat(2) shows for a closed cipher file of `cipher_size` bytes, from
+// its length (which the header authenticates when the file is opened; an impossible length shows
+// the whole chunks below it). Up to one group of chunks a length means the same size in every
+// format version, so the volume's chunk size (every file of a volume is made with it) answers
+// without reading the header; only for a larger file is `header_layout` called, for the layout
+// of the file's own header (e.g. HeaderLayout; nullopt or an empty function: the volume's is
+// used). As cheap as the caller's `header_layout`: no key, no I/O of its own.
+uint64_t ClosedFilePlainSize(uint64_t cipher_size, uint32_t volume_chunk_size,
+                             const std::function<std::optional<ChunkLayout>()>& header_layout);
+// The chunk layout in the header of cipher file `fd` (ReadHeader: no key), or nullopt if it has
+// no valid header (opening the file says why).
+std::optional<ChunkLayout> HeaderLayout(int fd);
 
 struct OpenedHeader {
   bool ok = false;

@@ -1,7 +1,6 @@
-// Process exit codes shared by envelopefs and envelopectl (documented in their man pages).
+// Process exit codes shared by envelopefs and envelopectl (documented in their man pages, EXIT
+// STATUS). Which ErrorKind exits with which code is decided in error_mapping.h only.
 #pragma once
-
-#include "envelopefs/error.h"
 
 namespace envelopefs {
 
@@ -15,28 +14,7 @@ enum ExitCode : int {
   kExitKeyUnavailable = 7,  // a needed KEK version is retired or missing
   kExitRefused = 8,         // refused in the current state (e.g. retire while in use)
   kExitCheckFailed = 9,     // a --check found something due (e.g. rotation overdue)
+  kExitInternal = 10,       // internal error: a bug (an invariant did not hold)
 };
-
-inline int ExitCodeFor(ErrorKind kind) {
-  switch (kind) {
-    case ErrorKind::kUsage:
-      return kExitUsage;
-    case ErrorKind::kWrongKey:
-      return kExitWrongKey;
-    case ErrorKind::kConfig:
-      return kExitConfig;
-    case ErrorKind::kAuthentication:
-      return kExitDamaged;
-    case ErrorKind::kFormat:
-      return kExitDamaged;
-    case ErrorKind::kIo:
-      return kExitIo;
-    case ErrorKind::kKeyUnavailable:
-      return kExitKeyUnavailable;
-    case ErrorKind::kState:
-      return kExitRefused;
-  }
-  return kExitIo;
-}
 
 }  // namespace envelopefs

@@ -23,6 +23,7 @@
 #include <span>
 #include <string>
 
+#include "envelopefs/damage_reporter.h"
 #include "envelopefs/volume.h"
 
 namespace envelopefs {
@@ -40,11 +41,14 @@ struct RewrapStats {
 // (normally Volume::ActiveKek()). `on_file` is called after each file with its outcome (for
 // progress and error reporting); may be null. A file that gets a new record is first reported
 // as kFirstSlotWritten (half done: for a progress display that moves file by file) and again,
-// after its batch's sync, with its final outcome.
+// after its batch's sync, with its final outcome. A file whose header is damaged or tampered
+// with (no key slot authenticates) is also reported to `reporter`, before its kFailed outcome.
+// Throws Error(kIo) only if syncing the file systems fails; per-file failures are outcomes.
 enum class RewrapOutcome { kRewrapped, kCurrent, kSkipped, kFailed, kFirstSlotWritten };
 RewrapStats RewrapFiles(
     const Volume& volume, const Volume::KekCopy& target, std::span<const std::string> files,
-    const std::function<void(const std::string&, RewrapOutcome, const std::string& why)>& on_file);
+    const std::function<void(const std::string&, RewrapOutcome, const std::string& why)>& on_file,
+    DamageReporter& reporter);
 
 // The number of files RewrapFiles keeps open at once (one batch); callers size their slices
 // of the work so that jobs x kRewrapBatch stays within the descriptor limit.

@@ -54,14 +54,17 @@ struct timespec ReadShownCtime(int fd, const struct stat& st);
 
 // After a header-only rewrite of `fd` (open for writing): records `shown` as the change time to
 // show. Returns the time until which a change of the file could be mistaken for the recording's
-// own (~26 ms; callers that change the file wait it out), or std::nullopt if nothing was recorded
-// (no xattr support): the backing ctime shows then.
+// own (~26 ms; a caller that changes the file before then calls ForgetShownCtime first), or
+// std::nullopt if nothing was recorded (no xattr support): the backing ctime shows then.
 std::optional<std::chrono::system_clock::time_point> RecordShownCtime(int fd,
                                                                       const struct timespec& shown);
 
-// Before a change of `fd`'s status that does not go through the writer of its record (a chmod
-// of a closed file): waits until the change cannot be mistaken for the recording's own, if a
-// record applies now.
+// Removes `fd`'s record (any fd, O_PATH included). Before a change of the file that could
+// still be mistaken for the recording's own: the change time then shows that change.
+void ForgetShownCtime(int fd);
+
+// Before a change of `fd`'s file by someone other than the writer of its record (a chmod of a
+// closed file): forgets the record if it applies and the change could be mistaken for its own.
 void SettleShownCtime(int fd);
 
 }  // namespace envelopefs

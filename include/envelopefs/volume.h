@@ -9,8 +9,9 @@
 // Keyring changes (UpdateKeyring, ChangeMasterKey) hold an advisory lock beside the keyring
 // across other processes, re-read the keyring under it and write generation + 1, so racing
 // envelopectl commands never lose a version; each is one atomic file replacement.
-// Thread-safe for reads after construction; ReloadKeyringIfChanged() swaps the keyring under a
-// lock so a running daemon picks up a rotation without remount, never a lower generation.
+// Errors: throws Error(kind) (see error.h). Thread-safe for reads after construction;
+// ReloadKeyringIfChanged() swaps the keyring under a lock so a running daemon picks up a rotation
+// without remount, never a lower generation.
 #pragma once
 
 #include <sys/types.h>
@@ -24,6 +25,7 @@
 #include <shared_mutex>
 
 #include "envelopefs/cipher_header.h"
+#include "envelopefs/damage_reporter.h"
 #include "envelopefs/key_source.h"
 #include "envelopefs/keyring.h"
 #include "envelopefs/secure_bytes.h"
@@ -71,8 +73,8 @@ class Volume : public KekSource {
 
   // Re-reads the keyring if its file changed since the last load (cheap stat otherwise).
   // Throws (and keeps the current keyring) if the new file does not authenticate or is a step
-  // back from the current one (KeyringRegression; reported as tampering).
-  void ReloadKeyringIfChanged();
+  // back from the current one (KeyringRegression; also reported to `reporter` as tampering).
+  void ReloadKeyringIfChanged(DamageReporter& reporter);
   // False once a changed keyring could not be read with this volume's key (e.g. after a change
   // of master key elsewhere): the active KEK may then be retired by now, so no new file may be
   // wrapped under it until a newer keyring loads.

@@ -203,6 +203,18 @@ void AppendAuditEvent(const Volume& volume, const std::string& event, nlohmann::
          std::move(fields));
 }
 
+void AppendTamperEvent(const Volume& volume, const std::string& file, const std::string& detail,
+                       const std::string& found_by) {
+  try {
+    // Names are bytes: escaped, so the line stays valid UTF-8 JSON and one line.
+    nlohmann::json fields = {{"file", EscapeName(file)}, {"detail", EscapeName(detail)}};
+    if (!found_by.empty()) fields["found_by"] = found_by;
+    AppendAuditEvent(volume, "tamper_detected", std::move(fields));
+  } catch (const std::exception& e) {
+    Log(LogLevel::kWarning, std::string("audit log: ") + e.what());
+  }
+}
+
 std::unique_ptr<Volume> OpenVolumeAudited(const std::filesystem::path& cipher_dir,
                                           const MasterKeySource& source, nlohmann::json fields,
                                           bool log_unlock) {

@@ -19,6 +19,7 @@
 #include "cipher_file_internal.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
+#include "envelopefs/error_mapping.h"
 #include "envelopefs/log.h"
 #include "envelopefs/volume.h"
 #include "header_lock.h"
@@ -102,7 +103,7 @@ int CipherFile::ReadChunk(uint64_t index, uint64_t plain_len, const uint8_t* cip
                           uint8_t* plain) const {
   const char* problem = ChunkProblem(index, plain_len, cipher, plain);
   if (problem == nullptr) return 0;
-  LogDamage(index, problem);
+  ReportChunkDamage(index, problem);
   return -EIO;
 }
 
@@ -133,7 +134,7 @@ ssize_t CipherFile::Read(std::span<uint8_t> out, uint64_t offset) {
   const ChunkLayout::Span span = layout_.SpanOf(offset, end, size_);
   uint8_t* cipher = Scratch(CipherScratch(), span.cipher_len());
   if (int rc = PreadAll(cipher, span.cipher_len(), span.cipher_lo); rc < 0) {
-    if (rc == -EIO) LogDamage(span.last, "cipher file is shorter than its size implies");
+    if (rc == -EIO) ReportChunkDamage(span.last, "cipher file is shorter than its size implies");
     return rc;
   }
   for (uint64_t i = span.first; i <= span.last; ++i) {
@@ -292,7 +293,7 @@ int CipherFile::Rekey() {
     header.emplace(BuildNewHeader(volume_, fixed_.chunk_size, file_id_, key_generation_ + 1));
   } catch (const Error& e) {
     Log(LogLevel::kError, CurrentName() + ": " + e.what());
-    return -EACCES;
+    return -ErrnoFor(e.kind());  // kKeyUnavailable: EACCES
   }
   if (int rc = PrepareModify(/*changes_size=*/true, false); rc < 0) return rc;
   if (::ftruncate(fd_.get(), static_cast<off_t>(kHeaderSize)) != 0) return -errno;

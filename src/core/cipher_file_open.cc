@@ -17,7 +17,6 @@
 #include "envelopefs/cipher_file.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
-#include "envelopefs/log.h"
 #include "envelopefs/volume.h"
 #include "header_lock.h"
 #include "kept_times.h"
@@ -63,10 +62,12 @@ class ReadAhead {
 
 }  // namespace
 
-CipherFile::CipherFile(UniqueFd fd, const Volume& volume, const FixedHeader& fixed, FileKeys keys,
-                       uint64_t key_generation, std::string name)
+CipherFile::CipherFile(UniqueFd fd, const Volume& volume, DamageReporter& reporter,
+                       const FixedHeader& fixed, FileKeys keys, uint64_t key_generation,
+                       std::string name)
     : fd_(std::move(fd)),
       volume_(volume),
+      reporter_(reporter),
       file_id_(fixed.file_id),
       name_(std::move(name)),
       fixed_(fixed),
@@ -89,13 +90,13 @@ NewHeader BuildNewHeader(const Volume& volume, uint32_t chunk_size, const FileId
 }
 
 std::shared_ptr<CipherFile> CipherFile::Create(UniqueFd fd, const Volume& volume,
-                                               std::string display_name) {
+                                               std::string display_name, DamageReporter& reporter) {
   FileId file_id;
   RandomBytes(file_id);
   NewHeader header = BuildNewHeader(volume, volume.config().chunk_size, file_id, 1);
   std::shared_ptr<CipherFile> file(
-      new CipherFile(std::move(fd), volume, ParseFixedHeader(header.bytes), std::move(header.keys),
-                     1, std::move(display_name)));
+      new CipherFile(std::move(fd), volume, reporter, ParseFixedHeader(header.bytes),
+                     std::move(header.keys), 1, std::move(display_name)));
   if (int rc = file->PwriteAll(header.bytes.data(), header.bytes.size(), 0); rc < 0) {
     errno = -rc;
     ThrowSystemError("writing the header of " + file->name_);
@@ -106,39 +107,37 @@ std::shared_ptr<CipherFile> CipherFile::Create(UniqueFd fd, const Volume& volume
 }
 
 std::shared_ptr<CipherFile> CipherFile::Open(UniqueFd fd, const Volume& volume,
-                                             std::string display_name) {
+                                             std::string display_name, DamageReporter& reporter) {
   HeaderRead header = ReadHeader(fd.get());
   if (header.status != HeaderStatus::kOk) {
     if (header.status != HeaderStatus::kUnreadable) {
-      ReportTamper(FdPath(fd.get(), display_name), header.reason);
+      ReportDamage(reporter, {FdPath(fd.get(), display_name), std::nullopt, header.reason});
     }
     throw Error(header.status == HeaderStatus::kUnreadable ? ErrorKind::kIo : ErrorKind::kFormat,
-                display_name + ": " + header.reason);
+                Named(display_name, header.reason));
   }
   OpenedHeader opened = OpenHeader(header, volume, /*check_length=*/false);
   if (!opened.ok) {
     if (opened.kind == ErrorKind::kAuthentication) {
-      ReportTamper(FdPath(fd.get(), display_name), opened.problem);
+      ReportDamage(reporter, {FdPath(fd.get(), display_name), std::nullopt, opened.problem});
     }
-    throw Error(opened.kind, display_name + ": " + opened.problem);
+    throw Error(opened.kind, Named(display_name, opened.problem));
   }
   std::shared_ptr<CipherFile> file(new CipherFile(
-      std::move(fd), volume, header.fixed, FileKeys::Derive(opened.dek),
+      std::move(fd), volume, reporter, header.fixed, FileKeys::Derive(opened.dek),
       std::max(header.slots[0].generation, header.slots[1].generation), std::move(display_name)));
   file->disk_state_ = opened.state;
   const bool sealed = opened.state.sealed();
   if (sealed) {
     if (auto problem = LengthProblem(header, &opened.state)) {
-      ReportTamper(file->CurrentName(), *problem);
-      throw Error(ErrorKind::kAuthentication, file->name_ + ": " + *problem);
+      ReportDamage(reporter, {file->CurrentName(), std::nullopt, *problem});
+      throw Error(ErrorKind::kAuthentication, Named(file->name_, *problem));
     }
     file->size_ = opened.state.size;
   } else {
     // Unsealed: the file was being written when the daemon stopped, or an older state was put
     // back. Its length and chunk versions are not authenticated; a torn last chunk is left out.
-    Log(LogLevel::kWarning, "unsealed: " + EscapeName(FdPath(file->fd(), file->name_)) +
-                                ": its last write was interrupted (or an older state was put "
-                                "back): length and chunk versions are not proven");
+    ReportUnsealed(reporter, FdPath(file->fd(), file->name_));
     file->size_ = opened.plain_size ? *opened.plain_size
                                     : header.layout().ReportedPlainSize(header.cipher_size);
   }
@@ -217,7 +216,7 @@ void CipherFile::LoadIndex(bool sealed, bool writable) {
     auto read_block = [&](uint64_t offset, uint64_t g) {
       if (int rc = PreadAll(block.data(), block.size(), offset); rc < 0) {
         errno = -rc;
-        ThrowSystemError(name_ + ": reading index block " + std::to_string(g));
+        ThrowSystemError(Named(name_, "reading index block " + std::to_string(g)));
       }
       tags_.SetBlock(g, block.data());
     };
@@ -237,25 +236,27 @@ void CipherFile::LoadIndex(bool sealed, bool writable) {
   ReadInlineTags(sealed ? groups * kIndexGroupChunks : 0, count);
   if (sealed) {
     if (tags_.Digest() != disk_state_.digest) {
-      std::string detail = LocalizeDamage().value_or(
-          "the chunks are not the versions last written (a chunk or the index was replaced by "
-          "an older copy)");
-      ReportTamper(CurrentName(), detail);
-      throw Error(ErrorKind::kAuthentication, name_ + ": " + detail);
+      Damage damage = LocalizeDamage().value_or(
+          Damage{"", std::nullopt,
+                 "the chunks are not the versions last written (a chunk or the index was "
+                 "replaced by an older copy)"});
+      damage.file = CurrentName();
+      ReportDamage(reporter_, damage);
+      throw Error(ErrorKind::kAuthentication, Named(name_, damage.detail));
     }
   } else if (writable) {
     if (int rc = WriteIndex(1, 0, 0, 0, 0); rc < 0) {  // persist the rebuilt index
       errno = -rc;
-      ThrowSystemError(name_ + ": writing the chunk index");
+      ThrowSystemError(Named(name_, "writing the chunk index"));
     }
   }
 }
 
-std::optional<std::string> CipherFile::LocalizeDamage() {
+std::optional<Damage> CipherFile::LocalizeDamage() {
   // Only after a failed index check: name the first chunk that fails on its own.
   std::vector<uint8_t> cipher(layout_.stride());
   std::vector<uint8_t> plain(fixed_.chunk_size);
-  std::optional<std::string> found;
+  std::optional<Damage> found;
   const uint64_t count = tags_.count();
   ForEachDataRegion(
       layout_.ChunkOffset(0), layout_.CipherSize(size_), [&](uint64_t data, uint64_t hole) {
@@ -263,9 +264,9 @@ std::optional<std::string> CipherFile::LocalizeDamage() {
              !found && i < count && layout_.ChunkOffset(i) < hole; ++i) {
           const uint64_t len = layout_.ChunkLength(i, size_);
           if (PreadAll(cipher.data(), len + kChunkOverhead, layout_.ChunkOffset(i)) < 0) {
-            found = "chunk " + std::to_string(i) + ": cannot be read";
+            found = Damage{"", i, "chunk " + std::to_string(i) + ": cannot be read"};
           } else if (const char* problem = ChunkProblem(i, len, cipher.data(), plain.data())) {
-            found = "chunk " + std::to_string(i) + ": " + problem;
+            found = Damage{"", i, "chunk " + std::to_string(i) + ": " + problem};
           }
         }
       });
@@ -287,8 +288,9 @@ std::string CipherFile::CurrentName() const {
   return FdPath(fd_.get(), fallback);
 }
 
-void CipherFile::LogDamage(uint64_t chunk, const std::string& what) const {
-  ReportTamper(CurrentName(), "chunk " + std::to_string(chunk) + ": " + what + " (EIO)");
+void CipherFile::ReportChunkDamage(uint64_t chunk, const std::string& what) const {
+  ReportDamage(reporter_,
+               {CurrentName(), chunk, "chunk " + std::to_string(chunk) + ": " + what + " (EIO)"});
 }
 
 uint64_t CipherFile::size() const {

@@ -12,7 +12,6 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "cipher_file_internal.h"
@@ -58,14 +57,14 @@ int CipherFile::WriteState(uint64_t size, uint32_t flags, bool sealed, bool dura
   return 0;
 }
 
-void CipherFile::WaitOutSeal() {
+void CipherFile::SettleSeal() {
   if (settle_until_ == std::chrono::system_clock::time_point{}) return;
-  std::this_thread::sleep_until(settle_until_);
+  if (std::chrono::system_clock::now() < settle_until_) ForgetShownCtime(fd_.get());
   settle_until_ = {};
 }
 
 int CipherFile::PrepareModify(bool changes_size, bool creates_holes) {
-  WaitOutSeal();
+  SettleSeal();
   // Format 1 keeps no index digest: an overwrite in place leaves the sealed record valid.
   if (!indexed() && !changes_size && !creates_holes) return 0;
   uint32_t flags = disk_state_.flags & ~kStateSealed;
@@ -168,7 +167,7 @@ int CipherFile::Seal(bool durable) {
 
 int CipherFile::SetTimes(const struct timespec times[2]) {
   std::unique_lock lock(mu_);
-  WaitOutSeal();
+  SettleSeal();
   return ::futimens(fd_.get(), times) == 0 ? 0 : -errno;
 }
 

@@ -16,6 +16,21 @@ namespace {
 constexpr char kFingerprintLabel[] = "envelopefs dek fingerprint v1";
 }  // namespace
 
+uint64_t ClosedFilePlainSize(uint64_t cipher_size, uint32_t volume_chunk_size,
+                             const std::function<std::optional<ChunkLayout>()>& header_layout) {
+  ChunkLayout layout{volume_chunk_size, /*indexed=*/true};
+  if (!layout.SizeIsVersionIndependent(cipher_size) && header_layout) {
+    if (std::optional<ChunkLayout> own = header_layout()) layout = *own;
+  }
+  return layout.ReportedPlainSize(cipher_size);
+}
+
+std::optional<ChunkLayout> HeaderLayout(int fd) {
+  const HeaderRead header = ReadHeader(fd);
+  if (header.status != HeaderStatus::kOk) return std::nullopt;
+  return header.layout();
+}
+
 std::span<const uint8_t> HeaderRead::FixedBytes() const {
   return std::span<const uint8_t>(bytes.data(), format::kFixedSize);
 }

@@ -71,7 +71,8 @@ uint32_t ShardOf(const std::string& relative_cipher_path, uint32_t count) {
 
 RewrapStats RewrapFiles(
     const Volume& volume, const Volume::KekCopy& target, std::span<const std::string> files,
-    const std::function<void(const std::string&, RewrapOutcome, const std::string&)>& on_file) {
+    const std::function<void(const std::string&, RewrapOutcome, const std::string&)>& on_file,
+    DamageReporter& reporter) {
   RewrapStats stats;
   auto report = [&](const std::string& p, RewrapOutcome o, const std::string& why) {
     if (on_file) on_file(p, o, why);
@@ -130,9 +131,15 @@ RewrapStats RewrapFiles(
     OpenedHeader opened = OpenHeader(header, volume, /*check_length=*/false);
     if (opened.slot < 0) {
       ++stats.failed;
-      report(path, RewrapOutcome::kFailed,
-             header.status != HeaderStatus::kOk ? header.reason
-                                                : opened.problem + " (or the header is damaged)");
+      const std::string why = header.status != HeaderStatus::kOk
+                                  ? header.reason
+                                  : opened.problem + " (or the header is damaged)";
+      // A KEK version this volume does not have may be a retired one: not proof of damage.
+      if (header.status == HeaderStatus::kDamaged ||
+          (header.status == HeaderStatus::kOk && opened.kind == ErrorKind::kAuthentication)) {
+        ReportDamage(reporter, {(volume.cipher_dir() / path).string(), std::nullopt, why});
+      }
+      report(path, RewrapOutcome::kFailed, why);
       continue;
     }
     bool current = true;

@@ -6,7 +6,6 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
-#include <thread>
 
 #include "envelopefs/encoding.h"
 
@@ -103,12 +102,20 @@ struct timespec ReadShownCtime(int fd, const struct stat& st) {
   return record && Applies(*record, st.st_ctim) ? record->shown : st.st_ctim;
 }
 
+void ForgetShownCtime(int fd) {
+  if (::fremovexattr(fd, kShownCtimeXattr) != 0 && errno == EBADF) {  // an O_PATH descriptor
+    const std::string path = "/proc/self/fd/" + std::to_string(fd);
+    ::removexattr(path.c_str(), kShownCtimeXattr);
+  }
+}
+
 void SettleShownCtime(int fd) {
   struct stat st;
   if (::fstat(fd, &st) != 0) return;
   auto record = ReadRecord(fd);
-  if (record && Applies(*record, st.st_ctim)) {
-    std::this_thread::sleep_until(SettledAfter(record->stamp));
+  if (record && Applies(*record, st.st_ctim) &&
+      std::chrono::system_clock::now() < SettledAfter(record->stamp)) {
+    ForgetShownCtime(fd);
   }
 }
 

@@ -226,7 +226,7 @@ bool Volume::keyring_current() const {
   return keyring_current_;
 }
 
-void Volume::ReloadKeyringIfChanged() {
+void Volume::ReloadKeyringIfChanged(DamageReporter& reporter) {
   KeyringStamp now = KeyringStampNow();
   KeyringFacts current;
   {
@@ -255,7 +255,7 @@ void Volume::ReloadKeyringIfChanged() {
     std::string what =
         (problem ? *problem + " than the loaded keyring" : std::string("a format-1 keyring")) +
         ": an old copy of the keyring was restored (rollback), refused";
-    ReportTamper(file->path().string(), what);
+    ReportDamage(reporter, {file->path().string(), std::nullopt, what});
     std::unique_lock lock(keyring_mutex_);
     keyring_stamp_ = now;  // reported once; the current (newer) keyring stays in force
     throw Error(ErrorKind::kConfig, file->path().string() + ": " + what);
@@ -265,7 +265,7 @@ void Volume::ReloadKeyringIfChanged() {
     // since (written by envelopectl, then replaced by an old copy before this reload).
     HostState(config_.volume_id).CheckKeyring(facts, file->path().string());
   } catch (const Error& e) {
-    ReportTamper(file->path().string(), e.what());
+    ReportDamage(reporter, {file->path().string(), std::nullopt, e.what()});
     std::unique_lock lock(keyring_mutex_);
     keyring_stamp_ = now;
     keyring_current_ = false;  // neither this file nor the loaded keyring is the newest

@@ -34,11 +34,11 @@ std::optional<ChunkLayout> LayoutOf(Inode& inode) {
   }
   UniqueFd fd(open(ProcPath(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return std::nullopt;
-  HeaderRead header = ReadHeader(fd.get());
-  if (header.status != HeaderStatus::kOk) return std::nullopt;  // opening the file will say why
+  std::optional<ChunkLayout> layout = HeaderLayout(fd.get());
+  if (!layout) return std::nullopt;  // opening the file will say why
   std::lock_guard<std::mutex> lock(inode.mutex);
-  inode.layout = header.layout();
-  return inode.layout;
+  inode.layout = layout;
+  return layout;
 }
 
 }  // namespace
@@ -55,14 +55,13 @@ void ToPlainAttr(EnvelopeFs& fs, Inode* inode, int fd, struct stat& st) {
       st.st_size = static_cast<off_t>(open->size());
       return;
     }
-    // Closed: from the cipher file's length (authenticated when the file is opened). Small
-    // files map the same in every format version; larger ones need the header's layout.
-    const uint64_t cipher_size = static_cast<uint64_t>(st.st_size);
-    ChunkLayout layout{fs.volume().config().chunk_size, true};
-    if (!layout.SizeIsVersionIndependent(cipher_size) && inode != nullptr) {
-      if (auto own = LayoutOf(*inode)) layout = *own;
-    }
-    st.st_size = static_cast<off_t>(layout.ReportedPlainSize(cipher_size));
+    // Closed: the core tells the size from the cipher file's length, reading the header (once
+    // per inode, cached) only for a file large enough to need it.
+    st.st_size = static_cast<off_t>(
+        ClosedFilePlainSize(static_cast<uint64_t>(st.st_size), fs.volume().config().chunk_size,
+                            [inode]() -> std::optional<ChunkLayout> {
+                              return inode != nullptr ? LayoutOf(*inode) : std::nullopt;
+                            }));
   } else if (S_ISLNK(st.st_mode)) {
     std::vector<char> buf(static_cast<size_t>(st.st_size) + 1);
     ssize_t n = readlinkat(fd, "", buf.data(), buf.size());
@@ -108,9 +107,9 @@ int NewBacking(EnvelopeFs& fs, Inode& dir, const char* name, std::string* backin
   }
   *backing = *b;
   if (NameTransform::IsLongName(*backing)) {
-    if (int rc = fs.names().WriteLongNameSideFile(dir.fd.get(), ivs.primary, name, *backing);
-        rc < 0) {
-      return -rc;
+    if (int rc =
+            ErrnoOf(fs.names().WriteLongNameSideFile(dir.fd.get(), ivs.primary, name, *backing))) {
+      return rc;
     }
   }
   return 0;
@@ -119,7 +118,8 @@ int NewBacking(EnvelopeFs& fs, Inode& dir, const char* name, std::string* backin
 int LookupBacking(EnvelopeFs& fs, Inode& dir, const std::string& backing, std::string_view name,
                   fuse_entry_param* e) {
   std::memset(e, 0, sizeof *e);
-  int fd = openat(dir.fd.get(), backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  int fd = OpenRetryingOnEmfile(
+      [&] { return openat(dir.fd.get(), backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC); });
   if (fd < 0) return errno;
   UniqueFd owned(fd);
   struct stat st;
@@ -139,14 +139,29 @@ int LookupBacking(EnvelopeFs& fs, Inode& dir, const std::string& backing, std::s
   return 0;
 }
 
+namespace {
+
+// The group a new entry of `dir` gets for the caller of `req` (the directory's with setgid).
+gid_t NewEntryGroup(fuse_req_t req, Inode& dir) {
+  struct stat parent;
+  if (StatFd(dir.fd.get(), &parent) == 0 && (parent.st_mode & S_ISGID)) return parent.st_gid;
+  return fuse_req_ctx(req)->gid;
+}
+
+}  // namespace
+
 void ChownToCaller(fuse_req_t req, Inode& dir, const std::string& backing) {
   if (geteuid() != 0) return;
-  const fuse_ctx* ctx = fuse_req_ctx(req);
-  gid_t gid = ctx->gid;
-  struct stat parent;
-  if (StatFd(dir.fd.get(), &parent) == 0 && (parent.st_mode & S_ISGID)) gid = parent.st_gid;
-  if (fchownat(dir.fd.get(), backing.c_str(), ctx->uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (fchownat(dir.fd.get(), backing.c_str(), fuse_req_ctx(req)->uid, NewEntryGroup(req, dir),
+               AT_SYMLINK_NOFOLLOW) != 0) {
     Log(LogLevel::kWarning, std::string("chown of a new entry failed: ") + std::strerror(errno));
+  }
+}
+
+void ChownFdToCaller(fuse_req_t req, Inode& dir, int fd) {
+  if (geteuid() != 0) return;
+  if (fchown(fd, fuse_req_ctx(req)->uid, NewEntryGroup(req, dir)) != 0) {
+    Log(LogLevel::kWarning, std::string("chown of a new file failed: ") + std::strerror(errno));
   }
 }
 

@@ -31,5 +31,7 @@ int LookupBacking(EnvelopeFs& fs, Inode& dir, const std::string& backing, std::s
                   fuse_entry_param* e);
 // Gives a new entry to the requesting user when the daemon runs as root (allow_other).
 void ChownToCaller(fuse_req_t req, Inode& dir, const std::string& backing);
+// The same for a new file not yet in `dir` (open as `fd`).
+void ChownFdToCaller(fuse_req_t req, Inode& dir, int fd);
 
 }  // namespace envelopefs

@@ -81,7 +81,7 @@ void EnvelopeFs::RefreshKeyring(bool force) {
   if (!force && now - last < 1000) return;
   if (!keyring_checked_ms_.compare_exchange_strong(last, now) && !force) return;
   try {
-    volume_->ReloadKeyringIfChanged();
+    volume_->ReloadKeyringIfChanged(*damage_audit_);
   } catch (const Error& e) {
     Log(LogLevel::kError, std::string("keeping the current keyring: ") + e.what());
   }
@@ -89,6 +89,7 @@ void EnvelopeFs::RefreshKeyring(bool force) {
 
 EnvelopeFs::EnvelopeFs(std::unique_ptr<Volume> volume, const MountOptions& options)
     : volume_(std::move(volume)),
+      damage_audit_(std::make_unique<DamageAudit>(*volume_)),
       names_(volume_->name_key(), volume_->xattr_key(), volume_->config().plaintext_names,
              volume_->config().format_version),
       options_(options) {

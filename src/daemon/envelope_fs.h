@@ -5,6 +5,13 @@
 // through to the backing objects. It never touches byte layouts itself. One instance per
 // mount; the operations (operations.h, one file per group) run on libfuse's worker threads.
 //
+// Error convention of the daemon (src/daemon): every FUSE operation replies 0 or a positive
+// errno (fuse_reply_err), never unauthenticated data; its helpers return 0 or a positive errno.
+// A core result (-errno) becomes one through ErrnoOf, an exception from the core through Guard
+// (request_context.h, using ErrnoFor): the mapping is in error_mapping.h, nowhere else. Damage
+// found while serving is reported to damage_reporter() (logged and audited). Before it serves,
+// main.cc exits with ExitCodeFor(kind) on failure.
+//
 // Thread safety and lock order. Locks are taken in this order, never the other way round:
 //   1. EnvelopeFs::namespace_mutex()  shared to create or remove an entry, exclusive for rmdir
 //                                     and rename (a directory is never removed while an entry
@@ -28,6 +35,7 @@
 #include <shared_mutex>
 #include <string>
 
+#include "damage_audit.h"
 #include "envelopefs/name_transform.h"
 #include "envelopefs/unique_fd.h"
 #include "envelopefs/volume.h"
@@ -65,6 +73,8 @@ class EnvelopeFs {
   // and syncs the backing file system. 0, or an errno with nothing held.
   int Quiesce(std::chrono::milliseconds limit);
   void Unquiesce();
+  // Where damage found while serving requests is reported: logged and audited (DamageAudit).
+  DamageReporter& damage_reporter() { return *damage_audit_; }
 
   // Picks up a keyring changed by `envelopectl keys rotate` (or retire) without a remount.
   // `force`: check now (a file needs a KEK version we do not know yet); otherwise at most
@@ -74,6 +84,7 @@ class EnvelopeFs {
 
  private:
   std::unique_ptr<Volume> volume_;
+  std::unique_ptr<DamageAudit> damage_audit_;  // after volume_: outlives every open file
   NameTransform names_;
   MountOptions options_;
   Inode root_;

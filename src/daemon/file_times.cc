@@ -5,6 +5,7 @@
 
 #include <cerrno>
 
+#include "envelopefs/error_mapping.h"
 #include "envelopefs/shown_ctime.h"
 
 namespace envelopefs {
@@ -31,7 +32,7 @@ int SetFileTimes(Inode& inode, const struct timespec times[2]) {
     std::lock_guard<std::mutex> lock(inode.mutex);
     open = inode.open_file.lock();
   }
-  if (open) return -open->SetTimes(times);
+  if (open) return ErrnoOf(open->SetTimes(times));
   const int rc = S_ISLNK(inode.type)
                      ? utimensat(inode.fd.get(), "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
                      : utimensat(AT_FDCWD, ProcPath(inode.fd.get()).c_str(), times, 0);

@@ -20,8 +20,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <mutex>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -30,8 +28,9 @@
 #include "envelope_fs.h"
 #include "envelopefs/audit_log.h"
 #include "envelopefs/error.h"
+#include "envelopefs/error_mapping.h"
 #include "envelopefs/exit_codes.h"
-#include "envelopefs/key_source.h"
+#include "envelopefs/key_source_options.h"
 #include "envelopefs/log.h"
 #include "envelopefs/process_hardening.h"
 #include "envelopefs/volume.h"
@@ -47,7 +46,7 @@ constexpr char kUsage[] =
     "usage: envelopefs [--keyfile FILE | --passfile FILE] [-f] [--ro] [--nonempty] [-o OPTIONS] "
     "CIPHERDIR MOUNTPOINT\n"
     "\n"
-    "  --keyfile FILE   master key: a file of 32 random bytes\n"
+    "  --keyfile FILE   master key: a file of 32 random bytes (- for stdin)\n"
     "  --passfile FILE  master key from the passphrase in FILE (first line; - for stdin)\n"
     "  --insecure-keyfile  accept a key or passphrase file that others can read\n"
     "  -f, --foreground stay in the foreground (log to stderr)\n"
@@ -61,9 +60,7 @@ constexpr char kUsage[] =
     "  -V, --version    the version\n";
 
 struct CommandLine {
-  std::string keyfile;
-  std::string passfile;
-  bool insecure_keyfile = false;
+  KeySourceOptions key;
   bool foreground = false;
   bool debug = false;
   bool read_only = false;
@@ -80,20 +77,12 @@ struct CommandLine {
 }
 
 // Long options with codes from kFirstDaemonOption on may also be given in a -o list
-// (keyfile=FILE, ro, ...); -f, -d, -h and -V may not (a mount helper waits for the command).
-enum {
-  kFirstDaemonOption = 1000,
-  kKeyfile = kFirstDaemonOption,
-  kPassfile,
-  kRo,
-  kSealInterval,
-  kInsecureKeyfile,
-  kNonempty
-};
-const option kLong[] = {
-    {"keyfile", required_argument, nullptr, kKeyfile},
-    {"passfile", required_argument, nullptr, kPassfile},
-    {"insecure-keyfile", no_argument, nullptr, kInsecureKeyfile},
+// (keyfile=FILE, ro, ...): the key-source options (key_source_options.h, whose codes are
+// higher) and the daemon's own below. -f, -d, -h and -V may not (a mount helper waits for the
+// command).
+enum { kFirstDaemonOption = 1000, kRo = kFirstDaemonOption, kSealInterval, kNonempty };
+static_assert(kFirstKeySourceOption > kNonempty);
+const option kOwnOptions[] = {
     {"foreground", no_argument, nullptr, 'f'},
     {"ro", no_argument, nullptr, kRo},
     {"nonempty", no_argument, nullptr, kNonempty},
@@ -101,23 +90,14 @@ const option kLong[] = {
     {"help", no_argument, nullptr, 'h'},
     {"version", no_argument, nullptr, 'V'},
     {"seal-interval", required_argument, nullptr, kSealInterval},
-    {nullptr, 0, nullptr, 0},
 };
 
-// Applies a daemon option given as --NAME[=VALUE] or in a -o list.
+// Applies a daemon option given as --NAME[=VALUE] or in a -o list. Throws Error(kUsage).
 void ApplyDaemonOption(CommandLine& cl, int code, const std::string& value) {
+  if (cl.key.Apply(code, value)) return;
   switch (code) {
-    case kKeyfile:
-      cl.keyfile = value;
-      break;
-    case kPassfile:
-      cl.passfile = value;
-      break;
     case kRo:
       cl.read_only = true;
-      break;
-    case kInsecureKeyfile:
-      cl.insecure_keyfile = true;
       break;
     case kSealInterval:
       cl.seal_interval = std::max(1, std::atoi(value.c_str()));
@@ -128,9 +108,9 @@ void ApplyDaemonOption(CommandLine& cl, int code, const std::string& value) {
   }
 }
 
-std::vector<DaemonOption> DaemonOptionsForLists() {
+std::vector<DaemonOption> DaemonOptionsForLists(const std::vector<option>& long_options) {
   std::vector<DaemonOption> out;
-  for (const option* o = kLong; o->name != nullptr; ++o) {
+  for (const option* o = long_options.data(); o->name != nullptr; ++o) {
     if (o->val >= kFirstDaemonOption) {
       out.push_back({o->name, o->has_arg == required_argument, o->val});
     }
@@ -140,12 +120,18 @@ std::vector<DaemonOption> DaemonOptionsForLists() {
 
 CommandLine Parse(int argc, char** argv) {
   CommandLine cl;
+  const std::vector<option> long_options =
+      LongOptionsWithKeySource(KeySourceOptionSet::kCurrentKey, kOwnOptions);
   std::vector<std::string> option_lists;
   opterr = 0;
   int c;
-  while ((c = getopt_long(argc, argv, ":fo:dhV", kLong, nullptr)) != -1) {
+  while ((c = getopt_long(argc, argv, ":fo:dhV", long_options.data(), nullptr)) != -1) {
     if (c >= kFirstDaemonOption) {
-      ApplyDaemonOption(cl, c, optarg != nullptr ? optarg : "");
+      try {
+        ApplyDaemonOption(cl, c, optarg != nullptr ? optarg : "");
+      } catch (const std::exception& e) {
+        Fail(ExitCodeFor(ErrorKindOf(e)), MessageOf(e));
+      }
       continue;
     }
     switch (c) {
@@ -173,15 +159,15 @@ CommandLine Parse(int argc, char** argv) {
   }
   if (argc - optind != 2) Fail(kExitUsage, "expected CIPHERDIR and MOUNTPOINT (see --help)");
   try {
-    const std::vector<DaemonOption> daemon_options = DaemonOptionsForLists();
+    const std::vector<DaemonOption> daemon_options = DaemonOptionsForLists(long_options);
     auto apply = [&cl](int code, const std::string& value) { ApplyDaemonOption(cl, code, value); };
     for (const std::string& list : option_lists) {
       for (std::string& o : SplitMountOptions(list, daemon_options, apply)) {
         cl.fuse_options.push_back(std::move(o));
       }
     }
-  } catch (const Error& e) {
-    Fail(ExitCodeFor(e.kind()), e.what());
+  } catch (const std::exception& e) {
+    Fail(ExitCodeFor(ErrorKindOf(e)), MessageOf(e));
   }
   if (std::strncmp(argv[optind + 1], "/dev/fd/", 8) == 0) {
     Fail(kExitUsage,
@@ -199,16 +185,12 @@ CommandLine Parse(int argc, char** argv) {
     Fail(kExitUsage, std::string("mount point ") + argv[optind + 1] + ": " + std::strerror(errno));
   cl.mountpoint = mnt;
   free(mnt);
-  if (!cl.keyfile.empty() && !cl.passfile.empty()) {
-    Fail(kExitUsage, "--keyfile and --passfile are mutually exclusive");
+  try {
+    cl.key.Validate();
+  } catch (const std::exception& e) {
+    Fail(ExitCodeFor(ErrorKindOf(e)), MessageOf(e));
   }
   return cl;
-}
-
-std::unique_ptr<MasterKeySource> KeySource(const CommandLine& cl) {
-  if (!cl.keyfile.empty()) return MakeKeyFileSource(cl.keyfile, cl.insecure_keyfile);
-  if (!cl.passfile.empty()) return MakePassFileSource(cl.passfile, cl.insecure_keyfile);
-  return MakePromptSource(false);
 }
 
 void RaiseLimits() {
@@ -264,26 +246,6 @@ void Report(int fd, int code, const std::string& message) {
   if (code != 0) std::_Exit(code);
 }
 
-// Sends tamper reports to the audit log, once per file and detail (a damaged file that is
-// read again and again must not flood the log). `volume` outlives the hook's use: the last
-// reports come from seals in EnvelopeFs's destructor, which run before the volume it owns is
-// destroyed, and the hook is cleared right after.
-void InstallTamperAudit(const Volume& volume) {
-  struct Seen {
-    std::mutex mutex;
-    std::set<std::string> keys;
-  };
-  auto seen = std::make_shared<Seen>();
-  SetTamperHook([&volume, seen](const std::string& file, const std::string& detail) {
-    {
-      std::lock_guard<std::mutex> lock(seen->mutex);
-      if (seen->keys.size() > 4096) seen->keys.clear();
-      if (!seen->keys.insert(file + '\n' + detail).second) return;
-    }
-    AppendAuditEvent(volume, "tamper_detected", {{"file", file}, {"detail", detail}});
-  });
-}
-
 const char* SignalName(int sig) {
   switch (sig) {
     case SIGINT:
@@ -304,24 +266,23 @@ CipherDirLock PrepareMount(const CommandLine& cl) {
   try {
     CheckMountTargets(cl.cipher_dir, cl.mountpoint, cl.nonempty);
     return CipherDirLock(cl.cipher_dir);
-  } catch (const Error& e) {
-    Fail(ExitCodeFor(e.kind()), e.what());
+  } catch (const std::exception& e) {
+    Fail(ExitCodeFor(ErrorKindOf(e)), MessageOf(e));
   }
 }
 
 int Serve(const CommandLine& cl, int report_fd) {
   std::unique_ptr<EnvelopeFs> fs;
   try {
-    auto source = KeySource(cl);
+    auto source = cl.key.KeySource(/*confirm=*/false);
     auto volume = OpenVolumeAudited(cl.cipher_dir, *source,
                                     {{"mountpoint", cl.mountpoint}, {"read_only", cl.read_only}});
-    InstallTamperAudit(*volume);
     MountOptions options;
     options.read_only = cl.read_only;
     options.seal_interval_seconds = cl.seal_interval;
     fs = std::make_unique<EnvelopeFs>(std::move(volume), options);
-  } catch (const Error& e) {
-    Report(report_fd, ExitCodeFor(e.kind()), e.what());
+  } catch (const std::exception& e) {
+    Report(report_fd, ExitCodeFor(ErrorKindOf(e)), MessageOf(e));
   }
   if (report_fd >= 0) {
     // Detach only now: a passphrase prompt above needs the caller's terminal.
@@ -369,8 +330,9 @@ int Serve(const CommandLine& cl, int report_fd) {
   relief->Start(se);
   auto control = ControlSocket::Start(*fs);  // envelopectl quiesce
   fuse_loop_config* config = fuse_loop_cfg_create();
-  // Two cores: eight workers keep both busy while others wait on I/O. Each worker holds about
-  // 4 MiB of request and crypto buffers, so idle workers beyond four exit (peak RSS).
+  // Two cores: eight workers keep both busy while others wait on I/O. All eight stay when idle
+  // (each holds about 4 MiB of request and crypto buffers): starting and stopping threads with
+  // every burst of requests cost more than that memory (bench/run).
   fuse_loop_cfg_set_max_threads(config, 8);
   fuse_loop_cfg_set_idle_threads(config, 8);
   int rc = fuse_session_loop_mt(se, config);
@@ -391,7 +353,6 @@ int Serve(const CommandLine& cl, int report_fd) {
                                : rc > 0 ? std::string("signal ") + SignalName(rc)
                                         : std::string("error: ") + std::strerror(-rc)}});
   fs.reset();  // wipes keys
-  SetTamperHook(nullptr);
   Log(LogLevel::kInfo, "unmounted " + cl.mountpoint);
   return clean ? kExitOk : kExitIo;
 }

@@ -30,7 +30,7 @@ std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
   auto open_backing = [&] {
     std::string path = ProcPath(inode.fd.get());
     int flags = fs.options().read_only ? O_RDONLY : O_RDWR;
-    int fd = open(path.c_str(), flags | O_CLOEXEC);
+    int fd = OpenRetryingOnEmfile([&] { return open(path.c_str(), flags | O_CLOEXEC); });
     if (fd < 0 && !fs.options().read_only &&
         (errno == EROFS || errno == EACCES || errno == EPERM)) {
       fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -41,11 +41,11 @@ std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
   // Log lines name the file by its current path, found only when needed (see CipherFile).
   std::shared_ptr<CipherFile> file;
   try {
-    file = CipherFile::Open(open_backing(), fs.volume(), "");
+    file = CipherFile::Open(open_backing(), fs.volume(), "", fs.damage_reporter());
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::kKeyUnavailable) throw;
     fs.RefreshKeyring(/*force=*/true);  // rotated while mounted: the version may be new to us
-    file = CipherFile::Open(open_backing(), fs.volume(), "");
+    file = CipherFile::Open(open_backing(), fs.volume(), "", fs.damage_reporter());
   }
   std::lock_guard<std::mutex> lock(inode.mutex);
   inode.open_file = file;
@@ -55,8 +55,30 @@ std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
 int CreateRegular(fuse_req_t req, Inode& dir, const std::string& backing, mode_t mode, bool excl,
                   std::shared_ptr<CipherFile>* out) {
   EnvelopeFs& fs = Fs(req);
-  int fd = openat(dir.fd.get(), backing.c_str(), O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC,
+  // The new file is made unnamed (O_TMPFILE) and linked in once its header is written, so that
+  // no crash leaves a named file without a header (which reads as tampering: cut to nothing).
+  int tmp = OpenRetryingOnEmfile(
+      [&] { return openat(dir.fd.get(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode & 07777); });
+  if (tmp >= 0) {
+    UniqueFd owned(tmp);
+    ChownFdToCaller(req, dir, tmp);
+    fs.RefreshKeyring(/*force=*/false);  // new files go to the newest active KEK version
+    auto file = CipherFile::Create(std::move(owned), fs.volume(), backing, fs.damage_reporter());
+    if (linkat(AT_FDCWD, ProcPath(file->fd()).c_str(), dir.fd.get(), backing.c_str(),
+               AT_SYMLINK_FOLLOW) != 0) {
+      if (errno == EEXIST && !excl) return EEXIST;  // the caller opens the existing file
+      return errno;
+    }
+    *out = std::move(file);
+    return 0;
+  }
+  if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return errno;
+  // A backing file system without O_TMPFILE: created in place (a crash right after can leave
+  // it without a header).
+  int fd = OpenRetryingOnEmfile([&] {
+    return openat(dir.fd.get(), backing.c_str(), O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC,
                   mode & 07777);
+  });
   if (fd < 0) {
     if (errno == EEXIST && !excl) return EEXIST;  // the caller opens the existing file
     return errno;
@@ -65,7 +87,7 @@ int CreateRegular(fuse_req_t req, Inode& dir, const std::string& backing, mode_t
   ChownToCaller(req, dir, backing);
   fs.RefreshKeyring(/*force=*/false);  // new files go to the newest active KEK version
   try {
-    *out = CipherFile::Create(std::move(owned), fs.volume(), backing);
+    *out = CipherFile::Create(std::move(owned), fs.volume(), backing, fs.damage_reporter());
   } catch (...) {
     unlinkat(dir.fd.get(), backing.c_str(), 0);
     throw;
@@ -74,7 +96,7 @@ int CreateRegular(fuse_req_t req, Inode& dir, const std::string& backing, mode_t
 }
 
 int TruncateFile(Inode& inode, CipherFile& file, uint64_t size) {
-  if (int rc = file.Truncate(size); rc < 0) return -rc;
+  if (int rc = ErrnoOf(file.Truncate(size))) return rc;
   std::lock_guard<std::mutex> lock(inode.mutex);  // a truncation to zero may change it
   inode.layout.reset();
   return 0;
@@ -85,7 +107,7 @@ int OpenWithFlags(EnvelopeFs& fs, Inode& inode, int flags, std::shared_ptr<Ciphe
   if ((flags & O_TRUNC) != 0) {
     int rc = TruncateFile(inode, *file, 0);
     const struct timespec now[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
-    if (rc == 0) rc = -file->SetTimes(now);  // as ext4 does, even for an empty file
+    if (rc == 0) rc = ErrnoOf(file->SetTimes(now));  // as ext4 does, even for an empty file
     if (rc != 0) {
       ReleaseFile(fs, std::move(file));
       return rc;
@@ -117,7 +139,8 @@ int FileIdOf(EnvelopeFs& fs, Inode& inode, FileId* id) {
     HeaderRead header = ReadHeader(fd.get());
     if (header.status == HeaderStatus::kUnreadable) return header.error != 0 ? header.error : EIO;
     if (header.status != HeaderStatus::kOk) {
-      ReportTamper(BackingPath(fd.get()), "extended attributes: " + header.reason + " (EIO)");
+      ReportDamage(fs.damage_reporter(), {BackingPath(fd.get()), std::nullopt,
+                                          "extended attributes: " + header.reason + " (EIO)"});
       return EIO;
     }
     OpenedHeader opened = OpenHeader(header, fs.volume(), /*check_length=*/false);
@@ -126,8 +149,11 @@ int FileIdOf(EnvelopeFs& fs, Inode& inode, FileId* id) {
       opened = OpenHeader(header, fs.volume(), /*check_length=*/false);
     }
     if (!opened.ok) {
+      // Not ErrnoFor's EACCES: that would read as "the daemon cannot open the file", which
+      // RequireOwnFile lets through (a forged header must never allow a metadata change).
       if (opened.kind == ErrorKind::kKeyUnavailable) return ENOKEY;
-      ReportTamper(BackingPath(fd.get()), "extended attributes: " + opened.problem + " (EIO)");
+      ReportDamage(fs.damage_reporter(), {BackingPath(fd.get()), std::nullopt,
+                                          "extended attributes: " + opened.problem + " (EIO)"});
       return EIO;
     }
     *id = header.fixed.file_id;

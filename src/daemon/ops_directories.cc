@@ -34,7 +34,8 @@ struct DirHandle {
 int LoadDir(EnvelopeFs& fs, Inode& dir, DirHandle& handle) {
   handle.entries.clear();
   DirIvs ivs = GetDirIvs(fs, dir);
-  int fd = openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = OpenRetryingOnEmfile(
+      [&] { return openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); });
   if (fd < 0) return errno;
   DIR* d = fdopendir(fd);
   if (d == nullptr) {
@@ -53,8 +54,9 @@ int LoadDir(EnvelopeFs& fs, Inode& dir, DirHandle& handle) {
     if (n == "." || n == ".." || fs.names().IsInternal(n, dir.is_root)) continue;
     auto plain = fs.names().FromBacking(dirfd(d), ivs, n);
     if (!plain) {
-      ReportTamper(BackingPath(dir.fd.get()) + "/" + std::string(n),
-                   "entry name does not authenticate; hidden from the listing");
+      ReportDamage(fs.damage_reporter(),
+                   {BackingPath(dir.fd.get()) + "/" + std::string(n), std::nullopt,
+                    "entry name does not authenticate; hidden from the listing"});
       continue;
     }
     handle.entries.push_back({std::move(*plain), ent->d_ino, ent->d_type, std::string(n)});

@@ -111,8 +111,8 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
     if (n < 0) return errno;
     auto plain = fs.names().DecryptSymlink(std::string_view(buf, static_cast<size_t>(n)));
     if (!plain) {
-      ReportTamper(BackingPath(GetInode(req, ino).fd.get()),
-                   "symlink target does not authenticate (EIO)");
+      ReportDamage(fs.damage_reporter(), {BackingPath(GetInode(req, ino).fd.get()), std::nullopt,
+                                          "symlink target does not authenticate (EIO)"});
       return EIO;
     }
     target = std::move(*plain);
@@ -151,7 +151,9 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   int err = Guard("mkdir", [&]() -> int {
     std::shared_lock lock(fs.namespace_mutex());
     if (int rc = NewBacking(fs, dir, name, &backing)) return rc;
-    if (int rc = fs.names().MakeDirectory(dir.fd.get(), backing, mode & 07777); rc < 0) return -rc;
+    if (int rc = ErrnoOf(fs.names().MakeDirectory(dir.fd.get(), backing, mode & 07777))) {
+      return rc;
+    }
     ChownToCaller(req, dir, backing);
     return 0;
   });

@@ -96,7 +96,7 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
   ssize_t n = 0;
   int err = Guard("read", [&] {
     n = GetFile(fi).file->Read(std::span<uint8_t>(buffer.data(), size), static_cast<uint64_t>(off));
-    return n < 0 ? static_cast<int>(-n) : 0;
+    return ErrnoOf(n);
   });
   if (err) {
     fuse_reply_err(req, err);
@@ -114,7 +114,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
     std::span<const uint8_t> data(reinterpret_cast<const uint8_t*>(buf), size);
     n = handle.append ? handle.file->Append(data)
                       : handle.file->Write(data, static_cast<uint64_t>(off));
-    return n < 0 ? static_cast<int>(-n) : 0;
+    return ErrnoOf(n);
   });
   if (err) {
     fuse_reply_err(req, err);
@@ -133,7 +133,7 @@ void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
-  int err = Guard("fsync", [&] { return -GetFile(fi).file->Sync(); });
+  int err = Guard("fsync", [&] { return ErrnoOf(GetFile(fi).file->Sync()); });
   fuse_reply_err(req, err);
 }
 
@@ -141,8 +141,8 @@ void OpFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t lengt
                  fuse_file_info* fi) {
   int err = Guard("fallocate", [&] {
     if (offset < 0 || length <= 0) return EINVAL;
-    return -GetFile(fi).file->Allocate(mode, static_cast<uint64_t>(offset),
-                                       static_cast<uint64_t>(length));
+    return ErrnoOf(GetFile(fi).file->Allocate(mode, static_cast<uint64_t>(offset),
+                                              static_cast<uint64_t>(length)));
   });
   fuse_reply_err(req, err);
 }

@@ -94,8 +94,9 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     if (int rc = XattrOwnerOf(fs, inode, &owner)) return rc;
     auto opened = fs.names().OpenXattrValue(*backing, owner, sealed);
     if (!opened) {
-      ReportTamper(BackingPath(inode.fd.get()),
-                   "extended attribute " + *backing + ": value does not authenticate (EIO)");
+      ReportDamage(fs.damage_reporter(),
+                   {BackingPath(inode.fd.get()), std::nullopt,
+                    "extended attribute " + *backing + ": value does not authenticate (EIO)"});
       return EIO;
     }
     plain = std::move(*opened);

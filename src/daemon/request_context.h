@@ -1,5 +1,6 @@
 // Request plumbing shared by the FUSE operation files: the filesystem and inode a request
-// names, the exception-to-errno guard, and small stat helpers. Internal to the daemon.
+// names, the exception-to-errno guard, and small stat helpers. Internal to the daemon. The
+// daemon's error convention is in envelope_fs.h.
 #pragma once
 
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 
 #include "envelope_fs.h"
 #include "envelopefs/error.h"
+#include "envelopefs/error_mapping.h"
 #include "envelopefs/log.h"
 
 namespace envelopefs {
@@ -30,27 +32,31 @@ inline std::string BackingPath(int fd, const std::string& fallback = "(unknown)"
   return n > 0 ? std::string(target, static_cast<size_t>(n)) : fallback;
 }
 
-// Runs `body`, turning exceptions from the core into errno values: a failure to authenticate
-// is EIO (the core has logged it with the file), never unauthenticated data.
+// Runs `body`, turning exceptions from the core into errno values (ErrnoFor): a failure to
+// authenticate is EIO (the core has reported it with the file), never unauthenticated data.
+// Each failure is logged; a bug (kInternal) says so.
 template <typename F>
 int Guard(const char* op, F&& body) {
   try {
     return body();
-  } catch (const Error& e) {
-    Log(LogLevel::kError, std::string(op) + ": " + e.what());
-    switch (e.kind()) {
-      case ErrorKind::kIo:
-        return EIO;
-      case ErrorKind::kKeyUnavailable:
-        return EACCES;
-      default:
-        return EIO;
-    }
   } catch (const std::bad_alloc&) {
     return ENOMEM;
   } catch (const std::exception& e) {
-    Log(LogLevel::kError, std::string(op) + ": " + e.what());
-    return EIO;
+    Log(LogLevel::kError, std::string(op) + ": " + MessageOf(e));
+    return ErrnoFor(ErrorKindOf(e));
+  }
+}
+
+// Runs `open` (one of the daemon's open(2) calls) again while it fails with EMFILE, for up to
+// 2 s: most of the daemon's descriptors belong to cached inodes that InodeRelief is handing
+// back, and the kernel's FORGETs can lag behind a fast creator of files. The fd, or -1 with
+// errno set.
+template <typename F>
+int OpenRetryingOnEmfile(F&& open) {
+  for (int attempt = 0;; ++attempt) {
+    const int fd = open();
+    if (fd >= 0 || errno != EMFILE || attempt == 100) return fd;
+    usleep(20 * 1000);
   }
 }
 

@@ -11,15 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "mount_fixture.h"
-#include "offline_volume.h"
+#include "envelopectl_fixture.h"
 
 namespace envelopefs::testing {
 namespace {
-
-using nlohmann::json;
-
-const std::string kCtl = ENVELOPECTL_BINARY;
 
 // --- --version and --kek-version -------------------------------------------------------------
 
@@ -144,6 +139,29 @@ TEST(EnvelopectlCli, DashReadsTheKeyFromStdinWhereTheHelpSaysSo) {
                                  Quote(v.keyfile()) + " 2>/dev/null");
   EXPECT_EQ(0, out.exit_code);
   EXPECT_EQ("the plaintext\n", out.output);
+}
+
+// The key-source options are the daemon's (key_source_options.h): both spellings work, and bad
+// ones are refused with one line, the same as envelopefs's, before anything is read.
+TEST(EnvelopectlCli, KeyOptionsAreSpelledAndCheckedAsForTheDaemon) {
+  OfflineVolume v;
+  const std::string key = Quote(v.keyfile()), dir = Quote(v.cipher());
+  for (const std::string& option : {"--keyfile " + key, "--keyfile=" + key}) {
+    CommandResult r = RunCommand(kCtl + " keys list " + option + " " + dir);
+    EXPECT_EQ(0, r.exit_code) << option << ": " << r.output;
+  }
+  const std::pair<std::string, std::string> refused[] = {
+      {"--keyfile=", "envelopectl: option --keyfile needs a file name"},
+      {"--keyfile=" + key + " --passfile " + key,
+       "envelopectl: --keyfile and --passfile are mutually exclusive"},
+      {"--new-keyfile " + key + " --new-passfile=" + key,
+       "envelopectl: --new-keyfile and --new-passfile are mutually exclusive"},
+  };
+  for (const auto& [options, message] : refused) {
+    CommandResult r = RunCommand(kCtl + " keys list " + options + " " + dir);
+    EXPECT_EQ(2, r.exit_code) << options;
+    EXPECT_EQ(message + "\n", r.output) << options;
+  }
 }
 
 // --- bash completion -------------------------------------------------------------------------

@@ -11,15 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "mount_fixture.h"
-#include "offline_volume.h"
+#include "envelopectl_fixture.h"
 
 namespace envelopefs::testing {
 namespace {
-
-using nlohmann::json;
-
-const std::string kCtl = ENVELOPECTL_BINARY;
 
 // --- inspect of something that is not a cipher file ------------------------------------------
 

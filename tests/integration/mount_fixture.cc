@@ -128,7 +128,8 @@ std::map<std::string, std::string> UserXattrs(const fs::path& path) {
 
 bool IsFuseMount(const fs::path& path) {
   struct statfs sf;
-  return statfs(path.c_str(), &sf) == 0 && sf.f_type == kFuseSuperMagic;
+  if (statfs(path.c_str(), &sf) == 0) return sf.f_type == kFuseSuperMagic;
+  return errno == ENOTCONN;  // the mount of a daemon that died
 }
 
 MountedVolume::MountedVolume(const VolumeOptions& options) : options_(options) {

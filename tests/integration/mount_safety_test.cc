@@ -334,6 +334,30 @@ TEST(MountOptions, BadDashOOptionsFailWithOneLine) {
   ExpectRefused(with(key + "passfile=" + v.keyfile().string()), 2, "mutually exclusive");
 }
 
+// The key-source options are envelopectl's (key_source_options.h): every spelling mounts, and
+// bad ones are refused with the same line as envelopectl's.
+TEST(MountOptions, EveryKeyOptionSpellingMountsAndBadOnesAreRefused) {
+  MountedVolume v;
+  ASSERT_MOUNTED(v);
+  WriteFile(v / "f", "data");
+  v.Unmount();
+  const std::string key = v.keyfile().string();
+  for (const std::string& options :
+       {"--keyfile " + Quote(key), "--keyfile=" + Quote(key), "--keyfile - <" + Quote(key),
+        "--insecure-keyfile --keyfile " + Quote(key), "-o " + Quote("keyfile=" + key)}) {
+    Attempt a = TryMount(options, v.cipher(), v.mnt());
+    EXPECT_EQ(0, a.result.exit_code) << options << ": " << a.result.output;
+    EXPECT_TRUE(a.mounted) << options;
+  }
+  ExpectRefused(TryMount("--keyfile=", v.cipher(), v.mnt()), 2,
+                "option --keyfile needs a file name");
+  ExpectRefused(
+      TryMount("--keyfile=" + Quote(key) + " --passfile " + Quote(key), v.cipher(), v.mnt()), 2,
+      "--keyfile and --passfile are mutually exclusive");
+  ExpectRefused(TryMount("--new-keyfile " + Quote(key), v.cipher(), v.mnt()), 2,
+                "unknown option --new-keyfile");
+}
+
 // The daemon reachable as `envelopefs` where mount.fuse3 looks for it. mount(8) gives its
 // helpers no PATH, so /bin/sh's default one applies. The test installs the build with
 // `cmake --install` (DESTDIR in a temp dir), checks that its bin directory is on that default

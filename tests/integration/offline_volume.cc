@@ -80,13 +80,13 @@ std::unique_ptr<OfflineVolume::Dir> OfflineVolume::OpenDir(const fs::path& dir, 
 }
 
 fs::path OfflineVolume::Write(const std::string& path, const std::string& content) {
-  volume_->ReloadKeyringIfChanged();
+  volume_->ReloadKeyringIfChanged(damage_);
   fs::path p(path);
   auto dir = OpenDir(p.parent_path(), true);
   std::string backing = BackingName(*dir, p.filename().string(), p.parent_path().empty());
   UniqueFd fd(openat(dir->fd, backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   Check(fd.valid(), "create " + path);
-  auto file = CipherFile::Create(std::move(fd), *volume_, path);
+  auto file = CipherFile::Create(std::move(fd), *volume_, path, damage_);
   std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(content.data()), content.size());
   if (!content.empty() && file->Write(bytes, 0) != static_cast<ssize_t>(content.size())) {
     throw std::runtime_error("write " + path);

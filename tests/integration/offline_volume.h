@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "envelopefs/damage_reporter.h"
 #include "envelopefs/name_transform.h"
 #include "envelopefs/volume.h"
 #include "mount_fixture.h"
@@ -50,6 +51,7 @@ class OfflineVolume {
 
   TempDir root_;
   fs::path cipher_, keyfile_;
+  LoggingDamageReporter damage_;
   std::unique_ptr<Volume> volume_;
   std::unique_ptr<NameTransform> names_;
 };

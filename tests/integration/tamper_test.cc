@@ -7,6 +7,9 @@
 
 #include <cerrno>
 #include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <vector>
 
 #include "mount_fixture.h"
 
@@ -84,6 +87,50 @@ std::vector<uint8_t> Slice(const fs::path& p, uint64_t off, uint64_t len) {
   std::vector<uint8_t> all = ReadBytes(p);
   return std::vector<uint8_t>(all.begin() + static_cast<long>(off),
                               all.begin() + static_cast<long>(off + len));
+}
+
+// The tamper_detected events of the volume's audit log.
+std::vector<nlohmann::json> TamperEvents(const MountedVolume& v) {
+  std::vector<nlohmann::json> events;
+  std::istringstream in(ReadFile(v.cipher() / "envelopefs.audit.log"));
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json event = nlohmann::json::parse(line);
+    if (event["event"] == "tamper_detected") events.push_back(event);
+  }
+  return events;
+}
+
+// The daemon and verify record one damaged chunk as the same event (one writer): the cipher
+// file in "file", the chunk in "detail"; verify adds found_by.
+TEST(Tamper, TheDaemonAndVerifyRecordTheSameEvent) {
+  MountedVolume v(VolumeOptions{"--chunk-size 4096", ""});
+  ASSERT_TRUE(v.mounted()) << v.DaemonLog();
+  WriteFile(v / "a", RandomString(kFileSize, 3));
+  const fs::path ca = CipherOf(v, v / "a");
+  ASSERT_FALSE(ca.empty());
+  v.Unmount();
+  auto bytes = Slice(ca, kHeader + 3 * kStride + 10, 1);
+  bytes[0] ^= 0x10;
+  WriteBytesAt(ca, kHeader + 3 * kStride + 10, bytes);
+  v.Mount();
+  ASSERT_TRUE(v.mounted()) << v.DaemonLog();
+  EXPECT_EQ(EIO, ReadAllErrno(v / "a"));
+  EXPECT_EQ(EIO, ReadAllErrno(v / "a"));  // read again: logged again, audited once
+  v.Unmount();
+  CommandResult verify = RunCommand(std::string(ENVELOPECTL_BINARY) + " verify " +
+                                    Quote(v.cipher()) + " --keyfile " + Quote(v.keyfile()));
+  EXPECT_EQ(5, verify.exit_code) << verify.output;
+  const std::vector<nlohmann::json> events = TamperEvents(v);
+  ASSERT_EQ(2u, events.size()) << ReadFile(v.cipher() / "envelopefs.audit.log");
+  for (const nlohmann::json& e : events) {
+    EXPECT_EQ(ca.filename().string(), fs::path(e["file"].get<std::string>()).filename().string())
+        << e.dump();
+    EXPECT_EQ(0u, e["detail"].get<std::string>().rfind("chunk 3: ", 0)) << e.dump();
+    EXPECT_FALSE(e.contains("path")) << e.dump();
+  }
+  EXPECT_FALSE(events[0].contains("found_by")) << "the daemon's";
+  EXPECT_EQ("verify", events[1].value("found_by", "")) << events[1].dump();
+  EXPECT_EQ(events[0]["detail"], events[1]["detail"]);
 }
 
 TEST(Tamper, FlippedBitInAChunk) {

@@ -17,6 +17,7 @@
 #include "envelopefs/error.h"
 #include "envelopefs/key_source.h"
 #include "envelopefs/volume.h"
+#include "recording_reporter.h"
 
 namespace envelopefs {
 namespace {
@@ -40,11 +41,11 @@ class CipherFileTest : public ::testing::Test {
 
   std::shared_ptr<CipherFile> Create(const std::string& name) {
     int fd = open((dir_ / "vol" / name).c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
-    return CipherFile::Create(UniqueFd(fd), *volume_, name);
+    return CipherFile::Create(UniqueFd(fd), *volume_, name, damage_);
   }
   std::shared_ptr<CipherFile> Reopen(const std::string& name) {
     int fd = open((dir_ / "vol" / name).c_str(), O_RDWR);
-    return CipherFile::Open(UniqueFd(fd), *volume_, name);
+    return CipherFile::Open(UniqueFd(fd), *volume_, name, damage_);
   }
   static std::string ReadAll(CipherFile& f) {
     std::string out(f.size(), '\0');
@@ -87,6 +88,7 @@ class CipherFileTest : public ::testing::Test {
     close(fd);
   }
 
+  testing::RecordingReporter damage_;  // outlives every file (declared first)
   fs::path dir_;
   std::unique_ptr<MasterKeySource> source_;
   std::unique_ptr<Volume> volume_;
@@ -191,7 +193,7 @@ TEST_F(CipherFileTest, HeaderFromAnotherFileDoesNotDecryptTheChunks) {
 TEST_F(CipherFileTest, GarbageFileIsRejected) {
   std::ofstream(dir_ / "vol" / "garbage") << std::string(2000, 'g');
   int fd = open((dir_ / "vol" / "garbage").c_str(), O_RDWR);
-  EXPECT_THROW(CipherFile::Open(UniqueFd(fd), *volume_, "garbage"), Error);
+  EXPECT_THROW(CipherFile::Open(UniqueFd(fd), *volume_, "garbage", damage_), Error);
 }
 
 // --- format 2: the chunk index --------------------------------------------------------------

@@ -24,6 +24,7 @@
 #include "envelopefs/audit_log.h"
 #include "envelopefs/cipher_dir.h"
 #include "envelopefs/cipher_file.h"
+#include "envelopefs/damage_reporter.h"
 #include "envelopefs/error.h"
 #include "envelopefs/key_source.h"
 #include "envelopefs/name_transform.h"
@@ -100,6 +101,7 @@ TEST_P(VolumeVector, OpensAndReadsBackExactlyItsTree) {
 
   std::map<std::string, std::string> got;
   std::map<std::string, uint32_t> kek_version;
+  LoggingDamageReporter damage;
   WalkCipherDir(root_ / "volume", names, [&](const CipherEntry& e) {
     ASSERT_TRUE(e.name_ok) << e.cipher_path;
     if (e.type == DT_DIR) {
@@ -113,7 +115,7 @@ TEST_P(VolumeVector, OpensAndReadsBackExactlyItsTree) {
       got[e.plain_path] = "-> " + *target;
     } else {
       auto file = CipherFile::Open(UniqueFd(open(e.cipher_path.c_str(), O_RDONLY | O_CLOEXEC)),
-                                   *volume, e.cipher_path.string());
+                                   *volume, e.cipher_path.string(), damage);
       EXPECT_EQ(version, file->format_version()) << e.plain_path;
       EXPECT_TRUE(file->sealed()) << e.plain_path;
       std::string content(file->size(), '\0');

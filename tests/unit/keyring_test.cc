@@ -26,6 +26,7 @@
 #include "envelopefs/unique_fd.h"
 #include "envelopefs/volume.h"
 #include "envelopefs/volume_config.h"
+#include "recording_reporter.h"
 
 namespace envelopefs {
 namespace {
@@ -34,6 +35,7 @@ namespace fs = std::filesystem;
 
 class VolumeDir : public ::testing::Test {
  protected:
+  testing::RecordingReporter damage_;  // what the daemon side of these tests reported
   void SetUp() override {
     setenv("ENVELOPEFS_TEST_FAST_KDF", "1", 1);
     char tmpl[] = "/tmp/envelopefs-keyring-XXXXXX";
@@ -314,8 +316,9 @@ TEST_F(VolumeDir, ARunningReaderPicksUpARotationByReloading) {
   auto admin = Volume::Open(dir_, *MakeKeyFileSource(key_));
   admin->UpdateKeyring([](Keyring& k) { k.Rotate(2000); });
   EXPECT_EQ(1u, daemon->ActiveKek().info.version);
-  daemon->ReloadKeyringIfChanged();
+  daemon->ReloadKeyringIfChanged(damage_);
   EXPECT_EQ(2u, daemon->ActiveKek().info.version);
+  EXPECT_TRUE(damage_.damaged().empty()) << "a newer keyring is no damage";
 }
 
 TEST_F(VolumeDir, AnOldCopyPutBackBeforeTheReaderReloadsIsNotTakenAsCurrent) {
@@ -326,8 +329,14 @@ TEST_F(VolumeDir, AnOldCopyPutBackBeforeTheReaderReloadsIsNotTakenAsCurrent) {
   Volume::Open(dir_, *MakeKeyFileSource(key_))->UpdateKeyring([](Keyring& k) { k.Rotate(2100); });
   fs::remove(dir_ / kKeyringFileName);
   Spit(dir_ / kKeyringFileName, gen1);
-  EXPECT_EQ(ErrorKind::kConfig, KindOf([&] { daemon->ReloadKeyringIfChanged(); }));
+  EXPECT_EQ(ErrorKind::kConfig, KindOf([&] { daemon->ReloadKeyringIfChanged(damage_); }));
   EXPECT_FALSE(daemon->keyring_current()) << "new files would be wrapped under an old KEK";
+  // Reported as tampering with the keyring, to the reporter the reader passed in.
+  const std::vector<Damage> got = damage_.damaged();
+  ASSERT_EQ(1u, got.size());
+  EXPECT_EQ((dir_ / kKeyringFileName).string(), got[0].file);
+  EXPECT_FALSE(got[0].chunk.has_value());
+  EXPECT_FALSE(got[0].detail.empty());
 }
 
 TEST_F(VolumeDir, ChangeMasterKeyRewrapsOnlyTheKeyring) {
@@ -377,7 +386,7 @@ TEST_F(VolumeDir, AnOldCopyOfTheKeyringIsRefusedOnceANewerOneWasSeen) {
   }
   // The running daemon keeps its newer keyring: new files stay under version 2, and the
   // retired version does not come back.
-  EXPECT_THROW(daemon->ReloadKeyringIfChanged(), Error);
+  EXPECT_THROW(daemon->ReloadKeyringIfChanged(damage_), Error);
   EXPECT_EQ(2u, daemon->ActiveKek().info.version);
   SecureBytes key;
   EXPECT_FALSE(daemon->FindKek(first.id, first.version, key));
@@ -467,12 +476,12 @@ TEST_F(VolumeDir, AfterAChangeOfMasterKeyElsewhereNoFileIsWrappedUnderAStaleKek)
   auto admin = Volume::Open(dir_, *MakeKeyFileSource(key_));
   EXPECT_TRUE(daemon->keyring_current());
   admin->ChangeMasterKey(*MakeKeyFileSource(WriteKey("key2", 5)));
-  EXPECT_THROW(daemon->ReloadKeyringIfChanged(), Error);
+  EXPECT_THROW(daemon->ReloadKeyringIfChanged(damage_), Error);
   EXPECT_FALSE(daemon->keyring_current());
   int fd = ::open((root_ / "new-file").c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   ASSERT_GE(fd, 0);
   try {
-    CipherFile::Create(UniqueFd(fd), *daemon, "new-file");
+    CipherFile::Create(UniqueFd(fd), *daemon, "new-file", damage_);
     ADD_FAILURE() << "a new file was wrapped under a KEK that may be retired";
   } catch (const Error& e) {
     EXPECT_EQ(ErrorKind::kKeyUnavailable, e.kind());

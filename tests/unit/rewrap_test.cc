@@ -37,7 +37,7 @@ TEST(Rewrap, MovesEveryFileToTheActiveVersionKeepingDataAndTimes) {
   ASSERT_NE(old_version, target.info.version);
 
   const std::vector<std::string> files = {"a", "b", "c", "stray.txt", "missing"};
-  RewrapStats first = RewrapFiles(v.volume(), target, files, nullptr);
+  RewrapStats first = RewrapFiles(v.volume(), target, files, nullptr, v.damage());
   EXPECT_EQ(5u, first.examined);
   EXPECT_EQ(3u, first.rewrapped);
   EXPECT_EQ(1u, first.skipped);
@@ -52,7 +52,8 @@ TEST(Rewrap, MovesEveryFileToTheActiveVersionKeepingDataAndTimes) {
     ASSERT_EQ(4, reopened->Read({reinterpret_cast<uint8_t*>(data.data()), 4}, 0));
     EXPECT_EQ("data", data);
   }
-  RewrapStats second = RewrapFiles(v.volume(), target, std::span(files.data(), 3), nullptr);
+  RewrapStats second =
+      RewrapFiles(v.volume(), target, std::span(files.data(), 3), nullptr, v.damage());
   EXPECT_EQ(0u, second.rewrapped);
   EXPECT_EQ(3u, second.already_current);
 }

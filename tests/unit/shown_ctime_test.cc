@@ -84,9 +84,23 @@ TEST(ShownCtime, RecordingOnAFileKeepsTheTimeUntilTheFileChanges) {
   ASSERT_GE(path_fd, 0);
   EXPECT_TRUE(SameTime(At(42, 43), ReadShownCtime(path_fd, st)));
 
-  SettleShownCtime(fd);  // how a chmod of a closed file waits
-  EXPECT_GE(std::chrono::system_clock::now(), *settle);
+  // A change right away (a chmod of the closed file through the daemon) first forgets the
+  // record: the change shows.
+  ASSERT_LT(std::chrono::system_clock::now(), *settle);
+  SettleShownCtime(path_fd);
   ASSERT_EQ(0, fchmod(fd, 0640));
+  ASSERT_EQ(0, fstat(fd, &st));
+  EXPECT_TRUE(SameTime(st.st_ctim, ReadShownCtime(fd, st)));
+  std::vector<char> none(64);
+  EXPECT_LT(fgetxattr(fd, kShownCtimeXattr, none.data(), none.size()), 0);
+
+  // Recorded again, a change after the window needs nothing removed: the record is void.
+  settle = RecordShownCtime(fd, At(42, 43));
+  ASSERT_TRUE(settle);
+  std::this_thread::sleep_until(*settle);
+  SettleShownCtime(path_fd);
+  EXPECT_GE(fgetxattr(fd, kShownCtimeXattr, none.data(), none.size()), 0);  // left in place
+  ASSERT_EQ(0, fchmod(fd, 0600));
   ASSERT_EQ(0, fstat(fd, &st));
   EXPECT_TRUE(SameTime(st.st_ctim, ReadShownCtime(fd, st)));
   close(path_fd);

@@ -15,6 +15,7 @@
 #include "envelopefs/cipher_file.h"
 #include "envelopefs/key_source.h"
 #include "envelopefs/volume.h"
+#include "recording_reporter.h"
 
 namespace envelopefs::testing {
 
@@ -40,21 +41,24 @@ class TempVolume {
   }
 
   Volume& volume() { return *volume_; }
+  // What files created or opened by Create and Open reported.
+  RecordingReporter& damage() { return damage_; }
   std::filesystem::path Path(const std::string& name) const { return dir_ / "vol" / name; }
 
   std::shared_ptr<CipherFile> Create(const std::string& name) {
     int fd = open(Path(name).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    return CipherFile::Create(UniqueFd(fd), *volume_, name);
+    return CipherFile::Create(UniqueFd(fd), *volume_, name, damage_);
   }
   std::shared_ptr<CipherFile> Open(const std::string& name) {
     int fd = open(Path(name).c_str(), O_RDWR | O_CLOEXEC);
-    return CipherFile::Open(UniqueFd(fd), *volume_, name);
+    return CipherFile::Open(UniqueFd(fd), *volume_, name, damage_);
   }
   static ssize_t Write(CipherFile& f, const std::string& s, uint64_t offset) {
     return f.Write({reinterpret_cast<const uint8_t*>(s.data()), s.size()}, offset);
   }
 
  private:
+  RecordingReporter damage_;  // outlives every file (declared first)
   std::filesystem::path dir_;
   std::unique_ptr<MasterKeySource> source_;
   std::unique_ptr<Volume> volume_;

@@ -1,0 +1,50 @@
+// Test support shared by the envelopectl tests (envelopectl_*_test.cc): running envelopectl on
+// an OfflineVolume for its JSON, the key slots of a cipher file, a tree's contents, the audit
+// log's events, and the format's offsets for a volume of 4 KiB chunks. Not thread-safe (gtest
+// assertions).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "envelopefs/file_format.h"
+#include "envelopefs/file_header.h"
+#include "mount_fixture.h"
+#include "offline_volume.h"
+
+namespace envelopefs::testing {
+
+using nlohmann::json;
+
+inline constexpr uint64_t kHeader = format::kHeaderSize;
+inline constexpr uint64_t kChunk = 4096;  // OfflineVolume's and the tests' --chunk-size
+inline constexpr uint64_t kStride = kChunk + format::kChunkOverhead;
+
+inline const std::string kCtl = ENVELOPECTL_BINARY;
+
+// Runs envelopectl with the volume's key and parses its standard output as JSON.
+json CtlJson(const OfflineVolume& v, const std::string& args, int* exit_code = nullptr);
+
+// Both key slots of a cipher file (no key needed).
+std::pair<KeySlotInfo, KeySlotInfo> Slots(const fs::path& cipher);
+bool BothSlotsOn(const fs::path& cipher, uint32_t version);
+
+// Every regular file of `dir` by relative path, with its content.
+std::map<std::string, std::string> TreeContents(const fs::path& dir);
+
+// The distinct non-empty lines of `text`.
+std::set<std::string> Lines(const std::string& text);
+// The events of an audit log, parsed.
+std::vector<json> AuditLines(const fs::path& log);
+// The first event named `name`, or nullptr.
+const json* FindEvent(const std::vector<json>& events, const std::string& name);
+
+// `n` bytes of file `p` from `offset`.
+std::vector<uint8_t> Bytes(const fs::path& p, uint64_t offset, size_t n);
+
+}  // namespace envelopefs::testing

@@ -1,0 +1,174 @@
+// Unit tests of the key-source options shared by envelopefs and envelopectl: the option table,
+// every spelling through getopt_long (--keyfile FILE, --keyfile=FILE) and through a -o mount
+// option list (keyfile=FILE), the checks of the combination and their messages, and the key
+// sources the options name.
+#include "envelopefs/key_source_options.h"
+
+#include <getopt.h>
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "envelopefs/error.h"
+#include "mount_options.h"
+
+namespace envelopefs {
+namespace {
+
+// Parses `args` (after a program name) with getopt_long over the options of `set`, as the
+// programs do; returns the options, or throws Error(kUsage). An option getopt does not know
+// is reported as "unknown".
+KeySourceOptions Parse(KeySourceOptionSet set, std::vector<std::string> args) {
+  args.insert(args.begin(), "program");
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const std::vector<option> long_options = LongOptionsWithKeySource(set, {});
+  KeySourceOptions out;
+  opterr = 0;
+  optind = 1;
+  int c;
+  while ((c = getopt_long(static_cast<int>(args.size()), argv.data(), ":", long_options.data(),
+                          nullptr)) != -1) {
+    if (!out.Apply(c, optarg != nullptr ? optarg : "")) {
+      throw Error(ErrorKind::kUsage, c == ':' ? "needs an argument" : "unknown");
+    }
+  }
+  out.Validate();
+  return out;
+}
+
+// The message of the Error(kUsage) that `f` throws, or "" if it throws none.
+template <typename F>
+std::string UsageError(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    EXPECT_EQ(ErrorKind::kUsage, e.kind()) << e.what();
+    return e.what();
+  }
+  return "";
+}
+
+TEST(KeySourceOptions, TheTableNamesEachOptionOnceAndTheDaemonGetsNoNewKeyOptions) {
+  std::set<std::string> current, all;
+  for (const KeySourceOptionSpec& s : KeySourceOptionTable(KeySourceOptionSet::kCurrentKey)) {
+    current.insert(s.name);
+  }
+  std::set<int> codes;
+  for (const KeySourceOptionSpec& s : KeySourceOptionTable(KeySourceOptionSet::kCurrentAndNewKey)) {
+    all.insert(s.name);
+    EXPECT_GE(s.code, kFirstKeySourceOption) << s.name;
+    EXPECT_TRUE(codes.insert(s.code).second) << s.name;
+    EXPECT_EQ(std::string(s.name) != "insecure-keyfile", s.takes_value) << s.name;
+  }
+  EXPECT_EQ((std::set<std::string>{"keyfile", "passfile", "insecure-keyfile"}), current);
+  EXPECT_EQ((std::set<std::string>{"keyfile", "passfile", "insecure-keyfile", "new-keyfile",
+                                   "new-passfile"}),
+            all);
+
+  // A program's getopt_long table: these, then its own options, then the terminator.
+  const option own[] = {{"ro", no_argument, nullptr, 1000}};
+  const std::vector<option> table = LongOptionsWithKeySource(KeySourceOptionSet::kCurrentKey, own);
+  ASSERT_EQ(5u, table.size());
+  EXPECT_STREQ("keyfile", table[0].name);
+  EXPECT_EQ(required_argument, table[0].has_arg);
+  EXPECT_EQ(no_argument, table[2].has_arg);
+  EXPECT_STREQ("ro", table[3].name);
+  EXPECT_EQ(nullptr, table[4].name);
+}
+
+TEST(KeySourceOptions, EverySpellingOnTheCommandLine) {
+  const auto set = KeySourceOptionSet::kCurrentAndNewKey;
+  EXPECT_EQ("k", Parse(set, {"--keyfile", "k"}).keyfile);
+  EXPECT_EQ("k", Parse(set, {"--keyfile=k"}).keyfile);
+  EXPECT_EQ("-", Parse(set, {"--passfile", "-"}).passfile);
+  EXPECT_EQ("p", Parse(set, {"--passfile=p"}).passfile);
+  EXPECT_EQ("n", Parse(set, {"--new-keyfile=n"}).new_keyfile);
+  EXPECT_EQ("n", Parse(set, {"--new-passfile", "n"}).new_passfile);
+  EXPECT_EQ("b", Parse(set, {"--keyfile", "a", "--keyfile=b"}).keyfile) << "the last one wins";
+
+  KeySourceOptions o = Parse(set, {"--insecure-keyfile", "--keyfile", "k"});
+  EXPECT_TRUE(o.insecure_keyfile);
+  EXPECT_TRUE(o.HasKey());
+  EXPECT_FALSE(o.HasNewKey());
+  EXPECT_FALSE(o.passfile);
+  EXPECT_FALSE(Parse(set, {}).HasKey());
+  EXPECT_FALSE(Parse(set, {}).insecure_keyfile);
+}
+
+TEST(KeySourceOptions, EmptyOrMissingFileNamesAndUnknownOptionsAreRefused) {
+  const auto set = KeySourceOptionSet::kCurrentAndNewKey;
+  EXPECT_EQ("option --keyfile needs a file name", UsageError([&] { Parse(set, {"--keyfile="}); }));
+  EXPECT_EQ("option --new-passfile needs a file name", UsageError([&] {
+              Parse(set, {"--new-passfile", ""});
+            }));
+  EXPECT_EQ("needs an argument", UsageError([&] { Parse(set, {"--passfile"}); }));
+  EXPECT_EQ("unknown", UsageError([&] { Parse(set, {"--insecure-keyfile=yes"}); }));
+  // envelopefs takes no new key.
+  EXPECT_EQ("unknown",
+            UsageError([&] { Parse(KeySourceOptionSet::kCurrentKey, {"--new-keyfile=n"}); }));
+
+  KeySourceOptions o;
+  EXPECT_FALSE(o.Apply('f', "x")) << "not a key-source option";
+  EXPECT_FALSE(o.Apply(kFirstKeySourceOption - 1, "x"));
+  EXPECT_FALSE(o.HasKey());
+}
+
+TEST(KeySourceOptions, TheCombinationIsCheckedWithOneLine) {
+  const auto set = KeySourceOptionSet::kCurrentAndNewKey;
+  EXPECT_EQ("--keyfile and --passfile are mutually exclusive", UsageError([&] {
+              Parse(set, {"--keyfile=k", "--passfile", "p"});
+            }));
+  EXPECT_EQ("--new-keyfile and --new-passfile are mutually exclusive", UsageError([&] {
+              Parse(set, {"--new-keyfile=k", "--new-passfile=p"});
+            }));
+  const std::string one_stdin =
+      "only one of the current and the new key can be read from stdin (\"-\"); give the other "
+      "as a file";
+  EXPECT_EQ(one_stdin, UsageError([&] { Parse(set, {"--keyfile=-", "--new-passfile=-"}); }));
+  EXPECT_EQ(one_stdin, UsageError([&] { Parse(set, {"--passfile=-", "--new-keyfile", "-"}); }));
+  EXPECT_EQ("", UsageError([&] { Parse(set, {"--passfile=-", "--new-keyfile=n"}); }));
+  EXPECT_EQ("", UsageError([&] { Parse(set, {"--keyfile=k", "--new-keyfile=-"}); }));
+}
+
+// The daemon's -o list (fstab, mount.fuse3) takes the same options, '_' or '-' alike.
+TEST(KeySourceOptions, TheSameOptionsInAMountOptionList) {
+  std::vector<DaemonOption> daemon_options;
+  for (const KeySourceOptionSpec& s : KeySourceOptionTable(KeySourceOptionSet::kCurrentKey)) {
+    daemon_options.push_back({s.name, s.takes_value, s.code});
+  }
+  KeySourceOptions o;
+  auto apply = [&o](int code, const std::string& value) { EXPECT_TRUE(o.Apply(code, value)); };
+  EXPECT_EQ(
+      std::vector<std::string>{"allow_other"},
+      SplitMountOptions("keyfile=/etc/k,insecure_keyfile,allow_other", daemon_options, apply));
+  EXPECT_EQ("/etc/k", o.keyfile);
+  EXPECT_TRUE(o.insecure_keyfile);
+  o.Validate();
+
+  SplitMountOptions("passfile=/etc/p", daemon_options, apply);
+  EXPECT_EQ("--keyfile and --passfile are mutually exclusive", UsageError([&] { o.Validate(); }));
+  EXPECT_NE("", UsageError([&] { SplitMountOptions("new_keyfile=n", daemon_options, apply); }));
+}
+
+TEST(KeySourceOptions, TheOptionsNameTheirKeySources) {
+  KeySourceOptions o;
+  o.keyfile = "/nonexistent/key";
+  o.new_passfile = "/nonexistent/pass";
+  EXPECT_EQ(MasterKeyKind::kKeyFile, o.KeySource(false)->kind());
+  EXPECT_EQ(MasterKeyKind::kPassphrase, o.NewKeySource()->kind());
+  o.keyfile.reset();
+  o.passfile = "/nonexistent/pass";
+  o.new_passfile.reset();
+  o.new_keyfile = "/nonexistent/key";
+  EXPECT_EQ(MasterKeyKind::kPassphrase, o.KeySource(true)->kind());
+  EXPECT_EQ(MasterKeyKind::kKeyFile, o.NewKeySource()->kind());
+  // Without a file: the passphrase from the terminal.
+  EXPECT_EQ(MasterKeyKind::kPassphrase, KeySourceOptions().KeySource(false)->kind());
+}
+
+}  // namespace
+}  // namespace envelopefs
