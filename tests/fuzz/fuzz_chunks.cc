@@ -27,6 +27,7 @@
 #include "envelopefs/chunk_index.h"
 #include "envelopefs/cipher_file.h"
 #include "envelopefs/crypto.h"
+#include "envelopefs/damage_reporter.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "fuzz_support.h"
@@ -190,10 +191,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   const std::string path = (fuzz::ScratchRoot() / "chunks" / "file").string();
   std::shared_ptr<CipherFile> file;
+  static LoggingDamageReporter reporter;  // through the (silenced) log
   try {
     const int access = (mode & 64) ? O_RDWR : O_RDONLY;
     file = CipherFile::Open(UniqueFd(::open(path.c_str(), access | O_CLOEXEC)), fuzz::TestVolume(),
-                            "fuzz");
+                            "fuzz", reporter);
   } catch (const Error& e) {
     fuzz::Note(e.what());
     return 0;
