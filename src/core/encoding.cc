@@ -15,6 +15,9 @@ std::string ToHex(std::span<const uint8_t> bytes) {
 
 std::optional<std::vector<uint8_t>> FromHex(std::string_view hex) {
   if (hex.size() % 2 != 0) return std::nullopt;
+  // An empty vector's data() is null, which sodium_hex2bin must not be given (UB; found by
+  // fuzz_volume_config).
+  if (hex.empty()) return std::vector<uint8_t>();
   std::vector<uint8_t> out(hex.size() / 2);
   size_t len = 0;
   const char* end = nullptr;

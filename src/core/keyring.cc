@@ -280,7 +280,9 @@ KeyringFile KeyringFile::Parse(const std::string& text, const std::filesystem::p
   KeyringFile k;
   k.file_ = file;
   k.digest_ = ToHex(Sha256(AsBytes(text)));
-  auto format = t["format"].value<int64_t>();
+  // Integers with value_exact: toml++'s float -> integer conversion of an out-of-range float
+  // is undefined behaviour (found by fuzzing the config, which reads integers the same way).
+  auto format = t["format"].value_exact<int64_t>();
   if (!format) throw fail("no format field: truncated, damaged or not an envelopefs keyring");
   if (*format != 1 && *format != 2) {
     throw fail("unsupported keyring format " + std::to_string(*format));
@@ -291,13 +293,13 @@ KeyringFile KeyringFile::Parse(const std::string& text, const std::filesystem::p
   if (!id_bytes) throw fail("missing or invalid volume_id");
   k.volume_id_ = *id_bytes;
   if (k.format_ == 2) {
-    auto generation = t["generation"].value<int64_t>();
+    auto generation = t["generation"].value_exact<int64_t>();
     if (!generation || *generation < 1) throw fail("missing or invalid generation");
     k.generation_ = static_cast<uint64_t>(*generation);
     k.master_ = ParseMasterKeyParams(t, file);
     VolumePolicy policy;
-    auto days = t["policy"]["rotate_after_days"].value<int64_t>();
-    auto audit = t["policy"]["audit_log"].value<bool>();
+    auto days = t["policy"]["rotate_after_days"].value_exact<int64_t>();
+    auto audit = t["policy"]["audit_log"].value_exact<bool>();
     if (!days || *days < 1 || *days > VolumePolicy::kMaxRotateAfterDays || !audit)
       throw fail("missing or invalid [policy]");
     policy.rotate_after_days = static_cast<uint32_t>(*days);
@@ -314,8 +316,8 @@ KeyringFile KeyringFile::Parse(const std::string& text, const std::filesystem::p
     if (kt == nullptr) throw fail("invalid [[kek]] entry");
     const toml::table& e = *kt;
     StoredKek r;
-    auto id = e["id"].value<int64_t>();
-    auto version = e["version"].value<int64_t>();
+    auto id = e["id"].value_exact<int64_t>();
+    auto version = e["version"].value_exact<int64_t>();
     auto created = e["created"].value<toml::date_time>();
     auto state = e["state"].value<std::string>();
     if (!id || !version || !created || !state || *id < 0 || *id > UINT32_MAX || *version < 1 ||

@@ -30,9 +30,13 @@ std::optional<struct timespec> GetTime(const uint8_t* in) {
 // a - b in nanoseconds, saturated far beyond any slack.
 int64_t DiffNanos(const struct timespec& a, const struct timespec& b) {
   const int64_t kFar = int64_t{1} << 40;
-  const int64_t seconds = static_cast<int64_t>(a.tv_sec) - static_cast<int64_t>(b.tv_sec);
-  if (seconds > kFar / kNanosPerSecond || seconds < -kFar / kNanosPerSecond) {
-    return seconds > 0 ? kFar : -kFar;
+  int64_t seconds = 0;
+  // The stamp is read from the cipher dir: any value, so the difference may overflow (found by
+  // fuzz_shown_ctime).
+  if (__builtin_sub_overflow(static_cast<int64_t>(a.tv_sec), static_cast<int64_t>(b.tv_sec),
+                             &seconds) ||
+      seconds > kFar / kNanosPerSecond || seconds < -kFar / kNanosPerSecond) {
+    return a.tv_sec > b.tv_sec ? kFar : -kFar;
   }
   return seconds * kNanosPerSecond + (a.tv_nsec - b.tv_nsec);
 }

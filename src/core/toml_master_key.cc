@@ -22,8 +22,9 @@ MasterKeyParams ParseMasterKeyParams(const toml::table& t, const std::filesystem
   if (*source != "passphrase") throw fail("unknown [master_key] source \"" + *source + "\"");
   params.kind = MasterKeyKind::kPassphrase;
   auto kdf = t["master_key"]["kdf"].value<std::string>();
-  auto ops = t["master_key"]["opslimit"].value<int64_t>();
-  auto mem = t["master_key"]["memlimit"].value<int64_t>();
+  // value_exact: toml++ converts floats to integers, undefined behaviour when out of range.
+  auto ops = t["master_key"]["opslimit"].value_exact<int64_t>();
+  auto mem = t["master_key"]["memlimit"].value_exact<int64_t>();
   auto salt_hex = t["master_key"]["salt"].value<std::string>();
   auto salt = salt_hex ? FromHex(*salt_hex) : std::nullopt;
   if (!kdf || *kdf != "argon2id" || !ops || !mem || *ops < 1 || *mem < 1 || !salt ||

@@ -32,7 +32,9 @@ constexpr char kIdentityLabel[] = "envelopefs volume v2";
 template <typename T>
 T Required(const toml::table& table, const char* section, const char* key,
            const std::filesystem::path& file) {
-  auto value = table[section][key].value<T>();
+  // value_exact: no conversions (toml++'s float -> integer conversion of an out-of-range
+  // float is undefined behaviour; found by fuzz_volume_config).
+  auto value = table[section][key].template value_exact<T>();
   if (!value) Fail(file, std::string("missing or invalid [") + section + "] " + key);
   return *value;
 }
@@ -86,7 +88,9 @@ VolumeConfig VolumeConfig::LoadAt(int root_fd, const std::filesystem::path& ciph
   if (c.format_version == kVolumeFormat1) {
     LegacyConfig legacy;
     legacy.master = ParseMasterKeyParams(table, file);
-    int64_t rotate = table["volume"]["rotate_after_days"].value_or(int64_t{90});
+    // Absent: the default; present, an integer in range (anything else is refused).
+    auto rotate_node = table["volume"]["rotate_after_days"];
+    int64_t rotate = rotate_node ? rotate_node.value_exact<int64_t>().value_or(0) : 90;
     if (rotate < 1 || rotate > VolumePolicy::kMaxRotateAfterDays)
       Fail(file, "invalid rotate_after_days");
     legacy.policy.rotate_after_days = static_cast<uint32_t>(rotate);
