@@ -98,7 +98,8 @@ TEST(Crash, KilledDaemonLosesNoFsyncedFileAndEveryFileOpens) {
     for (const fs::path& f : FilesBelow(v.mnt())) {
       int fd = open(f.c_str(), O_RDONLY);
       EXPECT_GE(fd, 0) << "round " << round << ": " << f
-                       << " does not open: " << std::strerror(errno) << "\n" << v.DaemonLog();
+                       << " does not open: " << std::strerror(errno) << "\n"
+                       << v.DaemonLog();
       if (fd >= 0) close(fd);
     }
   }
