@@ -13,6 +13,13 @@
 
 namespace envelopefs {
 
+// The /proc/self/fd path of `fd`: how path-only calls reach the object of an O_PATH descriptor
+// (the magic link names exactly that inode, whatever its name points to by now).
+inline std::string ProcFdPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+// The current path of `fd` (for log lines), or `fallback` if the kernel cannot tell.
+std::string FdPath(int fd, const std::string& fallback);
+
 // Opens `relative` (components separated by '/', none of them "", "." or "..") below the
 // directory `root_fd` with `flags` (O_NOFOLLOW and O_CLOEXEC are always added; `mode` for
 // O_CREAT). Every intermediate component must be a real directory. Returns the fd or -errno

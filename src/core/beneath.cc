@@ -66,8 +66,7 @@ int OpenRegularFileAt(int dirfd, const std::string& name, int flags, bool create
     if (single_link && st.st_nlink != 1) return -EMLINK;
     // The magic link of an O_PATH fd reopens exactly this inode (a regular file: nothing to
     // follow), whatever the name points to by now.
-    const std::string proc = "/proc/self/fd/" + std::to_string(path.get());
-    int fd = ::open(proc.c_str(), flags | O_CLOEXEC);
+    int fd = ::open(ProcFdPath(path.get()).c_str(), flags | O_CLOEXEC);
     return fd >= 0 ? fd : -errno;
   }
   return -EAGAIN;
@@ -79,6 +78,12 @@ int OpenRegularBeneath(int root_fd, std::string_view relative, int flags) {
   if (parent < 0) return parent;
   UniqueFd owned(parent);
   return OpenRegularFileAt(parent, std::string(leaf), flags);
+}
+
+std::string FdPath(int fd, const std::string& fallback) {
+  char path[4096];
+  ssize_t n = ::readlink(ProcFdPath(fd).c_str(), path, sizeof path - 1);
+  return n > 0 ? std::string(path, static_cast<size_t>(n)) : fallback;
 }
 
 }  // namespace envelopefs

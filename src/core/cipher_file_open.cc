@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cipher_file_internal.h"
+#include "envelopefs/beneath.h"
 #include "envelopefs/cipher_file.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
@@ -25,14 +26,6 @@ namespace envelopefs {
 namespace {
 
 using namespace format;
-
-// The current path of `fd` (for log lines), or `fallback`.
-std::string FdPath(int fd, const std::string& fallback) {
-  char path[4096];
-  std::string proc = "/proc/self/fd/" + std::to_string(fd);
-  ssize_t n = ::readlink(proc.c_str(), path, sizeof path - 1);
-  return n > 0 ? std::string(path, static_cast<size_t>(n)) : fallback;
-}
 
 // Many small reads at scattered offsets (index blocks, chunk tags) on a cold cache: each batch
 // is announced to the kernel (POSIX_FADV_WILLNEED) before it is read, so the disk serves the

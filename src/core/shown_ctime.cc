@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "envelopefs/beneath.h"
 #include "envelopefs/encoding.h"
 
 namespace envelopefs {
@@ -68,8 +69,7 @@ std::optional<ShownCtimeRecord> ReadRecord(int fd) {
   std::array<uint8_t, kShownCtimeValueSize> value{};
   ssize_t n = ::fgetxattr(fd, kShownCtimeXattr, value.data(), value.size());
   if (n < 0 && errno == EBADF) {  // an O_PATH descriptor
-    const std::string path = "/proc/self/fd/" + std::to_string(fd);
-    n = ::getxattr(path.c_str(), kShownCtimeXattr, value.data(), value.size());
+    n = ::getxattr(ProcFdPath(fd).c_str(), kShownCtimeXattr, value.data(), value.size());
   }
   if (n < 0) return std::nullopt;  // none, too long (ERANGE) or no xattr support
   return DecodeShownCtime(std::span<const uint8_t>(value.data(), static_cast<size_t>(n)));
@@ -104,8 +104,7 @@ struct timespec ReadShownCtime(int fd, const struct stat& st) {
 
 void ForgetShownCtime(int fd) {
   if (::fremovexattr(fd, kShownCtimeXattr) != 0 && errno == EBADF) {  // an O_PATH descriptor
-    const std::string path = "/proc/self/fd/" + std::to_string(fd);
-    ::removexattr(path.c_str(), kShownCtimeXattr);
+    ::removexattr(ProcFdPath(fd).c_str(), kShownCtimeXattr);
   }
 }
 

@@ -32,7 +32,7 @@ std::optional<ChunkLayout> LayoutOf(Inode& inode) {
     std::lock_guard<std::mutex> lock(inode.mutex);
     if (inode.layout) return inode.layout;
   }
-  UniqueFd fd(open(ProcPath(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(open(ProcFdPath(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return std::nullopt;
   std::optional<ChunkLayout> layout = HeaderLayout(fd.get());
   if (!layout) return std::nullopt;  // opening the file will say why

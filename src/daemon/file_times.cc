@@ -35,7 +35,7 @@ int SetFileTimes(Inode& inode, const struct timespec times[2]) {
   if (open) return ErrnoOf(open->SetTimes(times));
   const int rc = S_ISLNK(inode.type)
                      ? utimensat(inode.fd.get(), "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
-                     : utimensat(AT_FDCWD, ProcPath(inode.fd.get()).c_str(), times, 0);
+                     : utimensat(AT_FDCWD, ProcFdPath(inode.fd.get()).c_str(), times, 0);
   return rc == 0 ? 0 : errno;
 }
 

@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "envelopefs/beneath.h"
 #include "envelopefs/cipher_file.h"
 #include "envelopefs/name_transform.h"
 #include "envelopefs/unique_fd.h"
@@ -55,9 +56,6 @@ struct Inode {
   };
   std::optional<CtimeMemo> ctime_memo;
 };
-
-// The path through which an O_PATH descriptor's object is reopened or changed.
-inline std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 class InodeTable {
  public:

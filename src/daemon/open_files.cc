@@ -28,7 +28,7 @@ std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
     if (auto file = inode.open_file.lock()) return file;
   }
   auto open_backing = [&] {
-    std::string path = ProcPath(inode.fd.get());
+    std::string path = ProcFdPath(inode.fd.get());
     int flags = fs.options().read_only ? O_RDONLY : O_RDWR;
     int fd = OpenRetryingOnEmfile([&] { return open(path.c_str(), flags | O_CLOEXEC); });
     if (fd < 0 && !fs.options().read_only &&
@@ -64,7 +64,7 @@ int CreateRegular(fuse_req_t req, Inode& dir, const std::string& backing, mode_t
     ChownFdToCaller(req, dir, tmp);
     fs.RefreshKeyring(/*force=*/false);  // new files go to the newest active KEK version
     auto file = CipherFile::Create(std::move(owned), fs.volume(), backing, fs.damage_reporter());
-    if (linkat(AT_FDCWD, ProcPath(file->fd()).c_str(), dir.fd.get(), backing.c_str(),
+    if (linkat(AT_FDCWD, ProcFdPath(file->fd()).c_str(), dir.fd.get(), backing.c_str(),
                AT_SYMLINK_FOLLOW) != 0) {
       if (errno == EEXIST && !excl) return EEXIST;  // the caller opens the existing file
       return errno;
@@ -134,12 +134,12 @@ int FileIdOf(EnvelopeFs& fs, Inode& inode, FileId* id) {
   if (open_file) {
     *id = open_file->file_id();
   } else {
-    UniqueFd fd(open(ProcPath(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(open(ProcFdPath(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) return errno;
     HeaderRead header = ReadHeader(fd.get());
     if (header.status == HeaderStatus::kUnreadable) return header.error != 0 ? header.error : EIO;
     if (header.status != HeaderStatus::kOk) {
-      ReportDamage(fs.damage_reporter(), {BackingPath(fd.get()), std::nullopt,
+      ReportDamage(fs.damage_reporter(), {FdPath(fd.get(), "(unknown)"), std::nullopt,
                                           "extended attributes: " + header.reason + " (EIO)"});
       return EIO;
     }
@@ -152,7 +152,7 @@ int FileIdOf(EnvelopeFs& fs, Inode& inode, FileId* id) {
       // Not ErrnoFor's EACCES: that would read as "the daemon cannot open the file", which
       // RequireOwnFile lets through (a forged header must never allow a metadata change).
       if (opened.kind == ErrorKind::kKeyUnavailable) return ENOKEY;
-      ReportDamage(fs.damage_reporter(), {BackingPath(fd.get()), std::nullopt,
+      ReportDamage(fs.damage_reporter(), {FdPath(fd.get(), "(unknown)"), std::nullopt,
                                           "extended attributes: " + opened.problem + " (EIO)"});
       return EIO;
     }

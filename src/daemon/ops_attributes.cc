@@ -34,7 +34,7 @@ void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   EnvelopeFs& fs = Fs(req);
   Inode& inode = GetInode(req, ino);
   int err = Guard("setattr", [&]() -> int {
-    std::string path = ProcPath(inode.fd.get());
+    std::string path = ProcFdPath(inode.fd.get());
     constexpr int kMetadata = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
                               FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
                               FUSE_SET_ATTR_MTIME_NOW;

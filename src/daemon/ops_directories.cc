@@ -55,7 +55,7 @@ int LoadDir(EnvelopeFs& fs, Inode& dir, DirHandle& handle) {
     auto plain = fs.names().FromBacking(dirfd(d), ivs, n);
     if (!plain) {
       ReportDamage(fs.damage_reporter(),
-                   {BackingPath(dir.fd.get()) + "/" + std::string(n), std::nullopt,
+                   {FdPath(dir.fd.get(), "(unknown)") + "/" + std::string(n), std::nullopt,
                     "entry name does not authenticate; hidden from the listing"});
       continue;
     }

@@ -111,8 +111,9 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
     if (n < 0) return errno;
     auto plain = fs.names().DecryptSymlink(std::string_view(buf, static_cast<size_t>(n)));
     if (!plain) {
-      ReportDamage(fs.damage_reporter(), {BackingPath(GetInode(req, ino).fd.get()), std::nullopt,
-                                          "symlink target does not authenticate (EIO)"});
+      ReportDamage(fs.damage_reporter(),
+                   {FdPath(GetInode(req, ino).fd.get(), "(unknown)"), std::nullopt,
+                    "symlink target does not authenticate (EIO)"});
       return EIO;
     }
     target = std::move(*plain);
@@ -183,7 +184,7 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name)
   int err = Guard("link", [&]() -> int {
     std::shared_lock lock(fs.namespace_mutex());
     if (int rc = NewBacking(fs, dir, name, &backing)) return rc;
-    std::string path = ProcPath(GetInode(req, ino).fd.get());
+    std::string path = ProcFdPath(GetInode(req, ino).fd.get());
     if (linkat(AT_FDCWD, path.c_str(), dir.fd.get(), backing.c_str(), AT_SYMLINK_FOLLOW) != 0) {
       return errno;
     }

@@ -66,7 +66,7 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
     if (int rc = XattrOwnerOf(fs, inode, &owner)) return rc;
     auto sealed = fs.names().SealXattrValue(
         *backing, owner, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(value), size));
-    std::string path = ProcPath(inode.fd.get());
+    std::string path = ProcFdPath(inode.fd.get());
     if (setxattr(path.c_str(), backing->c_str(), sealed.data(), sealed.size(), flags) != 0) {
       return errno;
     }
@@ -83,7 +83,7 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     if (!HasXattrs(inode)) return ENODATA;
     auto backing = fs.names().ToBackingXattrName(name);
     if (!backing) return ENODATA;
-    std::string path = ProcPath(inode.fd.get());
+    std::string path = ProcFdPath(inode.fd.get());
     ssize_t n = getxattr(path.c_str(), backing->c_str(), nullptr, 0);
     if (n < 0) return errno;
     std::vector<uint8_t> sealed(static_cast<size_t>(n));
@@ -95,7 +95,7 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     auto opened = fs.names().OpenXattrValue(*backing, owner, sealed);
     if (!opened) {
       ReportDamage(fs.damage_reporter(),
-                   {BackingPath(inode.fd.get()), std::nullopt,
+                   {FdPath(inode.fd.get(), "(unknown)"), std::nullopt,
                     "extended attribute " + *backing + ": value does not authenticate (EIO)"});
       return EIO;
     }
@@ -111,7 +111,7 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   std::string list;
   int err = Guard("listxattr", [&]() -> int {
     if (!HasXattrs(inode)) return 0;  // an empty list
-    std::string path = ProcPath(inode.fd.get());
+    std::string path = ProcFdPath(inode.fd.get());
     ssize_t n = listxattr(path.c_str(), nullptr, 0);
     if (n < 0) return errno;
     std::vector<char> raw(static_cast<size_t>(n) + 1);
@@ -138,7 +138,7 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
     auto backing = fs.names().ToBackingXattrName(name);
     if (!backing) return ENODATA;
     if (int rc = RequireOwnFile(fs, inode)) return rc;
-    std::string path = ProcPath(inode.fd.get());
+    std::string path = ProcFdPath(inode.fd.get());
     return removexattr(path.c_str(), backing->c_str()) == 0 ? 0 : errno;
   });
   fuse_reply_err(req, err);

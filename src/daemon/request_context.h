@@ -25,13 +25,6 @@ inline Inode& GetInode(fuse_req_t req, fuse_ino_t ino) {
   return *reinterpret_cast<Inode*>(ino);
 }
 
-// The backing path of `fd` (for log lines), or `fallback` if the kernel cannot tell.
-inline std::string BackingPath(int fd, const std::string& fallback = "(unknown)") {
-  char target[4096];
-  ssize_t n = readlink(ProcPath(fd).c_str(), target, sizeof target - 1);
-  return n > 0 ? std::string(target, static_cast<size_t>(n)) : fallback;
-}
-
 // Runs `body`, turning exceptions from the core into errno values (ErrnoFor): a failure to
 // authenticate is EIO (the core has reported it with the file), never unauthenticated data.
 // Each failure is logged; a bug (kInternal) says so.

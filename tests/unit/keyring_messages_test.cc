@@ -14,9 +14,13 @@
 #include "envelopefs/key_source.h"
 #include "envelopefs/volume.h"
 #include "envelopefs/volume_config.h"
+#include "temp_volume.h"
 
 namespace envelopefs {
 namespace {
+
+using testing::Slurp;
+using testing::Spit;
 
 namespace fs = std::filesystem;
 
@@ -34,14 +38,6 @@ class KeyringMessages : public ::testing::Test {
     setenv("ENVELOPEFS_STATE_DIR", (root_ / "state").c_str(), 1);  // this host's memory
   }
   void TearDown() override { fs::remove_all(root_); }
-
-  static std::string Slurp(const fs::path& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  static void Spit(const fs::path& p, const std::string& s) { std::ofstream(p) << s; }
 
   fs::path root_, dir_, key_;
 };

@@ -27,9 +27,13 @@
 #include "envelopefs/volume.h"
 #include "envelopefs/volume_config.h"
 #include "recording_reporter.h"
+#include "temp_volume.h"
 
 namespace envelopefs {
 namespace {
+
+using testing::Slurp;
+using testing::Spit;
 
 namespace fs = std::filesystem;
 
@@ -69,13 +73,6 @@ class VolumeDir : public ::testing::Test {
     fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write);
     return key;
   }
-  static std::string Slurp(const fs::path& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  static void Spit(const fs::path& p, const std::string& s) { std::ofstream(p) << s; }
   // Holds an exclusive flock on `lock_file` and checks that a keyring rotation through `v`
   // waits for it, then completes once the lock is released.
   static void ExpectRotationWaitsForLock(Volume& v, const fs::path& lock_file) {
