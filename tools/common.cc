@@ -224,6 +224,16 @@ std::string DamageCollector::Take() {
   return std::exchange(last_, std::string());
 }
 
+void DamageCollector::CopyDamaged(const Damage& damage) {
+  std::lock_guard<std::mutex> lock(mu_);
+  copy_ = damage.detail;
+}
+
+std::string DamageCollector::TakeCopyDamage() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::exchange(copy_, std::string());
+}
+
 std::shared_ptr<CipherFile> OpenEntry(const Volume& volume, const CipherEntry& entry,
                                       DamageReporter& damage) {
   int fd = OpenRegularBeneath(volume.root_fd(), entry.relative, O_RDONLY);

@@ -121,12 +121,16 @@ class DamageCollector : public DamageReporter {
  public:
   void Damaged(const Damage& damage) override;
   void Unsealed(const std::string&) override {}
+  void CopyDamaged(const Damage& damage) override;
   // The last detail reported (and clears it); empty if none.
   std::string Take();
+  // The last damaged copy of a header record reported (and clears it); empty if none.
+  std::string TakeCopyDamage();
 
  private:
   std::mutex mu_;
   std::string last_;
+  std::string copy_;
 };
 
 // Opens a cipher file found by a walk read-only, below the volume's root without following

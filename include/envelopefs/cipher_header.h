@@ -77,9 +77,12 @@ struct OpenedHeader {
   ErrorKind kind = ErrorKind::kAuthentication;  // when !ok: kKeyUnavailable or kAuthentication
   std::string problem;                          // when !ok: one line, without the file name
   int slot = -1;                                // the key slot that opened
-  bool slot_opens[2] = {false, false};          // which key slots unwrap with a known KEK
+  bool slot_opens[2] = {false, false};          // which key slots unwrap `dek` with a known KEK
   SecureBytes dek;
-  FileState state;                     // the newest state record (valid when ok)
+  FileState state;  // the newest state record (valid when ok)
+  // When ok: empty, or one line on a copy of a header record that did not authenticate and was
+  // passed over (a torn write, or tampering); the file opens. See SelectState.
+  std::string note;
   std::optional<uint64_t> plain_size;  // from the cipher length; nullopt: impossible length
 };
 

@@ -36,6 +36,10 @@ class DamageReporter {
   // put back), so its length and chunk versions are not proven. Not damage: the file opens.
   // The default logs a warning naming the file.
   virtual void Unsealed(const std::string& file);
+  // One copy of a header record of `damage.file` (a state or key slot; they come in twos) did
+  // not authenticate and the other was used: a torn write, or tampering (header_writes.h).
+  // The file opens and reads correctly. The default logs a warning naming the file.
+  virtual void CopyDamaged(const Damage& damage);
 };
 
 // Logs each report as one error line, "tamper: FILE: DETAIL" (escaped), through Log().
@@ -49,5 +53,7 @@ class LoggingDamageReporter : public DamageReporter {
 void ReportDamage(DamageReporter& reporter, const Damage& damage) noexcept;
 // Calls reporter.Unsealed(file); never throws.
 void ReportUnsealed(DamageReporter& reporter, const std::string& file) noexcept;
+// Calls reporter.CopyDamaged(damage); never throws.
+void ReportCopyDamaged(DamageReporter& reporter, const Damage& damage) noexcept;
 
 }  // namespace envelopefs

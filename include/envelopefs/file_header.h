@@ -92,14 +92,22 @@ StateSlotBytes SealState(uint16_t version, const SecureBytes& state_key, const F
 std::optional<FileState> OpenState(uint16_t version, const SecureBytes& state_key,
                                    const FileId& file_id, std::span<const uint8_t> slot);
 
-// The newest state record of a header, chosen strictly: every written slot must authenticate,
-// and the two slots must hold consecutive records each in its own slot (only a version-1 file
-// that never wrote its second record may leave slot 1 empty). Anything else is tampering: a
-// damaged or zeroed slot never lets an older record (an unsealed one that accepts any length)
-// win. `problem` says why there is no state.
+// The newest state record of a header. Both slots authentic: they must hold consecutive
+// records, each in its own slot, and the higher one is the state. One slot holding bytes that
+// do not authenticate: the record in the other slot is the state, and `note` says so. This is
+// what a torn write of the state region leaves, because every writer orders its writes so that
+// the record left whole is the state before or after the write (man envelopefs-format(5),
+// "Torn writes"). Tampering gains nothing from it: after a seal both slots hold the same sealed
+// state; while a file is being changed the older slot holds the last sealed state, whose index
+// digest and length no longer match the changed chunks (the open fails), and an older unsealed
+// state is what putting back both slots as they were gives anyway (reported as unsealed).
+// Anything else is tampering and gives no state: a record in the wrong slot, records that are
+// not consecutive (an older copy of a slot), a zeroed slot (only a version-1 file that never
+// wrote its second record may leave slot 1 empty), no authentic record. `problem` says why.
 struct StateChoice {
   std::optional<FileState> state;
   std::string problem;
+  std::string note;  // set when one slot did not authenticate and the other's record was used
 };
 StateChoice SelectState(const FixedHeader& fixed, const SecureBytes& state_key,
                         std::span<const uint8_t> header);

@@ -20,6 +20,7 @@
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/error_mapping.h"
+#include "envelopefs/header_writes.h"
 #include "envelopefs/log.h"
 #include "envelopefs/volume.h"
 #include "header_lock.h"
@@ -300,15 +301,20 @@ int CipherFile::Rekey() {
   size_ = 0;  // a consistent step: an empty file under the old header
   tags_.Clear();
   index_stale_ = false;
+  FileState written;
   {
+    // In an order that a torn write leaves the old header or the new one (header_writes.h).
     HeaderLock lock(fd_.get());
-    if (int rc = PwriteAll(header->bytes.data(), header->bytes.size(), 0); rc < 0) return rc;
+    for (const HeaderWrite& w :
+         PlanRekeyWrites(fixed_, header->bytes, header->keys.state, disk_state_, &written)) {
+      if (int rc = PwriteAll(w.bytes.data(), w.bytes.size(), w.offset); rc < 0) return rc;
+    }
   }
   fixed_ = ParseFixedHeader(header->bytes);
   layout_ = ChunkLayout::Of(fixed_);
   keys_ = std::move(header->keys);
   ++key_generation_;
-  disk_state_ = EmptyFileState(2);
+  disk_state_ = written;
   return 0;
 }
 

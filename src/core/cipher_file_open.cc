@@ -120,6 +120,9 @@ std::shared_ptr<CipherFile> CipherFile::Open(UniqueFd fd, const Volume& volume,
       std::move(fd), volume, reporter, header.fixed, FileKeys::Derive(opened.dek),
       std::max(header.slots[0].generation, header.slots[1].generation), std::move(display_name)));
   file->disk_state_ = opened.state;
+  if (!opened.note.empty()) {
+    ReportCopyDamaged(reporter, {file->CurrentName(), std::nullopt, opened.note});
+  }
   const bool sealed = opened.state.sealed();
   if (sealed) {
     if (auto problem = LengthProblem(header, &opened.state)) {

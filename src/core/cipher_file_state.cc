@@ -18,6 +18,7 @@
 #include "envelopefs/cipher_file.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
+#include "envelopefs/header_writes.h"
 #include "envelopefs/log.h"
 #include "envelopefs/volume.h"
 #include "header_lock.h"
@@ -29,7 +30,8 @@ using namespace format;
 
 int CipherFile::WriteState(uint64_t size, uint32_t flags, bool sealed, bool durable) {
   // A sealed state goes into both slots (two consecutive records), so that no slot holds an
-  // older record that could be replayed alone; an unsealed one into the next slot only.
+  // older record that could be replayed alone; an unsealed one into the next slot only. The
+  // order of the writes keeps a torn one harmless (header_writes.h).
   if (sealed && index_stale_) {
     // A failed write may have left index blocks that disagree with the tags: they are
     // rewritten, durably, before a digest a later open must reproduce from them is sealed.
@@ -37,23 +39,15 @@ int CipherFile::WriteState(uint64_t size, uint32_t flags, bool sealed, bool dura
     if (::fdatasync(fd_.get()) != 0) return -errno;
     index_stale_ = false;
   }
-  const uint16_t version = fixed_.version;
-  const size_t slot_size = StateSlotSize(version);
-  FileState next{disk_state_.counter + 1, size, sealed ? flags | kStateSealed : flags, {}};
+  FileState next{0, size, sealed ? flags | kStateSealed : flags, {}};
   if (sealed && indexed()) next.digest = tags_.Digest();
-  const int records = sealed ? 2 : 1;
-  uint8_t region[2 * kMaxStateSlotSize];
-  int slot = StateSlotFor(next.counter);
-  for (int r = 0; r < records; ++r) {
-    StateSlotBytes bytes = SealState(version, keys_.state, fixed_.file_id, next);
-    std::memcpy(region + StateSlotFor(next.counter) * slot_size, bytes.data(), slot_size);
-    if (r + 1 < records) ++next.counter;
+  FileState written;
+  for (const HeaderWrite& w : PlanStateWrites(fixed_.version, keys_.state, fixed_.file_id,
+                                              disk_state_, next, /*pair=*/sealed, &written)) {
+    if (int rc = PwriteAll(w.bytes.data(), w.bytes.size(), w.offset); rc < 0) return rc;
   }
-  const size_t offset = records == 2 ? StateSlotOffset(version, 0) : StateSlotOffset(version, slot);
-  const uint8_t* data = records == 2 ? region : region + slot * slot_size;
-  if (int rc = PwriteAll(data, records * slot_size, offset); rc < 0) return rc;
   if (durable && ::fdatasync(fd_.get()) != 0) return -errno;
-  disk_state_ = next;
+  disk_state_ = written;
   return 0;
 }
 

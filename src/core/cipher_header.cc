@@ -1,6 +1,7 @@
 // CipherHeader — see cipher_header.h.
 #include "envelopefs/cipher_header.h"
 
+#include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -111,22 +112,21 @@ OpenedHeader OpenHeader(const HeaderRead& header, const KekSource& keks, bool ch
     out.problem = header.reason;
     return out;
   }
+  // Each key slot that unwraps gives a DEK; the first (newest generation first) whose state
+  // records authenticate is the file's. Both slots hold the same DEK except after a torn
+  // truncation to zero (CipherFile::Rekey), where the new DEK's slot may stand beside state
+  // records still of the old one.
   const int newest = header.NewestSlot();
   bool any_key = false;
+  std::optional<SecureBytes> deks[2];
   for (int slot : {newest, 1 - newest}) {
     const KeySlotInfo& info = header.slots[slot];
     SecureBytes kek;
     if (!keks.FindKek(info.kek_id, info.kek_version, kek)) continue;
     any_key = true;
-    std::optional<SecureBytes> dek = UnwrapDek(header.FixedBytes(), header.SlotBytes(slot), kek);
-    if (!dek) continue;
-    out.slot_opens[slot] = true;
-    if (out.slot < 0) {
-      out.slot = slot;
-      out.dek = std::move(*dek);
-    }
+    deks[slot] = UnwrapDek(header.FixedBytes(), header.SlotBytes(slot), kek);
   }
-  if (out.slot < 0) {
+  if (!deks[0] && !deks[1]) {
     const KeySlotInfo& info = header.slots[newest];
     out.kind = any_key ? ErrorKind::kAuthentication : ErrorKind::kKeyUnavailable;
     out.problem = any_key ? "header does not authenticate (no key slot opens)"
@@ -137,12 +137,34 @@ OpenedHeader OpenHeader(const HeaderRead& header, const KekSource& keks, bool ch
   // One locked buffer per thread: audit checks 100k headers, and every fresh SecureBytes of
   // more than a slot is an mmap/mlock/munmap.
   thread_local SecureBytes state_key(kKeySize);
-  HkdfSha256(out.dek.span(), format::kStateKeyLabel, state_key.mutable_span());
-  StateChoice choice = SelectState(header.fixed, state_key, header.bytes);
+  StateChoice choice;
+  for (int slot : {newest, 1 - newest}) {
+    if (!deks[slot]) continue;
+    HkdfSha256(deks[slot]->span(), format::kStateKeyLabel, state_key.mutable_span());
+    StateChoice tried = SelectState(header.fixed, state_key, header.bytes);
+    if (!tried.state) {
+      if (choice.problem.empty()) choice.problem = tried.problem;  // the newest DEK's reason
+      continue;
+    }
+    choice = std::move(tried);
+    out.slot = slot;
+    out.dek = std::move(*deks[slot]);
+    break;
+  }
   if (!choice.state) {
     out.problem = choice.problem;
     return out;
   }
+  out.slot_opens[out.slot] = true;
+  const int other = 1 - out.slot;
+  out.slot_opens[other] = deks[other] && deks[other]->size() == out.dek.size() &&
+                          sodium_memcmp(deks[other]->data(), out.dek.data(), out.dek.size()) == 0;
+  if (deks[other] && !out.slot_opens[other]) {
+    choice.note += std::string(choice.note.empty() ? "" : "; ") + "key slot " +
+                   std::to_string(other) +
+                   " holds another data key (a torn truncation to zero, or tampering)";
+  }
+  out.note = std::move(choice.note);
   out.state = *choice.state;
   out.plain_size = header.layout().PlainSize(header.cipher_size);
   if (check_length) {

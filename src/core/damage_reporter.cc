@@ -14,6 +14,11 @@ void DamageReporter::Unsealed(const std::string& file) {
                               "back): length and chunk versions are not proven");
 }
 
+void DamageReporter::CopyDamaged(const Damage& damage) {
+  Log(LogLevel::kWarning, "header: " + EscapeName(damage.file) + ": " + EscapeName(damage.detail) +
+                              " (the file reads; writing it again rewrites both copies)");
+}
+
 void LoggingDamageReporter::Damaged(const Damage& damage) {
   // Names are bytes: escaped, so that no name can break a log line or forge one.
   Log(LogLevel::kError, "tamper: " + EscapeName(damage.file) + ": " + EscapeName(damage.detail));
@@ -30,6 +35,14 @@ void ReportDamage(DamageReporter& reporter, const Damage& damage) noexcept {
 void ReportUnsealed(DamageReporter& reporter, const std::string& file) noexcept {
   try {
     reporter.Unsealed(file);
+  } catch (...) {
+    std::fputs("envelopefs: error: a damage report failed\n", stderr);
+  }
+}
+
+void ReportCopyDamaged(DamageReporter& reporter, const Damage& damage) noexcept {
+  try {
+    reporter.CopyDamaged(damage);
   } catch (...) {
     std::fputs("envelopefs: error: a damage report failed\n", stderr);
   }

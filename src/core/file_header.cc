@@ -178,19 +178,40 @@ StateChoice SelectState(const FixedHeader& fixed, const SecureBytes& state_key,
   }
   std::optional<FileState> slot[2];
   bool empty[2];
+  int unauthentic = -1;  // the one slot that holds bytes which do not authenticate
   for (int i = 0; i < 2; ++i) {
     std::span<const uint8_t> bytes = header.subspan(StateSlotOffset(fixed.version, i), size);
     empty[i] = IsAllZero(bytes);
     if (empty[i]) continue;
     slot[i] = OpenState(fixed.version, state_key, fixed.file_id, bytes);
     if (!slot[i]) {
-      choice.problem = "state record " + std::to_string(i) + " does not authenticate";
-      return choice;
+      if (unauthentic >= 0) {
+        choice.problem = "no state record authenticates";
+        return choice;
+      }
+      unauthentic = i;
+      continue;
     }
     if (StateSlotFor(slot[i]->counter) != i) {
       choice.problem = "state record " + std::to_string(i) + " is in the wrong slot";
       return choice;
     }
+  }
+  if (unauthentic >= 0) {
+    // A write of the state records that tore (the writers order their writes so that the
+    // record left whole is then the state before or after it), or tampering, which gains
+    // nothing: see the declaration.
+    const int other = 1 - unauthentic;
+    if (!slot[other]) {
+      choice.problem = "state record " + std::to_string(unauthentic) +
+                       " does not authenticate and the other is missing (zeroed)";
+      return choice;
+    }
+    choice.state = slot[other];
+    choice.note = "state record " + std::to_string(unauthentic) +
+                  " does not authenticate (a torn header write, or tampering); record " +
+                  std::to_string(slot[other]->counter) + " in the other slot is used";
+    return choice;
   }
   if (empty[0] && empty[1]) {
     choice.problem = "no state record";

@@ -90,6 +90,14 @@ const Tamper kTampers[] = {
          WriteBytesAt(a, slot + 40, {static_cast<uint8_t>(bytes[slot + 40] ^ 0x55)});
        }
      }},
+    {"OneStateRecordDamaged",
+     [](OfflineVolume&, const fs::path& a, const fs::path&) {
+       // What a torn write of a state record leaves: the file still reads (from the other
+       // record), but verify reports it.
+       const std::vector<uint8_t> bytes = ReadBytes(a);
+       WriteBytesAt(a, format::kStateRegionOffset + 30,
+                    {static_cast<uint8_t>(bytes[format::kStateRegionOffset + 30] ^ 0x55)});
+     }},
     {"DamagedName",
      [](OfflineVolume&, const fs::path& a, const fs::path&) {
        std::string name = a.filename().string();

@@ -337,6 +337,34 @@ TEST_F(CipherFileTest, ZeroedStateRecordAndACutAreDetected) {
   ExpectRefused("z", "state record");
 }
 
+TEST_F(CipherFileTest, ADamagedStateRecordBesideAWholeOneIsReportedAndTheFileReads) {
+  auto f = Create("t");
+  ASSERT_EQ(3 * 4096, Write(*f, std::string(3 * 4096, 't'), 0));
+  ASSERT_EQ(0, f->Sync());
+  f.reset();
+  // What a torn write of the sealed pair leaves: the second record written does not
+  // authenticate; the first holds the same sealed state.
+  std::vector<char> header = Bytes("t", 0, 512);
+  const uint64_t c0 = *reinterpret_cast<const uint64_t*>(header.data() + 256);
+  const uint64_t c1 = *reinterpret_cast<const uint64_t*>(header.data() + 384);
+  PutBytes("t", (c0 > c1 ? 256 : 384) + 30, std::vector<char>(7, 'x'));
+  damage_.Clear();
+  auto g = Reopen("t");
+  ASSERT_TRUE(g->sealed());
+  ssize_t rc = 0;
+  EXPECT_EQ(std::string(3 * 4096, 't'), ReadAt(*g, 0, 3 * 4096, &rc));
+  ASSERT_EQ(1u, damage_.copy_damaged().size());
+  EXPECT_NE(std::string::npos, damage_.copy_damaged()[0].detail.find("does not authenticate"));
+  EXPECT_TRUE(damage_.damaged().empty());
+  // A write and a seal rewrite both records.
+  ASSERT_EQ(1, Write(*g, "u", 0));
+  ASSERT_EQ(0, g->Sync());
+  g.reset();
+  damage_.Clear();
+  auto h = Reopen("t");
+  EXPECT_TRUE(damage_.copy_damaged().empty());
+}
+
 TEST_F(CipherFileTest, AllZeroPartialLastChunkIsNotAHole) {
   auto f = Create("p");
   ASSERT_EQ(0, f->Truncate(20 * 4096));  // sparse

@@ -160,7 +160,7 @@ HeaderBytes WithStates(const HeaderBytes& base, const SecureBytes& state_key, co
   return h;
 }
 
-TEST(FileHeader, StateSelectionIsStrict) {
+TEST(FileHeader, StateSelectionIsStrictButForOneUnauthenticSlot) {
   SecureBytes kek = Pattern(0), dek = Pattern(0x40);
   FileId id = PatternId(0xA0);
   HeaderBytes base = BuildHeader(4096, id, dek, 1, 1, kek);
@@ -179,10 +179,20 @@ TEST(FileHeader, StateSelectionIsStrict) {
   auto zeroed = SelectState(fixed, keys.state, WithStates(base, keys.state, id, {unsealed}));
   EXPECT_FALSE(zeroed.state);
   EXPECT_NE(std::string::npos, zeroed.problem.find("missing")) << zeroed.problem;
-  // The newer record damaged.
-  HeaderBytes damaged = WithStates(base, keys.state, id, {unsealed, sealed4});
+  // One record damaged (what a torn write leaves): the other is used, and the choice says so.
+  HeaderBytes damaged = WithStates(base, keys.state, id, {sealed4, sealed5});
+  damaged[StateSlotOffset(kFormatVersion2, StateSlotFor(5)) + 30] ^= 1;
+  auto torn = SelectState(fixed, keys.state, damaged);
+  ASSERT_TRUE(torn.state) << torn.problem;
+  EXPECT_EQ(4u, torn.state->counter);
+  EXPECT_NE(std::string::npos, torn.note.find("does not authenticate")) << torn.note;
+  EXPECT_TRUE(ok.note.empty()) << ok.note;
+  // Both damaged, or one damaged and the other zeroed: no state.
   damaged[StateSlotOffset(kFormatVersion2, StateSlotFor(4)) + 30] ^= 1;
   EXPECT_FALSE(SelectState(fixed, keys.state, damaged).state);
+  HeaderBytes half = WithStates(base, keys.state, id, {sealed5});
+  half[StateSlotOffset(kFormatVersion2, StateSlotFor(5)) + 30] ^= 1;
+  EXPECT_FALSE(SelectState(fixed, keys.state, half).state);
   // A slot replaced by an older copy of itself: records 3 and 6 are not consecutive.
   FileState six{6, 1, kStateSealed, {}};
   auto replayed = SelectState(fixed, keys.state, WithStates(base, keys.state, id, {unsealed, six}));

@@ -20,6 +20,10 @@ class RecordingReporter : public DamageReporter {
     std::lock_guard<std::mutex> lock(mu_);
     unsealed_.push_back(file);
   }
+  void CopyDamaged(const Damage& damage) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    copy_damaged_.push_back(damage);
+  }
   std::vector<Damage> damaged() const {
     std::lock_guard<std::mutex> lock(mu_);
     return damaged_;
@@ -28,16 +32,22 @@ class RecordingReporter : public DamageReporter {
     std::lock_guard<std::mutex> lock(mu_);
     return unsealed_;
   }
+  std::vector<Damage> copy_damaged() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return copy_damaged_;
+  }
   void Clear() {
     std::lock_guard<std::mutex> lock(mu_);
     damaged_.clear();
     unsealed_.clear();
+    copy_damaged_.clear();
   }
 
  private:
   mutable std::mutex mu_;
   std::vector<Damage> damaged_;
   std::vector<std::string> unsealed_;
+  std::vector<Damage> copy_damaged_;
 };
 
 }  // namespace envelopefs::testing
