@@ -105,13 +105,12 @@ EnvelopeFs::EnvelopeFs(std::unique_ptr<Volume> volume, const MountOptions& optio
   root_.type = S_IFDIR;
   root_.is_root = true;
   root_.nlookup = 2;
-  int sync_fd = open(volume_->cipher_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (sync_fd < 0) ThrowSystemError("open " + volume_->cipher_dir().string());
-  sync_fd_.reset(sync_fd);
+  sync_fd_.reset(open(volume_->cipher_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!sync_fd_.valid()) ThrowSystemError("open " + volume_->cipher_dir().string());
   // A file waiting to be sealed holds a descriptor beside its inode's: a quarter of the
   // inode budget (the rest of RLIMIT_NOFILE) at most.
   const size_t max_pending = std::clamp<size_t>(DescriptorBudget() / 4, 16, 1024);
-  sealer_ = std::make_unique<Sealer>(sync_fd, options.seal_interval_seconds, max_pending);
+  sealer_ = std::make_unique<Sealer>(options.seal_interval_seconds, max_pending);
 }
 
 EnvelopeFs::~EnvelopeFs() = default;

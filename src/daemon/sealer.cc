@@ -1,19 +1,19 @@
 #include "sealer.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
+#include <map>
 #include <vector>
 
 #include "envelopefs/log.h"
 
 namespace envelopefs {
 
-Sealer::Sealer(int backing_fd, int interval_seconds, size_t max_pending)
-    : backing_fd_(backing_fd),
-      interval_seconds_(interval_seconds),
-      max_pending_(max_pending),
-      thread_([this] { Run(); }) {}
+Sealer::Sealer(int interval_seconds, size_t max_pending)
+    : interval_seconds_(interval_seconds), max_pending_(max_pending), thread_([this] { Run(); }) {}
 
 Sealer::~Sealer() {
   {
@@ -47,16 +47,28 @@ void Sealer::Flush() {
   std::vector<std::pair<std::shared_ptr<CipherFile>, uint64_t>> work;
   work.reserve(batch.size());
   for (auto& [key, file] : batch) work.emplace_back(file, file->ModificationCount());
-  if (::syncfs(backing_fd_) != 0) {
-    Log(LogLevel::kWarning, "syncfs failed; closed files stay unsealed until the next try");
-    std::lock_guard<std::mutex> lock(mutex_);
-    pending_.merge(batch);
-    return;
-  }
+  // Only our own files are flushed (a syncfs would flush every other workload's dirty data on
+  // a shared backing file system too): writeback is started for the whole batch first, so
+  // the disk sees it at once, then each file's data is waited for before its sealed record
+  // is written. The record itself needs no flush: until it is durable, the unsealed one is.
   for (auto& [file, count] : work) {
+    ::sync_file_range(file->fd(), 0, 0, SYNC_FILE_RANGE_WRITE);
+  }
+  std::map<CipherFile*, std::shared_ptr<CipherFile>> retry;
+  for (auto& [file, count] : work) {
+    if (::fdatasync(file->fd()) != 0) {
+      Log(LogLevel::kWarning, file->display_name() + ": flush failed (" + std::strerror(errno) +
+                                  "); it stays unsealed until the next try");
+      retry.emplace(file.get(), file);
+      continue;
+    }
     if (int rc = file->SealIfUnchanged(count); rc < 0) {
       Log(LogLevel::kWarning, file->display_name() + ": could not record its sealed size");
     }
+  }
+  if (!retry.empty()) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pending_.merge(retry);
   }
 }
 

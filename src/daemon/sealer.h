@@ -2,7 +2,8 @@
 //
 // Sealing right at close would need an fsync per file (or risk a sealed record that a crash
 // makes disagree with the data). Instead, closed files wait here; every interval the sealer
-// snapshots their modification counts, syncfs(2)s the backing file system once, and then writes
+// snapshots their modification counts, flushes their data (sync_file_range for all, then
+// fdatasync each: only our own files, never the whole backing file system), and then writes
 // each unchanged file's sealed record. Flush() does the same immediately (used at unmount).
 // Each waiting file holds open descriptors, so a flush also starts early once `max_pending`
 // files wait (a burst of small files must not exhaust the daemon's descriptors).
@@ -21,7 +22,7 @@ namespace envelopefs {
 
 class Sealer {
  public:
-  Sealer(int backing_fd, int interval_seconds, size_t max_pending);
+  Sealer(int interval_seconds, size_t max_pending);
   ~Sealer();  // stops the thread after a final Flush()
 
   void Enqueue(std::shared_ptr<CipherFile> file);
@@ -30,7 +31,6 @@ class Sealer {
  private:
   void Run();
 
-  const int backing_fd_;
   const int interval_seconds_;
   const size_t max_pending_;
   std::mutex mutex_;

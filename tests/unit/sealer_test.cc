@@ -1,6 +1,6 @@
-// Unit tests of the daemon's Sealer: closed files get their sealed record after a syncfs, on
-// Flush, early when too many wait, and at destruction; a seal keeps the modification time and
-// reports the change time it caused.
+// Unit tests of the daemon's Sealer: closed files get their sealed record after their data is
+// flushed, on Flush, early when too many wait, and at destruction; a seal keeps the modification
+// time and reports the change time it caused.
 #include "sealer.h"
 
 #include <fcntl.h>
@@ -29,20 +29,15 @@ class SealerTest : public ::testing::Test {
     EXPECT_EQ(0, file->SetTimes(times));
     return file;
   }
-  int DirFd() {
-    dir_fd_.reset(open(v_.Path("").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    return dir_fd_.get();
-  }
 
   TempVolume v_;
-  UniqueFd dir_fd_;
 };
 
 TEST_F(SealerTest, FlushSealsAndKeepsTheModificationTime) {
   auto file = Changed("a");
   ASSERT_FALSE(file->sealed());
   ASSERT_TRUE(file->NeedsSeal());
-  Sealer sealer(DirFd(), 3600, 16);
+  Sealer sealer(3600, 16);
   sealer.Enqueue(file);
   sealer.Flush();
   EXPECT_TRUE(file->sealed());
@@ -66,7 +61,7 @@ TEST_F(SealerTest, AFileChangedAfterItsCountWasTakenIsNotSealed) {
 }
 
 TEST_F(SealerTest, ManyWaitingFilesAreSealedWithoutWaitingForTheInterval) {
-  Sealer sealer(DirFd(), 3600, 4);
+  Sealer sealer(3600, 4);
   std::vector<std::shared_ptr<CipherFile>> files;
   for (int i = 0; i < 4; ++i) {
     files.push_back(Changed("f" + std::to_string(i)));
@@ -82,7 +77,7 @@ TEST_F(SealerTest, ManyWaitingFilesAreSealedWithoutWaitingForTheInterval) {
 TEST_F(SealerTest, DestructionSealsWhatIsWaiting) {
   auto file = Changed("a");
   {
-    Sealer sealer(DirFd(), 3600, 16);
+    Sealer sealer(3600, 16);
     sealer.Enqueue(file);
   }
   EXPECT_TRUE(file->sealed());
