@@ -44,6 +44,8 @@ namespace envelopefs {
 
 class Volume;
 
+struct NewHeader;  // cipher_file_internal.h
+
 class CipherFile {
  public:
   // Writes a fresh header (random file id and DEK, wrapped under the active KEK) into the new,
@@ -130,6 +132,7 @@ class CipherFile {
   void RecoverFromFailedChange(uint64_t first, uint64_t last,
                                const std::optional<ChunkToRestore>& restore = std::nullopt);
   int Rekey();
+  int AdoptHeaderAfterFailedRekey(NewHeader& fresh, int rc);
   // Index blocks (format 2) after chunks [first, last] changed and the chunk count went from
   // `old_count` to the current one; blocks inside [buffer_lo, buffer_hi) were already written.
   int WriteIndex(uint64_t first, uint64_t last, uint64_t old_count, uint64_t buffer_lo,
@@ -154,14 +157,16 @@ class CipherFile {
   mutable std::shared_mutex name_mu_;
 
   mutable std::shared_mutex mu_;
-  FixedHeader fixed_;         // changes only when Rekey() moves a file to the current version
-  ChunkLayout layout_;        // likewise
-  FileKeys keys_;             // likewise (a fresh DEK)
-  uint64_t key_generation_;   // the higher key-slot generation
-  uint64_t size_ = 0;         // plaintext size; the cipher file length matches it (see
-                              // RecoverFromFailedChange for the failure paths)
-  FileState disk_state_;      // the newest state record on disk
-  ChunkIndex tags_;           // format 2: the tag of every chunk (zero for holes)
+  FixedHeader fixed_;        // changes only when Rekey() moves a file to the current version
+  ChunkLayout layout_;       // likewise
+  FileKeys keys_;            // likewise (a fresh DEK)
+  uint64_t key_generation_;  // the higher generation of the key slots that open
+  bool slot_opens_[2] = {true, true};  // which key slots open keys_' DEK
+  bool broken_ = false;   // the header opens with no key after a failed Rekey: nothing is written
+  uint64_t size_ = 0;     // plaintext size; the cipher file length matches it (see
+                          // RecoverFromFailedChange for the failure paths)
+  FileState disk_state_;  // the newest state record on disk
+  ChunkIndex tags_;       // format 2: the tag of every chunk (zero for holes)
   bool index_stale_ = false;  // index blocks on disk may disagree with tags_ (a failed write)
   bool dirty_ = false;        // changed through this object since it was opened
   std::atomic<uint64_t> modifications_{0};

@@ -78,6 +78,9 @@ struct OpenedHeader {
   std::string problem;                          // when !ok: one line, without the file name
   int slot = -1;                                // the key slot that opened
   bool slot_opens[2] = {false, false};          // which key slots unwrap `dek` with a known KEK
+  // Both key slots unwrap, to different DEKs (a torn truncation to zero, or tampering): no
+  // key slot may be overwritten, or the only copy of a DEK in use could be lost.
+  bool slots_disagree = false;
   SecureBytes dek;
   FileState state;  // the newest state record (valid when ok)
   // When ok: empty, or one line on a copy of a header record that did not authenticate and was

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <sodium.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -291,7 +292,8 @@ int CipherFile::Rekey() {
   // leaves an empty, unsealed file under the old header.
   std::optional<NewHeader> header;
   try {
-    header.emplace(BuildNewHeader(volume_, fixed_.chunk_size, file_id_, key_generation_ + 1));
+    const uint64_t generation = key_generation_ == UINT64_MAX ? UINT64_MAX : key_generation_ + 1;
+    header.emplace(BuildNewHeader(volume_, fixed_.chunk_size, file_id_, generation));
   } catch (const Error& e) {
     Log(LogLevel::kError, CurrentName() + ": " + e.what());
     return -ErrnoFor(e.kind());  // kKeyUnavailable: EACCES
@@ -301,21 +303,56 @@ int CipherFile::Rekey() {
   size_ = 0;  // a consistent step: an empty file under the old header
   tags_.Clear();
   index_stale_ = false;
-  FileState written;
+  // First a key slot that does not open the DEK in use, if one does not (header_writes.h).
+  const int first_key_slot = !slot_opens_[0] ? 0 : !slot_opens_[1] ? 1 : 0;
+  int rc = 0;
   {
-    // In an order that a torn write leaves the old header or the new one (header_writes.h).
     HeaderLock lock(fd_.get());
-    for (const HeaderWrite& w :
-         PlanRekeyWrites(fixed_, header->bytes, header->keys.state, disk_state_, &written)) {
-      if (int rc = PwriteAll(w.bytes.data(), w.bytes.size(), w.offset); rc < 0) return rc;
+    for (const HeaderWrite& w : PlanRekeyWrites(fixed_, header->bytes, first_key_slot)) {
+      rc = PwriteAll(w.bytes.data(), w.bytes.size(), w.offset);
+      if (rc == 0 && w.flush_after && ::fdatasync(fd_.get()) != 0) rc = -errno;
+      if (rc < 0) break;
     }
   }
+  if (rc < 0) return AdoptHeaderAfterFailedRekey(*header, rc);
   fixed_ = ParseFixedHeader(header->bytes);
   layout_ = ChunkLayout::Of(fixed_);
   keys_ = std::move(header->keys);
-  ++key_generation_;
-  disk_state_ = written;
+  key_generation_ = ParseKeySlot(std::span<const uint8_t, kKeySlotSize>(
+                                     header->bytes.data() + kKeySlotOffset[0], kKeySlotSize))
+                        .generation;
+  slot_opens_[0] = slot_opens_[1] = true;
+  disk_state_ = EmptyFileState(2);
   return 0;
+}
+
+int CipherFile::AdoptHeaderAfterFailedRekey(NewHeader& fresh, int rc) {
+  // The header on disk is the old one, the new one, or (a failure part-way, such as a full
+  // disk on a copy-on-write file system) a mix that opens as one of them: memory follows it,
+  // so that what is written next is readable. If it opens as neither, nothing more is written.
+  Log(LogLevel::kError, CurrentName() +
+                            ": the new header after a truncation to zero was not written whole: " +
+                            std::strerror(-rc));
+  HeaderRead now = ReadHeader(fd_.get());
+  OpenedHeader opened = OpenHeader(now, volume_, /*check_length=*/false);
+  if (!opened.ok) {
+    broken_ = true;
+    ReportDamage(reporter_, {CurrentName(), std::nullopt,
+                             "the header opens with no data key after a failed truncation to "
+                             "zero: nothing more is written to the file (EIO)"});
+    return -EIO;
+  }
+  FileKeys keys = FileKeys::Derive(opened.dek);
+  if (sodium_memcmp(keys.content.data(), fresh.keys.content.data(), kKeySize) == 0) {
+    fixed_ = now.fixed;
+    layout_ = ChunkLayout::Of(fixed_);
+    keys_ = std::move(keys);
+  }
+  key_generation_ = std::max(now.slots[0].generation, now.slots[1].generation);
+  slot_opens_[0] = opened.slot_opens[0];
+  slot_opens_[1] = opened.slot_opens[1];
+  disk_state_ = opened.state;
+  return rc;
 }
 
 int CipherFile::Truncate(uint64_t new_size) {

@@ -116,9 +116,16 @@ std::shared_ptr<CipherFile> CipherFile::Open(UniqueFd fd, const Volume& volume,
     }
     throw Error(opened.kind, Named(display_name, opened.problem));
   }
-  std::shared_ptr<CipherFile> file(new CipherFile(
-      std::move(fd), volume, reporter, header.fixed, FileKeys::Derive(opened.dek),
-      std::max(header.slots[0].generation, header.slots[1].generation), std::move(display_name)));
+  // The generation of a slot that does not open is not authenticated: only opening ones count.
+  uint64_t generation = 0;
+  for (int i = 0; i < 2; ++i) {
+    if (opened.slot_opens[i]) generation = std::max(generation, header.slots[i].generation);
+  }
+  std::shared_ptr<CipherFile> file(new CipherFile(std::move(fd), volume, reporter, header.fixed,
+                                                  FileKeys::Derive(opened.dek), generation,
+                                                  std::move(display_name)));
+  file->slot_opens_[0] = opened.slot_opens[0];
+  file->slot_opens_[1] = opened.slot_opens[1];
   file->disk_state_ = opened.state;
   if (!opened.note.empty()) {
     ReportCopyDamaged(reporter, {file->CurrentName(), std::nullopt, opened.note});

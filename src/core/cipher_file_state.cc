@@ -29,9 +29,10 @@ namespace envelopefs {
 using namespace format;
 
 int CipherFile::WriteState(uint64_t size, uint32_t flags, bool sealed, bool durable) {
-  // A sealed state goes into both slots (two consecutive records), so that no slot holds an
-  // older record that could be replayed alone; an unsealed one into the next slot only. The
-  // order of the writes keeps a torn one harmless (header_writes.h).
+  // Every state goes into both slots (two consecutive records), so that no slot holds an
+  // older record that could be replayed alone, and a torn write leaves one whole
+  // (header_writes.h).
+  if (broken_) return -EIO;
   if (sealed && index_stale_) {
     // A failed write may have left index blocks that disagree with the tags: they are
     // rewritten, durably, before a digest a later open must reproduce from them is sealed.
@@ -42,9 +43,10 @@ int CipherFile::WriteState(uint64_t size, uint32_t flags, bool sealed, bool dura
   FileState next{0, size, sealed ? flags | kStateSealed : flags, {}};
   if (sealed && indexed()) next.digest = tags_.Digest();
   FileState written;
-  for (const HeaderWrite& w : PlanStateWrites(fixed_.version, keys_.state, fixed_.file_id,
-                                              disk_state_, next, /*pair=*/sealed, &written)) {
+  for (const HeaderWrite& w :
+       PlanStateWrites(fixed_.version, keys_.state, fixed_.file_id, disk_state_, next, &written)) {
     if (int rc = PwriteAll(w.bytes.data(), w.bytes.size(), w.offset); rc < 0) return rc;
+    if (w.flush_after && ::fdatasync(fd_.get()) != 0) return -errno;
   }
   if (durable && ::fdatasync(fd_.get()) != 0) return -errno;
   disk_state_ = written;
@@ -63,7 +65,10 @@ int CipherFile::PrepareModify(bool changes_size, bool creates_holes) {
   if (!indexed() && !changes_size && !creates_holes) return 0;
   uint32_t flags = disk_state_.flags & ~kStateSealed;
   if (creates_holes) flags |= kStateSparse;
-  if (flags == disk_state_.flags) return 0;  // already unsealed (and sparse if needed)
+  if (broken_) return -EIO;
+  // Already unsealed (and sparse if needed), in both slots (an odd current record was written
+  // alone by an older version, beside an older state: header_writes.h).
+  if (flags == disk_state_.flags && disk_state_.counter % 2 == 0) return 0;
   // Durable before anything changes: a crash can never leave a sealed record that disagrees
   // with the file's chunks or length, nor holes in a file not marked sparse.
   return WriteState(size_, flags, /*sealed=*/false, /*durable=*/true);

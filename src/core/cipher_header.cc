@@ -119,11 +119,12 @@ OpenedHeader OpenHeader(const HeaderRead& header, const KekSource& keks, bool ch
   const int newest = header.NewestSlot();
   bool any_key = false;
   std::optional<SecureBytes> deks[2];
+  bool known_kek[2] = {false, false};
   for (int slot : {newest, 1 - newest}) {
     const KeySlotInfo& info = header.slots[slot];
     SecureBytes kek;
     if (!keks.FindKek(info.kek_id, info.kek_version, kek)) continue;
-    any_key = true;
+    any_key = known_kek[slot] = true;
     deks[slot] = UnwrapDek(header.FixedBytes(), header.SlotBytes(slot), kek);
   }
   if (!deks[0] && !deks[1]) {
@@ -159,10 +160,16 @@ OpenedHeader OpenHeader(const HeaderRead& header, const KekSource& keks, bool ch
   const int other = 1 - out.slot;
   out.slot_opens[other] = deks[other] && deks[other]->size() == out.dek.size() &&
                           sodium_memcmp(deks[other]->data(), out.dek.data(), out.dek.size()) == 0;
-  if (deks[other] && !out.slot_opens[other]) {
+  out.slots_disagree = deks[other] && !out.slot_opens[other];
+  std::string slot_note;
+  if (out.slots_disagree) {
+    slot_note = " holds another data key (a torn truncation to zero, or tampering)";
+  } else if (known_kek[other] && !deks[other]) {
+    slot_note = " does not authenticate (a torn write, or tampering)";
+  }
+  if (!slot_note.empty()) {
     choice.note += std::string(choice.note.empty() ? "" : "; ") + "key slot " +
-                   std::to_string(other) +
-                   " holds another data key (a torn truncation to zero, or tampering)";
+                   std::to_string(other) + slot_note;
   }
   out.note = std::move(choice.note);
   out.state = *choice.state;

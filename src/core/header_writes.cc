@@ -4,72 +4,64 @@
 #include <algorithm>
 #include <cstring>
 
-#include "envelopefs/error.h"
-
 namespace envelopefs {
 
 using namespace format;
 
 namespace {
 
-HeaderWrite StateRecordWrite(uint16_t version, const SecureBytes& state_key, const FileId& file_id,
-                             const FileState& record) {
+std::vector<uint8_t> StateRecord(uint16_t version, const SecureBytes& state_key,
+                                 const FileId& file_id, const FileState& record) {
   const StateSlotBytes bytes = SealState(version, state_key, file_id, record);
-  const size_t size = StateSlotSize(version);
-  return HeaderWrite{StateSlotOffset(version, StateSlotFor(record.counter)),
-                     std::vector<uint8_t>(bytes.begin(), bytes.begin() + size)};
+  return std::vector<uint8_t>(bytes.begin(), bytes.begin() + StateSlotSize(version));
 }
 
-// Joins writes that follow one another on disk into one (the same bytes in the same order).
-std::vector<HeaderWrite> Coalesced(std::vector<HeaderWrite> writes) {
-  std::vector<HeaderWrite> out;
-  for (HeaderWrite& w : writes) {
-    if (!out.empty() && out.back().offset + out.back().bytes.size() == w.offset) {
-      out.back().bytes.insert(out.back().bytes.end(), w.bytes.begin(), w.bytes.end());
-    } else {
-      out.push_back(std::move(w));
-    }
-  }
-  return out;
+std::vector<uint8_t> Range(const HeaderBytes& h, size_t offset, size_t size) {
+  return std::vector<uint8_t>(h.begin() + offset, h.begin() + offset + size);
 }
 
 }  // namespace
 
 std::vector<HeaderWrite> PlanStateWrites(uint16_t version, const SecureBytes& state_key,
                                          const FileId& file_id, const FileState& current,
-                                         const FileState& next, bool pair, FileState* written) {
+                                         const FileState& next, FileState* written) {
   std::vector<HeaderWrite> writes;
   FileState record = next;
-  for (int r = 0; r < (pair ? 2 : 1); ++r) {
-    record.counter = current.counter + 1 + static_cast<uint64_t>(r);
-    writes.push_back(StateRecordWrite(version, state_key, file_id, record));
+  uint64_t counter = current.counter + 1;
+  if (counter % 2 == 0) {
+    // The current record is odd, in slot 0, beside an older one that may hold another state:
+    // the new state goes over the older one first, and is durable before slot 0 is touched.
+    record.counter = counter++;
+    writes.push_back({StateSlotOffset(version, 1), StateRecord(version, state_key, file_id, record),
+                      /*flush_after=*/true});
   }
+  HeaderWrite pair{StateSlotOffset(version, 0), {}, false};
+  for (int r = 0; r < 2; ++r) {
+    record.counter = counter++;
+    std::vector<uint8_t> bytes = StateRecord(version, state_key, file_id, record);
+    pair.bytes.insert(pair.bytes.end(), bytes.begin(), bytes.end());
+  }
+  writes.push_back(std::move(pair));
   *written = record;
-  return Coalesced(std::move(writes));
+  return writes;
 }
 
 std::vector<HeaderWrite> PlanRekeyWrites(const FixedHeader& old_fixed, const HeaderBytes& fresh,
-                                         const SecureBytes& fresh_state_key,
-                                         const FileState& current, FileState* written) {
+                                         int first_key_slot) {
   const FixedHeader fixed = ParseFixedHeader(fresh);
   if (fixed.version != old_fixed.version || fixed.cipher != old_fixed.cipher ||
       fixed.chunk_size != old_fixed.chunk_size || fixed.file_id != old_fixed.file_id) {
-    *written = EmptyFileState(2);  // BuildHeader's records
-    return {HeaderWrite{0, std::vector<uint8_t>(fresh.begin(), fresh.end())}};
+    return {HeaderWrite{0, Range(fresh, 0, kHeaderSize), false}};
   }
-  auto key_slot = [&](int slot) {
-    return HeaderWrite{kKeySlotOffset[slot],
-                       std::vector<uint8_t>(fresh.begin() + kKeySlotOffset[slot],
-                                            fresh.begin() + kKeySlotOffset[slot] + kKeySlotSize)};
+  const int first = first_key_slot == 1 ? 1 : 0;
+  const size_t states = StateSlotOffset(fixed.version, 0);
+  const size_t states_size = 2 * StateSlotSize(fixed.version);
+  return {
+      HeaderWrite{kKeySlotOffset[first], Range(fresh, kKeySlotOffset[first], kKeySlotSize), false},
+      HeaderWrite{states, Range(fresh, states, states_size), /*flush_after=*/true},
+      HeaderWrite{kKeySlotOffset[1 - first], Range(fresh, kKeySlotOffset[1 - first], kKeySlotSize),
+                  false},
   };
-  std::vector<HeaderWrite> writes;
-  writes.push_back(key_slot(0));
-  for (uint64_t counter : {current.counter + 1, current.counter + 2}) {
-    *written = EmptyFileState(counter);
-    writes.push_back(StateRecordWrite(fixed.version, fresh_state_key, fixed.file_id, *written));
-  }
-  writes.push_back(key_slot(1));
-  return writes;  // not coalesced: key slot 0 and the state slots are not adjacent anyway
 }
 
 std::vector<uint8_t> ApplyPrefix(std::vector<uint8_t> header,

@@ -29,8 +29,9 @@ struct Pending {
   dev_t dev;
   std::array<uint8_t, kFixedSize> fixed;  // the fixed part the record is bound to
   KeySlotBytes record;
-  int first_slot;   // written before the first sync; the other one after it
-  KeptTimes mtime;  // a rewrap changes no contents: the times the mount shows are kept
+  int first_slot;    // written before the first sync; the other one after it
+  KeptTimes mtime;   // a rewrap changes no contents: the times the mount shows are kept
+  Sha256Digest dek;  // the DEK's fingerprint: the second slot is written only for the same DEK
 };
 
 // 0 or an errno.
@@ -87,9 +88,11 @@ RewrapStats RewrapFiles(
     for (Pending& p : batch) {
       HeaderLock lock(p.fd.get());
       HeaderRead now = ReadHeader(p.fd.get());
+      OpenedHeader again = OpenHeader(now, volume, /*check_length=*/false);
       if (now.status != HeaderStatus::kOk ||
           std::memcmp(now.bytes.data(), p.fixed.data(), kFixedSize) != 0 ||
-          std::memcmp(now.SlotBytes(p.first_slot).data(), p.record.data(), kKeySlotSize) != 0) {
+          std::memcmp(now.SlotBytes(p.first_slot).data(), p.record.data(), kKeySlotSize) != 0 ||
+          !again.ok || again.slots_disagree || DekFingerprint(again.dek) != p.dek) {
         // The daemon gave the file a new header meanwhile (truncated to zero): that header is
         // already wrapped under the active KEK.
         ++stats.already_current;
@@ -142,6 +145,18 @@ RewrapStats RewrapFiles(
       report(path, RewrapOutcome::kFailed, why);
       continue;
     }
+    if (opened.slots_disagree) {
+      // One slot holds a DEK the state records are not under: a truncation to zero torn
+      // between its writes, or tampering. Overwriting either slot could destroy the only copy
+      // of a DEK in use; the file is left for a write through the mount to repair.
+      ++stats.failed;
+      const std::string why =
+          "the key slots hold different data keys (" + opened.note +
+          "); not rewrapped: write the file again through the mount, or restore it";
+      ReportDamage(reporter, {(volume.cipher_dir() / path).string(), std::nullopt, why});
+      report(path, RewrapOutcome::kFailed, why);
+      continue;
+    }
     bool current = true;
     for (int i = 0; i < 2; ++i) {
       current = current && opened.slot_opens[i] && header.slots[i].kek_id == target.info.id &&
@@ -158,9 +173,14 @@ RewrapStats RewrapFiles(
                       : !opened.slot_opens[1]                                   ? 1
                       : header.slots[0].generation < header.slots[1].generation ? 0
                                                                                 : 1;
-    const uint64_t generation =
-        std::max(header.slots[0].generation, header.slots[1].generation) + 1;
-    Pending p{&path, std::move(owned), header.dev, {}, {}, first, KeptTimes(fd)};
+    // Only the generations of slots that open are authenticated.
+    uint64_t generation = 0;
+    for (int i = 0; i < 2; ++i) {
+      if (opened.slot_opens[i]) generation = std::max(generation, header.slots[i].generation);
+    }
+    if (generation < UINT64_MAX) ++generation;
+    Pending p{&path,         std::move(owned),          header.dev, {}, {}, first,
+              KeptTimes(fd), DekFingerprint(opened.dek)};
     std::memcpy(p.fixed.data(), header.bytes.data(), kFixedSize);
     p.record =
         WrapDek(header.FixedBytes(), KeySlotInfo{generation, target.info.id, target.info.version},

@@ -58,5 +58,44 @@ TEST(Rewrap, MovesEveryFileToTheActiveVersionKeepingDataAndTimes) {
   EXPECT_EQ(3u, second.already_current);
 }
 
+std::string ReadRange(const std::filesystem::path& p, size_t offset, size_t n) {
+  return Slurp(p).substr(offset, n);
+}
+void WriteRange(const std::filesystem::path& p, size_t offset, const std::string& bytes) {
+  UniqueFd fd(open(p.c_str(), O_WRONLY | O_CLOEXEC));
+  ASSERT_EQ(static_cast<ssize_t>(bytes.size()),
+            pwrite(fd.get(), bytes.data(), bytes.size(), static_cast<off_t>(offset)));
+}
+
+TEST(Rewrap, NeverOverwritesAKeySlotWhenTheSlotsHoldDifferentDataKeys) {
+  // An attacker puts back an old key slot and the old state records after a truncation to
+  // zero gave the file a new DEK: the file reads as EIO, and rewrap must not overwrite the
+  // only copy of the new DEK with the old one.
+  TempVolume v;
+  auto file = v.Create("f");
+  ASSERT_EQ(3, TempVolume::Write(*file, "old", 0));
+  ASSERT_EQ(0, file->Sync());
+  const std::string old_header = ReadRange(v.Path("f"), 0, 512);
+  ASSERT_EQ(0, file->Truncate(0));  // a fresh DEK
+  ASSERT_EQ(8, TempVolume::Write(*file, "new data", 0));
+  ASSERT_EQ(0, file->Sync());
+  file.reset();
+  const std::string new_states = ReadRange(v.Path("f"), 256, 256);
+  WriteRange(v.Path("f"), 160, old_header.substr(160, 352));  // key slot 1 and the states
+  v.volume().UpdateKeyring([](Keyring& k) { k.Rotate(std::time(nullptr)); });
+  const std::vector<std::string> files = {"f"};
+  RewrapStats stats = RewrapFiles(v.volume(), v.volume().ActiveKek(), files, nullptr, v.damage());
+  EXPECT_EQ(1u, stats.failed);
+  EXPECT_EQ(0u, stats.rewrapped);
+  ASSERT_FALSE(v.damage().damaged().empty());
+  EXPECT_NE(std::string::npos, v.damage().damaged().back().detail.find("different data keys"));
+  // Key slot 0 still holds the new DEK: with the new states put back, the file reads again.
+  WriteRange(v.Path("f"), 256, new_states);
+  auto reopened = v.Open("f");
+  std::string data(8, '\0');
+  ASSERT_EQ(8, reopened->Read({reinterpret_cast<uint8_t*>(data.data()), 8}, 0));
+  EXPECT_EQ("new data", data);
+}
+
 }  // namespace
 }  // namespace envelopefs::testing
