@@ -143,7 +143,26 @@ std::vector<uint8_t> VolumeConfig::LegacyAuthenticatedBytes() const {
 }
 
 void AppendMasterKeyParams(std::vector<uint8_t>& out, const MasterKeyParams& params) {
-  AppendU64(out, params.kind == MasterKeyKind::kKeyFile ? 1 : 2);
+  switch (params.kind) {
+    case MasterKeyKind::kKeyFile:
+      AppendU64(out, 1);
+      break;
+    case MasterKeyKind::kPassphrase:
+      AppendU64(out, 2);
+      break;
+    case MasterKeyKind::kCommand:
+      AppendU64(out, 3);
+      break;
+    case MasterKeyKind::kPkcs11:
+      AppendU64(out, 4);
+      break;
+  }
+  if (params.pkcs11) {
+    AppendField(out, AsBytes(params.pkcs11->token_label));
+    AppendField(out, AsBytes(params.pkcs11->key_label));
+    AppendField(out, params.pkcs11->iv);
+    AppendField(out, params.pkcs11->wrapped);
+  }
   if (params.kdf) {
     AppendU64(out, params.kdf->opslimit);
     AppendU64(out, params.kdf->memlimit);

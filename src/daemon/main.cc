@@ -43,12 +43,18 @@ namespace envelopefs {
 namespace {
 
 constexpr char kUsage[] =
-    "usage: envelopefs [--keyfile FILE | --passfile FILE] [-f] [--ro] [--nonempty] [-o OPTIONS] "
+    "usage: envelopefs [--keyfile FILE | --passfile FILE | --master-command CMD | --pkcs11-...]\n"
+    "                  [-f] [--ro] [--nonempty] [-o OPTIONS] "
     "CIPHERDIR MOUNTPOINT\n"
     "\n"
     "  --keyfile FILE   master key: a file of 32 random bytes (- for stdin)\n"
     "  --passfile FILE  master key from the passphrase in FILE (first line; - for stdin)\n"
-    "  --insecure-keyfile  accept a key or passphrase file that others can read\n"
+    "  --insecure-keyfile  accept a key, passphrase or PIN file that others can read\n"
+    "  --master-command CMD  master key: CMD's output (32 bytes or 64 hex digits; sh -c,\n"
+    "                   no terminal, 30 s timeout)\n"
+    "  --pkcs11-module PATH --pkcs11-token LABEL --pkcs11-key LABEL\n"
+    "                   master key encrypted by an AES key in a PKCS#11 token\n"
+    "  --pin-file FILE  the token's PIN (first line; default: $ENVELOPEFS_PKCS11_PIN)\n"
     "  -f, --foreground stay in the foreground (log to stderr)\n"
     "  --ro             mount read-only\n"
     "  --nonempty       allow a mount point that is not empty (its files are hidden)\n"

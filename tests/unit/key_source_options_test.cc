@@ -62,7 +62,7 @@ TEST(KeySourceOptions, TheTableNamesEachOptionOnceAndTheDaemonGetsNoNewKeyOption
     all.insert(s.name);
     EXPECT_GE(s.code, kFirstKeySourceOption) << s.name;
     EXPECT_TRUE(codes.insert(s.code).second) << s.name;
-    EXPECT_EQ(std::string(s.name) != "insecure-keyfile", s.takes_value) << s.name;
+    EXPECT_EQ(std::string(s.name) != "insecure-keyfile", (s.value != nullptr)) << s.name;
   }
   EXPECT_EQ((std::set<std::string>{"keyfile", "passfile", "insecure-keyfile"}), current);
   EXPECT_EQ((std::set<std::string>{"keyfile", "passfile", "insecure-keyfile", "new-keyfile",
@@ -82,19 +82,19 @@ TEST(KeySourceOptions, TheTableNamesEachOptionOnceAndTheDaemonGetsNoNewKeyOption
 
 TEST(KeySourceOptions, EverySpellingOnTheCommandLine) {
   const auto set = KeySourceOptionSet::kCurrentAndNewKey;
-  EXPECT_EQ("k", Parse(set, {"--keyfile", "k"}).keyfile);
-  EXPECT_EQ("k", Parse(set, {"--keyfile=k"}).keyfile);
-  EXPECT_EQ("-", Parse(set, {"--passfile", "-"}).passfile);
-  EXPECT_EQ("p", Parse(set, {"--passfile=p"}).passfile);
-  EXPECT_EQ("n", Parse(set, {"--new-keyfile=n"}).new_keyfile);
-  EXPECT_EQ("n", Parse(set, {"--new-passfile", "n"}).new_passfile);
-  EXPECT_EQ("b", Parse(set, {"--keyfile", "a", "--keyfile=b"}).keyfile) << "the last one wins";
+  EXPECT_EQ("k", Parse(set, {"--keyfile", "k"}).current.keyfile);
+  EXPECT_EQ("k", Parse(set, {"--keyfile=k"}).current.keyfile);
+  EXPECT_EQ("-", Parse(set, {"--passfile", "-"}).current.passfile);
+  EXPECT_EQ("p", Parse(set, {"--passfile=p"}).current.passfile);
+  EXPECT_EQ("n", Parse(set, {"--new-keyfile=n"}).next.keyfile);
+  EXPECT_EQ("n", Parse(set, {"--new-passfile", "n"}).next.passfile);
+  EXPECT_EQ("b", Parse(set, {"--keyfile", "a", "--keyfile=b"}).current.keyfile) << "the last one wins";
 
   KeySourceOptions o = Parse(set, {"--insecure-keyfile", "--keyfile", "k"});
   EXPECT_TRUE(o.insecure_keyfile);
   EXPECT_TRUE(o.HasKey());
   EXPECT_FALSE(o.HasNewKey());
-  EXPECT_FALSE(o.passfile);
+  EXPECT_FALSE(o.current.passfile);
   EXPECT_FALSE(Parse(set, {}).HasKey());
   EXPECT_FALSE(Parse(set, {}).insecure_keyfile);
 }
@@ -138,14 +138,14 @@ TEST(KeySourceOptions, TheCombinationIsCheckedWithOneLine) {
 TEST(KeySourceOptions, TheSameOptionsInAMountOptionList) {
   std::vector<DaemonOption> daemon_options;
   for (const KeySourceOptionSpec& s : KeySourceOptionTable(KeySourceOptionSet::kCurrentKey)) {
-    daemon_options.push_back({s.name, s.takes_value, s.code});
+    daemon_options.push_back({s.name, (s.value != nullptr), s.code});
   }
   KeySourceOptions o;
   auto apply = [&o](int code, const std::string& value) { EXPECT_TRUE(o.Apply(code, value)); };
   EXPECT_EQ(
       std::vector<std::string>{"allow_other"},
       SplitMountOptions("keyfile=/etc/k,insecure_keyfile,allow_other", daemon_options, apply));
-  EXPECT_EQ("/etc/k", o.keyfile);
+  EXPECT_EQ("/etc/k", o.current.keyfile);
   EXPECT_TRUE(o.insecure_keyfile);
   o.Validate();
 
@@ -156,14 +156,14 @@ TEST(KeySourceOptions, TheSameOptionsInAMountOptionList) {
 
 TEST(KeySourceOptions, TheOptionsNameTheirKeySources) {
   KeySourceOptions o;
-  o.keyfile = "/nonexistent/key";
-  o.new_passfile = "/nonexistent/pass";
+  o.current.keyfile = "/nonexistent/key";
+  o.next.passfile = "/nonexistent/pass";
   EXPECT_EQ(MasterKeyKind::kKeyFile, o.KeySource(false)->kind());
   EXPECT_EQ(MasterKeyKind::kPassphrase, o.NewKeySource()->kind());
-  o.keyfile.reset();
-  o.passfile = "/nonexistent/pass";
-  o.new_passfile.reset();
-  o.new_keyfile = "/nonexistent/key";
+  o.current.keyfile.reset();
+  o.current.passfile = "/nonexistent/pass";
+  o.next.passfile.reset();
+  o.next.keyfile = "/nonexistent/key";
   EXPECT_EQ(MasterKeyKind::kPassphrase, o.KeySource(true)->kind());
   EXPECT_EQ(MasterKeyKind::kKeyFile, o.NewKeySource()->kind());
   // Without a file: the passphrase from the terminal.
