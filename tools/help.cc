@@ -11,11 +11,11 @@ namespace {
   "  --keyfile FILE       the master key: a file of exactly 32 bytes (\"-\": stdin)\n"     \
   "  --passfile FILE      the passphrase on FILE's first line (\"-\": stdin)\n"            \
   "  --insecure-keyfile   accept a key, passphrase or PIN file that group or others can\n" \
-  "                       read\n"                                                           \
-  "  --master-command CMD the master key is CMD's output: 32 bytes or 64 hex digits\n"    \
-  "                       (run with sh -c, no terminal, 30 s timeout)\n"                  \
-  "  --pkcs11-module PATH --pkcs11-token LABEL --pkcs11-key LABEL\n"                      \
-  "                       the master key, encrypted by an AES key in a PKCS#11 token\n"   \
+  "                       read\n"                                                          \
+  "  --master-command CMD the master key is CMD's output: 32 bytes or 64 hex digits\n"     \
+  "                       (run with sh -c, no terminal, 30 s timeout)\n"                   \
+  "  --pkcs11-module PATH --pkcs11-token LABEL --pkcs11-key LABEL\n"                       \
+  "                       the master key, encrypted by an AES key in a PKCS#11 token\n"    \
   "  --pin-file FILE      the token's PIN (first line; default: $ENVELOPEFS_PKCS11_PIN)\n" \
   "  (without a key option the passphrase is asked on the terminal)\n"
 #define ENVELOPECTL_COMMON_OPTIONS                            \
@@ -43,7 +43,8 @@ constexpr char kOverview[] =
     "\n"
     "KEY is --keyfile FILE, --passfile FILE (\"-\" reads stdin), --master-command CMD or\n"
     "--pkcs11-module PATH --pkcs11-token LABEL --pkcs11-key LABEL [--pin-file FILE]; without\n"
-    "one the passphrase is asked on the terminal. NEWKEY is the same with --new- in front. A key or passphrase file that group or others can read is\n"
+    "one the passphrase is asked on the terminal. NEWKEY is the same with --new- in front. A key "
+    "or passphrase file that group or others can read is\n"
     "refused unless --insecure-keyfile is given. Options may come in any position.\n"
     "\n"
     "  envelopectl COMMAND --help   the options of one command\n"
@@ -59,8 +60,8 @@ constexpr char kInit[] =
     "  --chunk-size SIZE    4K, 8K, 16K (default), 32K, 64K, 128K, 256K, 512K or 1M\n"
     "  --plaintext-names    keep file names in the clear in the cipher dir\n"
     "  --pkcs11-create-key  with the --pkcs11-* key options: create the token's AES key\n"
-    "                       (sensitive, not extractable) if it does not exist\n" ENVELOPECTL_COMMON_OPTIONS
-        ENVELOPECTL_KEY_OPTIONS;
+    "                       (sensitive, not extractable) if it does not "
+    "exist\n" ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
 
 constexpr char kInspect[] =
     "usage: envelopectl inspect [KEY] [--json] FILE\n"
@@ -96,9 +97,9 @@ constexpr char kInspect[] =
   "                       `keys retire` as the old spelling)\n"                   \
   "  --jobs N             threads for the scan of the headers (default: one per CPU)\n"
 #define ENVELOPECTL_KEYS_CHANGE_MASTER                                                     \
-  "usage: envelopectl keys change-master [KEY] NEWKEY CIPHERDIR\n"                          \
+  "usage: envelopectl keys change-master [KEY] NEWKEY CIPHERDIR\n"                         \
   "\n"                                                                                     \
-  "Rewraps the keyring under a new master key (a key file, a passphrase, a command or a\n"  \
+  "Rewraps the keyring under a new master key (a key file, a passphrase, a command or a\n" \
   "PKCS#11 token).\n"                                                                      \
   "\n"                                                                                     \
   "NEWKEY:\n"                                                                              \

@@ -1,8 +1,6 @@
 // MasterKeySource implementations: key file, passphrase file, terminal prompt. See key_source.h.
 #include "envelopefs/key_source.h"
 
-#include "secret_input.h"
-
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/stat.h>
@@ -18,6 +16,7 @@
 #include "envelopefs/crypto.h"
 #include "envelopefs/error.h"
 #include "envelopefs/unique_fd.h"
+#include "secret_input.h"
 
 namespace envelopefs {
 
@@ -80,10 +79,10 @@ Error WrongSourceError(const MasterKeyParams& params) {
   }
   const std::string token = params.pkcs11 ? params.pkcs11->token_label : "?";
   const std::string key = params.pkcs11 ? params.pkcs11->key_label : "?";
-  return Error(ErrorKind::kUsage,
-               "this volume's master key is protected by PKCS#11 key \"" + key + "\" in token \"" +
-                   token + "\": use --pkcs11-module PATH --pkcs11-token '" + token +
-                   "' --pkcs11-key '" + key + "'");
+  return Error(ErrorKind::kUsage, "this volume's master key is protected by PKCS#11 key \"" + key +
+                                      "\" in token \"" + token +
+                                      "\": use --pkcs11-module PATH --pkcs11-token '" + token +
+                                      "' --pkcs11-key '" + key + "'");
 }
 
 namespace {

@@ -47,8 +47,8 @@ bool IsStdin(const std::optional<std::string>& file) { return file && *file == "
 
 // Checks one source's options; `prefix` is "" or "new-" (for the messages).
 void ValidateChoice(const KeySourceChoice& c, const std::string& prefix) {
-  const int given = (c.keyfile ? 1 : 0) + (c.passfile ? 1 : 0) + (c.command ? 1 : 0) +
-                    (c.HasPkcs11() ? 1 : 0);
+  const int given =
+      (c.keyfile ? 1 : 0) + (c.passfile ? 1 : 0) + (c.command ? 1 : 0) + (c.HasPkcs11() ? 1 : 0);
   if (given > 1) {
     throw Error(ErrorKind::kUsage, "--" + prefix + "keyfile, --" + prefix + "passfile, --" +
                                        prefix + "master-command and --" + prefix +
@@ -97,8 +97,8 @@ std::span<const KeySourceOptionSpec> KeySourceOptionTable(KeySourceOptionSet set
 std::vector<option> LongOptionsWithKeySource(KeySourceOptionSet set, std::span<const option> own) {
   std::vector<option> out;
   for (const KeySourceOptionSpec& spec : KeySourceOptionTable(set)) {
-    out.push_back({spec.name, spec.value != nullptr ? required_argument : no_argument, nullptr,
-                   spec.code});
+    out.push_back(
+        {spec.name, spec.value != nullptr ? required_argument : no_argument, nullptr, spec.code});
   }
   out.insert(out.end(), own.begin(), own.end());
   out.push_back({nullptr, 0, nullptr, 0});
@@ -178,7 +178,8 @@ void KeySourceOptions::Validate() const {
   }
   ValidateChoice(current, "");
   ValidateChoice(next, "new-");
-  const int stdin_readers = (IsStdin(current.keyfile) ? 1 : 0) + (IsStdin(current.passfile) ? 1 : 0) +
+  const int stdin_readers = (IsStdin(current.keyfile) ? 1 : 0) +
+                            (IsStdin(current.passfile) ? 1 : 0) +
                             (IsStdin(current.pin_file) ? 1 : 0) + (IsStdin(next.keyfile) ? 1 : 0) +
                             (IsStdin(next.passfile) ? 1 : 0) + (IsStdin(next.pin_file) ? 1 : 0);
   if (stdin_readers > 1) {

@@ -77,7 +77,8 @@ class Pkcs11Source : public MasterKeySource {
     }
     SecureBytes master = token.DecryptGcm(*key, p.iv, Aad(volume), p.wrapped);
     if (master.size() != kKeySize) {
-      throw Error(ErrorKind::kWrongKey, "the PKCS#11 token decrypted a master key of the wrong size");
+      throw Error(ErrorKind::kWrongKey,
+                  "the PKCS#11 token decrypted a master key of the wrong size");
     }
     return master;
   }
@@ -87,7 +88,8 @@ class Pkcs11Source : public MasterKeySource {
     if (options_.pin_file) {
       UniqueFd fd = OpenSecretFile(*options_.pin_file, "PIN file", options_.allow_insecure);
       SecureBytes pin = FirstLine(ReadLocked(fd.get(), kMaxPin, "PIN file " + *options_.pin_file));
-      if (pin.empty()) throw Error(ErrorKind::kUsage, "PIN file " + *options_.pin_file + " is empty");
+      if (pin.empty())
+        throw Error(ErrorKind::kUsage, "PIN file " + *options_.pin_file + " is empty");
       return pin;
     }
     const char* env = std::getenv(options_.pin_env.c_str());

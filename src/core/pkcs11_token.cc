@@ -114,17 +114,17 @@ Pkcs11Token::Pkcs11Token(const std::string& module, const std::string& token_lab
       found = slot;
     }
     if (!found) {
-      throw Error(ErrorKind::kUsage, "no PKCS#11 token labelled \"" + token_label +
-                                         "\" (module " + module + ")");
+      throw Error(ErrorKind::kUsage,
+                  "no PKCS#11 token labelled \"" + token_label + "\" (module " + module + ")");
     }
     ck_session_handle_t session = 0;
-    Check(functions_->C_OpenSession(*found, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr,
-                                    nullptr, &session),
+    Check(functions_->C_OpenSession(*found, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr,
+                                    &session),
           "C_OpenSession");
     session_ = session;
     has_session_ = true;
-    rv = functions_->C_Login(session_, CKU_USER, const_cast<unsigned char*>(pin.data()),
-                             pin.size());
+    rv =
+        functions_->C_Login(session_, CKU_USER, const_cast<unsigned char*>(pin.data()), pin.size());
     if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LEN_RANGE) {
       throw Error(ErrorKind::kWrongKey, "wrong PIN for PKCS#11 token \"" + token_label + "\"");
     }
@@ -236,8 +236,7 @@ std::vector<uint8_t> Pkcs11Token::EncryptGcm(Handle key, std::span<const uint8_t
 }
 
 SecureBytes Pkcs11Token::DecryptGcm(Handle key, std::span<const uint8_t> iv,
-                                    std::span<const uint8_t> aad,
-                                    std::span<const uint8_t> sealed) {
+                                    std::span<const uint8_t> aad, std::span<const uint8_t> sealed) {
   struct ck_gcm_params params = GcmParams(iv, aad);
   struct ck_mechanism mech {
     CKM_AES_GCM, &params, sizeof params

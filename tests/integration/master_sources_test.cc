@@ -33,9 +33,9 @@ class SoftHsm {
     module_ = SoftHsmModule();
     EXPECT_FALSE(module_.empty()) << "SoftHSM2 is missing: run scripts/install-deps";
     fs::create_directories(dir_.path() / "tokens");
-    WriteFile(dir_.path() / "softhsm2.conf", "directories.tokendir = " +
-                                                 (dir_.path() / "tokens").string() +
-                                                 "\nobjectstore.backend = file\nlog.level = ERROR\n");
+    WriteFile(dir_.path() / "softhsm2.conf",
+              "directories.tokendir = " + (dir_.path() / "tokens").string() +
+                  "\nobjectstore.backend = file\nlog.level = ERROR\n");
     ::setenv("SOFTHSM2_CONF", (dir_.path() / "softhsm2.conf").c_str(), 1);
     ::unsetenv("ENVELOPEFS_PKCS11_PIN");
     CommandResult r = RunCommand("softhsm2-util --init-token --free --label " + label_ +
@@ -71,7 +71,9 @@ std::string HexCommand(const fs::path& key) {
   return "od -An -tx1 -v " + Quote(key) + " | tr -d ' \\n'; echo";
 }
 
-std::string MasterCommand(const std::string& command) { return " --master-command " + Quote(command) + " "; }
+std::string MasterCommand(const std::string& command) {
+  return " --master-command " + Quote(command) + " ";
+}
 
 // Runs envelopectl; expects exit `code` and exactly one line containing `part`.
 void ExpectOneLine(const std::string& command, int code, const std::string& part) {
@@ -146,8 +148,8 @@ TEST(MasterSources, ChangeMasterGoesFromFileToPkcs11ToCommandAndBackToFile) {
   ASSERT_EQ(0, RunCommand("umask 077; head -c 32 /dev/urandom > " + Quote(key2) +
                           "; head -c 32 /dev/urandom > " + Quote(key3))
                    .exit_code);
-  r = RunCommand(kCtl + " keys change-master" + hsm.Flags("k1") +
-                 " --new-master-command " + Quote(HexCommand(key2)) + dir);
+  r = RunCommand(kCtl + " keys change-master" + hsm.Flags("k1") + " --new-master-command " +
+                 Quote(HexCommand(key2)) + dir);
   ASSERT_EQ(0, r.exit_code) << r.output;
   EXPECT_TRUE(Contains(ReadFile(keyring), "source = 'command'"));
   v.set_key_flags(MasterCommand(HexCommand(key2)));
@@ -156,8 +158,8 @@ TEST(MasterSources, ChangeMasterGoesFromFileToPkcs11ToCommandAndBackToFile) {
   v.Unmount();
 
   // command -> key file
-  r = RunCommand(kCtl + " keys change-master" + MasterCommand(HexCommand(key2)) +
-                 "--new-keyfile " + Quote(key3) + dir);
+  r = RunCommand(kCtl + " keys change-master" + MasterCommand(HexCommand(key2)) + "--new-keyfile " +
+                 Quote(key3) + dir);
   ASSERT_EQ(0, r.exit_code) << r.output;
   v.set_key_flags("--keyfile " + Quote(key3));
   v.Mount();
@@ -183,8 +185,10 @@ TEST(MasterSources, Pkcs11FailuresGiveOneLineAndChangeNothing) {
                     "--pkcs11-create-key " + Quote(cipher),
                 3, "wrong PIN for PKCS#11 token \"envtest\"");
   EXPECT_FALSE(fs::exists(cipher));
-  ASSERT_EQ(0, RunCommand(kCtl + " init" + hsm.Flags("k1") + "--pkcs11-create-key --chunk-size "
-                                 "4096 " + Quote(cipher))
+  ASSERT_EQ(0, RunCommand(kCtl + " init" + hsm.Flags("k1") +
+                          "--pkcs11-create-key --chunk-size "
+                          "4096 " +
+                          Quote(cipher))
                    .exit_code);
   const std::string keyring = ReadFile(cipher / "envelopefs.keyring");
   const std::string dir = Quote(cipher);
@@ -192,26 +196,29 @@ TEST(MasterSources, Pkcs11FailuresGiveOneLineAndChangeNothing) {
   ExpectOneLine(kCtl + " keys list" + hsm.Flags("k1", "", hsm.wrong_pin_file()) + dir, 3,
                 "wrong PIN for PKCS#11 token \"envtest\"");
   ExpectOneLine(kCtl + " keys list --pkcs11-module " + Quote(t.path() / "nope.so") +
-                    " --pkcs11-token envtest --pkcs11-key k1 --pin-file " +
-                    Quote(hsm.pin_file()) + " " + dir,
+                    " --pkcs11-token envtest --pkcs11-key k1 --pin-file " + Quote(hsm.pin_file()) +
+                    " " + dir,
                 2, "cannot load PKCS#11 module");
-  ExpectOneLine(kCtl + " keys list --pkcs11-module /bin/true --pkcs11-token envtest "
-                       "--pkcs11-key k1 --pin-file " + Quote(hsm.pin_file()) + " " + dir,
+  ExpectOneLine(kCtl +
+                    " keys list --pkcs11-module /bin/true --pkcs11-token envtest "
+                    "--pkcs11-key k1 --pin-file " +
+                    Quote(hsm.pin_file()) + " " + dir,
                 2, "cannot load PKCS#11 module /bin/true");
   ExpectOneLine(kCtl + " keys list --pkcs11-module " + Quote(hsm.module()) +
                     " --pkcs11-token envtest --pkcs11-key k1 " + dir,
-                2, "no PIN for PKCS#11 token \"envtest\": use --pin-file FILE or set "
-                   "ENVELOPEFS_PKCS11_PIN");
+                2,
+                "no PIN for PKCS#11 token \"envtest\": use --pin-file FILE or set "
+                "ENVELOPEFS_PKCS11_PIN");
   // The daemon: the same line, nothing mounted.
   const fs::path mnt = t.path() / "mnt";
   fs::create_directories(mnt);
-  ExpectOneLine(kDaemon + " -f" + hsm.Flags("k1", "", hsm.wrong_pin_file()) + dir + " " +
-                    Quote(mnt),
-                3, "envelopefs: wrong PIN for PKCS#11 token \"envtest\"");
+  ExpectOneLine(
+      kDaemon + " -f" + hsm.Flags("k1", "", hsm.wrong_pin_file()) + dir + " " + Quote(mnt), 3,
+      "envelopefs: wrong PIN for PKCS#11 token \"envtest\"");
   EXPECT_FALSE(IsFuseMount(mnt));
   // A change of master key to a token key that is not there changes nothing.
-  ExpectOneLine(kCtl + " keys change-master" + hsm.Flags("k1") + hsm.Flags("k2", "new-") + dir,
-                2, "has no AES key labelled \"k2\"");
+  ExpectOneLine(kCtl + " keys change-master" + hsm.Flags("k1") + hsm.Flags("k2", "new-") + dir, 2,
+                "has no AES key labelled \"k2\"");
   EXPECT_EQ(keyring, ReadFile(cipher / "envelopefs.keyring"));
 
   // The key deleted from the token.
@@ -243,8 +250,8 @@ TEST(MasterSources, CommandFailuresGiveOneLineAndChangeNothing) {
   ExpectOneLine(kCtl + " init" + MasterCommand("echo no key for you >&2; exit 3") + Quote(cipher),
                 6, "the master command exited with status 3: no key for you");
   EXPECT_FALSE(fs::exists(cipher));
-  ASSERT_EQ(0, RunCommand(kCtl + " init" + MasterCommand("cat " + Quote(key)) + Quote(cipher))
-                   .exit_code);
+  ASSERT_EQ(
+      0, RunCommand(kCtl + " init" + MasterCommand("cat " + Quote(key)) + Quote(cipher)).exit_code);
   const std::string keyring = ReadFile(cipher / "envelopefs.keyring");
   const std::string dir = Quote(cipher);
 
@@ -260,8 +267,7 @@ TEST(MasterSources, CommandFailuresGiveOneLineAndChangeNothing) {
   }
   ExpectOneLine(kCtl + " keys list" + MasterCommand("kill -9 $$") + dir, 6,
                 "the master command was killed by signal 9");
-  ExpectOneLine(kCtl + " keys list" + MasterCommand("head -c 32 /dev/zero") + dir, 3,
-                "wrong key");
+  ExpectOneLine(kCtl + " keys list" + MasterCommand("head -c 32 /dev/zero") + dir, 3, "wrong key");
   // Without a terminal and with nothing on standard input.
   ExpectOneLine(kCtl + " keys list" + MasterCommand("tty >&2; cat; exit 4") + dir, 6,
                 "status 4: not a tty");
@@ -280,8 +286,7 @@ TEST(MasterSources, CommandFailuresGiveOneLineAndChangeNothing) {
   ExpectOneLine(kDaemon + " -f" + MasterCommand("exit 1") + dir + " " + Quote(mnt), 6,
                 "envelopefs: the master command exited with status 1");
   EXPECT_FALSE(IsFuseMount(mnt));
-  ExpectOneLine(kDaemon + " -f -o " + Quote("master_command=echo x") + " " + dir + " " +
-                    Quote(mnt),
+  ExpectOneLine(kDaemon + " -f -o " + Quote("master_command=echo x") + " " + dir + " " + Quote(mnt),
                 2, "envelopefs: the master command printed 2 bytes");
   EXPECT_FALSE(IsFuseMount(mnt));
 

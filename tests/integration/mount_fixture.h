@@ -61,8 +61,8 @@ std::vector<fs::path> FilesBelow(const fs::path& dir);
 std::map<std::string, std::string> UserXattrs(const fs::path& path);
 
 struct VolumeOptions {
-  std::string init_flags;   // extra flags for envelopectl init
-  std::string mount_flags;  // extra flags for envelopefs
+  std::string init_flags;      // extra flags for envelopectl init
+  std::string mount_flags;     // extra flags for envelopefs
   std::string key_flags = {};  // the key options of init and mount; empty: --keyfile keyfile()
 };
 

@@ -62,9 +62,9 @@ TEST(KeySourceOptions, TheTableNamesEachOptionOnceAndTheDaemonGetsNoNewKeyOption
     all.insert(s.name);
     EXPECT_GE(s.code, kFirstKeySourceOption) << s.name;
     EXPECT_TRUE(codes.insert(s.code).second) << s.name;
-    EXPECT_EQ(std::string(s.name) != "insecure-keyfile" &&
-                  std::string(s.name) != "pkcs11-create-key",
-              (s.value != nullptr))
+    EXPECT_EQ(
+        std::string(s.name) != "insecure-keyfile" && std::string(s.name) != "pkcs11-create-key",
+        (s.value != nullptr))
         << s.name;
   }
   EXPECT_EQ((std::set<std::string>{"keyfile", "passfile", "insecure-keyfile", "master-command",
@@ -96,7 +96,8 @@ TEST(KeySourceOptions, EverySpellingOnTheCommandLine) {
   EXPECT_EQ("p", Parse(set, {"--passfile=p"}).current.passfile);
   EXPECT_EQ("n", Parse(set, {"--new-keyfile=n"}).next.keyfile);
   EXPECT_EQ("n", Parse(set, {"--new-passfile", "n"}).next.passfile);
-  EXPECT_EQ("b", Parse(set, {"--keyfile", "a", "--keyfile=b"}).current.keyfile) << "the last one wins";
+  EXPECT_EQ("b", Parse(set, {"--keyfile", "a", "--keyfile=b"}).current.keyfile)
+      << "the last one wins";
 
   KeySourceOptions o = Parse(set, {"--insecure-keyfile", "--keyfile", "k"});
   EXPECT_TRUE(o.insecure_keyfile);
@@ -141,16 +142,16 @@ TEST(KeySourceOptions, TheCombinationIsCheckedWithOneLine) {
   EXPECT_EQ("", UsageError([&] { Parse(set, {"--passfile=-", "--new-keyfile=n"}); }));
   EXPECT_EQ("", UsageError([&] { Parse(set, {"--keyfile=k", "--new-keyfile=-"}); }));
   EXPECT_EQ(one_stdin, UsageError([&] {
-              Parse(set, {"--pkcs11-module=m", "--pkcs11-token=t", "--pkcs11-key=k",
-                          "--pin-file=-", "--new-keyfile=-"});
+              Parse(set, {"--pkcs11-module=m", "--pkcs11-token=t", "--pkcs11-key=k", "--pin-file=-",
+                          "--new-keyfile=-"});
             }));
 }
 
 TEST(KeySourceOptions, CommandAndPkcs11OptionsAreCheckedWithOneLine) {
   const auto set = KeySourceOptionSet::kCurrentAndNewKey;
-  KeySourceOptions o = Parse(set, {"--master-command", "gpg -d k.gpg", "--new-pkcs11-module=m",
-                                   "--new-pkcs11-token=T", "--new-pkcs11-key=K",
-                                   "--new-pin-file=p", "--pkcs11-create-key"});
+  KeySourceOptions o = Parse(
+      set, {"--master-command", "gpg -d k.gpg", "--new-pkcs11-module=m", "--new-pkcs11-token=T",
+            "--new-pkcs11-key=K", "--new-pin-file=p", "--pkcs11-create-key"});
   EXPECT_EQ("gpg -d k.gpg", o.current.command);
   EXPECT_EQ("m", o.next.pkcs11_module);
   EXPECT_EQ("T", o.next.pkcs11_token);
@@ -174,19 +175,27 @@ TEST(KeySourceOptions, CommandAndPkcs11OptionsAreCheckedWithOneLine) {
       UsageError([&] { Parse(set, {"--pkcs11-key=a\"b"}); }));
   EXPECT_NE("", UsageError([&] { Parse(set, {"--pkcs11-token=" + std::string(33, 'x')}); }));
   EXPECT_EQ("--keyfile, --passfile, --master-command and --pkcs11-* are mutually exclusive",
-            UsageError([&] { Parse(set, {"--keyfile=k", "--master-command=c"}); }));
+            UsageError([&] {
+              Parse(set, {"--keyfile=k", "--master-command=c"});
+            }));
   EXPECT_EQ(
       "--new-keyfile, --new-passfile, --new-master-command and --new-pkcs11-* are mutually "
       "exclusive",
-      UsageError([&] { Parse(set, {"--new-pkcs11-key=k", "--new-master-command=c"}); }));
+      UsageError([&] {
+        Parse(set, {"--new-pkcs11-key=k", "--new-master-command=c"});
+      }));
   EXPECT_EQ(
       "a PKCS#11 master key needs --pkcs11-module PATH, --pkcs11-token LABEL and --pkcs11-key "
       "LABEL",
-      UsageError([&] { Parse(set, {"--pkcs11-module=m", "--pkcs11-key=k"}); }));
+      UsageError([&] {
+        Parse(set, {"--pkcs11-module=m", "--pkcs11-key=k"});
+      }));
   EXPECT_EQ(
       "--pkcs11-create-key needs the --pkcs11-* (init) or --new-pkcs11-* (keys change-master) "
       "options",
-      UsageError([&] { Parse(set, {"--keyfile=k", "--pkcs11-create-key"}); }));
+      UsageError([&] {
+        Parse(set, {"--keyfile=k", "--pkcs11-create-key"});
+      }));
   // envelopefs creates no key.
   EXPECT_EQ("unknown",
             UsageError([&] { Parse(KeySourceOptionSet::kCurrentKey, {"--pkcs11-create-key"}); }));
