@@ -8,6 +8,8 @@
 // standard AES key-wrap mechanisms take no AAD. The token key never leaves the token. Each call
 // loads the module, logs in, does one operation and logs out (Pkcs11Token). Thread-safe.
 #include <array>
+#include <cstdlib>
+#include <cstring>
 
 #include "envelopefs/crypto.h"
 #include "envelopefs/encoding.h"
@@ -24,8 +26,10 @@ constexpr char kAadLabel[] = "envelopefs pkcs11 master key v1";
 constexpr size_t kMaxPin = 256;
 
 std::vector<uint8_t> Aad(const VolumeId& volume) {
-  std::vector<uint8_t> aad(kAadLabel, kAadLabel + sizeof kAadLabel);  // with the NUL
-  aad.insert(aad.end(), volume.begin(), volume.end());
+  // The label with its NUL, then the volume id.
+  std::vector<uint8_t> aad(sizeof kAadLabel + volume.size());
+  std::memcpy(aad.data(), kAadLabel, sizeof kAadLabel);
+  std::memcpy(aad.data() + sizeof kAadLabel, volume.data(), volume.size());
   return aad;
 }
 
