@@ -169,12 +169,26 @@ class CommandSource : public MasterKeySource {
       }
     }
     int status = 0;
-    const bool cut_short = !failure.empty() || out_open || err_open;
+    bool cut_short = !failure.empty() || out_open || err_open;
+    // Both pipes closed: the shell may still run (it closed them itself); wait until the
+    // deadline for it to exit.
+    while (!cut_short) {
+      pid_t r = ::waitpid(pid, &status, WNOHANG);
+      if (r == pid) break;
+      if (r < 0 && errno != EINTR) break;
+      if (NowMillis() >= deadline) {
+        failure = "the master command did not finish within " + std::to_string(timeout) +
+                  " s (ENVELOPEFS_MASTER_COMMAND_TIMEOUT)";
+        cut_short = true;
+        break;
+      }
+      ::usleep(5000);
+    }
     if (cut_short) {
       ::kill(-pid, SIGKILL);  // the shell and everything it started (its group, from setsid)
       ::kill(pid, SIGKILL);   // in case it was stopped before setsid
-    }
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
     }
     if (!failure.empty()) throw Error(ErrorKind::kIo, failure);
     if (got <= kMaxOutput && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {

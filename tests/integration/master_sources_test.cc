@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include <chrono>
+#include <set>
 #include <string>
 
 #include "envelopectl_fixture.h"
@@ -216,6 +217,13 @@ TEST(MasterSources, Pkcs11FailuresGiveOneLineAndChangeNothing) {
       kDaemon + " -f" + hsm.Flags("k1", "", hsm.wrong_pin_file()) + dir + " " + Quote(mnt), 3,
       "envelopefs: wrong PIN for PKCS#11 token \"envtest\"");
   EXPECT_FALSE(IsFuseMount(mnt));
+  // Failed unlocks are in the audit log with their line.
+  bool logged = false;
+  for (const json& e : AuditLines(cipher / "envelopefs.audit.log")) {
+    logged = logged || (e.value("event", "") == "unlock_failed" &&
+                        Contains(e.value("reason", ""), "wrong PIN for PKCS#11 token"));
+  }
+  EXPECT_TRUE(logged) << ReadFile(cipher / "envelopefs.audit.log");
   // A change of master key to a token key that is not there changes nothing.
   ExpectOneLine(kCtl + " keys change-master" + hsm.Flags("k1") + hsm.Flags("k2", "new-") + dir, 2,
                 "has no AES key labelled \"k2\"");
@@ -239,6 +247,67 @@ TEST(MasterSources, Pkcs11FailuresGiveOneLineAndChangeNothing) {
   ExpectOneLine(kCtl + " keys list" + hsm.Flags("k1") + dir, 2,
                 "no PKCS#11 token labelled \"envtest\"");
   EXPECT_EQ(keyring, ReadFile(cipher / "envelopefs.keyring"));
+}
+
+// The [master_key] section is read before anything is authenticated: every edit is refused
+// with one line, a bad value as a damaged keyring, a changed ciphertext by the token.
+TEST(MasterSources, EditsOfThePkcs11SectionAreRefused) {
+  SoftHsm hsm;
+  TempDir t;
+  const fs::path cipher = t.path() / "cipher";
+  ASSERT_EQ(0, RunCommand(kCtl + " init" + hsm.Flags("k1") + "--pkcs11-create-key " + Quote(cipher))
+                   .exit_code);
+  const fs::path keyring = cipher / "envelopefs.keyring";
+  const std::string original = ReadFile(keyring);
+  const std::string list = kCtl + " keys list" + hsm.Flags("k1") + Quote(cipher);
+  ASSERT_EQ(0, RunCommand(list).exit_code);
+  auto field = [&](const std::string& name) {
+    size_t at = original.find(name + " = '");
+    EXPECT_NE(std::string::npos, at) << name;
+    size_t start = at + name.size() + 4;
+    return original.substr(start, original.find('\'', start) - start);
+  };
+  const std::string wrapped = field("wrapped"), iv = field("iv");
+  std::string flipped = wrapped;
+  flipped[10] = flipped[10] == '0' ? '1' : '0';
+  const struct {
+    std::string from, to;
+    int code;
+    std::string message;
+  } edits[] = {
+      {"mechanism = 'CKM_AES_GCM'", "mechanism = 'CKM_AES_CBC'", 4, "invalid [master_key] pkcs11"},
+      {"iv = '" + iv + "'", "iv = '" + iv.substr(2) + "'", 4, "invalid [master_key] pkcs11"},
+      {"wrapped = '" + wrapped + "'", "wrapped = 'zz'", 4, "invalid [master_key] pkcs11"},
+      {"token = 'envtest'", "token = 'env\\u001btest'", 4, "invalid [master_key] pkcs11"},
+      {"key = 'k1'", "key = '" + std::string(33, 'k') + "'", 4, "invalid [master_key] pkcs11"},
+      {"source = 'pkcs11'", "source = 'kmip'", 4, "unknown [master_key] source \"kmip\""},
+      {"wrapped = '" + wrapped + "'", "wrapped = '" + flipped + "'", 3, "cannot decrypt"},
+      {"iv = '" + iv + "'", "iv = '" + std::string(24, '0') + "'", 3, "cannot decrypt"},
+  };
+  for (const auto& e : edits) {
+    std::string edited = original;
+    const size_t at = edited.find(e.from);
+    ASSERT_NE(std::string::npos, at) << e.from;
+    edited.replace(at, e.from.size(), e.to);
+    WriteFile(keyring, edited);
+    ExpectOneLine(list, e.code, e.message);
+  }
+  // Another volume's master key, encrypted by the same token key: bound to that volume's id.
+  const fs::path other = t.path() / "other";
+  ASSERT_EQ(0, RunCommand(kCtl + " init" + hsm.Flags("k1") + Quote(other)).exit_code);
+  const std::string theirs = ReadFile(other / "envelopefs.keyring");
+  auto value_in = [](const std::string& text, const std::string& name) {
+    size_t start = text.find(name + " = '") + name.size() + 4;
+    return text.substr(start, text.find('\'', start) - start);
+  };
+  std::string planted = original;
+  planted.replace(planted.find(wrapped), wrapped.size(), value_in(theirs, "wrapped"));
+  planted.replace(planted.find(iv), iv.size(), value_in(theirs, "iv"));
+  WriteFile(keyring, planted);
+  ExpectOneLine(list, 3, "cannot decrypt");
+
+  WriteFile(keyring, original);
+  EXPECT_EQ(0, RunCommand(list).exit_code);
 }
 
 TEST(MasterSources, CommandFailuresGiveOneLineAndChangeNothing) {
@@ -277,6 +346,9 @@ TEST(MasterSources, CommandFailuresGiveOneLineAndChangeNothing) {
   ExpectOneLine("ENVELOPEFS_MASTER_COMMAND_TIMEOUT=1 " + kCtl + " keys list" +
                     MasterCommand("sleep 60 & sleep 60") + dir,
                 6, "did not finish within 1 s");
+  ExpectOneLine("ENVELOPEFS_MASTER_COMMAND_TIMEOUT=1 " + kCtl + " keys list" +
+                    MasterCommand("exec >&- 2>&-; sleep 60") + dir,
+                6, "did not finish within 1 s");
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
   ExpectOneLine("ENVELOPEFS_MASTER_COMMAND_TIMEOUT=0 " + kCtl + " keys list" +
                     MasterCommand("cat " + Quote(key)) + dir,
@@ -290,6 +362,14 @@ TEST(MasterSources, CommandFailuresGiveOneLineAndChangeNothing) {
                 2, "envelopefs: the master command printed 2 bytes");
   EXPECT_FALSE(IsFuseMount(mnt));
 
+  std::set<std::string> reasons;
+  for (const json& e : AuditLines(cipher / "envelopefs.audit.log")) {
+    if (e.value("event", "") == "unlock_failed") reasons.insert(e.value("reason", ""));
+  }
+  EXPECT_TRUE(reasons.count("the master command exited with status 1")) << *reasons.begin();
+  EXPECT_TRUE(
+      reasons.count("the master command did not finish within 1 s "
+                    "(ENVELOPEFS_MASTER_COMMAND_TIMEOUT)"));
   // change-master to a failing command changes nothing.
   ExpectOneLine(kCtl + " keys change-master" + MasterCommand("cat " + Quote(key)) +
                     "--new-master-command false " + dir,
