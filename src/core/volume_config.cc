@@ -88,6 +88,10 @@ VolumeConfig VolumeConfig::LoadAt(int root_fd, const std::filesystem::path& ciph
   if (c.format_version == kVolumeFormat1) {
     LegacyConfig legacy;
     legacy.master = ParseMasterKeyParams(table, file);
+    if (legacy.master.kind != MasterKeyKind::kKeyFile &&
+        legacy.master.kind != MasterKeyKind::kPassphrase) {
+      Fail(file, "a format-1 config has a key file or a passphrase as [master_key] source");
+    }
     // Absent: the default; present, an integer in range (anything else is refused).
     auto rotate_node = table["volume"]["rotate_after_days"];
     int64_t rotate = rotate_node ? rotate_node.value_exact<int64_t>().value_or(0) : 90;
