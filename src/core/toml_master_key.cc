@@ -83,10 +83,6 @@ MasterKeyParams ParseMasterKeyParams(const toml::table& t, const std::filesystem
   return params;
 }
 
-}  // namespace envelopefs
-
-namespace envelopefs {
-
 toml::table MasterKeyParamsToml(const MasterKeyParams& params) {
   toml::table master;
   switch (params.kind) {
