@@ -14,8 +14,6 @@
 
 namespace envelopefs {
 
-struct Pkcs11Token::Functions : ck_function_list {};
-
 namespace {
 
 std::mutex& ModuleMutex() {
@@ -86,7 +84,7 @@ Pkcs11Token::Pkcs11Token(const std::string& module, const std::string& token_lab
   if (get == nullptr || get(&list) != CKR_OK || list == nullptr) {
     throw Error(ErrorKind::kUsage, module + " is not a PKCS#11 module (no C_GetFunctionList)");
   }
-  functions_ = static_cast<Functions*>(list);
+  functions_ = list;
   try {
     struct ck_c_initialize_args args {};
     args.flags = CKF_OS_LOCKING_OK;

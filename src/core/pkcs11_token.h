@@ -23,6 +23,8 @@
 
 #include "envelopefs/secure_bytes.h"
 
+struct ck_function_list;  // p11-kit's <p11-kit/pkcs11.h> with CRYPTOKI_GNU
+
 namespace envelopefs {
 
 class Pkcs11Token {
@@ -50,12 +52,11 @@ class Pkcs11Token {
   const std::string& token_label() const { return token_label_; }
 
  private:
-  struct Functions;
   void Check(unsigned long rv, const std::string& what) const;
   void Close();  // logs out, closes the session, finalises the module; idempotent
 
   std::unique_lock<std::mutex> lock_;
-  Functions* functions_ = nullptr;  // the module's function list (owned by the module)
+  ck_function_list* functions_ = nullptr;  // the module's function list (owned by the module)
   std::string module_, token_label_;
   bool initialized_ = false, logged_in_ = false;
   unsigned long session_ = 0;
