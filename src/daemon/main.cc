@@ -1,8 +1,9 @@
 // envelopefs — mounts an envelopefs cipher dir and serves its plaintext view over FUSE.
 //
-// Usage: envelopefs [--keyfile FILE | --passfile FILE] [-f] [--ro] [--nonempty] [-o OPTIONS]
-// CIPHERDIR MOUNTPOINT (also as run by mount.fuse3: CIPHERDIR MOUNTPOINT -o OPTIONS). Before
-// anything else it checks the mount point (mount_checks.h) and locks the cipher dir
+// Usage: envelopefs [--keyfile FILE | --passfile FILE | --master-command CMD | --pkcs11-module
+// PATH --pkcs11-token LABEL --pkcs11-key LABEL [--pin-file FILE]] [-f] [--ro] [--nonempty]
+// [-o OPTIONS] CIPHERDIR MOUNTPOINT (also as run by mount.fuse3: CIPHERDIR MOUNTPOINT -o OPTIONS).
+// Before anything else it checks the mount point (mount_checks.h) and locks the cipher dir
 // (cipher_dir_lock.h). Without -f the process forks then; the child unlocks the volume and
 // mounts, and the parent exits 0 only once the mount is ready (or prints the child's one-line
 // error and its exit code). SIGINT, SIGTERM and SIGHUP unmount and exit 0.
