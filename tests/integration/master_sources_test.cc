@@ -174,6 +174,31 @@ TEST(MasterSources, ChangeMasterGoesFromFileToPkcs11ToCommandAndBackToFile) {
   EXPECT_EQ((std::vector<std::string>{"pkcs11", "command", "keyfile"}), sources);
 }
 
+// The other directions: passphrase -> token key k1 -> token key k2 -> passphrase; after each
+// change the new source opens the volume and the old one no longer does.
+TEST(MasterSources, ChangeMasterBetweenPassphraseAndTwoTokenKeys) {
+  SoftHsm hsm;
+  TempDir t;
+  const fs::path cipher = t.path() / "cipher", pass = t.path() / "pass";
+  WriteSecretFile(pass, "correct horse\n");
+  const std::string env = "ENVELOPEFS_TEST_FAST_KDF=1 ", dir = " " + Quote(cipher);
+  const std::string by_pass = " --passfile " + Quote(pass) + " ";
+  ASSERT_EQ(0, RunCommand(env + kCtl + " init" + by_pass + Quote(cipher)).exit_code);
+  const std::string steps[][2] = {
+      {by_pass, hsm.Flags("k1", "new-") + "--pkcs11-create-key"},
+      {hsm.Flags("k1"), hsm.Flags("k2", "new-") + "--pkcs11-create-key"},
+      {hsm.Flags("k2"), " --new-passfile " + Quote(pass)},
+  };
+  const std::string opens[] = {hsm.Flags("k1"), hsm.Flags("k2"), by_pass};
+  for (size_t i = 0; i < 3; ++i) {
+    CommandResult r =
+        RunCommand(env + kCtl + " keys change-master" + steps[i][0] + steps[i][1] + dir);
+    ASSERT_EQ(0, r.exit_code) << i << ": " << r.output;
+    EXPECT_EQ(0, RunCommand(kCtl + " keys list" + opens[i] + dir).exit_code) << i;
+    EXPECT_NE(0, RunCommand(kCtl + " keys list" + steps[i][0] + dir).exit_code) << i;
+  }
+}
+
 TEST(MasterSources, Pkcs11FailuresGiveOneLineAndChangeNothing) {
   SoftHsm hsm;
   TempDir t;
