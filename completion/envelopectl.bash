@@ -4,15 +4,17 @@
 # `source` it from ~/.bashrc. Uses only bash builtins (no bash-completion helpers).
 
 _envelopectl_options() {
-  local common="--keyfile --passfile --insecure-keyfile --quiet --help"
+  local common="--keyfile --passfile --insecure-keyfile --master-command --pkcs11-module \
+--pkcs11-token --pkcs11-key --pin-file --quiet --help"
   case "$1" in
     '') echo "--help --version" ;;
-    init) echo "$common --chunk-size --plaintext-names" ;;
+    init) echo "$common --chunk-size --plaintext-names --pkcs11-create-key" ;;
     inspect | ls) echo "$common --json" ;;
     'keys list') echo "$common --json --check --prometheus" ;;
     'keys rotate') echo "$common --json" ;;
     'keys retire') echo "$common --kek-version --jobs" ;;
-    'keys change-master') echo "$common --new-keyfile --new-passfile" ;;
+    'keys change-master') echo "$common --new-keyfile --new-passfile --new-master-command \
+--new-pkcs11-module --new-pkcs11-token --new-pkcs11-key --new-pin-file --pkcs11-create-key" ;;
     'keys policy') echo "$common --rotate-after-days --audit-log --json" ;;
     keys) echo "--help" ;;
     rewrap) echo "$common --jobs --shard --json" ;;
@@ -28,7 +30,9 @@ _envelopectl() {
   local cur=${COMP_WORDS[COMP_CWORD]}
   local prev=${COMP_WORDS[COMP_CWORD - 1]}
   local takes_value=" --keyfile --passfile --new-keyfile --new-passfile --kek-version --shard \
---jobs --chunk-size --rotate-after-days --audit-log --timeout -o --output "
+--jobs --chunk-size --rotate-after-days --audit-log --timeout -o --output --master-command \
+--pkcs11-module --pkcs11-token --pkcs11-key --pin-file --new-master-command --new-pkcs11-module \
+--new-pkcs11-token --new-pkcs11-key --new-pin-file "
   local i word command="" sub=""
   for ((i = 1; i < COMP_CWORD; i++)); do
     word=${COMP_WORDS[i]}
@@ -46,7 +50,8 @@ _envelopectl() {
   local IFS=$'\n'
   COMPREPLY=()
   case $prev in
-    --keyfile | --passfile | --new-keyfile | --new-passfile | -o | --output)
+    --keyfile | --passfile | --new-keyfile | --new-passfile | -o | --output | --pkcs11-module | \
+      --pin-file | --new-pkcs11-module | --new-pin-file)
       compopt -o filenames 2>/dev/null
       COMPREPLY=($(compgen -f -- "$cur"))
       return 0

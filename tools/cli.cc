@@ -245,8 +245,16 @@ std::string ShellWord(const std::string& word) {
 }
 
 std::string KeyOptionHint(const Args& args) {
-  if (args.keyfile) return " --keyfile " + ShellWord(*args.keyfile);
-  if (args.passfile) return " --passfile " + ShellWord(*args.passfile);
+  const KeySourceChoice& c = args.current;
+  if (c.keyfile) return " --keyfile " + ShellWord(*c.keyfile);
+  if (c.passfile) return " --passfile " + ShellWord(*c.passfile);
+  if (c.command) return " --master-command " + ShellWord(*c.command);
+  if (c.HasPkcs11()) {
+    return " --pkcs11-module " + ShellWord(c.pkcs11_module.value_or("")) + " --pkcs11-token " +
+           ShellWord(c.pkcs11_token.value_or("")) + " --pkcs11-key " +
+           ShellWord(c.pkcs11_key.value_or("")) +
+           (c.pin_file ? " --pin-file " + ShellWord(*c.pin_file) : std::string());
+  }
   return "";
 }
 

@@ -19,8 +19,8 @@ struct Shard {
   uint32_t count = 1;
 };
 
-// The key-source options (keyfile, passfile, new_keyfile, new_passfile, insecure_keyfile, and
-// the key sources they name) come from KeySourceOptions; the rest are envelopectl's own.
+// The key-source options (the current and the new source, insecure_keyfile, pkcs11_create_key,
+// and the key sources they name) come from KeySourceOptions; the rest are envelopectl's own.
 struct Args : KeySourceOptions {
   std::vector<std::string> words;       // subcommand words and positional arguments, in order
   std::optional<std::string> output;    // -o
@@ -55,7 +55,8 @@ std::unique_ptr<Volume> OpenVolume(const Args& args, const std::filesystem::path
 // `word` quoted for a POSIX shell if it needs quoting (for commands suggested in messages).
 std::string ShellWord(const std::string& word);
 // The key option the user gave, ready to paste into a suggested command: " --keyfile FILE",
-// " --passfile FILE" (shell-quoted), or "" (the passphrase is asked on the terminal).
+// " --passfile FILE", " --master-command CMD", the --pkcs11-* options (shell-quoted), or ""
+// (the passphrase is asked on the terminal).
 std::string KeyOptionHint(const Args& args);
 // "envelopectl WORDS KEY-OPTION CIPHERDIR": a command line to suggest in a message.
 std::string SuggestCommand(const Args& args, const std::string& words,

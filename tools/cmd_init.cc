@@ -11,7 +11,7 @@ namespace envelopefs::cli {
 
 int RunInit(const Args& args) {
   ExpectArgs(args, 1, 1,
-             "init [--keyfile FILE | --passfile FILE] [--chunk-size SIZE] [--plaintext-names] "
+             "init [KEY] [--pkcs11-create-key] [--chunk-size SIZE] [--plaintext-names] "
              "CIPHERDIR");
   const std::filesystem::path dir = args.words[1];
   auto source = args.KeySource(/*confirm=*/true);

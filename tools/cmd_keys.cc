@@ -26,7 +26,9 @@ constexpr size_t kFilesNamed = 5;  // files named in a refusal
 constexpr char kKeysUsage[] =
     "keys list CIPHERDIR [--json] [--check] [--prometheus FILE] | keys rotate CIPHERDIR | "
     "keys retire CIPHERDIR --kek-version N | "
-    "keys change-master CIPHERDIR (--new-keyfile FILE | --new-passfile FILE) | "
+    "keys change-master CIPHERDIR (--new-keyfile FILE | --new-passfile FILE | "
+    "--new-master-command CMD | --new-pkcs11-module PATH --new-pkcs11-token LABEL "
+    "--new-pkcs11-key LABEL) | "
     "keys policy CIPHERDIR [--rotate-after-days N] [--audit-log on|off]";
 
 // With --keyfile/--passfile: the authenticated keyring. Without: the keyring as stored, for
@@ -167,14 +169,16 @@ int KeysRetire(const Args& args, const fs::path& dir) {
 
 int KeysChangeMaster(const Args& args, const fs::path& dir) {
   if (!args.HasNewKey()) {
-    throw Error(ErrorKind::kUsage, "keys change-master needs --new-keyfile or --new-passfile");
+    throw Error(ErrorKind::kUsage,
+                "keys change-master needs --new-keyfile, --new-passfile, --new-master-command or "
+                "--new-pkcs11-module/--new-pkcs11-token/--new-pkcs11-key");
   }
   auto volume = OpenVolume(args, dir);
   auto source = args.NewKeySource();
   volume->ChangeMasterKey(*source);
-  const char* kind = args.new_keyfile ? "keyfile" : "passphrase";
+  const char* kind = args.next.KindName();
   AppendAuditEvent(*volume, "master_key_changed", {{"source", kind}});
-  if (!args.quiet) std::printf("master key changed (now a %s)\n", kind);
+  if (!args.quiet) std::printf("master key changed (now from a %s)\n", kind);
   return kExitOk;
 }
 

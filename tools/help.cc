@@ -10,8 +10,14 @@ namespace {
   "key options:\n"                                                                         \
   "  --keyfile FILE       the master key: a file of exactly 32 bytes (\"-\": stdin)\n"     \
   "  --passfile FILE      the passphrase on FILE's first line (\"-\": stdin)\n"            \
-  "  --insecure-keyfile   accept a key or passphrase file that group or others can read\n" \
-  "  (without --keyfile or --passfile the passphrase is asked on the terminal)\n"
+  "  --insecure-keyfile   accept a key, passphrase or PIN file that group or others can\n" \
+  "                       read\n"                                                          \
+  "  --master-command CMD the master key is CMD's output: 32 bytes or 64 hex digits\n"     \
+  "                       (run with sh -c, no terminal, 30 s timeout)\n"                   \
+  "  --pkcs11-module PATH --pkcs11-token LABEL --pkcs11-key LABEL\n"                       \
+  "                       the master key, encrypted by an AES key in a PKCS#11 token\n"    \
+  "  --pin-file FILE      the token's PIN (first line; default: $ENVELOPEFS_PKCS11_PIN)\n" \
+  "  (without a key option the passphrase is asked on the terminal)\n"
 #define ENVELOPECTL_COMMON_OPTIONS                            \
   "  -q, --quiet          no summary line, no progress bar\n" \
   "  -h, --help           this help\n"
@@ -25,7 +31,7 @@ constexpr char kOverview[] =
     "  keys list [KEY] [--json] [--check] [--prometheus FILE] CIPHERDIR\n"
     "  keys rotate [KEY] CIPHERDIR\n"
     "  keys retire [KEY] --kek-version N CIPHERDIR\n"
-    "  keys change-master [KEY] (--new-keyfile FILE | --new-passfile FILE) CIPHERDIR\n"
+    "  keys change-master [KEY] NEWKEY CIPHERDIR\n"
     "  keys policy [KEY] [--rotate-after-days N] [--audit-log on|off] [--json] CIPHERDIR\n"
     "  rewrap [KEY] [--jobs N] [--shard K/N] CIPHERDIR\n"
     "  verify [KEY] [--json] [--jobs N] CIPHERDIR\n"
@@ -35,8 +41,10 @@ constexpr char kOverview[] =
     "  ls [KEY] [--json] CIPHERDIR\n"
     "  quiesce [--timeout SECONDS] CIPHERDIR -- COMMAND [ARGS...]\n"
     "\n"
-    "KEY is --keyfile FILE or --passfile FILE (\"-\" reads stdin); without one the passphrase\n"
-    "is asked on the terminal. A key or passphrase file that group or others can read is\n"
+    "KEY is --keyfile FILE, --passfile FILE (\"-\" reads stdin), --master-command CMD or\n"
+    "--pkcs11-module PATH --pkcs11-token LABEL --pkcs11-key LABEL [--pin-file FILE]; without\n"
+    "one the passphrase is asked on the terminal. NEWKEY is the same with --new- in front. A key "
+    "or passphrase file that group or others can read is\n"
     "refused unless --insecure-keyfile is given. Options may come in any position.\n"
     "\n"
     "  envelopectl COMMAND --help   the options of one command\n"
@@ -50,8 +58,10 @@ constexpr char kInit[] =
     "\n"
     "options:\n"
     "  --chunk-size SIZE    4K, 8K, 16K (default), 32K, 64K, 128K, 256K, 512K or 1M\n"
-    "  --plaintext-names    keep file names in the clear in the cipher "
-    "dir\n" ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
+    "  --plaintext-names    keep file names in the clear in the cipher dir\n"
+    "  --pkcs11-create-key  with the --pkcs11-* key options: create the token's AES key\n"
+    "                       (sensitive, not extractable) if it does not "
+    "exist\n" ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
 
 constexpr char kInspect[] =
     "usage: envelopectl inspect [KEY] [--json] FILE\n"
@@ -87,14 +97,19 @@ constexpr char kInspect[] =
   "                       `keys retire` as the old spelling)\n"                   \
   "  --jobs N             threads for the scan of the headers (default: one per CPU)\n"
 #define ENVELOPECTL_KEYS_CHANGE_MASTER                                                     \
-  "usage: envelopectl keys change-master [KEY] (--new-keyfile FILE | --new-passfile FILE)" \
-  " CIPHERDIR\n"                                                                           \
+  "usage: envelopectl keys change-master [KEY] NEWKEY CIPHERDIR\n"                         \
   "\n"                                                                                     \
-  "Rewraps the keyring under a new master key (a key file or a passphrase).\n"             \
+  "Rewraps the keyring under a new master key (a key file, a passphrase, a command or a\n" \
+  "PKCS#11 token).\n"                                                                      \
   "\n"                                                                                     \
-  "options:\n"                                                                             \
+  "NEWKEY:\n"                                                                              \
   "  --new-keyfile FILE   the new master key: a file of 32 bytes (\"-\": stdin)\n"         \
   "  --new-passfile FILE  the new passphrase, on FILE's first line (\"-\": stdin)\n"       \
+  "  --new-master-command CMD  the new master key is CMD's output\n"                       \
+  "  --new-pkcs11-module PATH --new-pkcs11-token LABEL --new-pkcs11-key LABEL\n"           \
+  "                       a new master key, encrypted by that token's AES key\n"           \
+  "  --new-pin-file FILE  its PIN (default: $ENVELOPEFS_NEW_PKCS11_PIN)\n"                 \
+  "  --pkcs11-create-key  create the token's AES key if it does not exist\n"               \
   "  (at most one of the old and the new key can be read from stdin)\n"
 #define ENVELOPECTL_KEYS_POLICY                                                       \
   "usage: envelopectl keys policy [KEY] [--rotate-after-days N] [--audit-log on|off]" \

@@ -50,7 +50,8 @@ void AppendTamperEvent(const Volume& volume, const std::string& file, const std:
                        const std::string& found_by = "");
 
 // Volume::Open that records the outcome: volume_unlocked (with `fields`, when `log_unlock`) or,
-// for a wrong key, unlock_failed (chained, without a MAC). Throws what Volume::Open throws.
+// for a wrong key, unlock_failed (chained, without a MAC; reason "wrong key", or for a command
+// or PKCS#11 source that failed, its one-line message). Throws what Volume::Open throws.
 std::unique_ptr<Volume> OpenVolumeAudited(const std::filesystem::path& cipher_dir,
                                           const MasterKeySource& source,
                                           nlohmann::json fields = nlohmann::json::object(),

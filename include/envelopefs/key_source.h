@@ -1,14 +1,18 @@
 // MasterKeySource — where a volume's 256-bit master key comes from.
 //
 // The master key only unwraps the keyring. Sources: a key file (32 raw random bytes), a
-// passphrase through Argon2id. HSM (PKCS#11) and KMS (KMIP) sources will implement the same
-// interface. Implementations are immutable after construction and thread-safe.
+// passphrase through Argon2id, a command's standard output (command_source.cc), and a key
+// encrypted by an AES key in a PKCS#11 token (pkcs11_source.cc). A KMS (KMIP) source will
+// implement the same interface. Implementations are immutable after construction and
+// thread-safe (the PKCS#11 source loads its module and opens a session per call).
 #pragma once
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "envelopefs/error.h"
 #include "envelopefs/secure_bytes.h"
 #include "envelopefs/volume_config.h"
 
@@ -20,10 +24,16 @@ class MasterKeySource {
   virtual MasterKeyKind kind() const = 0;
   // Produces the master key described by `params`. Throws Error(kConfig/kIo/kUsage) with a
   // clear line (kUsage when the source does not match the volume's kind of master key).
-  virtual SecureBytes MasterKey(const MasterKeyParams& params) const = 0;
-  // Fresh parameters for a new master key from this source (e.g. Argon2id salt and limits).
-  virtual MasterKeyParams NewParams() const = 0;
+  // `volume` is the volume's id (the PKCS#11 source binds the encrypted key to it).
+  virtual SecureBytes MasterKey(const MasterKeyParams& params, const VolumeId& volume) const = 0;
+  // Fresh parameters for a new master key from this source (e.g. Argon2id salt and limits; for
+  // PKCS#11 a new random master key, encrypted by the token).
+  virtual MasterKeyParams NewParams(const VolumeId& volume) const = 0;
 };
+
+// Error(kUsage) saying which options open a volume whose master key is described by `params`
+// (for a source given the wrong kind of volume).
+Error WrongSourceError(const MasterKeyParams& params);
 
 // Key and passphrase files must not be readable or writable by group or others (a clear error
 // says how to fix the mode) unless `allow_insecure`; "-" reads standard input.
@@ -36,5 +46,23 @@ std::unique_ptr<MasterKeySource> MakePassFileSource(const std::filesystem::path&
 // Prompts for the passphrase on the terminal (twice when `confirm`). Error(kUsage) if there is
 // no terminal.
 std::unique_ptr<MasterKeySource> MakePromptSource(bool confirm);
+
+// Runs `command` with /bin/sh -c (no terminal, standard input /dev/null, a timeout) and takes
+// its standard output as the master key: 32 raw bytes or 64 hex digits, either optionally
+// followed by one newline. See command_source.cc.
+std::unique_ptr<MasterKeySource> MakeCommandSource(const std::string& command);
+
+// A master key encrypted by AES key `key_label` of token `token_label` through PKCS#11 module
+// `module` (dlopen'ed). The PIN comes from `pin_file` if set (first line; "-": standard input),
+// else from environment variable `pin_env`. With `create_key`, NewParams creates the token key
+// (AES-256, sensitive, not extractable) when it does not exist. See pkcs11_source.cc.
+struct Pkcs11SourceOptions {
+  std::string module, token_label, key_label;
+  std::optional<std::string> pin_file;
+  std::string pin_env = "ENVELOPEFS_PKCS11_PIN";
+  bool create_key = false;
+  bool allow_insecure = false;  // a PIN file others can read
+};
+std::unique_ptr<MasterKeySource> MakePkcs11Source(const Pkcs11SourceOptions& options);
 
 }  // namespace envelopefs

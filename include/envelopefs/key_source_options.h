@@ -5,11 +5,20 @@
 //
 //   --keyfile FILE       the master key: a file of 32 random bytes ("-": standard input)
 //   --passfile FILE      the passphrase on FILE's first line ("-": standard input)
-//   --insecure-keyfile   accept a key or passphrase file that group or others can read
+//   --insecure-keyfile   accept a key, passphrase or PIN file that group or others can read
+//   --master-command CMD the master key is CMD's standard output (command_source.cc)
+//   --pkcs11-module PATH, --pkcs11-token LABEL, --pkcs11-key LABEL: the master key encrypted by
+//                        an AES key in a PKCS#11 token (all three together)
+//   --pin-file FILE      the token's PIN (first line; else ENVELOPEFS_PKCS11_PIN)
 //   --new-keyfile FILE   envelopectl only (keys change-master): the new master key
 //   --new-passfile FILE  envelopectl only: the new passphrase
+//   --new-master-command CMD, --new-pkcs11-module PATH, --new-pkcs11-token LABEL,
+//   --new-pkcs11-key LABEL, --new-pin-file FILE (else ENVELOPEFS_NEW_PKCS11_PIN): envelopectl
+//                        only, the new source
+//   --pkcs11-create-key  envelopectl only: create the token key of the PKCS#11 source being set
+//                        up (init, change-master) if it does not exist
 //
-// Without --keyfile or --passfile the passphrase is asked on the terminal. The last of repeated
+// Without a key option the passphrase is asked on the terminal. The last of repeated
 // options wins. Every program spells them alike: `--keyfile FILE`, `--keyfile=FILE` (and, for
 // envelopefs, `-o keyfile=FILE`, see mount_options.h). Functions are stateless and thread-safe;
 // a KeySourceOptions is a plain value, not synchronized.
@@ -29,8 +38,9 @@ namespace envelopefs {
 
 // Which key-source options a program takes.
 enum class KeySourceOptionSet {
-  kCurrentKey,        // --keyfile, --passfile, --insecure-keyfile (envelopefs)
-  kCurrentAndNewKey,  // and --new-keyfile, --new-passfile (envelopectl)
+  kCurrentKey,        // --keyfile, --passfile, --insecure-keyfile, --master-command, --pkcs11-*,
+                      // --pin-file (envelopefs)
+  kCurrentAndNewKey,  // and the --new-* options and --pkcs11-create-key (envelopectl)
 };
 
 // The getopt_long codes of the key-source options. A program's own option codes stay below
@@ -42,12 +52,23 @@ enum KeySourceOptionCode : int {
   kInsecureKeyfileOption,
   kNewKeyfileOption,
   kNewPassfileOption,
+  kMasterCommandOption,
+  kPkcs11ModuleOption,
+  kPkcs11TokenOption,
+  kPkcs11KeyOption,
+  kPinFileOption,
+  kNewMasterCommandOption,
+  kNewPkcs11ModuleOption,
+  kNewPkcs11TokenOption,
+  kNewPkcs11KeyOption,
+  kNewPinFileOption,
+  kPkcs11CreateKeyOption,
 };
 
 struct KeySourceOptionSpec {
-  const char* name;  // the long option's name, e.g. "keyfile"
-  bool takes_value;  // --NAME FILE or --NAME=FILE; otherwise a flag
-  int code;          // a KeySourceOptionCode
+  const char* name;   // the long option's name, e.g. "keyfile"
+  const char* value;  // what it takes ("a file name", "a command", ...), or nullptr: a flag
+  int code;           // a KeySourceOptionCode
 };
 
 // The options of `set`, in the order of the programs' help.
@@ -57,27 +78,38 @@ std::span<const KeySourceOptionSpec> KeySourceOptionTable(KeySourceOptionSet set
 // codes stay below kFirstKeySourceOption), then the terminating all-zero entry.
 std::vector<option> LongOptionsWithKeySource(KeySourceOptionSet set, std::span<const option> own);
 
+// One master-key source's options (the current or the new key).
+struct KeySourceChoice {
+  std::optional<std::string> keyfile, passfile, command;
+  std::optional<std::string> pkcs11_module, pkcs11_token, pkcs11_key, pin_file;
+  bool HasPkcs11() const { return pkcs11_module || pkcs11_token || pkcs11_key || pin_file; }
+  bool Given() const { return keyfile || passfile || command || HasPkcs11(); }
+  // "keyfile", "passphrase", "command" or "pkcs11" (for messages and the audit log).
+  const char* KindName() const;
+};
+
 // The key-source options as given on a command line.
 struct KeySourceOptions {
-  std::optional<std::string> keyfile, passfile;
-  std::optional<std::string> new_keyfile, new_passfile;
+  KeySourceChoice current, next;
   bool insecure_keyfile = false;
+  bool pkcs11_create_key = false;
 
   // Records option `code` with its value (ignored for a flag). Returns false, changing nothing,
-  // if `code` is not a KeySourceOptionCode. Throws Error(kUsage) for an empty file name.
+  // if `code` is not a KeySourceOptionCode. Throws Error(kUsage) for an empty value or a bad
+  // PKCS#11 label.
   bool Apply(int code, const std::string& value);
-  // Checks the combination once all options are in: one current key, one new key, and at most
-  // one of them read from standard input. Throws Error(kUsage) with one line.
+  // Checks the combination once all options are in: one current key, one new key, the PKCS#11
+  // options complete, and at most one of them read from standard input. Throws Error(kUsage)
+  // with one line.
   void Validate() const;
 
-  // True if --keyfile or --passfile was given (commands that work without a key never prompt).
-  bool HasKey() const { return keyfile.has_value() || passfile.has_value(); }
-  bool HasNewKey() const { return new_keyfile.has_value() || new_passfile.has_value(); }
+  // True if a current key option was given (commands that work without a key never prompt).
+  bool HasKey() const { return current.Given(); }
+  bool HasNewKey() const { return next.Given(); }
   // The master key source: the key file, the passphrase file, or else the terminal (asking
   // twice when `confirm`, for a key being set).
   std::unique_ptr<MasterKeySource> KeySource(bool confirm) const;
-  // The new master key source (--new-keyfile, --new-passfile, or else the terminal, asking
-  // twice).
+  // The new master key source (the --new-* options, or else the terminal, asking twice).
   std::unique_ptr<MasterKeySource> NewKeySource() const;
 };
 

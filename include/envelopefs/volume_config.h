@@ -31,7 +31,8 @@ inline constexpr uint32_t kVolumeFormat = kVolumeFormat2;  // what init writes
 
 using VolumeId = std::array<uint8_t, 16>;
 
-enum class MasterKeyKind { kKeyFile, kPassphrase };
+// Where the master key comes from (the keyring's [master_key] source; envelopefs-format(5)).
+enum class MasterKeyKind { kKeyFile, kPassphrase, kCommand, kPkcs11 };
 
 // Argon2id parameters (libsodium crypto_pwhash) for a passphrase-derived master key.
 struct KdfParams {
@@ -49,10 +50,31 @@ struct KdfParams {
   }
 };
 
+// A master key held encrypted by an AES key that never leaves a PKCS#11 token: AES-256-GCM
+// (CKM_AES_GCM, 96-bit IV, 128-bit tag) computed by the token, the volume id in the AAD. The
+// labels name the token and its key (not secret; the PIN and the module path are not stored).
+struct Pkcs11Params {
+  static constexpr size_t kMaxLabel = 32;  // a token label's size in CK_TOKEN_INFO
+  std::string token_label;
+  std::string key_label;  // 1..kMaxLabel bytes too
+  // Labels are 1..kMaxLabel printable ASCII characters other than quotes and backslash (they
+  // are shown in messages and in suggested command lines).
+  static bool IsValidLabel(const std::string& label) {
+    if (label.empty() || label.size() > kMaxLabel) return false;
+    for (char c : label) {
+      if (c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '\'') return false;
+    }
+    return true;
+  }
+  std::array<uint8_t, 12> iv{};
+  std::array<uint8_t, 48> wrapped{};  // the encrypted 32-byte master key and the 16-byte tag
+};
+
 // How to obtain the master key: what a MasterKeySource needs before it can produce it.
 struct MasterKeyParams {
   MasterKeyKind kind = MasterKeyKind::kKeyFile;
-  std::optional<KdfParams> kdf;  // set iff kind == kPassphrase
+  std::optional<KdfParams> kdf;        // set iff kind == kPassphrase
+  std::optional<Pkcs11Params> pkcs11;  // set iff kind == kPkcs11
 };
 
 // The volume's policy (authenticated in a format-2 keyring).

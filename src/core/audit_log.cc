@@ -223,14 +223,20 @@ std::unique_ptr<Volume> OpenVolumeAudited(const std::filesystem::path& cipher_di
     if (log_unlock) AppendAuditEvent(*volume, "volume_unlocked", std::move(fields));
     return volume;
   } catch (const Error& e) {
-    if (e.kind() == ErrorKind::kWrongKey) {
+    // A command or a PKCS#11 token can also fail on its own (it hangs, exits non-zero, the
+    // token or its key is missing): recorded with its one-line message (nothing secret in it).
+    const bool external =
+        source.kind() == MasterKeyKind::kCommand || source.kind() == MasterKeyKind::kPkcs11;
+    if (e.kind() == ErrorKind::kWrongKey ||
+        (external && (e.kind() == ErrorKind::kIo || e.kind() == ErrorKind::kUsage))) {
+      const std::string reason = external ? e.what() : "wrong key";
       try {
         UniqueFd root(::open(cipher_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
         if (root.valid()) {
           VolumeConfig config = VolumeConfig::LoadAt(root.get(), cipher_dir);
           // Whether to keep a log is only claimed here (no key to check it); syslog always.
           bool enabled = KeyringFile::Read(root.get(), cipher_dir).claimed_policy(config).audit_log;
-          Append(root.get(), config, enabled, nullptr, "unlock_failed", {{"reason", "wrong key"}});
+          Append(root.get(), config, enabled, nullptr, "unlock_failed", {{"reason", reason}});
         }
       } catch (const Error&) {
         // No readable config or keyring: nowhere to log to.

@@ -16,6 +16,7 @@
 #include "envelopefs/crypto.h"
 #include "envelopefs/error.h"
 #include "envelopefs/unique_fd.h"
+#include "secret_input.h"
 
 namespace envelopefs {
 
@@ -23,7 +24,8 @@ namespace {
 
 constexpr size_t kMaxPassphrase = 4096;
 
-// Reads up to `max` bytes from `fd` into locked memory; returns the bytes read.
+}  // namespace
+
 SecureBytes ReadLocked(int fd, size_t max, const std::string& what) {
   SecureBytes buf(max);
   size_t got = 0;
@@ -38,7 +40,6 @@ SecureBytes ReadLocked(int fd, size_t max, const std::string& what) {
   return out;
 }
 
-// Opens a key or passphrase file ("-": standard input), refusing one that others may read.
 UniqueFd OpenSecretFile(const std::filesystem::path& path, const char* what, bool allow_insecure) {
   if (path == "-") return UniqueFd(::dup(STDIN_FILENO));
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -55,7 +56,6 @@ UniqueFd OpenSecretFile(const std::filesystem::path& path, const char* what, boo
   return fd;
 }
 
-// The first line of `raw`, without its line terminator.
 SecureBytes FirstLine(const SecureBytes& raw) {
   size_t len = 0;
   while (len < raw.size() && raw.data()[len] != '\n') ++len;
@@ -63,18 +63,38 @@ SecureBytes FirstLine(const SecureBytes& raw) {
   return SecureBytes::Copy(raw.span().first(len));
 }
 
+Error WrongSourceError(const MasterKeyParams& params) {
+  switch (params.kind) {
+    case MasterKeyKind::kKeyFile:
+      return Error(ErrorKind::kUsage, "this volume uses a key file: use --keyfile FILE");
+    case MasterKeyKind::kPassphrase:
+      return Error(ErrorKind::kUsage,
+                   "this volume is protected by a passphrase: use --passfile FILE (or no key "
+                   "option to be prompted)");
+    case MasterKeyKind::kCommand:
+      return Error(ErrorKind::kUsage,
+                   "this volume's master key comes from a command: use --master-command CMD");
+    case MasterKeyKind::kPkcs11:
+      break;
+  }
+  const std::string token = params.pkcs11 ? params.pkcs11->token_label : "?";
+  const std::string key = params.pkcs11 ? params.pkcs11->key_label : "?";
+  return Error(ErrorKind::kUsage, "this volume's master key is protected by PKCS#11 key \"" + key +
+                                      "\" in token \"" + token +
+                                      "\": use --pkcs11-module PATH --pkcs11-token '" + token +
+                                      "' --pkcs11-key '" + key + "'");
+}
+
+namespace {
+
 class KeyFileSource : public MasterKeySource {
  public:
   KeyFileSource(std::filesystem::path path, bool allow_insecure)
       : path_(std::move(path)), allow_insecure_(allow_insecure) {}
   MasterKeyKind kind() const override { return MasterKeyKind::kKeyFile; }
-  MasterKeyParams NewParams() const override { return MasterKeyParams{}; }
-  SecureBytes MasterKey(const MasterKeyParams& params) const override {
-    if (params.kind != MasterKeyKind::kKeyFile) {
-      throw Error(ErrorKind::kUsage,
-                  "this volume is protected by a passphrase: use --passfile FILE (or no key "
-                  "option to be prompted)");
-    }
+  MasterKeyParams NewParams(const VolumeId&) const override { return MasterKeyParams{}; }
+  SecureBytes MasterKey(const MasterKeyParams& params, const VolumeId&) const override {
+    if (params.kind != MasterKeyKind::kKeyFile) throw WrongSourceError(params);
     UniqueFd fd = OpenSecretFile(path_, "key file", allow_insecure_);
     SecureBytes key = ReadLocked(fd.get(), kKeySize + 1, "key file " + path_.string());
     if (key.size() != kKeySize) {
@@ -95,7 +115,7 @@ class KeyFileSource : public MasterKeySource {
 class PassphraseSource : public MasterKeySource {
  public:
   MasterKeyKind kind() const override { return MasterKeyKind::kPassphrase; }
-  MasterKeyParams NewParams() const override {
+  MasterKeyParams NewParams(const VolumeId&) const override {
     MasterKeyParams params;
     params.kind = MasterKeyKind::kPassphrase;
     KdfParams kdf;
@@ -107,10 +127,8 @@ class PassphraseSource : public MasterKeySource {
     params.kdf = kdf;
     return params;
   }
-  SecureBytes MasterKey(const MasterKeyParams& params) const override {
-    if (params.kind != MasterKeyKind::kPassphrase || !params.kdf) {
-      throw Error(ErrorKind::kUsage, "this volume uses a key file: use --keyfile FILE");
-    }
+  SecureBytes MasterKey(const MasterKeyParams& params, const VolumeId&) const override {
+    if (params.kind != MasterKeyKind::kPassphrase || !params.kdf) throw WrongSourceError(params);
     SecureBytes pass = Passphrase();
     if (pass.empty()) throw Error(ErrorKind::kUsage, "empty passphrase");
     EnsureCryptoInitialized();

@@ -4,20 +4,37 @@
 #include <array>
 
 #include "envelopefs/error.h"
+#include "envelopefs/volume_config.h"
 
 namespace envelopefs {
 
 namespace {
 
+constexpr char kFile[] = "a file name";
+constexpr char kCommand[] = "a command";
+constexpr char kPath[] = "a path";
+constexpr char kLabel[] = "a label";
+
 // The current key's options first: kCurrentKey is a prefix of kCurrentAndNewKey.
-constexpr std::array<KeySourceOptionSpec, 5> kTable = {{
-    {"keyfile", true, kKeyfileOption},
-    {"passfile", true, kPassfileOption},
-    {"insecure-keyfile", false, kInsecureKeyfileOption},
-    {"new-keyfile", true, kNewKeyfileOption},
-    {"new-passfile", true, kNewPassfileOption},
+constexpr std::array<KeySourceOptionSpec, 16> kTable = {{
+    {"keyfile", kFile, kKeyfileOption},
+    {"passfile", kFile, kPassfileOption},
+    {"insecure-keyfile", nullptr, kInsecureKeyfileOption},
+    {"master-command", kCommand, kMasterCommandOption},
+    {"pkcs11-module", kPath, kPkcs11ModuleOption},
+    {"pkcs11-token", kLabel, kPkcs11TokenOption},
+    {"pkcs11-key", kLabel, kPkcs11KeyOption},
+    {"pin-file", kFile, kPinFileOption},
+    {"new-keyfile", kFile, kNewKeyfileOption},
+    {"new-passfile", kFile, kNewPassfileOption},
+    {"new-master-command", kCommand, kNewMasterCommandOption},
+    {"new-pkcs11-module", kPath, kNewPkcs11ModuleOption},
+    {"new-pkcs11-token", kLabel, kNewPkcs11TokenOption},
+    {"new-pkcs11-key", kLabel, kNewPkcs11KeyOption},
+    {"new-pin-file", kFile, kNewPinFileOption},
+    {"pkcs11-create-key", nullptr, kPkcs11CreateKeyOption},
 }};
-constexpr size_t kCurrentKeyOptions = 3;
+constexpr size_t kCurrentKeyOptions = 8;
 
 const KeySourceOptionSpec* Find(int code) {
   for (const KeySourceOptionSpec& spec : kTable) {
@@ -28,15 +45,49 @@ const KeySourceOptionSpec* Find(int code) {
 
 bool IsStdin(const std::optional<std::string>& file) { return file && *file == "-"; }
 
-std::unique_ptr<MasterKeySource> SourceOf(const std::optional<std::string>& keyfile,
-                                          const std::optional<std::string>& passfile, bool confirm,
-                                          bool insecure) {
-  if (keyfile) return MakeKeyFileSource(*keyfile, insecure);
-  if (passfile) return MakePassFileSource(*passfile, insecure);
+// Checks one source's options; `prefix` is "" or "new-" (for the messages).
+void ValidateChoice(const KeySourceChoice& c, const std::string& prefix) {
+  const int given =
+      (c.keyfile ? 1 : 0) + (c.passfile ? 1 : 0) + (c.command ? 1 : 0) + (c.HasPkcs11() ? 1 : 0);
+  if (given > 1) {
+    throw Error(ErrorKind::kUsage, "--" + prefix + "keyfile, --" + prefix + "passfile, --" +
+                                       prefix + "master-command and --" + prefix +
+                                       "pkcs11-* are mutually exclusive");
+  }
+  if (c.HasPkcs11() && !(c.pkcs11_module && c.pkcs11_token && c.pkcs11_key)) {
+    throw Error(ErrorKind::kUsage, "a PKCS#11 master key needs --" + prefix +
+                                       "pkcs11-module PATH, --" + prefix +
+                                       "pkcs11-token LABEL and --" + prefix + "pkcs11-key LABEL");
+  }
+}
+
+std::unique_ptr<MasterKeySource> SourceOf(const KeySourceChoice& c, bool confirm, bool insecure,
+                                          bool create_key, const char* pin_env) {
+  if (c.keyfile) return MakeKeyFileSource(*c.keyfile, insecure);
+  if (c.passfile) return MakePassFileSource(*c.passfile, insecure);
+  if (c.command) return MakeCommandSource(*c.command);
+  if (c.HasPkcs11()) {
+    Pkcs11SourceOptions o;
+    o.module = c.pkcs11_module.value_or("");
+    o.token_label = c.pkcs11_token.value_or("");
+    o.key_label = c.pkcs11_key.value_or("");
+    o.pin_file = c.pin_file;
+    o.pin_env = pin_env;
+    o.create_key = create_key;
+    o.allow_insecure = insecure;
+    return MakePkcs11Source(o);
+  }
   return MakePromptSource(confirm);
 }
 
 }  // namespace
+
+const char* KeySourceChoice::KindName() const {
+  if (keyfile) return "keyfile";
+  if (command) return "command";
+  if (HasPkcs11()) return "pkcs11";
+  return "passphrase";
+}
 
 std::span<const KeySourceOptionSpec> KeySourceOptionTable(KeySourceOptionSet set) {
   const std::span<const KeySourceOptionSpec> all(kTable);
@@ -47,7 +98,7 @@ std::vector<option> LongOptionsWithKeySource(KeySourceOptionSet set, std::span<c
   std::vector<option> out;
   for (const KeySourceOptionSpec& spec : KeySourceOptionTable(set)) {
     out.push_back(
-        {spec.name, spec.takes_value ? required_argument : no_argument, nullptr, spec.code});
+        {spec.name, spec.value != nullptr ? required_argument : no_argument, nullptr, spec.code});
   }
   out.insert(out.end(), own.begin(), own.end());
   out.push_back({nullptr, 0, nullptr, 0});
@@ -57,49 +108,100 @@ std::vector<option> LongOptionsWithKeySource(KeySourceOptionSet set, std::span<c
 bool KeySourceOptions::Apply(int code, const std::string& value) {
   const KeySourceOptionSpec* spec = Find(code);
   if (spec == nullptr) return false;
-  if (spec->takes_value && value.empty()) {
-    throw Error(ErrorKind::kUsage, std::string("option --") + spec->name + " needs a file name");
+  if (spec->value != nullptr && value.empty()) {
+    throw Error(ErrorKind::kUsage, std::string("option --") + spec->name + " needs " + spec->value);
+  }
+  if (spec->value == kLabel && !Pkcs11Params::IsValidLabel(value)) {
+    throw Error(ErrorKind::kUsage, std::string("option --") + spec->name +
+                                       ": a PKCS#11 label is 1 to 32 printable ASCII characters "
+                                       "without quotes or backslashes");
   }
   switch (code) {
     case kKeyfileOption:
-      keyfile = value;
+      current.keyfile = value;
       break;
     case kPassfileOption:
-      passfile = value;
+      current.passfile = value;
       break;
     case kInsecureKeyfileOption:
       insecure_keyfile = true;
       break;
+    case kMasterCommandOption:
+      current.command = value;
+      break;
+    case kPkcs11ModuleOption:
+      current.pkcs11_module = value;
+      break;
+    case kPkcs11TokenOption:
+      current.pkcs11_token = value;
+      break;
+    case kPkcs11KeyOption:
+      current.pkcs11_key = value;
+      break;
+    case kPinFileOption:
+      current.pin_file = value;
+      break;
     case kNewKeyfileOption:
-      new_keyfile = value;
+      next.keyfile = value;
       break;
     case kNewPassfileOption:
-      new_passfile = value;
+      next.passfile = value;
+      break;
+    case kNewMasterCommandOption:
+      next.command = value;
+      break;
+    case kNewPkcs11ModuleOption:
+      next.pkcs11_module = value;
+      break;
+    case kNewPkcs11TokenOption:
+      next.pkcs11_token = value;
+      break;
+    case kNewPkcs11KeyOption:
+      next.pkcs11_key = value;
+      break;
+    case kNewPinFileOption:
+      next.pin_file = value;
+      break;
+    case kPkcs11CreateKeyOption:
+      pkcs11_create_key = true;
       break;
   }
   return true;
 }
 
 void KeySourceOptions::Validate() const {
-  if (keyfile && passfile) {
+  if (current.keyfile && current.passfile) {
     throw Error(ErrorKind::kUsage, "--keyfile and --passfile are mutually exclusive");
   }
-  if (new_keyfile && new_passfile) {
+  if (next.keyfile && next.passfile) {
     throw Error(ErrorKind::kUsage, "--new-keyfile and --new-passfile are mutually exclusive");
   }
-  if ((IsStdin(keyfile) || IsStdin(passfile)) && (IsStdin(new_keyfile) || IsStdin(new_passfile))) {
+  ValidateChoice(current, "");
+  ValidateChoice(next, "new-");
+  const int stdin_readers = (IsStdin(current.keyfile) ? 1 : 0) +
+                            (IsStdin(current.passfile) ? 1 : 0) +
+                            (IsStdin(current.pin_file) ? 1 : 0) + (IsStdin(next.keyfile) ? 1 : 0) +
+                            (IsStdin(next.passfile) ? 1 : 0) + (IsStdin(next.pin_file) ? 1 : 0);
+  if (stdin_readers > 1) {
     throw Error(ErrorKind::kUsage,
                 "only one of the current and the new key can be read from stdin (\"-\"); give "
                 "the other as a file");
   }
+  if (pkcs11_create_key && !current.HasPkcs11() && !next.HasPkcs11()) {
+    throw Error(ErrorKind::kUsage,
+                "--pkcs11-create-key needs the --pkcs11-* (init) or --new-pkcs11-* "
+                "(keys change-master) options");
+  }
 }
 
 std::unique_ptr<MasterKeySource> KeySourceOptions::KeySource(bool confirm) const {
-  return SourceOf(keyfile, passfile, confirm, insecure_keyfile);
+  // A key is created only for a source being set up (init: the current one).
+  return SourceOf(current, confirm, insecure_keyfile, pkcs11_create_key, "ENVELOPEFS_PKCS11_PIN");
 }
 
 std::unique_ptr<MasterKeySource> KeySourceOptions::NewKeySource() const {
-  return SourceOf(new_keyfile, new_passfile, /*confirm=*/true, insecure_keyfile);
+  return SourceOf(next, /*confirm=*/true, insecure_keyfile, pkcs11_create_key,
+                  "ENVELOPEFS_NEW_PKCS11_PIN");
 }
 
 }  // namespace envelopefs

@@ -496,16 +496,7 @@ std::string Keyring::Save(int root_fd, const std::filesystem::path& cipher_dir,
     if (!r.wrapped.empty()) e.insert("wrapped", ToBase64Url(r.wrapped));
     keks.push_back(std::move(e));
   }
-  toml::table master;
-  if (master_.kind == MasterKeyKind::kKeyFile) {
-    master.insert("source", "keyfile");
-  } else {
-    master.insert("source", "passphrase");
-    master.insert("kdf", "argon2id");
-    master.insert("opslimit", static_cast<int64_t>(master_.kdf->opslimit));
-    master.insert("memlimit", static_cast<int64_t>(master_.kdf->memlimit));
-    master.insert("salt", ToHex(master_.kdf->salt));
-  }
+  toml::table master = MasterKeyParamsToml(master_);
   toml::table policy{{"rotate_after_days", int64_t{policy_.rotate_after_days}},
                      {"audit_log", policy_.audit_log}};
   toml::table root{{"format", 2},

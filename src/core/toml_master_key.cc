@@ -8,6 +8,40 @@
 
 namespace envelopefs {
 
+namespace {
+
+template <size_t N, typename Fail>
+std::array<uint8_t, N> HexBytes(const toml::node_view<const toml::node>& node, Fail& fail) {
+  auto hex = node.value<std::string>();
+  auto bytes = hex ? FromHex(*hex) : std::nullopt;
+  if (!bytes || bytes->size() != N) throw fail("invalid [master_key] pkcs11 parameters");
+  std::array<uint8_t, N> out{};
+  std::copy(bytes->begin(), bytes->end(), out.begin());
+  return out;
+}
+
+template <typename Fail>
+Pkcs11Params ParsePkcs11(const toml::table& t, Fail& fail) {
+  const auto section = t["master_key"];
+  auto mechanism = section["mechanism"].value<std::string>();
+  auto token = section["token"].value<std::string>();
+  auto key = section["key"].value<std::string>();
+  auto label_ok = [](const std::optional<std::string>& l) {
+    return l && Pkcs11Params::IsValidLabel(*l);
+  };
+  if (!mechanism || *mechanism != "CKM_AES_GCM" || !label_ok(token) || !label_ok(key)) {
+    throw fail("invalid [master_key] pkcs11 parameters");
+  }
+  Pkcs11Params p;
+  p.token_label = *token;
+  p.key_label = *key;
+  p.iv = HexBytes<12>(section["iv"], fail);
+  p.wrapped = HexBytes<48>(section["wrapped"], fail);
+  return p;
+}
+
+}  // namespace
+
 MasterKeyParams ParseMasterKeyParams(const toml::table& t, const std::filesystem::path& file) {
   auto fail = [&](const std::string& what) {
     return Error(ErrorKind::kConfig, file.string() + ": " + what);
@@ -17,6 +51,15 @@ MasterKeyParams ParseMasterKeyParams(const toml::table& t, const std::filesystem
   if (!source) throw fail("missing [master_key] source");
   if (*source == "keyfile") {
     params.kind = MasterKeyKind::kKeyFile;
+    return params;
+  }
+  if (*source == "command") {
+    params.kind = MasterKeyKind::kCommand;
+    return params;
+  }
+  if (*source == "pkcs11") {
+    params.kind = MasterKeyKind::kPkcs11;
+    params.pkcs11 = ParsePkcs11(t, fail);
     return params;
   }
   if (*source != "passphrase") throw fail("unknown [master_key] source \"" + *source + "\"");
@@ -38,6 +81,34 @@ MasterKeyParams ParseMasterKeyParams(const toml::table& t, const std::filesystem
   if (!k.Bounded()) throw fail("invalid [master_key] passphrase parameters (Argon2id limits)");
   params.kdf = k;
   return params;
+}
+
+toml::table MasterKeyParamsToml(const MasterKeyParams& params) {
+  toml::table master;
+  switch (params.kind) {
+    case MasterKeyKind::kKeyFile:
+      master.insert("source", "keyfile");
+      break;
+    case MasterKeyKind::kCommand:
+      master.insert("source", "command");
+      break;
+    case MasterKeyKind::kPkcs11:
+      master.insert("source", "pkcs11");
+      master.insert("mechanism", "CKM_AES_GCM");
+      master.insert("token", params.pkcs11->token_label);
+      master.insert("key", params.pkcs11->key_label);
+      master.insert("iv", ToHex(params.pkcs11->iv));
+      master.insert("wrapped", ToHex(params.pkcs11->wrapped));
+      break;
+    case MasterKeyKind::kPassphrase:
+      master.insert("source", "passphrase");
+      master.insert("kdf", "argon2id");
+      master.insert("opslimit", static_cast<int64_t>(params.kdf->opslimit));
+      master.insert("memlimit", static_cast<int64_t>(params.kdf->memlimit));
+      master.insert("salt", ToHex(params.kdf->salt));
+      break;
+  }
+  return master;
 }
 
 }  // namespace envelopefs

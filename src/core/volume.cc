@@ -106,8 +106,8 @@ std::unique_ptr<Volume> Volume::Create(const std::filesystem::path& cipher_dir,
     c.chunk_size = chunk_size;
     c.plaintext_names = options.plaintext_names;
     c.created_unix = static_cast<int64_t>(::time(nullptr));
-    MasterKeyParams params = source.NewParams();
-    v->master_key_ = source.MasterKey(params);
+    MasterKeyParams params = source.NewParams(c.volume_id);
+    v->master_key_ = source.MasterKey(params, c.volume_id);
     v->keyring_ = Keyring::CreateNew(c.created_unix, params, VolumePolicy{});
     v->DeriveVolumeKeys();
     if (!c.plaintext_names) {
@@ -143,7 +143,7 @@ std::unique_ptr<Volume> Volume::Open(const std::filesystem::path& cipher_dir,
   v->config_ = VolumeConfig::LoadAt(v->root_fd(), cipher_dir);
   v->keyring_stamp_ = v->KeyringStampNow();
   KeyringFile file = KeyringFile::Read(v->root_fd(), cipher_dir);
-  v->master_key_ = source.MasterKey(file.master_params(v->config_));
+  v->master_key_ = source.MasterKey(file.master_params(v->config_), v->config_.volume_id);
   v->keyring_ = v->Authenticate(file, v->master_key_);
   v->keyring_digest_ = file.digest();
   v->DeriveVolumeKeys();
@@ -293,8 +293,8 @@ void Volume::UpdateKeyring(const std::function<void(Keyring&)>& change) {
 
 void Volume::ChangeMasterKey(const MasterKeySource& new_source) {
   // The new key first (it may ask on the terminal): never while holding the lock.
-  MasterKeyParams params = new_source.NewParams();
-  SecureBytes new_master = new_source.MasterKey(params);
+  MasterKeyParams params = new_source.NewParams(config_.volume_id);
+  SecureBytes new_master = new_source.MasterKey(params, config_.volume_id);
   std::unique_lock lock(keyring_mutex_);
   KeyringLock file_lock(root_fd(), cipher_dir_, config_.volume_id);
   KeyringFile file = KeyringFile::Read(root_fd(), cipher_dir_);

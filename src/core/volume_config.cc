@@ -88,6 +88,10 @@ VolumeConfig VolumeConfig::LoadAt(int root_fd, const std::filesystem::path& ciph
   if (c.format_version == kVolumeFormat1) {
     LegacyConfig legacy;
     legacy.master = ParseMasterKeyParams(table, file);
+    if (legacy.master.kind != MasterKeyKind::kKeyFile &&
+        legacy.master.kind != MasterKeyKind::kPassphrase) {
+      Fail(file, "a format-1 config has a key file or a passphrase as [master_key] source");
+    }
     // Absent: the default; present, an integer in range (anything else is refused).
     auto rotate_node = table["volume"]["rotate_after_days"];
     int64_t rotate = rotate_node ? rotate_node.value_exact<int64_t>().value_or(0) : 90;
@@ -143,7 +147,26 @@ std::vector<uint8_t> VolumeConfig::LegacyAuthenticatedBytes() const {
 }
 
 void AppendMasterKeyParams(std::vector<uint8_t>& out, const MasterKeyParams& params) {
-  AppendU64(out, params.kind == MasterKeyKind::kKeyFile ? 1 : 2);
+  switch (params.kind) {
+    case MasterKeyKind::kKeyFile:
+      AppendU64(out, 1);
+      break;
+    case MasterKeyKind::kPassphrase:
+      AppendU64(out, 2);
+      break;
+    case MasterKeyKind::kCommand:
+      AppendU64(out, 3);
+      break;
+    case MasterKeyKind::kPkcs11:
+      AppendU64(out, 4);
+      break;
+  }
+  if (params.pkcs11) {
+    AppendField(out, AsBytes(params.pkcs11->token_label));
+    AppendField(out, AsBytes(params.pkcs11->key_label));
+    AppendField(out, params.pkcs11->iv);
+    AppendField(out, params.pkcs11->wrapped);
+  }
   if (params.kdf) {
     AppendU64(out, params.kdf->opslimit);
     AppendU64(out, params.kdf->memlimit);

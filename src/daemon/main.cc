@@ -1,8 +1,9 @@
 // envelopefs — mounts an envelopefs cipher dir and serves its plaintext view over FUSE.
 //
-// Usage: envelopefs [--keyfile FILE | --passfile FILE] [-f] [--ro] [--nonempty] [-o OPTIONS]
-// CIPHERDIR MOUNTPOINT (also as run by mount.fuse3: CIPHERDIR MOUNTPOINT -o OPTIONS). Before
-// anything else it checks the mount point (mount_checks.h) and locks the cipher dir
+// Usage: envelopefs [--keyfile FILE | --passfile FILE | --master-command CMD | --pkcs11-module
+// PATH --pkcs11-token LABEL --pkcs11-key LABEL [--pin-file FILE]] [-f] [--ro] [--nonempty]
+// [-o OPTIONS] CIPHERDIR MOUNTPOINT (also as run by mount.fuse3: CIPHERDIR MOUNTPOINT -o OPTIONS).
+// Before anything else it checks the mount point (mount_checks.h) and locks the cipher dir
 // (cipher_dir_lock.h). Without -f the process forks then; the child unlocks the volume and
 // mounts, and the parent exits 0 only once the mount is ready (or prints the child's one-line
 // error and its exit code). SIGINT, SIGTERM and SIGHUP unmount and exit 0.
@@ -43,12 +44,18 @@ namespace envelopefs {
 namespace {
 
 constexpr char kUsage[] =
-    "usage: envelopefs [--keyfile FILE | --passfile FILE] [-f] [--ro] [--nonempty] [-o OPTIONS] "
+    "usage: envelopefs [--keyfile FILE | --passfile FILE | --master-command CMD | --pkcs11-...]\n"
+    "                  [-f] [--ro] [--nonempty] [-o OPTIONS] "
     "CIPHERDIR MOUNTPOINT\n"
     "\n"
     "  --keyfile FILE   master key: a file of 32 random bytes (- for stdin)\n"
     "  --passfile FILE  master key from the passphrase in FILE (first line; - for stdin)\n"
-    "  --insecure-keyfile  accept a key or passphrase file that others can read\n"
+    "  --insecure-keyfile  accept a key, passphrase or PIN file that others can read\n"
+    "  --master-command CMD  master key: CMD's output (32 bytes or 64 hex digits; sh -c,\n"
+    "                   no terminal, 30 s timeout)\n"
+    "  --pkcs11-module PATH --pkcs11-token LABEL --pkcs11-key LABEL\n"
+    "                   master key encrypted by an AES key in a PKCS#11 token\n"
+    "  --pin-file FILE  the token's PIN (first line; default: $ENVELOPEFS_PKCS11_PIN)\n"
     "  -f, --foreground stay in the foreground (log to stderr)\n"
     "  --ro             mount read-only\n"
     "  --nonempty       allow a mount point that is not empty (its files are hidden)\n"

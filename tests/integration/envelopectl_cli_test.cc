@@ -156,6 +156,41 @@ TEST(EnvelopectlCli, KeyOptionsAreSpelledAndCheckedAsForTheDaemon) {
        "envelopectl: --keyfile and --passfile are mutually exclusive"},
       {"--new-keyfile " + key + " --new-passfile=" + key,
        "envelopectl: --new-keyfile and --new-passfile are mutually exclusive"},
+      // The command and PKCS#11 options (master_sources_test.cc runs them for real).
+      {"--master-command=", "envelopectl: option --master-command needs a command"},
+      {"--new-master-command ''", "envelopectl: option --new-master-command needs a command"},
+      {"--pkcs11-module=", "envelopectl: option --pkcs11-module needs a path"},
+      {"--new-pkcs11-module=", "envelopectl: option --new-pkcs11-module needs a path"},
+      {"--pkcs11-token=", "envelopectl: option --pkcs11-token needs a label"},
+      {"--new-pkcs11-key=" + std::string(33, 'k'),
+       "envelopectl: option --new-pkcs11-key: a PKCS#11 label is 1 to 32 printable ASCII "
+       "characters without quotes or backslashes"},
+      {"--pin-file=", "envelopectl: option --pin-file needs a file name"},
+      {"--new-pin-file=", "envelopectl: option --new-pin-file needs a file name"},
+      {"--keyfile " + key + " --master-command true",
+       "envelopectl: --keyfile, --passfile, --master-command and --pkcs11-* are mutually "
+       "exclusive"},
+      {"--passfile " + key + " --pkcs11-module m.so --pkcs11-token t --pkcs11-key k",
+       "envelopectl: --keyfile, --passfile, --master-command and --pkcs11-* are mutually "
+       "exclusive"},
+      {"--new-master-command true --new-keyfile " + key,
+       "envelopectl: --new-keyfile, --new-passfile, --new-master-command and --new-pkcs11-* "
+       "are mutually exclusive"},
+      {"--pkcs11-module m.so --pkcs11-token t",
+       "envelopectl: a PKCS#11 master key needs --pkcs11-module PATH, --pkcs11-token LABEL and "
+       "--pkcs11-key LABEL"},
+      {"--keyfile " + key + " --pin-file " + key,
+       "envelopectl: --keyfile, --passfile, --master-command and --pkcs11-* are mutually "
+       "exclusive"},
+      {"--new-pkcs11-key k",
+       "envelopectl: a PKCS#11 master key needs --new-pkcs11-module PATH, --new-pkcs11-token "
+       "LABEL and --new-pkcs11-key LABEL"},
+      {"--keyfile " + key + " --pkcs11-create-key",
+       "envelopectl: --pkcs11-create-key needs the --pkcs11-* (init) or --new-pkcs11-* (keys "
+       "change-master) options"},
+      {"--pkcs11-module m.so --pkcs11-token t --pkcs11-key k --pin-file - --new-keyfile -",
+       "envelopectl: only one of the current and the new key can be read from stdin (\"-\"); "
+       "give the other as a file"},
   };
   for (const auto& [options, message] : refused) {
     CommandResult r = RunCommand(kCtl + " keys list " + options + " " + dir);

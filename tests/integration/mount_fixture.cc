@@ -140,9 +140,8 @@ MountedVolume::MountedVolume(const VolumeOptions& options) : options_(options) {
   fs::create_directories(mnt_);
   CommandResult key = RunCommand("umask 077; head -c 32 /dev/urandom > " + Quote(keyfile_));
   if (key.exit_code != 0) throw std::runtime_error("cannot make a key file");
-  CommandResult init =
-      RunCommand(std::string(ENVELOPECTL_BINARY) + " init --keyfile " + Quote(keyfile_) + " " +
-                 options_.init_flags + " " + Quote(cipher_));
+  CommandResult init = RunCommand(std::string(ENVELOPECTL_BINARY) + " init " + KeyFlags() + " " +
+                                  options_.init_flags + " " + Quote(cipher_));
   if (init.exit_code != 0) throw std::runtime_error("envelopectl init failed: " + init.output);
   watchdog_ = std::thread([this] {
     std::unique_lock<std::mutex> lock(mutex_);
@@ -167,6 +166,10 @@ MountedVolume::~MountedVolume() {
   watchdog_.join();
 }
 
+std::string MountedVolume::KeyFlags() const {
+  return options_.key_flags.empty() ? "--keyfile " + Quote(keyfile_) : options_.key_flags;
+}
+
 void MountedVolume::Mount() {
   ASSERT_LT(pid_, 0) << "already mounted";
   pid_t pid = fork();
@@ -183,8 +186,8 @@ void MountedVolume::Mount() {
     const char* daemon = getenv("ENVELOPEFS_TEST_DAEMON");
     std::string cmd = std::string("exec ") + (wrapper ? std::string(wrapper) + " " : "") +
                       (daemon ? Quote(daemon) : std::string(ENVELOPEFS_BINARY)) +
-                      " -f --seal-interval 1 --keyfile " + Quote(keyfile_) + " " +
-                      options_.mount_flags + " " + Quote(cipher_) + " " + Quote(mnt_);
+                      " -f --seal-interval 1 " + KeyFlags() + " " + options_.mount_flags + " " +
+                      Quote(cipher_) + " " + Quote(mnt_);
     execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }

@@ -61,8 +61,9 @@ std::vector<fs::path> FilesBelow(const fs::path& dir);
 std::map<std::string, std::string> UserXattrs(const fs::path& path);
 
 struct VolumeOptions {
-  std::string init_flags;   // extra flags for envelopectl init
-  std::string mount_flags;  // extra flags for envelopefs
+  std::string init_flags;      // extra flags for envelopectl init
+  std::string mount_flags;     // extra flags for envelopefs
+  std::string key_flags = {};  // the key options of init and mount; empty: --keyfile keyfile()
 };
 
 class MountedVolume {
@@ -77,6 +78,7 @@ class MountedVolume {
 
   void Mount();  // asserts success
   void set_mount_flags(const std::string& flags) { options_.mount_flags = flags; }
+  void set_key_flags(const std::string& flags) { options_.key_flags = flags; }
   void Unmount();  // idempotent; waits for the daemon to exit (it seals everything first)
   // Sends `signal` to the daemon and waits up to 30 s for it to exit; returns its exit status
   // (128 + N if killed by signal N, -1 if it did not exit and was killed).
@@ -89,6 +91,8 @@ class MountedVolume {
   void ExpectNoSanitizerReport() const;
 
  private:
+  std::string KeyFlags() const;
+
   TempDir root_;
   fs::path cipher_, mnt_, keyfile_, log_;
   VolumeOptions options_;

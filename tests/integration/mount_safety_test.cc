@@ -356,6 +356,26 @@ TEST(MountOptions, EveryKeyOptionSpellingMountsAndBadOnesAreRefused) {
       "--keyfile and --passfile are mutually exclusive");
   ExpectRefused(TryMount("--new-keyfile " + Quote(key), v.cipher(), v.mnt()), 2,
                 "unknown option --new-keyfile");
+  // The command and PKCS#11 options (master_sources_test.cc mounts with them).
+  const std::pair<std::string, std::string> refused[] = {
+      {"--master-command=", "option --master-command needs a command"},
+      {"-o master_command=", "mount option master_command= needs a value"},
+      {"--keyfile " + Quote(key) + " --master-command true",
+       "--keyfile, --passfile, --master-command and --pkcs11-* are mutually exclusive"},
+      {"--pkcs11-module=", "option --pkcs11-module needs a path"},
+      {"--pkcs11-token=", "option --pkcs11-token needs a label"},
+      {"--pkcs11-key 'a\"b'", "option --pkcs11-key: a PKCS#11 label is 1 to 32 printable"},
+      {"--pin-file=", "option --pin-file needs a file name"},
+      {"--pkcs11-module m.so --pkcs11-key k",
+       "a PKCS#11 master key needs --pkcs11-module PATH, --pkcs11-token LABEL and --pkcs11-key"},
+      {"--pkcs11-create-key", "unknown option --pkcs11-create-key"},
+      {"--new-master-command true", "unknown option --new-master-command"},
+      {"--master-command " + Quote("cat " + key) + " --pkcs11-token t",
+       "--keyfile, --passfile, --master-command and --pkcs11-* are mutually exclusive"},
+  };
+  for (const auto& [options, message] : refused) {
+    ExpectRefused(TryMount(options, v.cipher(), v.mnt()), 2, message);
+  }
 }
 
 // The daemon reachable as `envelopefs` where mount.fuse3 looks for it. mount(8) gives its

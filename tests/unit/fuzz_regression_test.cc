@@ -113,6 +113,45 @@ TEST_F(FuzzRegression, ConfigWithAHugeFloatForAnIntegerIsRefusedInOneLine) {
   EXPECT_NE(std::string::npos, message.find("plaintext_names")) << message;
 }
 
+// The master-key sources after format 1 are refused in a format-1 config, and a PKCS#11
+// section's values are checked strictly (read before anything is authenticated).
+TEST_F(FuzzRegression, NewMasterKeySourcesAreCheckedStrictly) {
+  for (const char* source : {"command", "pkcs11"}) {
+    Write(kConfigFileName,
+          std::string("[volume]\nchunk_size = 4096\nformat_version = 1\nplaintext_names = false\n"
+                      "volume_id = '1e7136de9a0aee379992f2c984e97bb3'\n[master_key]\nsource = '") +
+              source +
+              "'\nmechanism = 'CKM_AES_GCM'\ntoken = 't'\nkey = 'k'\n"
+              "iv = '000102030405060708090a0b'\nwrapped = '" +
+              std::string(96, '0') + "'\n");
+    const std::string message = ConfigError();
+    EXPECT_NE(std::string::npos, message.find("format-1 config")) << message;
+  }
+  const std::string head = "format = 2\nvolume_id = '00'\ngeneration = 1\n[master_key]\n";
+  const std::string good_iv = "iv = '000102030405060708090a0b'\n";
+  const std::string good_wrapped = "wrapped = '" + std::string(96, '0') + "'\n";
+  for (const std::string& section :
+       {"source = 'pkcs11'\nmechanism = 'CKM_AES_GCM'\ntoken = 't'\nkey = 'k'\n" + good_iv,
+        "source = 'pkcs11'\nmechanism = 'CKM_AES_GCM'\ntoken = 't'\n" + good_iv + good_wrapped,
+        "source = 'pkcs11'\nmechanism = 'CKM_AES_GCM'\ntoken = ''\nkey = 'k'\n" + good_iv +
+            good_wrapped,
+        "source = 'pkcs11'\nmechanism = 'CKM_AES_GCM'\ntoken = 1\nkey = 'k'\n" + good_iv +
+            good_wrapped,
+        "source = 'pkcs11'\nmechanism = 'CKM_AES_GCM'\ntoken = 't'\nkey = 'k'\n"
+        "iv = '0001'\n" +
+            good_wrapped,
+        "source = 'pkcs11'\ntoken = 't'\nkey = 'k'\n" + good_iv + good_wrapped,
+        std::string("source = 'kmip'\n")}) {
+    try {
+      KeyringFile::Parse(head + section, dir_ / kKeyringFileName);
+      ADD_FAILURE() << "parsed: " << section;
+    } catch (const Error& e) {
+      EXPECT_EQ(ErrorKind::kConfig, e.kind()) << section;
+      EXPECT_NE(std::string::npos, std::string(e.what()).find("[master_key]")) << e.what();
+    }
+  }
+}
+
 TEST_F(FuzzRegression, KeyringWithHugeFloatsForIntegersIsRefused) {
   for (const char* text :
        {"format = 1e300\n", "format = 2\nvolume_id = '00'\ngeneration = 9e300\n",

@@ -62,39 +62,48 @@ TEST(KeySourceOptions, TheTableNamesEachOptionOnceAndTheDaemonGetsNoNewKeyOption
     all.insert(s.name);
     EXPECT_GE(s.code, kFirstKeySourceOption) << s.name;
     EXPECT_TRUE(codes.insert(s.code).second) << s.name;
-    EXPECT_EQ(std::string(s.name) != "insecure-keyfile", s.takes_value) << s.name;
+    EXPECT_EQ(
+        std::string(s.name) != "insecure-keyfile" && std::string(s.name) != "pkcs11-create-key",
+        (s.value != nullptr))
+        << s.name;
   }
-  EXPECT_EQ((std::set<std::string>{"keyfile", "passfile", "insecure-keyfile"}), current);
-  EXPECT_EQ((std::set<std::string>{"keyfile", "passfile", "insecure-keyfile", "new-keyfile",
-                                   "new-passfile"}),
+  EXPECT_EQ((std::set<std::string>{"keyfile", "passfile", "insecure-keyfile", "master-command",
+                                   "pkcs11-module", "pkcs11-token", "pkcs11-key", "pin-file"}),
+            current);
+  EXPECT_EQ((std::set<std::string>{"keyfile", "passfile", "insecure-keyfile", "master-command",
+                                   "pkcs11-module", "pkcs11-token", "pkcs11-key", "pin-file",
+                                   "new-keyfile", "new-passfile", "new-master-command",
+                                   "new-pkcs11-module", "new-pkcs11-token", "new-pkcs11-key",
+                                   "new-pin-file", "pkcs11-create-key"}),
             all);
 
   // A program's getopt_long table: these, then its own options, then the terminator.
   const option own[] = {{"ro", no_argument, nullptr, 1000}};
   const std::vector<option> table = LongOptionsWithKeySource(KeySourceOptionSet::kCurrentKey, own);
-  ASSERT_EQ(5u, table.size());
+  ASSERT_EQ(10u, table.size());
   EXPECT_STREQ("keyfile", table[0].name);
   EXPECT_EQ(required_argument, table[0].has_arg);
   EXPECT_EQ(no_argument, table[2].has_arg);
-  EXPECT_STREQ("ro", table[3].name);
-  EXPECT_EQ(nullptr, table[4].name);
+  EXPECT_STREQ("ro", table[8].name);
+  EXPECT_EQ(nullptr, table[9].name);
 }
 
 TEST(KeySourceOptions, EverySpellingOnTheCommandLine) {
   const auto set = KeySourceOptionSet::kCurrentAndNewKey;
-  EXPECT_EQ("k", Parse(set, {"--keyfile", "k"}).keyfile);
-  EXPECT_EQ("k", Parse(set, {"--keyfile=k"}).keyfile);
-  EXPECT_EQ("-", Parse(set, {"--passfile", "-"}).passfile);
-  EXPECT_EQ("p", Parse(set, {"--passfile=p"}).passfile);
-  EXPECT_EQ("n", Parse(set, {"--new-keyfile=n"}).new_keyfile);
-  EXPECT_EQ("n", Parse(set, {"--new-passfile", "n"}).new_passfile);
-  EXPECT_EQ("b", Parse(set, {"--keyfile", "a", "--keyfile=b"}).keyfile) << "the last one wins";
+  EXPECT_EQ("k", Parse(set, {"--keyfile", "k"}).current.keyfile);
+  EXPECT_EQ("k", Parse(set, {"--keyfile=k"}).current.keyfile);
+  EXPECT_EQ("-", Parse(set, {"--passfile", "-"}).current.passfile);
+  EXPECT_EQ("p", Parse(set, {"--passfile=p"}).current.passfile);
+  EXPECT_EQ("n", Parse(set, {"--new-keyfile=n"}).next.keyfile);
+  EXPECT_EQ("n", Parse(set, {"--new-passfile", "n"}).next.passfile);
+  EXPECT_EQ("b", Parse(set, {"--keyfile", "a", "--keyfile=b"}).current.keyfile)
+      << "the last one wins";
 
   KeySourceOptions o = Parse(set, {"--insecure-keyfile", "--keyfile", "k"});
   EXPECT_TRUE(o.insecure_keyfile);
   EXPECT_TRUE(o.HasKey());
   EXPECT_FALSE(o.HasNewKey());
-  EXPECT_FALSE(o.passfile);
+  EXPECT_FALSE(o.current.passfile);
   EXPECT_FALSE(Parse(set, {}).HasKey());
   EXPECT_FALSE(Parse(set, {}).insecure_keyfile);
 }
@@ -132,38 +141,109 @@ TEST(KeySourceOptions, TheCombinationIsCheckedWithOneLine) {
   EXPECT_EQ(one_stdin, UsageError([&] { Parse(set, {"--passfile=-", "--new-keyfile", "-"}); }));
   EXPECT_EQ("", UsageError([&] { Parse(set, {"--passfile=-", "--new-keyfile=n"}); }));
   EXPECT_EQ("", UsageError([&] { Parse(set, {"--keyfile=k", "--new-keyfile=-"}); }));
+  EXPECT_EQ(one_stdin, UsageError([&] {
+              Parse(set, {"--pkcs11-module=m", "--pkcs11-token=t", "--pkcs11-key=k", "--pin-file=-",
+                          "--new-keyfile=-"});
+            }));
+}
+
+TEST(KeySourceOptions, CommandAndPkcs11OptionsAreCheckedWithOneLine) {
+  const auto set = KeySourceOptionSet::kCurrentAndNewKey;
+  KeySourceOptions o = Parse(
+      set, {"--master-command", "gpg -d k.gpg", "--new-pkcs11-module=m", "--new-pkcs11-token=T",
+            "--new-pkcs11-key=K", "--new-pin-file=p", "--pkcs11-create-key"});
+  EXPECT_EQ("gpg -d k.gpg", o.current.command);
+  EXPECT_EQ("m", o.next.pkcs11_module);
+  EXPECT_EQ("T", o.next.pkcs11_token);
+  EXPECT_EQ("K", o.next.pkcs11_key);
+  EXPECT_EQ("p", o.next.pin_file);
+  EXPECT_TRUE(o.pkcs11_create_key);
+  EXPECT_STREQ("command", o.current.KindName());
+  EXPECT_STREQ("pkcs11", o.next.KindName());
+  EXPECT_EQ(MasterKeyKind::kCommand, o.KeySource(false)->kind());
+  EXPECT_EQ(MasterKeyKind::kPkcs11, o.NewKeySource()->kind());
+
+  EXPECT_EQ("option --master-command needs a command",
+            UsageError([&] { Parse(set, {"--master-command="}); }));
+  EXPECT_EQ("option --pkcs11-module needs a path",
+            UsageError([&] { Parse(set, {"--pkcs11-module="}); }));
+  EXPECT_EQ("option --new-pkcs11-token needs a label",
+            UsageError([&] { Parse(set, {"--new-pkcs11-token="}); }));
+  EXPECT_EQ(
+      "option --pkcs11-key: a PKCS#11 label is 1 to 32 printable ASCII characters without quotes "
+      "or backslashes",
+      UsageError([&] { Parse(set, {"--pkcs11-key=a\"b"}); }));
+  EXPECT_NE("", UsageError([&] { Parse(set, {"--pkcs11-token=" + std::string(33, 'x')}); }));
+  EXPECT_EQ("--keyfile, --passfile, --master-command and --pkcs11-* are mutually exclusive",
+            UsageError([&] {
+              Parse(set, {"--keyfile=k", "--master-command=c"});
+            }));
+  EXPECT_EQ(
+      "--new-keyfile, --new-passfile, --new-master-command and --new-pkcs11-* are mutually "
+      "exclusive",
+      UsageError([&] {
+        Parse(set, {"--new-pkcs11-key=k", "--new-master-command=c"});
+      }));
+  EXPECT_EQ(
+      "a PKCS#11 master key needs --pkcs11-module PATH, --pkcs11-token LABEL and --pkcs11-key "
+      "LABEL",
+      UsageError([&] {
+        Parse(set, {"--pkcs11-module=m", "--pkcs11-key=k"});
+      }));
+  EXPECT_EQ(
+      "--pkcs11-create-key needs the --pkcs11-* (init) or --new-pkcs11-* (keys change-master) "
+      "options",
+      UsageError([&] {
+        Parse(set, {"--keyfile=k", "--pkcs11-create-key"});
+      }));
+  // envelopefs creates no key.
+  EXPECT_EQ("unknown",
+            UsageError([&] { Parse(KeySourceOptionSet::kCurrentKey, {"--pkcs11-create-key"}); }));
 }
 
 // The daemon's -o list (fstab, mount.fuse3) takes the same options, '_' or '-' alike.
 TEST(KeySourceOptions, TheSameOptionsInAMountOptionList) {
   std::vector<DaemonOption> daemon_options;
   for (const KeySourceOptionSpec& s : KeySourceOptionTable(KeySourceOptionSet::kCurrentKey)) {
-    daemon_options.push_back({s.name, s.takes_value, s.code});
+    daemon_options.push_back({s.name, (s.value != nullptr), s.code});
   }
   KeySourceOptions o;
   auto apply = [&o](int code, const std::string& value) { EXPECT_TRUE(o.Apply(code, value)); };
   EXPECT_EQ(
       std::vector<std::string>{"allow_other"},
       SplitMountOptions("keyfile=/etc/k,insecure_keyfile,allow_other", daemon_options, apply));
-  EXPECT_EQ("/etc/k", o.keyfile);
+  EXPECT_EQ("/etc/k", o.current.keyfile);
   EXPECT_TRUE(o.insecure_keyfile);
   o.Validate();
 
   SplitMountOptions("passfile=/etc/p", daemon_options, apply);
   EXPECT_EQ("--keyfile and --passfile are mutually exclusive", UsageError([&] { o.Validate(); }));
   EXPECT_NE("", UsageError([&] { SplitMountOptions("new_keyfile=n", daemon_options, apply); }));
+
+  KeySourceOptions p;
+  auto apply_p = [&p](int code, const std::string& value) { EXPECT_TRUE(p.Apply(code, value)); };
+  SplitMountOptions("pkcs11_module=/m.so,pkcs11-token=T,pkcs11_key=K,pin_file=/p", daemon_options,
+                    apply_p);
+  EXPECT_EQ("/m.so", p.current.pkcs11_module);
+  EXPECT_EQ("T", p.current.pkcs11_token);
+  EXPECT_EQ("K", p.current.pkcs11_key);
+  EXPECT_EQ("/p", p.current.pin_file);
+  p.Validate();
+  SplitMountOptions("master_command=cat /k", daemon_options, apply_p);
+  EXPECT_EQ("cat /k", p.current.command);
+  EXPECT_NE("", UsageError([&] { p.Validate(); }));
 }
 
 TEST(KeySourceOptions, TheOptionsNameTheirKeySources) {
   KeySourceOptions o;
-  o.keyfile = "/nonexistent/key";
-  o.new_passfile = "/nonexistent/pass";
+  o.current.keyfile = "/nonexistent/key";
+  o.next.passfile = "/nonexistent/pass";
   EXPECT_EQ(MasterKeyKind::kKeyFile, o.KeySource(false)->kind());
   EXPECT_EQ(MasterKeyKind::kPassphrase, o.NewKeySource()->kind());
-  o.keyfile.reset();
-  o.passfile = "/nonexistent/pass";
-  o.new_passfile.reset();
-  o.new_keyfile = "/nonexistent/key";
+  o.current.keyfile.reset();
+  o.current.passfile = "/nonexistent/pass";
+  o.next.passfile.reset();
+  o.next.keyfile = "/nonexistent/key";
   EXPECT_EQ(MasterKeyKind::kPassphrase, o.KeySource(true)->kind());
   EXPECT_EQ(MasterKeyKind::kKeyFile, o.NewKeySource()->kind());
   // Without a file: the passphrase from the terminal.

@@ -159,7 +159,7 @@ TEST_F(VolumeDir, AKeyFileOthersCanReadIsRefusedUnlessAllowed) {
   fs::path pass = WritePass("pass", "words");
   fs::permissions(pass, fs::perms::owner_read | fs::perms::group_read);
   EXPECT_EQ(ErrorKind::kUsage, KindOf([&] {
-              MakePassFileSource(pass)->MasterKey(MakePassFileSource(pass)->NewParams());
+              MakePassFileSource(pass)->MasterKey(MakePassFileSource(pass)->NewParams({}), {});
             }));
 }
 
