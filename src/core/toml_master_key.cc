@@ -62,7 +62,8 @@ MasterKeyParams ParseMasterKeyParams(const toml::table& t, const std::filesystem
     params.pkcs11 = ParsePkcs11(t, fail);
     return params;
   }
-  if (*source != "passphrase") throw fail("unknown [master_key] source \"" + *source + "\"");
+  if (*source != "passphrase")
+    throw fail("unknown [master_key] source \"" + EscapeName(*source) + "\"");
   params.kind = MasterKeyKind::kPassphrase;
   auto kdf = t["master_key"]["kdf"].value<std::string>();
   // value_exact: toml++ converts floats to integers, undefined behaviour when out of range.
