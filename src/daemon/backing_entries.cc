@@ -126,6 +126,16 @@ int LookupBacking(EnvelopeFs& fs, Inode& dir, const std::string& backing, std::s
   if (int err = StatFd(fd, &st)) return err;
   Inode* inode =
       fs.inodes().FindOrInsert(std::move(owned), st.st_dev, st.st_ino, st.st_mode & S_IFMT);
+  if (S_ISREG(st.st_mode)) {
+    // An Inode made anew for a file still alive in the daemon gets its CipherFile back.
+    std::lock_guard<std::mutex> lock(inode->open_mutex);
+    if (inode->open_file.expired()) {
+      if (auto live = fs.live_files().Find(st.st_dev, st.st_ino)) {
+        std::lock_guard<std::mutex> ilock(inode->mutex);
+        inode->open_file = live;
+      }
+    }
+  }
   ToPlainAttr(fs, inode, inode->fd.get(), st);
   {
     std::lock_guard<std::mutex> lock(inode->mutex);  // where the kernel last saw it

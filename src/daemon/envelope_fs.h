@@ -40,6 +40,7 @@
 #include "envelopefs/unique_fd.h"
 #include "envelopefs/volume.h"
 #include "inode_table.h"
+#include "live_files.h"
 #include "sealer.h"
 #include "write_gate.h"
 
@@ -65,6 +66,7 @@ class EnvelopeFs {
   Inode& root() { return root_; }
   InodeTable& inodes() { return inodes_; }
   Sealer& sealer() { return *sealer_; }
+  LiveFiles& live_files() { return live_files_; }
   std::shared_mutex& namespace_mutex() { return namespace_mutex_; }
   WriteGate& write_gate() { return write_gate_; }
 
@@ -92,6 +94,7 @@ class EnvelopeFs {
   MountOptions options_;
   Inode root_;
   InodeTable inodes_;
+  LiveFiles live_files_;
   UniqueFd sync_fd_;  // the cipher dir, opened for syncfs(2)
   std::unique_ptr<Sealer> sealer_;
   std::atomic<int64_t> keyring_checked_ms_{0};

@@ -27,6 +27,11 @@ std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
     std::lock_guard<std::mutex> lock(inode.mutex);
     if (auto file = inode.open_file.lock()) return file;
   }
+  if (auto file = fs.live_files().Find(inode.dev, inode.ino)) {  // an earlier Inode's
+    std::lock_guard<std::mutex> lock(inode.mutex);
+    inode.open_file = file;
+    return file;
+  }
   auto open_backing = [&] {
     std::string path = ProcFdPath(inode.fd.get());
     int flags = fs.options().read_only ? O_RDONLY : O_RDWR;
@@ -47,6 +52,7 @@ std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
     fs.RefreshKeyring(/*force=*/true);  // rotated while mounted: the version may be new to us
     file = CipherFile::Open(open_backing(), fs.volume(), "", fs.damage_reporter());
   }
+  fs.live_files().Remember(inode.dev, inode.ino, file);
   std::lock_guard<std::mutex> lock(inode.mutex);
   inode.open_file = file;
   return file;

@@ -76,6 +76,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
       if (auto existing = inode.open_file.lock()) {
         file = std::move(existing);
       } else {
+        fs.live_files().Remember(inode.dev, inode.ino, file);
         inode.open_file = file;
       }
     } else {
