@@ -391,7 +391,7 @@ class TreeRestore {
     // Names are bytes, and cipher names the attacker's choice: escaped for the terminal.
     std::fprintf(stderr, "%senvelopectl: %s: %s (%s): %s\n", BarEraser(), what,
                  e.plain_path.empty() ? "?" : EscapeName(e.plain_path).c_str(),
-                 EscapeName(e.cipher_path.string()).c_str(), EscapeName(f.reason).c_str());
+                 EscapeName(e.cipher_path).c_str(), EscapeName(f.reason).c_str());
     ++failed_;
   }
 
@@ -430,7 +430,7 @@ class TreeRestore {
     if (claim != claims_.end() && claim->second->relative != cipher_parent) {
       Report(e, {ErrorKind::kAuthentication, "its parent " + plain_parent +
                                                  " is a duplicate name (restored from " +
-                                                 claim->second->cipher_path.string() + ")"});
+                                                 claim->second->cipher_path + ")"});
     } else {
       Report(e, {ErrorKind::kIo, "its directory " + plain_parent + " was not restored"});
     }
@@ -445,8 +445,8 @@ class TreeRestore {
                  "envelopectl: duplicate name %s: %s (restored) and %s (not restored) decrypt to "
                  "the same path\n",
                  EscapeName(e.plain_path).c_str(),
-                 EscapeName(it->second->cipher_path.string()).c_str(),
-                 EscapeName(e.cipher_path.string()).c_str());
+                 EscapeName(it->second->cipher_path).c_str(),
+                 EscapeName(e.cipher_path).c_str());
     ++duplicates_;
     damaged_ = true;
     return false;

@@ -94,7 +94,7 @@ std::string CipherPathOf(const Args& args, const fs::path& cipher_dir,
                          const std::string& relative) {
   auto volume = OpenVolume(args, cipher_dir, /*log_unlock=*/false);
   for (const CipherEntry& e : CollectEntries(volume->cipher_dir(), MakeNameTransform(*volume))) {
-    if (e.plain_path == relative) return e.cipher_path.string();
+    if (e.plain_path == relative) return e.cipher_path;
   }
   return "";
 }

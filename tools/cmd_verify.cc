@@ -203,7 +203,7 @@ std::string CheckEntry(const CipherEntry& e, const Volume& volume, const NameTra
 
 nlohmann::json DamagedJson(const CipherEntry& e, const std::string& reason) {
   return {{"path", e.plain_path.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.plain_path)},
-          {"cipher_path", e.cipher_path.string()},
+          {"cipher_path", e.cipher_path},
           {"type", TypeName(e.type)},
           {"reason", reason}};
 }
@@ -232,7 +232,7 @@ int RunVerify(const Args& args) {
   }
   // The root directory is no entry, but its extended attributes are checked like any other.
   CipherEntry root;
-  root.cipher_path = fs::absolute(dir);
+  root.cipher_path = fs::absolute(dir).string();
   root.plain_path = "/";
   root.type = DT_DIR;
   std::string root_problems;
@@ -247,11 +247,11 @@ int RunVerify(const Args& args) {
   // attributes are reported by their cipher names), so it goes to the audit log as it is.
   auto report = [&](const CipherEntry& e, const std::string& problem) {
     damaged.push_back(DamagedJson(e, problem));
-    AppendTamperEvent(*volume, e.cipher_path.string(), problem, "verify");
+    AppendTamperEvent(*volume, e.cipher_path, problem, "verify");
     if (!args.json) {
       // The cipher path is the attacker's choice: escaped, so it cannot drive the terminal.
       std::printf("DAMAGED %s (%s): %s\n", e.plain_path.empty() ? "?" : e.plain_path.c_str(),
-                  EscapeName(e.cipher_path.string()).c_str(), EscapeName(problem).c_str());
+                  EscapeName(e.cipher_path).c_str(), EscapeName(problem).c_str());
     }
   };
   if (!root_problems.empty()) report(root, root_problems);
@@ -266,7 +266,7 @@ int RunVerify(const Args& args) {
       if (!args.json) {
         std::printf("UNSEALED %s (%s): %s\n",
                     entries[i].plain_path.empty() ? "?" : entries[i].plain_path.c_str(),
-                    EscapeName(entries[i].cipher_path.string()).c_str(), kUnsealedReason);
+                    EscapeName(entries[i].cipher_path).c_str(), kUnsealedReason);
       }
     }
     if (problems[i].empty()) continue;

@@ -90,7 +90,7 @@ std::vector<CipherEntry> CollectFiles(const fs::path& cipher_dir, const NameTran
 }
 
 std::string DisplayName(const CipherEntry& entry) {
-  return entry.plain_path.empty() ? entry.cipher_path.string() : entry.plain_path;
+  return entry.plain_path.empty() ? entry.cipher_path : entry.plain_path;
 }
 
 const char* TypeName(unsigned char d_type) {
@@ -239,7 +239,7 @@ std::shared_ptr<CipherFile> OpenEntry(const Volume& volume, const CipherEntry& e
   int fd = OpenRegularBeneath(volume.root_fd(), entry.relative, O_RDONLY);
   if (fd < 0) {
     errno = -fd;
-    ThrowSystemError("open " + entry.cipher_path.string());
+    ThrowSystemError("open " + entry.cipher_path);
   }
   return CipherFile::Open(UniqueFd(fd), volume, "", damage);
 }

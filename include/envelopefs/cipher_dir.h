@@ -18,7 +18,7 @@
 namespace envelopefs {
 
 struct CipherEntry {
-  std::filesystem::path cipher_path;  // absolute (for messages; open through `relative`)
+  std::string cipher_path;  // absolute (for messages; open through `relative`)
   std::string relative;               // the cipher path relative to the cipher dir
   std::string plain_path;             // relative to the volume root; empty if unknown
   bool name_ok = true;                // the name (and every parent's) authenticated

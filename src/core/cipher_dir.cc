@@ -33,7 +33,7 @@ void Walk(int dirfd, const std::filesystem::path& cipher, const std::string& rel
     if (n == "." || n == "..") continue;
     if (names.IsInternal(n, in_root)) continue;
     CipherEntry entry;
-    entry.cipher_path = cipher / std::string(n);
+    entry.cipher_path = (cipher / std::string(n)).string();
     entry.relative = relative.empty() ? std::string(n) : relative + "/" + std::string(n);
     entry.type = ent->d_type;
     if (entry.type == DT_UNKNOWN) {

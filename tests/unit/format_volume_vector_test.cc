@@ -115,7 +115,7 @@ TEST_P(VolumeVector, OpensAndReadsBackExactlyItsTree) {
       got[e.plain_path] = "-> " + *target;
     } else {
       auto file = CipherFile::Open(UniqueFd(open(e.cipher_path.c_str(), O_RDONLY | O_CLOEXEC)),
-                                   *volume, e.cipher_path.string(), damage);
+                                   *volume, e.cipher_path, damage);
       EXPECT_EQ(version, file->format_version()) << e.plain_path;
       EXPECT_TRUE(file->sealed()) << e.plain_path;
       std::string content(file->size(), '\0');
