@@ -183,7 +183,8 @@ void MountedVolume::Mount() {
     const char* daemon = getenv("ENVELOPEFS_TEST_DAEMON");
     std::string cmd = std::string("exec ") + (wrapper ? std::string(wrapper) + " " : "") +
                       (daemon ? Quote(daemon) : std::string(ENVELOPEFS_BINARY)) +
-                      " -f --seal-interval 1 --keyfile " + Quote(keyfile_) + " " +
+                      " -f --seal-interval 1 " +
+                      (key_option_.empty() ? "--keyfile " + Quote(keyfile_) : key_option_) + " " +
                       options_.mount_flags + " " + Quote(cipher_) + " " + Quote(mnt_);
     execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     _exit(127);

@@ -77,6 +77,9 @@ class MountedVolume {
 
   void Mount();  // asserts success
   void set_mount_flags(const std::string& flags) { options_.mount_flags = flags; }
+  // The daemon's key option for the next Mount(), e.g. "--passfile FILE" after a change of
+  // master key; empty (the default): "--keyfile" with keyfile().
+  void set_key_option(const std::string& option) { key_option_ = option; }
   void Unmount();  // idempotent; waits for the daemon to exit (it seals everything first)
   // Sends `signal` to the daemon and waits up to 30 s for it to exit; returns its exit status
   // (128 + N if killed by signal N, -1 if it did not exit and was killed).
@@ -92,6 +95,7 @@ class MountedVolume {
   TempDir root_;
   fs::path cipher_, mnt_, keyfile_, log_;
   VolumeOptions options_;
+  std::string key_option_;
   pid_t pid_ = -1;
   std::thread watchdog_;
   std::mutex mutex_;
