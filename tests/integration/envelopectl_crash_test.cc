@@ -182,9 +182,18 @@ class EnvelopectlCrash : public ::testing::Test {
     return files;
   }
 
+  // Runs `command` to completion; a keyring change also removes the copies of the keyring that
+  // killed changes left behind (".envelopefs.tmp.*" at the root).
   void RunAgain(const std::string& command, const Key& key, const std::string& trace) {
     CommandResult again = RunCommand(Ctl(command, key));
     ASSERT_EQ(0, again.exit_code) << trace << "\n" << again.output;
+    if (command.rfind("keys ", 0) != 0) return;
+    for (const auto& e : fs::directory_iterator(v_.cipher())) {
+      if (e.path().filename().string().rfind(".envelopefs.tmp.", 0) == 0) {
+        EXPECT_NE(0u, ReadFile(e.path()).rfind("# envelopefs keyring", 0))
+            << trace << ": a copy of the keyring is left behind: " << e.path();
+      }
+    }
   }
 
   MountedVolume v_{VolumeOptions{"--chunk-size 4096", ""}};
