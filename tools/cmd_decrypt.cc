@@ -30,6 +30,7 @@
 #include "envelopefs/error.h"
 #include "envelopefs/error_mapping.h"
 #include "envelopefs/exit_codes.h"
+#include "envelopefs/long_symlink.h"
 #include "envelopefs/unique_fd.h"
 #include "progress.h"
 
@@ -481,12 +482,12 @@ class TreeRestore {
 
   // The decrypted target of the cipher symlink `e` (in `cipher`), or a Failure.
   std::optional<Failure> ReadTarget(const Located& cipher, std::string* target) {
-    std::string stored(PATH_MAX, '\0');
-    ssize_t n = ::readlinkat(cipher.dir.get(), cipher.leaf.c_str(), stored.data(), stored.size());
-    if (n < 0) return SystemFailure("readlink", errno);
-    stored.resize(static_cast<size_t>(n));
-    std::optional<std::string> link = names_.DecryptSymlink(stored);
-    if (!link) return Failure{ErrorKind::kAuthentication, "symlink target does not authenticate"};
+    auto stored = ReadStoredTarget(cipher.dir.get(), cipher.leaf);
+    if (!stored) return SystemFailure("readlink", errno);
+    std::string problem;
+    std::optional<std::string> link =
+        ReadBackingSymlink(names_, volume_.root_fd(), *stored, &problem);
+    if (!link) return Failure{ErrorKind::kAuthentication, problem};
     *target = std::move(*link);
     return std::nullopt;
   }

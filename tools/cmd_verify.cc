@@ -19,6 +19,7 @@
 #include "envelopefs/beneath.h"
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
+#include "envelopefs/long_symlink.h"
 #include "envelopefs/unique_fd.h"
 #include "progress.h"
 
@@ -55,11 +56,10 @@ std::string CheckSymlink(const CipherEntry& e, const Volume& volume, const NameT
   int parent = OpenParentBeneath(volume.root_fd(), e.relative, &leaf);
   if (parent < 0) return std::string("open: ") + std::strerror(-parent);
   UniqueFd owned(parent);
-  std::string stored(PATH_MAX, '\0');
-  ssize_t n = readlinkat(parent, std::string(leaf).c_str(), stored.data(), stored.size());
-  if (n < 0) return std::string("readlink: ") + std::strerror(errno);
-  stored.resize(static_cast<size_t>(n));
-  return names.DecryptSymlink(stored) ? "" : "symlink target does not authenticate";
+  auto stored = ReadStoredTarget(parent, std::string(leaf));
+  if (!stored) return std::string("readlink: ") + std::strerror(errno);
+  std::string problem;
+  return ReadBackingSymlink(names, volume.root_fd(), *stored, &problem) ? "" : problem;
 }
 
 std::string CheckDirectory(const CipherEntry& e, const Volume& volume, const NameTransform& names) {

@@ -24,6 +24,9 @@
 
 namespace envelopefs {
 
+// How every keyring file this version writes begins (also a temporary copy of one).
+inline constexpr char kKeyringHeadline[] = "# envelopefs keyring";
+
 enum class KekState { kActive, kDecryptOnly, kRetired };
 const char* KekStateName(KekState state);  // "active", "decrypt-only", "retired"
 

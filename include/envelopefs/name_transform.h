@@ -19,10 +19,11 @@
 // Symlink targets (encrypted mode): format 1 encrypts them like names with a fixed associated
 // data label instead of a directory IV (deterministic: equal targets look equal); format 2
 // seals each with AES-256-SIV under a fresh random 16-byte nonce, stored as base64url(nonce ||
-// SIV output). Extended attribute names are encrypted deterministically (one label); xattr
-// values are sealed with AES-256-GCM, bound to the backing attribute name (format 1) or to the
-// name and the object's identity (format 2: a regular file's file id, a directory's primary
-// IV). A volume reads only its own format's encodings: no downgrade by re-encoding.
+// SIV output); a target whose stored form would not fit in a symlink is kept in a side file at
+// the volume root (long_symlink.h). Extended attribute names are encrypted deterministically (one
+// label); xattr values are sealed with AES-256-GCM, bound to the backing attribute name (format 1)
+// or to the name and the object's identity (format 2: a regular file's file id, a directory's
+// primary IV). A volume reads only its own format's encodings: no downgrade by re-encoding.
 //
 // Thread-safe: immutable after construction.
 #pragma once
@@ -97,7 +98,8 @@ class NameTransform {
   // Removes the side file of a long backing name (no-op for short names); returns 0 or -errno.
   int RemoveLongNameSideFile(int dirfd, std::string_view backing_name) const;
   // True for backing entries that are not user entries: the IV file and its conflict copies,
-  // long-name side files, temp files, and the volume files at the root.
+  // long-name side files, temp files, and the volume files and (encrypted names) long symlink
+  // target side files at the root.
   bool IsInternal(std::string_view backing_name, bool in_root) const;
   // Decrypts backing name `backing_name` (reading the side file for long names) with the
   // primary IV, then alternates. std::nullopt if it does not authenticate (a damaged name).
@@ -109,6 +111,15 @@ class NameTransform {
   std::string EncryptSymlink(std::string_view target) const;
   // std::nullopt unless `stored` is this format's encoding of a non-empty target without NUL.
   std::optional<std::string> DecryptSymlink(std::string_view stored) const;
+  // True when EncryptSymlink's form of a target of `target_size` bytes fits in a backing
+  // symlink (shorter than PATH_MAX); longer targets live in side files (long_symlink.h).
+  bool SymlinkFitsInline(size_t target_size) const;
+  // A long target's side-file content, V(16) || C = AES-256-SIV(name key, ["envelopefs long
+  // symlink v1", id], padded target), and its opening (std::nullopt unless it authenticates
+  // for `id` and holds a non-empty target without NUL). Encrypted names only.
+  std::vector<uint8_t> SealLongSymlink(std::span<const uint8_t> id, std::string_view target) const;
+  std::optional<std::string> OpenLongSymlink(std::span<const uint8_t> id,
+                                             std::span<const uint8_t> sealed) const;
 
   // --- extended attributes -----------------------------------------------------------------
   // Plaintext xattr name (must start with "user.") to the backing name "user.<cipher>";

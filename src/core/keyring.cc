@@ -509,7 +509,7 @@ std::string Keyring::Save(int root_fd, const std::filesystem::path& cipher_dir,
                    {"policy", std::move(policy)},
                    {"kek", std::move(keks)}};
   std::ostringstream out;
-  out << "# envelopefs keyring (see envelopefs-format(5)). Authenticated: do not edit.\n"
+  out << kKeyringHeadline << " (see envelopefs-format(5)). Authenticated: do not edit.\n"
       << root << "\n";
   const std::string text = out.str();
   ReplaceFileIn(root_fd, kKeyringFileName, text, 0600, (cipher_dir / kKeyringFileName).string());

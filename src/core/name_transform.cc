@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/limits.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
@@ -26,6 +27,7 @@
 #include "envelopefs/crypto.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
+#include "envelopefs/long_symlink.h"
 #include "envelopefs/unique_fd.h"
 #include "envelopefs/volume_config.h"
 
@@ -34,8 +36,9 @@ namespace {
 
 // Associated data labels (the on-disk contract, envelopefs-format(5)).
 constexpr std::string_view kNameLabel = "envelopefs name v1";
-constexpr std::string_view kSymlinkLabel = "envelopefs symlink v1";    // format 1
-constexpr std::string_view kSymlinkLabelV2 = "envelopefs symlink v2";  // format 2
+constexpr std::string_view kSymlinkLabel = "envelopefs symlink v1";           // format 1
+constexpr std::string_view kSymlinkLabelV2 = "envelopefs symlink v2";         // format 2
+constexpr std::string_view kLongSymlinkLabel = "envelopefs long symlink v1";  // side files
 constexpr std::string_view kXattrNameLabel = "envelopefs xattr name v1";
 
 // The first volume format with randomized symlink targets and object-bound xattr values.
@@ -408,6 +411,7 @@ bool NameTransform::IsInternal(std::string_view backing_name, bool in_root) cons
   if (StartsWith(backing_name, kInternalPrefix)) return true;  // includes kTempPrefix
   if (in_root && IsVolumeFileName(backing_name)) return true;
   if (plaintext_) return false;  // only the volume files and ".envelopefs." are reserved
+  if (in_root && StartsWith(backing_name, kLongSymlinkPrefix)) return true;
   return IsDirIvName(backing_name) ||
          (StartsWith(backing_name, kLongNamePrefix) && EndsWith(backing_name, kLongNameSuffix));
 }
@@ -479,6 +483,27 @@ std::optional<std::string> NameTransform::DecryptSymlink(std::string_view stored
                           all.subspan(kSymlinkNonceSize));
     if (padded) target = Unpad(*padded);
   }
+  if (!target || target->empty() || target->find('\0') != std::string::npos) return std::nullopt;
+  return target;
+}
+
+bool NameTransform::SymlinkFitsInline(size_t target_size) const {
+  if (plaintext_) return target_size < PATH_MAX;
+  size_t sealed = kSivTagSize + (target_size / kPadBlock + 1) * kPadBlock;
+  if (format_ >= kVolumeFormatV2) sealed += kSymlinkNonceSize;
+  return (sealed * 4 + 2) / 3 < PATH_MAX;  // unpadded base64url
+}
+
+std::vector<uint8_t> NameTransform::SealLongSymlink(std::span<const uint8_t> id,
+                                                    std::string_view target) const {
+  return SivSeal(name_key_.span(), {AsBytes(kLongSymlinkLabel), id}, Pad(target));
+}
+
+std::optional<std::string> NameTransform::OpenLongSymlink(std::span<const uint8_t> id,
+                                                          std::span<const uint8_t> sealed) const {
+  auto padded = SivOpen(name_key_.span(), {AsBytes(kLongSymlinkLabel), id}, sealed);
+  if (!padded) return std::nullopt;
+  auto target = Unpad(*padded);
   if (!target || target->empty() || target->find('\0') != std::string::npos) return std::nullopt;
   return target;
 }

@@ -1,12 +1,16 @@
 // Volume — see volume.h.
 #include "envelopefs/volume.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <ctime>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "envelopefs/beneath.h"
 #include "envelopefs/crypto.h"
@@ -14,6 +18,7 @@
 #include "envelopefs/error.h"
 #include "envelopefs/file_format.h"
 #include "envelopefs/host_state.h"
+#include "envelopefs/keyring.h"
 #include "envelopefs/log.h"
 #include "envelopefs/name_transform.h"
 #include "envelopefs/unique_fd.h"
@@ -28,6 +33,37 @@ constexpr char kAuditKeyLabel[] = "envelopefs audit v1";
 constexpr size_t kNameKeySize = 64;
 // Left behind by an interrupted master-key change of envelopefs 0.1; never read again.
 constexpr char kStaleStagedKeyring[] = "envelopefs.keyring.new";
+
+// Removes the copies of the keyring that keyring changes killed between writing their temporary
+// file and renaming it left at the root: ".envelopefs.tmp.*" regular files that begin like a
+// keyring. They hold the wrapped KEKs of their time, under the master key of their time, so a
+// version retired since, or a master key changed since, would live on in them. Called under the
+// keyring lock, when no keyring writer is mid-way; other temporary files (directories being
+// made, side files being written) do not begin like a keyring and are left alone.
+void RemoveLeftoverKeyringCopies(int root_fd) {
+  int raw = ::openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (raw < 0) return;
+  DIR* dir = ::fdopendir(raw);
+  if (dir == nullptr) {
+    ::close(raw);
+    return;
+  }
+  const std::string_view headline = kKeyringHeadline;
+  std::vector<std::string> copies;
+  while (dirent* entry = ::readdir(dir)) {
+    const std::string name = entry->d_name;
+    if (name.rfind(kTempPrefix, 0) != 0) continue;
+    UniqueFd fd(OpenRegularFileAt(root_fd, name, O_RDONLY));  // never a FIFO or device
+    if (!fd.valid()) continue;
+    std::string start(headline.size(), '\0');
+    if (::pread(fd.get(), start.data(), start.size(), 0) == static_cast<ssize_t>(start.size()) &&
+        start == headline) {
+      copies.push_back(name);
+    }
+  }
+  ::closedir(dir);
+  for (const std::string& name : copies) ::unlinkat(root_fd, name.c_str(), 0);
+}
 
 bool IsEmptyDirectory(const std::filesystem::path& dir) {
   std::error_code ec;
@@ -172,6 +208,7 @@ void Volume::ReplaceKeyring(Keyring& next, const SecureBytes& master,
                                        " changed while this command ran; nothing was changed: "
                                        "run it again");
   }
+  RemoveLeftoverKeyringCopies(root_fd());
   next.set_generation(next.generation() + 1);
   const std::string digest = next.Save(root_fd(), cipher_dir_, config_, master);
   HostState(config_.volume_id)

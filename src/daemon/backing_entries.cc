@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "envelopefs/cipher_header.h"
+#include "envelopefs/long_symlink.h"
 #include "file_times.h"
 #include "request_context.h"
 
@@ -63,10 +64,9 @@ void ToPlainAttr(EnvelopeFs& fs, Inode* inode, int fd, struct stat& st) {
                               return inode != nullptr ? LayoutOf(*inode) : std::nullopt;
                             }));
   } else if (S_ISLNK(st.st_mode)) {
-    std::vector<char> buf(static_cast<size_t>(st.st_size) + 1);
-    ssize_t n = readlinkat(fd, "", buf.data(), buf.size());
-    if (n >= 0) {
-      auto target = fs.names().DecryptSymlink(std::string_view(buf.data(), n));
+    if (auto stored = ReadStoredTarget(fd, "")) {
+      std::string problem;  // readlink reports it
+      auto target = ReadBackingSymlink(fs.names(), fs.volume().root_fd(), *stored, &problem);
       st.st_size = target ? static_cast<off_t>(target->size()) : 0;
     }
   }

@@ -24,6 +24,9 @@ void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
 void OpStatfs(fuse_req_t req, fuse_ino_t ino);
 void OpInit(void* userdata, fuse_conn_info* conn);
 void OpDestroy(void* userdata);
+// Frees the directory handles never released (the kernel may drop RELEASEDIR at unmount); a
+// RELEASEDIR that still comes later finds nothing to free.
+void ReleaseAllDirHandles();
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi);
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);

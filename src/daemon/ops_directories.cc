@@ -1,5 +1,6 @@
 // FUSE operations on directory listings: opendir, readdir, readdirplus, releasedir and
-// fsyncdir.
+// fsyncdir. Open directory handles are also registered, so that the handles the kernel never
+// released (it may drop pending RELEASEDIR requests at unmount) are freed at destroy.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -7,7 +8,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "backing_entries.h"
@@ -30,6 +34,16 @@ struct DirHandle {
   std::vector<DirEntry> entries;
   bool loaded = false;
 };
+
+// Every open directory handle, owned here until RELEASEDIR or destroy.
+struct DirHandles {
+  std::mutex mutex;
+  std::unordered_map<DirHandle*, std::unique_ptr<DirHandle>> open;
+};
+DirHandles& OpenDirHandles() {
+  static DirHandles handles;
+  return handles;
+}
 
 int LoadDir(EnvelopeFs& fs, Inode& dir, DirHandle& handle) {
   handle.entries.clear();
@@ -133,7 +147,14 @@ void ReadDirectory(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   (void)ino;
-  fi->fh = reinterpret_cast<uint64_t>(new DirHandle);
+  auto handle = std::make_unique<DirHandle>();
+  fi->fh = reinterpret_cast<uint64_t>(handle.get());
+  {
+    DirHandles& handles = OpenDirHandles();
+    std::lock_guard<std::mutex> lock(handles.mutex);
+    DirHandle* key = handle.get();
+    handles.open.emplace(key, std::move(handle));
+  }
   fuse_reply_open(req, fi);
 }
 
@@ -146,8 +167,26 @@ void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
 }
 
 void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<DirHandle*>(fi->fh);
+  std::unique_ptr<DirHandle> handle;  // freed outside the lock
+  {
+    DirHandles& handles = OpenDirHandles();
+    std::lock_guard<std::mutex> lock(handles.mutex);
+    auto it = handles.open.find(reinterpret_cast<DirHandle*>(fi->fh));
+    if (it != handles.open.end()) {
+      handle = std::move(it->second);
+      handles.open.erase(it);
+    }
+  }
   fuse_reply_err(req, 0);
+}
+
+void ReleaseAllDirHandles() {
+  std::unordered_map<DirHandle*, std::unique_ptr<DirHandle>> left;
+  {
+    DirHandles& handles = OpenDirHandles();
+    std::lock_guard<std::mutex> lock(handles.mutex);
+    left.swap(handles.open);
+  }
 }
 
 void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {

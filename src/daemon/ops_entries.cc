@@ -7,10 +7,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "backing_entries.h"
+#include "envelopefs/long_symlink.h"
 #include "open_files.h"
 #include "operations.h"
 #include "request_context.h"
@@ -106,14 +108,14 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
   EnvelopeFs& fs = Fs(req);
   std::string target;
   int err = Guard("readlink", [&] {
-    char buf[PATH_MAX + 1];
-    ssize_t n = readlinkat(GetInode(req, ino).fd.get(), "", buf, sizeof buf);
-    if (n < 0) return errno;
-    auto plain = fs.names().DecryptSymlink(std::string_view(buf, static_cast<size_t>(n)));
+    const int fd = GetInode(req, ino).fd.get();
+    auto stored = ReadStoredTarget(fd, "");
+    if (!stored) return errno;
+    std::string problem;
+    auto plain = ReadBackingSymlink(fs.names(), fs.volume().root_fd(), *stored, &problem);
     if (!plain) {
       ReportDamage(fs.damage_reporter(),
-                   {FdPath(GetInode(req, ino).fd.get(), "(unknown)"), std::nullopt,
-                    "symlink target does not authenticate (EIO)"});
+                   {FdPath(fd, "(unknown)"), std::nullopt, problem + " (EIO)"});
       return EIO;
     }
     target = std::move(*plain);
@@ -168,9 +170,10 @@ void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* 
   int err = Guard("symlink", [&]() -> int {
     std::shared_lock lock(fs.namespace_mutex());
     if (int rc = NewBacking(fs, dir, name, &backing)) return rc;
-    std::string stored = fs.names().EncryptSymlink(link);
-    if (stored.size() >= PATH_MAX) return ENAMETOOLONG;
-    if (symlinkat(stored.c_str(), dir.fd.get(), backing.c_str()) != 0) return errno;
+    if (int rc = ErrnoOf(
+            CreateBackingSymlink(fs.names(), fs.volume().root_fd(), dir.fd.get(), backing, link))) {
+      return rc;
+    }
     ChownToCaller(req, dir, backing);
     return 0;
   });
@@ -200,7 +203,9 @@ void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
     std::shared_lock lock(fs.namespace_mutex());
     std::string backing;
     if (int rc = FindBacking(fs, dir, name, &backing)) return rc;
+    BackingSymlinkDrop drop(fs.names(), fs.volume().root_fd(), dir.fd.get(), backing);
     if (unlinkat(dir.fd.get(), backing.c_str(), 0) != 0) return errno;
+    drop.Finish();
     fs.names().RemoveLongNameSideFile(dir.fd.get(), backing);
     return 0;
   });
@@ -250,9 +255,15 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
         if (int rc = ClearInternal(to_dir.fd.get(), to, fs)) return rc;
       }
     }
+    // A long-target symlink replaced by the rename loses its side file with its last link.
+    std::optional<BackingSymlinkDrop> replaced;
+    if (found == 0 && !(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE))) {
+      replaced.emplace(fs.names(), fs.volume().root_fd(), to_dir.fd.get(), to);
+    }
     if (renameat2(from_dir.fd.get(), from.c_str(), to_dir.fd.get(), to.c_str(), flags) != 0) {
       return errno;
     }
+    if (replaced) replaced->Finish();
     bool same_entry = &from_dir == &to_dir && from == to;
     if (!(flags & RENAME_EXCHANGE) && !same_entry) {
       fs.names().RemoveLongNameSideFile(from_dir.fd.get(), from);

@@ -26,7 +26,10 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   conn->want &= ~FUSE_CAP_SPLICE_READ;
 }
 
-void OpDestroy(void* userdata) { static_cast<EnvelopeFs*>(userdata)->sealer().Flush(); }
+void OpDestroy(void* userdata) {
+  static_cast<EnvelopeFs*>(userdata)->sealer().Flush();
+  ReleaseAllDirHandles();
+}
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   EnvelopeFs& fs = Fs(req);

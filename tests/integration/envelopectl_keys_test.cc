@@ -96,6 +96,35 @@ TEST(Envelopectl, RetireIsRefusedUntilRewrapAndThenDestroysTheKey) {
   EXPECT_EQ(2, RunCommand(v.Ctl("keys retire " + Quote(v.cipher()) + " --version 9")).exit_code);
 }
 
+// A keyring change killed between writing its temporary file and renaming it leaves a copy of
+// the keyring at the root (".envelopefs.tmp.*"), with the wrapped KEKs of its time: a version
+// retired later, or under a master key changed later, would live on in it. The next keyring
+// change removes such copies, and only those.
+TEST(Envelopectl, AKeyringChangeRemovesKeyringCopiesAKilledChangeLeftBehind) {
+  OfflineVolume v;
+  const fs::path copy = v.cipher() / ".envelopefs.tmp.00112233aabbccdd";
+  const fs::path partial = v.cipher() / ".envelopefs.tmp.0000000000000001";
+  const fs::path other = v.cipher() / ".envelopefs.tmp.0123456789abcdef";
+  const fs::path temp_dir = v.cipher() / ".envelopefs.tmp.fedcba9876543210";
+  fs::copy_file(v.cipher() / "envelopefs.keyring", copy);
+  WriteFile(partial, ReadFile(v.cipher() / "envelopefs.keyring").substr(0, 30));
+  WriteFile(other, "a side file being written");
+  fs::create_directory(temp_dir);
+  ASSERT_EQ(0, RunCommand(v.Ctl("keys rotate " + Quote(v.cipher()))).exit_code);
+  EXPECT_FALSE(fs::exists(copy));
+  EXPECT_FALSE(fs::exists(partial));
+  EXPECT_TRUE(fs::exists(other)) << "not a keyring: another writer's";
+  EXPECT_TRUE(fs::is_directory(temp_dir));
+  // The same after a change of master key (the copy was under the old one).
+  fs::copy_file(v.cipher() / "envelopefs.keyring", copy);
+  const fs::path new_key = v.root() / "new.key";
+  WriteSecretFile(new_key, std::string(32, 'k'));
+  ASSERT_EQ(0, RunCommand(v.Ctl("keys change-master --new-keyfile " + Quote(new_key) + " " +
+                                Quote(v.cipher())))
+                   .exit_code);
+  EXPECT_FALSE(fs::exists(copy));
+}
+
 TEST(Envelopectl, RewrapShardsPartitionTheFiles) {
   OfflineVolume v;
   std::vector<fs::path> cipher_files;

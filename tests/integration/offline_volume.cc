@@ -10,6 +10,7 @@
 
 #include "envelopefs/cipher_file.h"
 #include "envelopefs/key_source.h"
+#include "envelopefs/long_symlink.h"
 #include "envelopefs/unique_fd.h"
 
 namespace envelopefs::testing {
@@ -104,7 +105,7 @@ fs::path OfflineVolume::Symlink(const std::string& path, const std::string& targ
   fs::path p(path);
   auto dir = OpenDir(p.parent_path(), true);
   std::string backing = BackingName(*dir, p.filename().string(), p.parent_path().empty());
-  Check(symlinkat(names_->EncryptSymlink(target).c_str(), dir->fd, backing.c_str()) == 0,
+  Check(CreateBackingSymlink(*names_, volume_->root_fd(), dir->fd, backing, target) == 0,
         "symlink " + path);
   return dir->cipher / backing;
 }

@@ -129,6 +129,70 @@ TEST_F(PosixLimits, PathsOf4000Bytes) {
   });
 }
 
+// The readlink(2) of `link`, or the errno; `*target` receives it.
+int ReadlinkErr(const fs::path& link, std::string* target) {
+  std::string buf(8192, '\0');
+  ssize_t n = readlink(link.c_str(), buf.data(), buf.size());
+  if (n < 0) return errno;
+  *target = buf.substr(0, static_cast<size_t>(n));
+  return 0;
+}
+
+TEST_F(PosixLimits, SymlinkTargetsOf4095BytesAndNot4096) {
+  // "./" 2046 times and "fff": 4,095 bytes that resolve to the file "fff" beside the link.
+  std::string target;
+  for (int i = 0; i < 2046; ++i) target += "./";
+  target += "fff";
+  ASSERT_EQ(4095u, target.size());
+  auto expect_link = [&](const fs::path& link) {
+    std::string got;
+    if (int err = ReadlinkErr(link, &got)) return err;
+    struct stat st;
+    if (lstat(link.c_str(), &st) != 0) return errno;
+    if (got != target || st.st_size != 4095 || !S_ISLNK(st.st_mode)) return EBADMSG;
+    return ReadFile(link) == "followed" ? 0 : EIO;  // followed to "fff"
+  };
+  ASSERT_EQ(0, Both("directories and files", [](const fs::path& r) {
+              for (const char* d : {"d", "e"}) {
+                if (mkdir((r / d).c_str(), 0755) != 0) return errno;
+                WriteFile(r / d / "fff", "followed");
+              }
+              return 0;
+            }));
+  ASSERT_EQ(0, Both("symlink of 4095 bytes", [&](const fs::path& r) {
+              return Err(symlink(target.c_str(), (r / "d" / "l").c_str()));
+            }));
+  Both("readlink and follow", [&](const fs::path& r) { return expect_link(r / "d" / "l"); });
+  Both("rename within the directory", [&](const fs::path& r) {
+    if (rename((r / "d" / "l").c_str(), (r / "d" / "m").c_str()) != 0) return errno;
+    return expect_link(r / "d" / "m");
+  });
+  Both("rename to another directory", [&](const fs::path& r) {
+    if (rename((r / "d" / "m").c_str(), (r / "e" / "l").c_str()) != 0) return errno;
+    return expect_link(r / "e" / "l");
+  });
+  Both("hard link into another directory", [&](const fs::path& r) {
+    if (link((r / "e" / "l").c_str(), (r / "d" / "h").c_str()) != 0) return errno;
+    return expect_link(r / "d" / "h");
+  });
+  Both("unlink one link", [&](const fs::path& r) {
+    if (unlink((r / "e" / "l").c_str()) != 0) return errno;
+    return expect_link(r / "d" / "h");
+  });
+  Both("replace it by a rename", [&](const fs::path& r) {
+    WriteFile(r / "d" / "new", "x");
+    if (rename((r / "d" / "new").c_str(), (r / "d" / "h").c_str()) != 0) return errno;
+    return ReadFile(r / "d" / "h") == "x" ? 0 : EIO;
+  });
+  Both("symlink of 4096 bytes", [&](const fs::path& r) {
+    return Err(symlink((target + "x").c_str(), (r / "d" / "t").c_str()));
+  });
+  Both("the failed symlink left nothing", [](const fs::path& r) {
+    struct stat st;
+    return lstat((r / "d" / "t").c_str(), &st) == 0 ? EEXIST : 0;
+  });
+}
+
 TEST_F(PosixLimits, A8GiBSparseFileWrittenPast4GiBStaysSparse) {
   const off_t kAt = (off_t{8} << 30) - 4096;
   Both("pwrite at 8 GiB", [&](const fs::path& r) {
