@@ -2,12 +2,13 @@
 //
 // Sealing right at close would need an fsync per file (or risk a sealed record that a crash
 // makes disagree with the data). Instead, closed files wait here; every interval the sealer
-// snapshots their modification counts, flushes their data (sync_file_range for all, then
-// fdatasync each: only our own files, never the whole backing file system), and then writes
-// each unchanged file's sealed record. Flush() does the same immediately (used at unmount).
-// Each waiting file holds open descriptors, so a flush also starts early once `max_pending`
-// files wait (a burst of small files must not exhaust the daemon's descriptors).
-// Thread-safe.
+// snapshots their modification counts, flushes their data, and then writes each unchanged
+// file's sealed record. Up to kPerFileFlushLimit files are flushed one by one (sync_file_range
+// for all, then fdatasync each: only our own files); a larger burst with one syncfs(2) of the
+// backing file system, which per-file flushes could not keep up with. Flush() does the same
+// immediately (used at unmount). Each waiting file holds open descriptors, so a flush also starts
+// early once `max_pending` files wait (a burst of small files must not exhaust the daemon's
+// descriptors). Thread-safe.
 #pragma once
 
 #include <condition_variable>
@@ -22,6 +23,8 @@ namespace envelopefs {
 
 class Sealer {
  public:
+  static constexpr size_t kPerFileFlushLimit = 64;
+
   Sealer(int interval_seconds, size_t max_pending);
   ~Sealer();  // stops the thread after a final Flush()
 
