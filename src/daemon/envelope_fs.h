@@ -85,7 +85,16 @@ class EnvelopeFs {
   // keyring that does not load is logged and the current one kept.
   void RefreshKeyring(bool force);
 
+  // How inodes reach their backing objects (file handles or a descriptor each) and why: one
+  // line, logged at mount.
+  const std::string& inode_mode() const { return inode_mode_; }
+
  private:
+  // Uses file handles for inodes (InodeTable::EnableHandles) unless ENVELOPEFS_NO_FILE_HANDLES
+  // is set or the probe fails (not root, or a backing file system without them); sets
+  // inode_mode_.
+  void ChooseInodeMode();
+
   std::unique_ptr<Volume> volume_;
   std::unique_ptr<DamageAudit> damage_audit_;  // after volume_: outlives every open file
   NameTransform names_;
@@ -94,6 +103,7 @@ class EnvelopeFs {
   InodeTable inodes_;
   UniqueFd sync_fd_;  // the cipher dir, opened for syncfs(2)
   std::unique_ptr<Sealer> sealer_;
+  std::string inode_mode_;
   std::atomic<int64_t> keyring_checked_ms_{0};
   std::shared_mutex namespace_mutex_;
   WriteGate write_gate_;

@@ -107,13 +107,14 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
   std::string target;
   int err = Guard("readlink", [&] {
     char buf[PATH_MAX + 1];
-    ssize_t n = readlinkat(GetInode(req, ino).fd.get(), "", buf, sizeof buf);
+    InodeFd fd;
+    if (int rc = fs.inodes().Use(GetInode(req, ino), &fd)) return rc;
+    ssize_t n = readlinkat(fd.get(), "", buf, sizeof buf);
     if (n < 0) return errno;
     auto plain = fs.names().DecryptSymlink(std::string_view(buf, static_cast<size_t>(n)));
     if (!plain) {
-      ReportDamage(fs.damage_reporter(),
-                   {FdPath(GetInode(req, ino).fd.get(), "(unknown)"), std::nullopt,
-                    "symlink target does not authenticate (EIO)"});
+      ReportDamage(fs.damage_reporter(), {FdPath(fd.get(), "(unknown)"), std::nullopt,
+                                          "symlink target does not authenticate (EIO)"});
       return EIO;
     }
     target = std::move(*plain);
@@ -138,7 +139,9 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
       if (int rc = CreateRegular(req, dir, backing, mode, true, &file)) return rc;
       return 0;
     }
-    if (mknodat(dir.fd.get(), backing.c_str(), mode, rdev) != 0) return errno;
+    InodeFd dir_fd;
+    if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
+    if (mknodat(dir_fd.get(), backing.c_str(), mode, rdev) != 0) return errno;
     ChownToCaller(req, dir, backing);
     return 0;
   });
@@ -152,7 +155,9 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   int err = Guard("mkdir", [&]() -> int {
     std::shared_lock lock(fs.namespace_mutex());
     if (int rc = NewBacking(fs, dir, name, &backing)) return rc;
-    if (int rc = ErrnoOf(fs.names().MakeDirectory(dir.fd.get(), backing, mode & 07777))) {
+    InodeFd dir_fd;
+    if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
+    if (int rc = ErrnoOf(fs.names().MakeDirectory(dir_fd.get(), backing, mode & 07777))) {
       return rc;
     }
     ChownToCaller(req, dir, backing);
@@ -170,7 +175,9 @@ void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* 
     if (int rc = NewBacking(fs, dir, name, &backing)) return rc;
     std::string stored = fs.names().EncryptSymlink(link);
     if (stored.size() >= PATH_MAX) return ENAMETOOLONG;
-    if (symlinkat(stored.c_str(), dir.fd.get(), backing.c_str()) != 0) return errno;
+    InodeFd dir_fd;
+    if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
+    if (symlinkat(stored.c_str(), dir_fd.get(), backing.c_str()) != 0) return errno;
     ChownToCaller(req, dir, backing);
     return 0;
   });
@@ -184,8 +191,11 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name)
   int err = Guard("link", [&]() -> int {
     std::shared_lock lock(fs.namespace_mutex());
     if (int rc = NewBacking(fs, dir, name, &backing)) return rc;
-    std::string path = ProcFdPath(GetInode(req, ino).fd.get());
-    if (linkat(AT_FDCWD, path.c_str(), dir.fd.get(), backing.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+    InodeFd fd, dir_fd;
+    if (int rc = fs.inodes().Use(GetInode(req, ino), &fd)) return rc;
+    if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
+    std::string path = ProcFdPath(fd.get());
+    if (linkat(AT_FDCWD, path.c_str(), dir_fd.get(), backing.c_str(), AT_SYMLINK_FOLLOW) != 0) {
       return errno;
     }
     return 0;
@@ -200,8 +210,10 @@ void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
     std::shared_lock lock(fs.namespace_mutex());
     std::string backing;
     if (int rc = FindBacking(fs, dir, name, &backing)) return rc;
-    if (unlinkat(dir.fd.get(), backing.c_str(), 0) != 0) return errno;
-    fs.names().RemoveLongNameSideFile(dir.fd.get(), backing);
+    InodeFd dir_fd;
+    if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
+    if (unlinkat(dir_fd.get(), backing.c_str(), 0) != 0) return errno;
+    fs.names().RemoveLongNameSideFile(dir_fd.get(), backing);
     return 0;
   });
   fuse_reply_err(req, err);
@@ -214,12 +226,14 @@ void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
     std::unique_lock lock(fs.namespace_mutex());
     std::string backing;
     if (int rc = FindBacking(fs, dir, name, &backing)) return rc;
+    InodeFd dir_fd;
+    if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
     struct stat st;
-    if (fstatat(dir.fd.get(), backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return errno;
+    if (fstatat(dir_fd.get(), backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return errno;
     if (!S_ISDIR(st.st_mode)) return ENOTDIR;
-    if (int rc = ClearInternal(dir.fd.get(), backing, fs)) return rc;
-    if (unlinkat(dir.fd.get(), backing.c_str(), AT_REMOVEDIR) != 0) return errno;
-    fs.names().RemoveLongNameSideFile(dir.fd.get(), backing);
+    if (int rc = ClearInternal(dir_fd.get(), backing, fs)) return rc;
+    if (unlinkat(dir_fd.get(), backing.c_str(), AT_REMOVEDIR) != 0) return errno;
+    fs.names().RemoveLongNameSideFile(dir_fd.get(), backing);
     return 0;
   });
   fuse_reply_err(req, err);
@@ -240,22 +254,26 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
     if (found == ENOENT) {
       if (flags & RENAME_EXCHANGE) return ENOENT;
       if (int rc = NewBacking(fs, to_dir, newname, &to)) return rc;
-    } else if (!(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE))) {
+    }
+    InodeFd from_fd, to_fd;
+    if (int rc = fs.inodes().Use(from_dir, &from_fd)) return rc;
+    if (int rc = fs.inodes().Use(to_dir, &to_fd)) return rc;
+    if (found == 0 && !(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE))) {
       // Replacing a directory: it must be empty but for its internal files.
       struct stat src, dst;
-      if (fstatat(to_dir.fd.get(), to.c_str(), &dst, AT_SYMLINK_NOFOLLOW) == 0 &&
+      if (fstatat(to_fd.get(), to.c_str(), &dst, AT_SYMLINK_NOFOLLOW) == 0 &&
           S_ISDIR(dst.st_mode) &&
-          fstatat(from_dir.fd.get(), from.c_str(), &src, AT_SYMLINK_NOFOLLOW) == 0 &&
+          fstatat(from_fd.get(), from.c_str(), &src, AT_SYMLINK_NOFOLLOW) == 0 &&
           S_ISDIR(src.st_mode) && (src.st_ino != dst.st_ino || src.st_dev != dst.st_dev)) {
-        if (int rc = ClearInternal(to_dir.fd.get(), to, fs)) return rc;
+        if (int rc = ClearInternal(to_fd.get(), to, fs)) return rc;
       }
     }
-    if (renameat2(from_dir.fd.get(), from.c_str(), to_dir.fd.get(), to.c_str(), flags) != 0) {
+    if (renameat2(from_fd.get(), from.c_str(), to_fd.get(), to.c_str(), flags) != 0) {
       return errno;
     }
     bool same_entry = &from_dir == &to_dir && from == to;
     if (!(flags & RENAME_EXCHANGE) && !same_entry) {
-      fs.names().RemoveLongNameSideFile(from_dir.fd.get(), from);
+      fs.names().RemoveLongNameSideFile(from_fd.get(), from);
     }
     return 0;
   });
