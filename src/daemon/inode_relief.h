@@ -29,7 +29,7 @@ namespace envelopefs {
 // RLIMIT_NOFILE (less a few for the daemon itself), or the value of ENVELOPEFS_MAX_INODES (for
 // tests).
 size_t DescriptorBudget();
-// How many inodes the daemon keeps cached with file handles (a memory bound: about 30 MiB), or
+// How many inodes the daemon keeps cached with file handles (a memory bound: about 50 MiB), or
 // the value of ENVELOPEFS_MAX_INODES.
 size_t HandleInodeBudget();
 
