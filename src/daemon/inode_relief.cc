@@ -25,10 +25,11 @@ size_t DescriptorBudget() {
   if (size_t env = BudgetFromEnvironment()) return env;
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) return 1 << 20;
-  // The rest for open files, files waiting to be sealed, and the daemon's own (the FUSE device,
-  // logs, the control socket, ...: 32).
-  const size_t usable = lim.rlim_cur > 64 ? static_cast<size_t>(lim.rlim_cur) - 32 : 32;
-  return usable / 4 * 3;
+  // The rest for open files, files waiting to be sealed (a quarter of this budget), requests in
+  // flight and the daemon's own (the FUSE device, logs, the control socket, ...): 64 of them,
+  // so that a low limit (256) still leaves room while the kernel's forgets lag behind.
+  const size_t three_quarters = static_cast<size_t>(lim.rlim_cur) / 4 * 3;
+  return three_quarters > 96 ? three_quarters - 64 : 32;
 }
 
 size_t HandleInodeBudget() {

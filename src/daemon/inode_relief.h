@@ -26,7 +26,7 @@
 namespace envelopefs {
 
 // How many inodes with a pinned descriptor the daemon may keep cached: three quarters of
-// RLIMIT_NOFILE (less a few for the daemon itself), or the value of ENVELOPEFS_MAX_INODES (for
+// RLIMIT_NOFILE less 64 (for the daemon itself), or the value of ENVELOPEFS_MAX_INODES (for
 // tests).
 size_t DescriptorBudget();
 // How many inodes the daemon keeps cached with file handles (a memory bound: about 50 MiB), or

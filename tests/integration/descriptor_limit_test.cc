@@ -29,6 +29,11 @@ unsigned long DescriptorLimitOf(pid_t pid) {
   return 0;
 }
 
+// The last 2,000 bytes of `log`.
+std::string Tail(const std::string& log) {
+  return log.size() > 2000 ? log.substr(log.size() - 2000) : log;
+}
+
 std::string Two(int n) { return (n < 10 ? "0" : "") + std::to_string(n); }
 
 // Partition `i`: one hour of 2025.
@@ -74,7 +79,8 @@ void LakeUnderTheLimit(bool handles) {
   EXPECT_EQ(1 + months + days + kPartitions, dirs);
   for (int i = 0; i < kPartitions; ++i) {
     ASSERT_EQ("row " + std::to_string(i) + "\n", ReadFile(Partition(v.mnt(), i) / "part-00000.csv"))
-        << "partition " << i;
+        << "partition " << i << "; the daemon's log ends with:\n"
+        << Tail(v.DaemonLog());
   }
   peak = std::max(peak, DescriptorsOf(v.pid()));
   EXPECT_EQ(static_cast<uintmax_t>(files + dirs + 1), fs::remove_all(v / "events", ec));
