@@ -206,12 +206,17 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name)
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   EnvelopeFs& fs = Fs(req);
   Inode& dir = GetInode(req, parent);
+  // The last reference to the backing file, if we hold it, is dropped only after the reply:
+  // freeing the file's blocks is not the caller's wait. (With file handles the daemon keeps no
+  // descriptor of an idle file, so the unlink itself would free them.)
+  UniqueFd last_ref;
   int err = Guard("unlink", [&]() -> int {
     std::shared_lock lock(fs.namespace_mutex());
     std::string backing;
     if (int rc = FindBacking(fs, dir, name, &backing)) return rc;
     InodeFd dir_fd;
     if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
+    last_ref.reset(openat(dir_fd.get(), backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
     if (unlinkat(dir_fd.get(), backing.c_str(), 0) != 0) return errno;
     fs.names().RemoveLongNameSideFile(dir_fd.get(), backing);
     return 0;
@@ -244,6 +249,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   EnvelopeFs& fs = Fs(req);
   Inode& from_dir = GetInode(req, parent);
   Inode& to_dir = GetInode(req, newparent);
+  UniqueFd replaced;  // dropped after the reply, as in OpUnlink
   int err = Guard("rename", [&]() -> int {
     if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return EINVAL;
     std::unique_lock lock(fs.namespace_mutex());
@@ -267,6 +273,9 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
           S_ISDIR(src.st_mode) && (src.st_ino != dst.st_ino || src.st_dev != dst.st_dev)) {
         if (int rc = ClearInternal(to_fd.get(), to, fs)) return rc;
       }
+    }
+    if (found == 0 && !(flags & RENAME_EXCHANGE)) {
+      replaced.reset(openat(to_fd.get(), to.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
     }
     if (renameat2(from_fd.get(), from.c_str(), to_fd.get(), to.c_str(), flags) != 0) {
       return errno;
