@@ -18,7 +18,8 @@
 //                                     is created in it)
 //   2. Inode::open_mutex              one open of a cipher file at a time per inode (held
 //                                     across the header read and key unwrap)
-//   3. InodeTable's mutex             (IdleEntries takes Inode::mutex inside it)
+//   3. InodeTable's mutex             (IdleEntries takes Inode::mutex inside it, Forget the
+//                                     FdCache's mutex, which is never held across anything)
 //   4. Inode::mutex                   an inode's cached parts; never held across disk I/O or a
 //                                     key unwrap, so lookups and getattr never wait for one
 //   5. CipherFile's lock              (held by reads, writes and seals)
