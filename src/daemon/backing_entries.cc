@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "envelopefs/cipher_header.h"
@@ -26,7 +27,23 @@ int GetDirIvs(EnvelopeFs& fs, Inode& dir, DirIvs* ivs) {
   }
   InodeFd fd;
   if (int rc = fs.inodes().Use(dir, &fd)) return rc;
-  DirIvs read = fs.names().ReadDirIvs(fd.get());
+  DirIvs read;
+  // Retried on EMFILE for up to 2 s, as OpenRetryingOnEmfile does: without file handles under a
+  // low descriptor limit the kernel's forgets can lag behind the lookups of a fast walk. (The
+  // core reports the failed open(2) as an Error whose message ends with strerror(3)'s text.)
+  const std::string emfile = std::strerror(EMFILE);
+  for (int attempt = 0;; ++attempt) {
+    try {
+      read = fs.names().ReadDirIvs(fd.get());
+      break;
+    } catch (const Error& e) {
+      const std::string_view what = e.what();
+      const bool out_of_descriptors = e.kind() == ErrorKind::kIo && what.size() >= emfile.size() &&
+                                      what.substr(what.size() - emfile.size()) == emfile;
+      if (!out_of_descriptors || attempt == 100) throw;
+    }
+    usleep(20 * 1000);
+  }
   std::lock_guard<std::mutex> lock(dir.mutex);
   if (!dir.dir_ivs) dir.dir_ivs = std::move(read);
   *ivs = *dir.dir_ivs;
