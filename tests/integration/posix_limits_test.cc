@@ -212,10 +212,6 @@ TEST_F(PosixLimits, AHundredThousandEntriesInOneDirectory) {
   });
 }
 
-// The daemon holds a descriptor for every cached inode and one for every open file, so 10,000
-// open files need a hard descriptor limit of more than 20,000 (root raises its own up to
-// fs.nr_open, unless the machine forbids it). Below that, opening more fails cleanly with EMFILE
-// and the mount keeps working.
 // Each open file costs the daemon one descriptor (its cipher file's): inodes are kept as file
 // handles, so 10,000 open files fit in a limit of 20,000 (this machine's).
 TEST_F(PosixLimits, TenThousandFilesOpenAtOnce) {
