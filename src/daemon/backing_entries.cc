@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "envelopefs/cipher_header.h"
@@ -17,10 +18,37 @@
 
 namespace envelopefs {
 
-DirIvs GetDirIvs(EnvelopeFs& fs, Inode& dir) {
+int GetDirIvs(EnvelopeFs& fs, Inode& dir, DirIvs* ivs) {
+  {
+    std::lock_guard<std::mutex> lock(dir.mutex);
+    if (dir.dir_ivs) {
+      *ivs = *dir.dir_ivs;
+      return 0;
+    }
+  }
+  InodeFd fd;
+  if (int rc = fs.inodes().Use(dir, &fd)) return rc;
+  DirIvs read;
+  // Retried on EMFILE for up to 2 s, as OpenRetryingOnEmfile does: without file handles under a
+  // low descriptor limit the kernel's forgets can lag behind the lookups of a fast walk. (The
+  // core reports the failed open(2) as an Error whose message ends with strerror(3)'s text.)
+  const std::string emfile = std::strerror(EMFILE);
+  for (int attempt = 0;; ++attempt) {
+    try {
+      read = fs.names().ReadDirIvs(fd.get());
+      break;
+    } catch (const Error& e) {
+      const std::string_view what = e.what();
+      const bool out_of_descriptors = e.kind() == ErrorKind::kIo && what.size() >= emfile.size() &&
+                                      what.substr(what.size() - emfile.size()) == emfile;
+      if (!out_of_descriptors || attempt == 100) throw;
+    }
+    usleep(20 * 1000);
+  }
   std::lock_guard<std::mutex> lock(dir.mutex);
-  if (!dir.dir_ivs) dir.dir_ivs = fs.names().ReadDirIvs(dir.fd.get());
-  return *dir.dir_ivs;
+  if (!dir.dir_ivs) dir.dir_ivs = std::move(read);
+  *ivs = *dir.dir_ivs;
+  return 0;
 }
 
 namespace {
@@ -28,12 +56,12 @@ namespace {
 // The chunk layout of the closed regular file `inode`, from its header (cached).
 // (Reopening through /proc/self/fd is safe for a regular file: the magic link resolves to the
 // very inode, and there is no symlink behind it to follow.)
-std::optional<ChunkLayout> LayoutOf(Inode& inode) {
+std::optional<ChunkLayout> LayoutOf(Inode& inode, int path_fd) {
   {
     std::lock_guard<std::mutex> lock(inode.mutex);
     if (inode.layout) return inode.layout;
   }
-  UniqueFd fd(open(ProcFdPath(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(open(ProcFdPath(path_fd).c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return std::nullopt;
   std::optional<ChunkLayout> layout = HeaderLayout(fd.get());
   if (!layout) return std::nullopt;  // opening the file will say why
@@ -60,8 +88,8 @@ void ToPlainAttr(EnvelopeFs& fs, Inode* inode, int fd, struct stat& st) {
     // per inode, cached) only for a file large enough to need it.
     st.st_size = static_cast<off_t>(
         ClosedFilePlainSize(static_cast<uint64_t>(st.st_size), fs.volume().config().chunk_size,
-                            [inode]() -> std::optional<ChunkLayout> {
-                              return inode != nullptr ? LayoutOf(*inode) : std::nullopt;
+                            [inode, fd]() -> std::optional<ChunkLayout> {
+                              return inode != nullptr ? LayoutOf(*inode, fd) : std::nullopt;
                             }));
   } else if (S_ISLNK(st.st_mode)) {
     if (auto stored = ReadStoredTarget(fd, "")) {
@@ -73,23 +101,28 @@ void ToPlainAttr(EnvelopeFs& fs, Inode* inode, int fd, struct stat& st) {
 }
 
 int GetAttr(EnvelopeFs& fs, Inode& inode, struct stat* st) {
-  if (int err = StatFd(inode.fd.get(), st)) return err;
-  ToPlainAttr(fs, &inode, inode.fd.get(), *st);
+  InodeFd fd;
+  if (int rc = fs.inodes().Use(inode, &fd)) return rc;
+  if (int err = StatFd(fd.get(), st)) return err;
+  ToPlainAttr(fs, &inode, fd.get(), *st);
   return 0;
 }
 
 int FindBacking(EnvelopeFs& fs, Inode& dir, const char* name, std::string* backing) {
-  DirIvs ivs = GetDirIvs(fs, dir);
+  DirIvs ivs;
+  if (int rc = GetDirIvs(fs, dir, &ivs)) return rc;
   auto primary = fs.names().ToBacking(ivs.primary, name, dir.is_root);
   if (!primary) return std::strlen(name) > kMaxNameLength ? ENAMETOOLONG : ENOENT;
+  InodeFd dir_fd;
+  if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
   struct stat st;
-  if (fstatat(dir.fd.get(), primary->c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT) {
+  if (fstatat(dir_fd.get(), primary->c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT) {
     *backing = *primary;
     return 0;
   }
   for (const DirIv& iv : ivs.alternates) {
     auto alt = fs.names().ToBacking(iv, name, dir.is_root);
-    if (alt && fstatat(dir.fd.get(), alt->c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (alt && fstatat(dir_fd.get(), alt->c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
       *backing = *alt;
       return 0;
     }
@@ -99,7 +132,8 @@ int FindBacking(EnvelopeFs& fs, Inode& dir, const char* name, std::string* backi
 }
 
 int NewBacking(EnvelopeFs& fs, Inode& dir, const char* name, std::string* backing) {
-  DirIvs ivs = GetDirIvs(fs, dir);
+  DirIvs ivs;
+  if (int rc = GetDirIvs(fs, dir, &ivs)) return rc;
   auto b = fs.names().ToBacking(ivs.primary, name, dir.is_root);
   if (!b) {
     size_t len = std::strlen(name);
@@ -107,8 +141,10 @@ int NewBacking(EnvelopeFs& fs, Inode& dir, const char* name, std::string* backin
   }
   *backing = *b;
   if (NameTransform::IsLongName(*backing)) {
+    InodeFd dir_fd;
+    if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
     if (int rc =
-            ErrnoOf(fs.names().WriteLongNameSideFile(dir.fd.get(), ivs.primary, name, *backing))) {
+            ErrnoOf(fs.names().WriteLongNameSideFile(dir_fd.get(), ivs.primary, name, *backing))) {
       return rc;
     }
   }
@@ -118,14 +154,17 @@ int NewBacking(EnvelopeFs& fs, Inode& dir, const char* name, std::string* backin
 int LookupBacking(EnvelopeFs& fs, Inode& dir, const std::string& backing, std::string_view name,
                   fuse_entry_param* e) {
   std::memset(e, 0, sizeof *e);
+  InodeFd dir_fd;
+  if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
   int fd = OpenRetryingOnEmfile(
-      [&] { return openat(dir.fd.get(), backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC); });
+      [&] { return openat(dir_fd.get(), backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC); });
   if (fd < 0) return errno;
   UniqueFd owned(fd);
   struct stat st;
   if (int err = StatFd(fd, &st)) return err;
-  Inode* inode =
-      fs.inodes().FindOrInsert(std::move(owned), st.st_dev, st.st_ino, st.st_mode & S_IFMT);
+  InodeFd inode_fd;
+  Inode* inode = fs.inodes().FindOrInsert(std::move(owned), st.st_dev, st.st_ino,
+                                          st.st_mode & S_IFMT, &inode_fd);
   if (S_ISREG(st.st_mode)) {
     // An Inode made anew for a file still alive in the daemon gets its CipherFile back.
     std::lock_guard<std::mutex> lock(inode->open_mutex);
@@ -136,7 +175,7 @@ int LookupBacking(EnvelopeFs& fs, Inode& dir, const std::string& backing, std::s
       }
     }
   }
-  ToPlainAttr(fs, inode, inode->fd.get(), st);
+  ToPlainAttr(fs, inode, inode_fd.get(), st);
   {
     std::lock_guard<std::mutex> lock(inode->mutex);  // where the kernel last saw it
     inode->parent = dir.is_root ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(&dir);
@@ -154,7 +193,11 @@ namespace {
 // The group a new entry of `dir` gets for the caller of `req` (the directory's with setgid).
 gid_t NewEntryGroup(fuse_req_t req, Inode& dir) {
   struct stat parent;
-  if (StatFd(dir.fd.get(), &parent) == 0 && (parent.st_mode & S_ISGID)) return parent.st_gid;
+  InodeFd dir_fd;
+  if (Fs(req).inodes().Use(dir, &dir_fd) == 0 && StatFd(dir_fd.get(), &parent) == 0 &&
+      (parent.st_mode & S_ISGID)) {
+    return parent.st_gid;
+  }
   return fuse_req_ctx(req)->gid;
 }
 
@@ -162,9 +205,14 @@ gid_t NewEntryGroup(fuse_req_t req, Inode& dir) {
 
 void ChownToCaller(fuse_req_t req, Inode& dir, const std::string& backing) {
   if (geteuid() != 0) return;
-  if (fchownat(dir.fd.get(), backing.c_str(), fuse_req_ctx(req)->uid, NewEntryGroup(req, dir),
-               AT_SYMLINK_NOFOLLOW) != 0) {
-    Log(LogLevel::kWarning, std::string("chown of a new entry failed: ") + std::strerror(errno));
+  InodeFd dir_fd;
+  int rc = Fs(req).inodes().Use(dir, &dir_fd);
+  if (rc == 0 && fchownat(dir_fd.get(), backing.c_str(), fuse_req_ctx(req)->uid,
+                          NewEntryGroup(req, dir), AT_SYMLINK_NOFOLLOW) != 0) {
+    rc = errno;
+  }
+  if (rc != 0) {
+    Log(LogLevel::kWarning, std::string("chown of a new entry failed: ") + std::strerror(rc));
   }
 }
 

@@ -14,10 +14,11 @@
 
 namespace envelopefs {
 
-// The directory IVs of `dir`, read on first use.
-DirIvs GetDirIvs(EnvelopeFs& fs, Inode& dir);
+// The directory IVs of `dir`, read on first use. 0 or an errno.
+int GetDirIvs(EnvelopeFs& fs, Inode& dir, DirIvs* ivs);
 
-// The plaintext view of a backing object's attributes `st` (`inode` may be null).
+// The plaintext view of a backing object's attributes `st` (`inode` may be null; `fd`: a
+// descriptor of the object).
 void ToPlainAttr(EnvelopeFs& fs, Inode* inode, int fd, struct stat& st);
 int GetAttr(EnvelopeFs& fs, Inode& inode, struct stat* st);
 

@@ -1,13 +1,16 @@
 #include "envelope_fs.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <string>
 
+#include "backing_handle.h"
 #include "envelopefs/error.h"
 #include "envelopefs/log.h"
 #include "inode_relief.h"
@@ -94,10 +97,11 @@ EnvelopeFs::EnvelopeFs(std::unique_ptr<Volume> volume, const MountOptions& optio
              volume_->config().format_version),
       options_(options) {
   // The very directory the volume was opened from (never the path again: it may have been
-  // swapped since).
-  int fd = fcntl(volume_->root_fd(), F_DUPFD_CLOEXEC, 0);
+  // swapped since), opened for reading rather than O_PATH: it is also the `mount_fd` of
+  // open_by_handle_at(2), which takes no O_PATH descriptor.
+  int fd = openat(volume_->root_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) ThrowSystemError("open " + volume_->cipher_dir().string());
-  root_.fd.reset(fd);
+  root_.pinned = std::make_shared<const UniqueFd>(fd);
   struct stat st;
   if (fstat(fd, &st) != 0) ThrowSystemError("stat " + volume_->cipher_dir().string());
   root_.dev = st.st_dev;
@@ -105,12 +109,40 @@ EnvelopeFs::EnvelopeFs(std::unique_ptr<Volume> volume, const MountOptions& optio
   root_.type = S_IFDIR;
   root_.is_root = true;
   root_.nlookup = 2;
+  ChooseInodeMode();
   sync_fd_.reset(open(volume_->cipher_dir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!sync_fd_.valid()) ThrowSystemError("open " + volume_->cipher_dir().string());
   // A file waiting to be sealed holds a descriptor beside its inode's: a quarter of the
   // inode budget (the rest of RLIMIT_NOFILE) at most.
   const size_t max_pending = std::clamp<size_t>(DescriptorBudget() / 4, 16, 1024);
   sealer_ = std::make_unique<Sealer>(options.seal_interval_seconds, max_pending);
+}
+
+void EnvelopeFs::ChooseInodeMode() {
+  std::string why_not = "disabled by ENVELOPEFS_NO_FILE_HANDLES";
+  const char* off = std::getenv("ENVELOPEFS_NO_FILE_HANDLES");
+  if (off == nullptr || *off == '\0' || std::string(off) == "0") {
+    int mount_id = -1;
+    why_not = ProbeFileHandles(root_.pinned->get(), &mount_id);
+    if (why_not.empty()) {
+      // A few descriptors for the inodes in use right now (a directory being filled, a file
+      // stat'ed after its lookup): a sixteenth of the limit, at most 64.
+      size_t cache = 64;
+      rlimit lim{};
+      if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) {
+        cache = std::min<size_t>(cache, static_cast<size_t>(lim.rlim_cur) / 16);
+      }
+      if (const char* env = std::getenv("ENVELOPEFS_FD_CACHE")) {
+        cache = static_cast<size_t>(std::strtoul(env, nullptr, 10));
+      }
+      inodes_.EnableHandles(root_.pinned->get(), root_.dev, mount_id, cache);
+      inode_mode_ = "inodes are kept as file handles (descriptors only for open files and " +
+                    std::to_string(cache) + " cached)";
+      return;
+    }
+  }
+  inode_mode_ = "inodes each hold a descriptor, at most " + std::to_string(DescriptorBudget()) +
+                " cached (no file handles: " + why_not + ")";
 }
 
 EnvelopeFs::~EnvelopeFs() = default;

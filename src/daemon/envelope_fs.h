@@ -18,7 +18,8 @@
 //                                     is created in it)
 //   2. Inode::open_mutex              one open of a cipher file at a time per inode (held
 //                                     across the header read and key unwrap)
-//   3. InodeTable's mutex             (IdleEntries takes Inode::mutex inside it)
+//   3. InodeTable's mutex             (IdleEntries takes Inode::mutex inside it, Forget the
+//                                     FdCache's mutex, which is never held across anything)
 //   4. Inode::mutex                   an inode's cached parts; never held across disk I/O or a
 //                                     key unwrap, so lookups and getattr never wait for one
 //   5. CipherFile's lock              (held by reads, writes and seals)
@@ -87,7 +88,16 @@ class EnvelopeFs {
   // keyring that does not load is logged and the current one kept.
   void RefreshKeyring(bool force);
 
+  // How inodes reach their backing objects (file handles or a descriptor each) and why: one
+  // line, logged at mount.
+  const std::string& inode_mode() const { return inode_mode_; }
+
  private:
+  // Uses file handles for inodes (InodeTable::EnableHandles) unless ENVELOPEFS_NO_FILE_HANDLES
+  // is set or the probe fails (not root, or a backing file system without them); sets
+  // inode_mode_.
+  void ChooseInodeMode();
+
   std::unique_ptr<Volume> volume_;
   std::unique_ptr<DamageAudit> damage_audit_;  // after volume_: outlives every open file
   NameTransform names_;
@@ -97,6 +107,7 @@ class EnvelopeFs {
   LiveFiles live_files_;
   UniqueFd sync_fd_;  // the cipher dir, opened for syncfs(2)
   std::unique_ptr<Sealer> sealer_;
+  std::string inode_mode_;
   std::atomic<int64_t> keyring_checked_ms_{0};
   std::shared_mutex namespace_mutex_;
   WriteGate write_gate_;

@@ -26,16 +26,15 @@ void ShowCtime(Inode* inode, int fd, struct stat& st) {
   }
 }
 
-int SetFileTimes(Inode& inode, const struct timespec times[2]) {
+int SetFileTimes(Inode& inode, int fd, const struct timespec times[2]) {
   std::shared_ptr<CipherFile> open;
   if (S_ISREG(inode.type)) {
     std::lock_guard<std::mutex> lock(inode.mutex);
     open = inode.open_file.lock();
   }
   if (open) return ErrnoOf(open->SetTimes(times));
-  const int rc = S_ISLNK(inode.type)
-                     ? utimensat(inode.fd.get(), "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
-                     : utimensat(AT_FDCWD, ProcFdPath(inode.fd.get()).c_str(), times, 0);
+  const int rc = S_ISLNK(inode.type) ? utimensat(fd, "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
+                                     : utimensat(AT_FDCWD, ProcFdPath(fd).c_str(), times, 0);
   return rc == 0 ? 0 : errno;
 }
 

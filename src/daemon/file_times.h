@@ -15,8 +15,9 @@ namespace envelopefs {
 // by the one to show. `inode` (may be null) remembers it per backing change time.
 void ShowCtime(Inode* inode, int fd, struct stat& st);
 
-// utimensat(2) of `inode` with `times` (as for futimens): through its open file when it has one,
-// so that a seal in progress does not put back the modification time it found. 0 or an errno.
-int SetFileTimes(Inode& inode, const struct timespec times[2]);
+// utimensat(2) of `inode` (`fd`: a descriptor of it) with `times` (as for futimens): through its
+// open file when it has one, so that a seal in progress does not put back the modification time
+// it found. 0 or an errno.
+int SetFileTimes(Inode& inode, int fd, const struct timespec times[2]);
 
 }  // namespace envelopefs

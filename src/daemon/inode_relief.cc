@@ -3,33 +3,59 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 
 namespace envelopefs {
 
-size_t DescriptorBudget() {
+namespace {
+
+size_t BudgetFromEnvironment() {
   if (const char* env = std::getenv("ENVELOPEFS_MAX_INODES")) {
     long v = std::strtol(env, nullptr, 10);
     if (v > 0) return static_cast<size_t>(v);
   }
+  return 0;
+}
+
+}  // namespace
+
+size_t DescriptorBudget() {
+  if (size_t env = BudgetFromEnvironment()) return env;
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) return 1 << 20;
-  return static_cast<size_t>(lim.rlim_cur) / 4 * 3;  // the rest for open files and the daemon
+  // The rest for open files, files waiting to be sealed (a quarter of this budget), requests in
+  // flight and the daemon's own (the FUSE device, logs, the control socket, ...): 64 of them,
+  // so that a low limit (256) still leaves room while the kernel's forgets lag behind.
+  const size_t three_quarters = static_cast<size_t>(lim.rlim_cur) / 4 * 3;
+  return three_quarters > 96 ? three_quarters - 64 : 32;
+}
+
+size_t HandleInodeBudget() {
+  if (size_t env = BudgetFromEnvironment()) return env;
+  return 100000;
 }
 
 InodeRelief::InodeRelief(InodeTable& inodes, size_t max_inodes)
-    : inodes_(inodes), budget_(max_inodes != 0 ? max_inodes : DescriptorBudget()) {}
+    : inodes_(inodes),
+      budget_(max_inodes != 0         ? max_inodes
+              : inodes.uses_handles() ? HandleInodeBudget()
+                                      : DescriptorBudget()),
+      pinned_budget_(max_inodes != 0 ? max_inodes : DescriptorBudget()) {}
 
 InodeRelief::~InodeRelief() { Stop(); }
 
 void InodeRelief::Start(fuse_session* session) {
   session_ = session;
-  inodes_.WatchSize(budget_, [this] {
-    // Without the mutex (the table calls this from request threads): a wake-up lost to the
-    // race is made up by the next tick.
-    if (!nudged_.exchange(true)) wake_.notify_one();
-  });
+  inodes_.WatchSize(
+      budget_,
+      [this] {
+        // Without the mutex (the table calls this from request threads): a wake-up lost to the
+        // race is made up by the next tick.
+        if (!nudged_.exchange(true)) wake_.notify_one();
+      },
+      pinned_budget_);
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -51,10 +77,14 @@ void InodeRelief::Run() {
     if (stop_) break;
     nudged_ = false;
     const size_t cached = inodes_.size();
-    if (cached <= budget_) continue;
+    const size_t pinned = inodes_.pinned();
+    if (cached <= budget_ && pinned <= pinned_budget_) continue;
     lock.unlock();
     // Down to three quarters of the budget, so that this does not run on every tick.
-    for (const auto& [parent, name] : inodes_.IdleEntries(cached - budget_ / 4 * 3)) {
+    const size_t excess =
+        std::max(cached > budget_ / 4 * 3 ? cached - budget_ / 4 * 3 : 0,
+                 pinned > pinned_budget_ / 4 * 3 ? pinned - pinned_budget_ / 4 * 3 : 0);
+    for (const auto& [parent, name] : inodes_.IdleEntries(excess)) {
       fuse_lowlevel_notify_inval_entry(session_, parent, name.data(), name.size());
     }
     lock.lock();

@@ -2,34 +2,87 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
+
 namespace envelopefs {
 
-Inode* InodeTable::FindOrInsert(UniqueFd fd, dev_t dev, ino_t ino, mode_t type) {
-  Inode* inode;
-  bool over = false;
+void InodeTable::EnableHandles(int root_fd, dev_t root_dev, int mount_id, size_t cache) {
+  mount_fd_ = root_fd;
+  mount_dev_ = root_dev;
+  mount_id_ = mount_id;
+  cache_.set_capacity(cache);
+}
+
+Inode* InodeTable::FindOrInsert(UniqueFd fd, dev_t dev, ino_t ino, mode_t type, InodeFd* lease) {
+  auto shared = std::make_shared<const UniqueFd>(std::move(fd));
+  if (lease != nullptr) *lease = InodeFd(shared);
+  Inode* inode = nullptr;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto& slot = inodes_[{dev, ino}];
-    if (!slot) {
-      slot = std::make_unique<Inode>();
-      slot->fd = std::move(fd);
-      slot->dev = dev;
-      slot->ino = ino;
-      slot->type = type;
-      over = inodes_.size() > watch_limit_;
+    auto it = inodes_.find({dev, ino});
+    if (it != inodes_.end()) {
+      inode = it->second.get();
+      inode->nlookup.fetch_add(1);
     }
-    slot->nlookup.fetch_add(1);
-    inode = slot.get();
   }
-  if (over && over_limit_) over_limit_();
+  if (inode == nullptr) {
+    // A new inode: its handle is made outside the table's lock (a system call).
+    BackingHandle handle;
+    const bool by_handle =
+        uses_handles() && dev == mount_dev_ && handle.Make(shared->get(), mount_id_);
+    bool over = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto& slot = inodes_[{dev, ino}];
+      if (!slot) {  // (else another request inserted it meanwhile)
+        slot = std::make_unique<Inode>();
+        if (by_handle) {
+          slot->handle = handle;
+        } else {
+          slot->pinned = shared;
+          ++pinned_;
+        }
+        slot->dev = dev;
+        slot->ino = ino;
+        slot->type = type;
+        over = inodes_.size() > watch_limit_ || pinned_ > watch_pinned_;
+      }
+      slot->nlookup.fetch_add(1);
+      inode = slot.get();
+    }
+    if (over && over_limit_) over_limit_();
+  }
+  // A looked-up object is about to be used (getattr, open, a new entry in it): keep its
+  // descriptor. The inode cannot be freed meanwhile: the kernel has not seen this lookup yet.
+  if (!inode->pinned) cache_.Insert(inode->fd_slot, std::move(shared));
   return inode;
+}
+
+int InodeTable::Use(Inode& inode, InodeFd* lease) {
+  if (inode.pinned) {
+    *lease = InodeFd(inode.pinned);
+    return 0;
+  }
+  if (auto fd = cache_.Find(inode.fd_slot)) {
+    *lease = InodeFd(std::move(fd));
+    return 0;
+  }
+  // The handle was made from a descriptor reached beneath the cipher dir (backing_handle.h);
+  // a deleted object's handle is stale: it no longer exists.
+  UniqueFd fd(inode.handle.Open(mount_fd_));
+  if (!fd.valid()) return errno == ESTALE ? ENOENT : errno;
+  *lease = InodeFd(cache_.Insert(inode.fd_slot, std::make_shared<const UniqueFd>(std::move(fd))));
+  return 0;
 }
 
 void InodeTable::Forget(Inode* inode, uint64_t n) {
   if (inode->is_root) return;
   std::lock_guard<std::mutex> lock(mutex_);
   uint64_t left = inode->nlookup.fetch_sub(n) - n;
-  if (left == 0) inodes_.erase({inode->dev, inode->ino});
+  if (left != 0) return;
+  cache_.Remove(inode->fd_slot);
+  if (inode->pinned) --pinned_;
+  inodes_.erase({inode->dev, inode->ino});
 }
 
 std::vector<std::pair<fuse_ino_t, std::string>> InodeTable::IdleEntries(size_t max) {
@@ -65,6 +118,11 @@ std::vector<std::shared_ptr<CipherFile>> InodeTable::OpenFiles() const {
 size_t InodeTable::size() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return inodes_.size();
+}
+
+size_t InodeTable::pinned() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return pinned_;
 }
 
 }  // namespace envelopefs

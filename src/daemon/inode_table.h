@@ -1,10 +1,14 @@
 // InodeTable — the daemon's inodes: one per backing object, keyed by (st_dev, st_ino).
 //
-// Each Inode holds an O_PATH fd of its backing object (as libfuse's passthrough_hp does), so
-// renames in the cipher dir never invalidate it, plus the cached directory IVs of a directory,
-// and the shared CipherFile and the file id of a regular file. The FUSE inode number is the
-// Inode's address. The table is guarded by its own mutex; each Inode's mutable parts by
-// Inode::mutex.
+// Each Inode finds its backing object without a path, so renames in the cipher dir never
+// invalidate it: by its file handle (backing_handle.h), opened on demand through a small cache
+// of descriptors (fd_cache.h), when the cipher dir's file system supports handles and the daemon
+// may open them (EnableHandles, probed at mount); otherwise, and for the root, by an O_PATH
+// descriptor it pins for life (as libfuse's passthrough_hp does). Requests get the descriptor
+// as a lease (Use, inode_fd.h). An Inode also caches the directory IVs of a directory, and the
+// shared CipherFile and the file id of a regular file. The FUSE inode number is the Inode's
+// address. The table is guarded by its own mutex; each Inode's mutable parts by Inode::mutex;
+// the cache by its own (taken inside the table's, never the other way round).
 #pragma once
 
 #include <fuse_lowlevel.h>
@@ -21,15 +25,23 @@
 #include <utility>
 #include <vector>
 
+#include "backing_handle.h"
 #include "envelopefs/beneath.h"
 #include "envelopefs/cipher_file.h"
 #include "envelopefs/name_transform.h"
 #include "envelopefs/unique_fd.h"
+#include "fd_cache.h"
+#include "inode_fd.h"
 
 namespace envelopefs {
 
 struct Inode {
-  UniqueFd fd;  // O_PATH
+  // How the backing object is reached (InodeTable::Use); set before the inode is shared and
+  // never changed: a descriptor pinned for the inode's life (the root, and every inode without
+  // a handle), or else its file handle, with its place in the table's descriptor cache.
+  std::shared_ptr<const UniqueFd> pinned;
+  BackingHandle handle;
+  FdCache::Slot fd_slot;
   dev_t dev = 0;
   ino_t ino = 0;
   mode_t type = 0;  // S_IFMT bits
@@ -59,12 +71,28 @@ struct Inode {
 
 class InodeTable {
  public:
-  // Takes ownership of `fd`. Returns the existing inode for (dev, ino) (closing `fd`) or a new
-  // one, with its lookup count incremented by one.
-  Inode* FindOrInsert(UniqueFd fd, dev_t dev, ino_t ino, mode_t type);
+  // From now on, new inodes on the cipher dir's mount keep a file handle instead of a
+  // descriptor (see backing_handle.h). `root_fd`: the cipher dir (pinned by the root inode,
+  // which outlives the table); `mount_id` from ProbeFileHandles; `cache` descriptors at most
+  // are kept open for hot inodes. Before the table is used concurrently.
+  void EnableHandles(int root_fd, dev_t root_dev, int mount_id, size_t cache);
+  bool uses_handles() const { return mount_fd_ >= 0; }
+  size_t fd_cache_capacity() const { return cache_.capacity(); }
+
+  // Takes ownership of `fd` (an O_PATH descriptor of the object (dev, ino)). Returns the
+  // existing inode for (dev, ino) or a new one, with its lookup count incremented by one.
+  // `lease` (if given) receives a lease on `fd` for the caller's use.
+  Inode* FindOrInsert(UniqueFd fd, dev_t dev, ino_t ino, mode_t type, InodeFd* lease = nullptr);
   // Drops `n` lookups; frees the inode when none remain.
   void Forget(Inode* inode, uint64_t n);
   size_t size() const;
+  // How many inodes pin a descriptor (all of them without file handles).
+  size_t pinned() const;
+
+  // A lease on a descriptor of `inode`'s backing object (O_PATH, but possibly another open
+  // descriptor of it). 0, or an errno: ENOENT when the object no longer exists (its handle is
+  // stale), EMFILE, ... Never closes a descriptor another request holds.
+  int Use(Inode& inode, InodeFd* lease);
 
   // Up to `max` (parent, name) pairs of cached entries (files, symlinks and directories other
   // than the root) that no one has open through us: the entries the daemon asks the kernel to
@@ -76,9 +104,11 @@ class InodeTable {
   std::vector<std::shared_ptr<CipherFile>> OpenFiles() const;
 
   // Calls `over` (from the inserting thread, without the table's lock) whenever an insertion
-  // leaves more than `limit` inodes. Set once, before the table is used concurrently.
-  void WatchSize(size_t limit, std::function<void()> over) {
+  // leaves more than `limit` inodes, or more than `pinned_limit` inodes pinning a descriptor.
+  // Set once, before the table is used concurrently.
+  void WatchSize(size_t limit, std::function<void()> over, size_t pinned_limit = SIZE_MAX) {
     watch_limit_ = limit;
+    watch_pinned_ = pinned_limit;
     over_limit_ = std::move(over);
   }
 
@@ -86,7 +116,14 @@ class InodeTable {
   mutable std::mutex mutex_;
   std::map<std::pair<dev_t, ino_t>, std::unique_ptr<Inode>> inodes_;
   std::pair<dev_t, ino_t> idle_cursor_{};  // where IdleEntries resumes
+  size_t pinned_ = 0;                      // inodes with a pinned descriptor
   size_t watch_limit_ = SIZE_MAX;
+  size_t watch_pinned_ = SIZE_MAX;
+  // With file handles: the cipher dir's descriptor, device and mount id; else -1.
+  int mount_fd_ = -1;
+  dev_t mount_dev_ = 0;
+  int mount_id_ = -1;
+  FdCache cache_;
   std::function<void()> over_limit_;
 };
 

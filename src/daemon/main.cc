@@ -321,6 +321,7 @@ int Serve(const CommandLine& cl, int report_fd) {
   }
   RaiseReadahead(cl.mountpoint);
   Log(LogLevel::kInfo, "mounted " + cl.cipher_dir + " on " + cl.mountpoint);
+  Log(LogLevel::kInfo, fs->inode_mode());
   if (report_fd >= 0) {
     int null = open("/dev/null", O_RDWR);
     if (null >= 0) {

@@ -32,8 +32,13 @@ std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
     inode.open_file = file;
     return file;
   }
+  InodeFd inode_fd;
+  if (int rc = fs.inodes().Use(inode, &inode_fd)) {
+    errno = rc;
+    ThrowSystemError("open");
+  }
   auto open_backing = [&] {
-    std::string path = ProcFdPath(inode.fd.get());
+    std::string path = ProcFdPath(inode_fd.get());
     int flags = fs.options().read_only ? O_RDONLY : O_RDWR;
     int fd = OpenRetryingOnEmfile([&] { return open(path.c_str(), flags | O_CLOEXEC); });
     if (fd < 0 && !fs.options().read_only &&
@@ -61,16 +66,18 @@ std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
 int CreateRegular(fuse_req_t req, Inode& dir, const std::string& backing, mode_t mode, bool excl,
                   std::shared_ptr<CipherFile>* out) {
   EnvelopeFs& fs = Fs(req);
+  InodeFd dir_fd;
+  if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
   // The new file is made unnamed (O_TMPFILE) and linked in once its header is written, so that
   // no crash leaves a named file without a header (which reads as tampering: cut to nothing).
   int tmp = OpenRetryingOnEmfile(
-      [&] { return openat(dir.fd.get(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode & 07777); });
+      [&] { return openat(dir_fd.get(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode & 07777); });
   if (tmp >= 0) {
     UniqueFd owned(tmp);
     ChownFdToCaller(req, dir, tmp);
     fs.RefreshKeyring(/*force=*/false);  // new files go to the newest active KEK version
     auto file = CipherFile::Create(std::move(owned), fs.volume(), backing, fs.damage_reporter());
-    if (linkat(AT_FDCWD, ProcFdPath(file->fd()).c_str(), dir.fd.get(), backing.c_str(),
+    if (linkat(AT_FDCWD, ProcFdPath(file->fd()).c_str(), dir_fd.get(), backing.c_str(),
                AT_SYMLINK_FOLLOW) != 0) {
       if (errno == EEXIST && !excl) return EEXIST;  // the caller opens the existing file
       return errno;
@@ -82,7 +89,7 @@ int CreateRegular(fuse_req_t req, Inode& dir, const std::string& backing, mode_t
   // A backing file system without O_TMPFILE: created in place (a crash right after can leave
   // it without a header).
   int fd = OpenRetryingOnEmfile([&] {
-    return openat(dir.fd.get(), backing.c_str(), O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC,
+    return openat(dir_fd.get(), backing.c_str(), O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC,
                   mode & 07777);
   });
   if (fd < 0) {
@@ -95,7 +102,7 @@ int CreateRegular(fuse_req_t req, Inode& dir, const std::string& backing, mode_t
   try {
     *out = CipherFile::Create(std::move(owned), fs.volume(), backing, fs.damage_reporter());
   } catch (...) {
-    unlinkat(dir.fd.get(), backing.c_str(), 0);
+    unlinkat(dir_fd.get(), backing.c_str(), 0);
     throw;
   }
   return 0;
@@ -140,7 +147,9 @@ int FileIdOf(EnvelopeFs& fs, Inode& inode, FileId* id) {
   if (open_file) {
     *id = open_file->file_id();
   } else {
-    UniqueFd fd(open(ProcFdPath(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+    InodeFd inode_fd;
+    if (int rc = fs.inodes().Use(inode, &inode_fd)) return rc;
+    UniqueFd fd(open(ProcFdPath(inode_fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) return errno;
     HeaderRead header = ReadHeader(fd.get());
     if (header.status == HeaderStatus::kUnreadable) return header.error != 0 ? header.error : EIO;

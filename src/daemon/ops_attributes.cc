@@ -34,7 +34,9 @@ void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   EnvelopeFs& fs = Fs(req);
   Inode& inode = GetInode(req, ino);
   int err = Guard("setattr", [&]() -> int {
-    std::string path = ProcFdPath(inode.fd.get());
+    InodeFd fd;
+    if (int rc = fs.inodes().Use(inode, &fd)) return rc;
+    std::string path = ProcFdPath(fd.get());
     constexpr int kMetadata = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
                               FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
                               FUSE_SET_ATTR_MTIME_NOW;
@@ -49,7 +51,7 @@ void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
     const bool only_ctime = (to_set & ~FUSE_SET_ATTR_CTIME) == 0;
     // Right after a seal, a change would read as the seal's own (shown_ctime.h).
     if (S_ISREG(inode.type) && (only_ctime || (to_set & kMetadata))) {
-      SettleShownCtime(inode.fd.get());
+      SettleShownCtime(fd.get());
     }
     if (to_set & FUSE_SET_ATTR_MODE) {
       if (chmod(path.c_str(), attr->st_mode & 07777) != 0) return errno;
@@ -57,7 +59,7 @@ void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
     if (only_ctime || (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
       uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
       gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
-      if (fchownat(inode.fd.get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+      if (fchownat(fd.get(), "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
         return errno;
       }
     }
@@ -83,7 +85,7 @@ void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
       } else if (to_set & FUSE_SET_ATTR_MTIME) {
         times[1] = attr->st_mtim;
       }
-      if (int rc = SetFileTimes(inode, times)) return rc;
+      if (int rc = SetFileTimes(inode, fd.get(), times)) return rc;
     }
     return 0;
   });
@@ -96,7 +98,13 @@ void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
 
 void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
   struct statvfs sv;
-  int fd = openat(GetInode(req, ino).fd.get(), ".", O_RDONLY | O_CLOEXEC);
+  InodeFd inode_fd;
+  if (int rc = Fs(req).inodes().Use(GetInode(req, ino), &inode_fd)) {
+    fuse_reply_err(req, rc);
+    return;
+  }
+  // (fstatvfs(2) does not take an O_PATH descriptor.)
+  int fd = openat(inode_fd.get(), ".", O_RDONLY | O_CLOEXEC);
   if (fd < 0 || fstatvfs(fd, &sv) != 0) {
     int err = errno;
     if (fd >= 0) close(fd);

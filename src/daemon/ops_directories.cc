@@ -47,9 +47,12 @@ DirHandles& OpenDirHandles() {
 
 int LoadDir(EnvelopeFs& fs, Inode& dir, DirHandle& handle) {
   handle.entries.clear();
-  DirIvs ivs = GetDirIvs(fs, dir);
+  DirIvs ivs;
+  if (int rc = GetDirIvs(fs, dir, &ivs)) return rc;
+  InodeFd dir_fd;
+  if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
   int fd = OpenRetryingOnEmfile(
-      [&] { return openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); });
+      [&] { return openat(dir_fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); });
   if (fd < 0) return errno;
   DIR* d = fdopendir(fd);
   if (d == nullptr) {
@@ -69,7 +72,7 @@ int LoadDir(EnvelopeFs& fs, Inode& dir, DirHandle& handle) {
     auto plain = fs.names().FromBacking(dirfd(d), ivs, n);
     if (!plain) {
       ReportDamage(fs.damage_reporter(),
-                   {FdPath(dir.fd.get(), "(unknown)") + "/" + std::string(n), std::nullopt,
+                   {FdPath(dir_fd.get(), "(unknown)") + "/" + std::string(n), std::nullopt,
                     "entry name does not authenticate; hidden from the listing"});
       continue;
     }
@@ -190,14 +193,13 @@ void ReleaseAllDirHandles() {
 }
 
 void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
-  int fd = openat(GetInode(req, ino).fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  int err = 0;
-  if (fd < 0) {
-    err = errno;
-  } else {
-    if ((datasync ? fdatasync(fd) : fsync(fd)) != 0) err = errno;
-    close(fd);
-  }
+  int err = Guard("fsyncdir", [&] {
+    InodeFd dir_fd;
+    if (int rc = Fs(req).inodes().Use(GetInode(req, ino), &dir_fd)) return rc;
+    UniqueFd fd(openat(dir_fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd.valid()) return errno;
+    return (datasync ? fdatasync(fd.get()) : fsync(fd.get())) == 0 ? 0 : errno;
+  });
   fuse_reply_err(req, err);
 }
 

@@ -108,14 +108,15 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
   EnvelopeFs& fs = Fs(req);
   std::string target;
   int err = Guard("readlink", [&] {
-    const int fd = GetInode(req, ino).fd.get();
-    auto stored = ReadStoredTarget(fd, "");
+    InodeFd fd;
+    if (int rc = fs.inodes().Use(GetInode(req, ino), &fd)) return rc;
+    auto stored = ReadStoredTarget(fd.get(), "");
     if (!stored) return errno;
     std::string problem;
     auto plain = ReadBackingSymlink(fs.names(), fs.volume().root_fd(), *stored, &problem);
     if (!plain) {
       ReportDamage(fs.damage_reporter(),
-                   {FdPath(fd, "(unknown)"), std::nullopt, problem + " (EIO)"});
+                   {FdPath(fd.get(), "(unknown)"), std::nullopt, problem + " (EIO)"});
       return EIO;
     }
     target = std::move(*plain);
@@ -140,7 +141,9 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
       if (int rc = CreateRegular(req, dir, backing, mode, true, &file)) return rc;
       return 0;
     }
-    if (mknodat(dir.fd.get(), backing.c_str(), mode, rdev) != 0) return errno;
+    InodeFd dir_fd;
+    if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
+    if (mknodat(dir_fd.get(), backing.c_str(), mode, rdev) != 0) return errno;
     ChownToCaller(req, dir, backing);
     return 0;
   });
@@ -154,7 +157,9 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   int err = Guard("mkdir", [&]() -> int {
     std::shared_lock lock(fs.namespace_mutex());
     if (int rc = NewBacking(fs, dir, name, &backing)) return rc;
-    if (int rc = ErrnoOf(fs.names().MakeDirectory(dir.fd.get(), backing, mode & 07777))) {
+    InodeFd dir_fd;
+    if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
+    if (int rc = ErrnoOf(fs.names().MakeDirectory(dir_fd.get(), backing, mode & 07777))) {
       return rc;
     }
     ChownToCaller(req, dir, backing);
@@ -170,8 +175,10 @@ void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* 
   int err = Guard("symlink", [&]() -> int {
     std::shared_lock lock(fs.namespace_mutex());
     if (int rc = NewBacking(fs, dir, name, &backing)) return rc;
+    InodeFd dir_fd;
+    if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
     if (int rc = ErrnoOf(
-            CreateBackingSymlink(fs.names(), fs.volume().root_fd(), dir.fd.get(), backing, link))) {
+            CreateBackingSymlink(fs.names(), fs.volume().root_fd(), dir_fd.get(), backing, link))) {
       return rc;
     }
     ChownToCaller(req, dir, backing);
@@ -187,8 +194,11 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name)
   int err = Guard("link", [&]() -> int {
     std::shared_lock lock(fs.namespace_mutex());
     if (int rc = NewBacking(fs, dir, name, &backing)) return rc;
-    std::string path = ProcFdPath(GetInode(req, ino).fd.get());
-    if (linkat(AT_FDCWD, path.c_str(), dir.fd.get(), backing.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+    InodeFd fd, dir_fd;
+    if (int rc = fs.inodes().Use(GetInode(req, ino), &fd)) return rc;
+    if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
+    std::string path = ProcFdPath(fd.get());
+    if (linkat(AT_FDCWD, path.c_str(), dir_fd.get(), backing.c_str(), AT_SYMLINK_FOLLOW) != 0) {
       return errno;
     }
     return 0;
@@ -199,14 +209,21 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name)
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   EnvelopeFs& fs = Fs(req);
   Inode& dir = GetInode(req, parent);
+  // The last reference to the backing file, if we hold it, is dropped only after the reply:
+  // freeing the file's blocks is not the caller's wait. (With file handles the daemon keeps no
+  // descriptor of an idle file, so the unlink itself would free them.)
+  UniqueFd last_ref;
   int err = Guard("unlink", [&]() -> int {
     std::shared_lock lock(fs.namespace_mutex());
     std::string backing;
     if (int rc = FindBacking(fs, dir, name, &backing)) return rc;
-    BackingSymlinkDrop drop(fs.names(), fs.volume().root_fd(), dir.fd.get(), backing);
-    if (unlinkat(dir.fd.get(), backing.c_str(), 0) != 0) return errno;
+    InodeFd dir_fd;
+    if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
+    last_ref.reset(openat(dir_fd.get(), backing.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    BackingSymlinkDrop drop(fs.names(), fs.volume().root_fd(), dir_fd.get(), backing);
+    if (unlinkat(dir_fd.get(), backing.c_str(), 0) != 0) return errno;
     drop.Finish();
-    fs.names().RemoveLongNameSideFile(dir.fd.get(), backing);
+    fs.names().RemoveLongNameSideFile(dir_fd.get(), backing);
     return 0;
   });
   fuse_reply_err(req, err);
@@ -219,12 +236,14 @@ void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
     std::unique_lock lock(fs.namespace_mutex());
     std::string backing;
     if (int rc = FindBacking(fs, dir, name, &backing)) return rc;
+    InodeFd dir_fd;
+    if (int rc = fs.inodes().Use(dir, &dir_fd)) return rc;
     struct stat st;
-    if (fstatat(dir.fd.get(), backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return errno;
+    if (fstatat(dir_fd.get(), backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return errno;
     if (!S_ISDIR(st.st_mode)) return ENOTDIR;
-    if (int rc = ClearInternal(dir.fd.get(), backing, fs)) return rc;
-    if (unlinkat(dir.fd.get(), backing.c_str(), AT_REMOVEDIR) != 0) return errno;
-    fs.names().RemoveLongNameSideFile(dir.fd.get(), backing);
+    if (int rc = ClearInternal(dir_fd.get(), backing, fs)) return rc;
+    if (unlinkat(dir_fd.get(), backing.c_str(), AT_REMOVEDIR) != 0) return errno;
+    fs.names().RemoveLongNameSideFile(dir_fd.get(), backing);
     return 0;
   });
   fuse_reply_err(req, err);
@@ -235,6 +254,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   EnvelopeFs& fs = Fs(req);
   Inode& from_dir = GetInode(req, parent);
   Inode& to_dir = GetInode(req, newparent);
+  UniqueFd replaced;  // dropped after the reply, as in OpUnlink
   int err = Guard("rename", [&]() -> int {
     if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return EINVAL;
     std::unique_lock lock(fs.namespace_mutex());
@@ -245,28 +265,35 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
     if (found == ENOENT) {
       if (flags & RENAME_EXCHANGE) return ENOENT;
       if (int rc = NewBacking(fs, to_dir, newname, &to)) return rc;
-    } else if (!(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE))) {
+    }
+    InodeFd from_fd, to_fd;
+    if (int rc = fs.inodes().Use(from_dir, &from_fd)) return rc;
+    if (int rc = fs.inodes().Use(to_dir, &to_fd)) return rc;
+    if (found == 0 && !(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE))) {
       // Replacing a directory: it must be empty but for its internal files.
       struct stat src, dst;
-      if (fstatat(to_dir.fd.get(), to.c_str(), &dst, AT_SYMLINK_NOFOLLOW) == 0 &&
+      if (fstatat(to_fd.get(), to.c_str(), &dst, AT_SYMLINK_NOFOLLOW) == 0 &&
           S_ISDIR(dst.st_mode) &&
-          fstatat(from_dir.fd.get(), from.c_str(), &src, AT_SYMLINK_NOFOLLOW) == 0 &&
+          fstatat(from_fd.get(), from.c_str(), &src, AT_SYMLINK_NOFOLLOW) == 0 &&
           S_ISDIR(src.st_mode) && (src.st_ino != dst.st_ino || src.st_dev != dst.st_dev)) {
-        if (int rc = ClearInternal(to_dir.fd.get(), to, fs)) return rc;
+        if (int rc = ClearInternal(to_fd.get(), to, fs)) return rc;
       }
     }
-    // A long-target symlink replaced by the rename loses its side file with its last link.
-    std::optional<BackingSymlinkDrop> replaced;
-    if (found == 0 && !(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE))) {
-      replaced.emplace(fs.names(), fs.volume().root_fd(), to_dir.fd.get(), to);
+    if (found == 0 && !(flags & RENAME_EXCHANGE)) {
+      replaced.reset(openat(to_fd.get(), to.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
     }
-    if (renameat2(from_dir.fd.get(), from.c_str(), to_dir.fd.get(), to.c_str(), flags) != 0) {
+    // A long-target symlink replaced by the rename loses its side file with its last link.
+    std::optional<BackingSymlinkDrop> replaced_symlink;
+    if (found == 0 && !(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE))) {
+      replaced_symlink.emplace(fs.names(), fs.volume().root_fd(), to_fd.get(), to);
+    }
+    if (renameat2(from_fd.get(), from.c_str(), to_fd.get(), to.c_str(), flags) != 0) {
       return errno;
     }
-    if (replaced) replaced->Finish();
+    if (replaced_symlink) replaced_symlink->Finish();
     bool same_entry = &from_dir == &to_dir && from == to;
     if (!(flags & RENAME_EXCHANGE) && !same_entry) {
-      fs.names().RemoveLongNameSideFile(from_dir.fd.get(), from);
+      fs.names().RemoveLongNameSideFile(from_fd.get(), from);
     }
     return 0;
   });

@@ -29,7 +29,9 @@ int XattrOwnerOf(EnvelopeFs& fs, Inode& inode, std::optional<XattrOwnerId>* owne
   owner->reset();
   if (!fs.names().BindsXattrsToObjects()) return 0;
   if (S_ISDIR(inode.type)) {
-    *owner = fs.names().DirectoryXattrOwner(GetDirIvs(fs, inode));
+    DirIvs ivs;
+    if (int rc = GetDirIvs(fs, inode, &ivs)) return rc;
+    *owner = fs.names().DirectoryXattrOwner(ivs);
     return 0;
   }
   FileId id;
@@ -66,7 +68,9 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
     if (int rc = XattrOwnerOf(fs, inode, &owner)) return rc;
     auto sealed = fs.names().SealXattrValue(
         *backing, owner, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(value), size));
-    std::string path = ProcFdPath(inode.fd.get());
+    InodeFd fd;
+    if (int rc = fs.inodes().Use(inode, &fd)) return rc;
+    std::string path = ProcFdPath(fd.get());
     if (setxattr(path.c_str(), backing->c_str(), sealed.data(), sealed.size(), flags) != 0) {
       return errno;
     }
@@ -83,7 +87,9 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     if (!HasXattrs(inode)) return ENODATA;
     auto backing = fs.names().ToBackingXattrName(name);
     if (!backing) return ENODATA;
-    std::string path = ProcFdPath(inode.fd.get());
+    InodeFd fd;
+    if (int rc = fs.inodes().Use(inode, &fd)) return rc;
+    std::string path = ProcFdPath(fd.get());
     ssize_t n = getxattr(path.c_str(), backing->c_str(), nullptr, 0);
     if (n < 0) return errno;
     std::vector<uint8_t> sealed(static_cast<size_t>(n));
@@ -95,7 +101,7 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     auto opened = fs.names().OpenXattrValue(*backing, owner, sealed);
     if (!opened) {
       ReportDamage(fs.damage_reporter(),
-                   {FdPath(inode.fd.get(), "(unknown)"), std::nullopt,
+                   {FdPath(fd.get(), "(unknown)"), std::nullopt,
                     "extended attribute " + *backing + ": value does not authenticate (EIO)"});
       return EIO;
     }
@@ -111,7 +117,9 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   std::string list;
   int err = Guard("listxattr", [&]() -> int {
     if (!HasXattrs(inode)) return 0;  // an empty list
-    std::string path = ProcFdPath(inode.fd.get());
+    InodeFd fd;
+    if (int rc = fs.inodes().Use(inode, &fd)) return rc;
+    std::string path = ProcFdPath(fd.get());
     ssize_t n = listxattr(path.c_str(), nullptr, 0);
     if (n < 0) return errno;
     std::vector<char> raw(static_cast<size_t>(n) + 1);
@@ -138,7 +146,9 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
     auto backing = fs.names().ToBackingXattrName(name);
     if (!backing) return ENODATA;
     if (int rc = RequireOwnFile(fs, inode)) return rc;
-    std::string path = ProcFdPath(inode.fd.get());
+    InodeFd fd;
+    if (int rc = fs.inodes().Use(inode, &fd)) return rc;
+    std::string path = ProcFdPath(fd.get());
     return removexattr(path.c_str(), backing->c_str()) == 0 ? 0 : errno;
   });
   fuse_reply_err(req, err);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -132,6 +133,15 @@ bool IsFuseMount(const fs::path& path) {
   return errno == ENOTCONN;  // the mount of a daemon that died
 }
 
+size_t DescriptorsOf(pid_t pid) {
+  size_t fds = 0;
+  for (auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    (void)e;
+    ++fds;
+  }
+  return fds;
+}
+
 MountedVolume::MountedVolume(const VolumeOptions& options) : options_(options) {
   cipher_ = root_.path() / "cipher";
   mnt_ = root_.path() / "mnt";
@@ -175,6 +185,10 @@ void MountedVolume::Mount() {
   pid_t pid = fork();
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
+    if (options_.max_descriptors != 0) {
+      const struct rlimit limit = {options_.max_descriptors, options_.max_descriptors};
+      if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(126);
+    }
     int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (fd >= 0) {
       dup2(fd, 1);

@@ -64,6 +64,8 @@ struct VolumeOptions {
   std::string init_flags;      // extra flags for envelopectl init
   std::string mount_flags;     // extra flags for envelopefs
   std::string key_flags = {};  // the key options of init and mount; empty: --keyfile keyfile()
+  // If not 0, the daemon starts with RLIMIT_NOFILE this low (soft and hard).
+  unsigned long max_descriptors = 0;
 };
 
 class MountedVolume {
@@ -104,6 +106,9 @@ class MountedVolume {
 };
 
 bool IsFuseMount(const fs::path& path);
+
+// How many descriptors process `pid` (e.g. a daemon) holds.
+size_t DescriptorsOf(pid_t pid);
 
 // Runs `body` in a child process as uid/gid 65534 (nobody) with its working directory at `dir`;
 // returns the child's exit code (the body's return value).
