@@ -28,7 +28,8 @@ constexpr char kKeysUsage[] =
     "keys retire CIPHERDIR --kek-version N | "
     "keys change-master CIPHERDIR (--new-keyfile FILE | --new-passfile FILE | "
     "--new-master-command CMD | --new-pkcs11-module PATH --new-pkcs11-token LABEL "
-    "--new-pkcs11-key LABEL) | "
+    "--new-pkcs11-key LABEL | --new-kmip-server HOST:PORT --new-tls-cert FILE --new-tls-key FILE "
+    "--new-tls-ca FILE [--new-kmip-key-id ID | --kmip-create-key]) | "
     "keys policy CIPHERDIR [--rotate-after-days N] [--audit-log on|off]";
 
 // With --keyfile/--passfile: the authenticated keyring. Without: the keyring as stored, for
@@ -170,14 +171,17 @@ int KeysRetire(const Args& args, const fs::path& dir) {
 int KeysChangeMaster(const Args& args, const fs::path& dir) {
   if (!args.HasNewKey()) {
     throw Error(ErrorKind::kUsage,
-                "keys change-master needs --new-keyfile, --new-passfile, --new-master-command or "
-                "--new-pkcs11-module/--new-pkcs11-token/--new-pkcs11-key");
+                "keys change-master needs --new-keyfile, --new-passfile, --new-master-command, "
+                "--new-pkcs11-module/--new-pkcs11-token/--new-pkcs11-key or "
+                "--new-kmip-server/--new-tls-cert/--new-tls-key/--new-tls-ca");
   }
   auto volume = OpenVolume(args, dir);
   auto source = args.NewKeySource();
   volume->ChangeMasterKey(*source);
   const char* kind = args.next.KindName();
-  AppendAuditEvent(*volume, "master_key_changed", {{"source", kind}});
+  nlohmann::json fields = {{"source", kind}};
+  for (const auto& [name, value] : source->AuditFields()) fields[name] = value;
+  AppendAuditEvent(*volume, "master_key_changed", std::move(fields));
   if (!args.quiet) std::printf("master key changed (now from a %s)\n", kind);
   return kExitOk;
 }

@@ -30,6 +30,7 @@ class KmipClient {
   // Connects (TlsConnection::Connect) to `server`.
   KmipClient(const HostPort& server, const TlsClientOptions& tls);
   ~KmipClient();
+  KmipClient(KmipClient&&) noexcept;
 
   // Creates an AES-256 key (usage: Encrypt, Decrypt) named `name`, activates it and returns its
   // unique identifier.

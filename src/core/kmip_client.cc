@@ -88,6 +88,7 @@ KmipClient::KmipClient(const HostPort& server, const TlsClientOptions& tls) {
 }
 
 KmipClient::~KmipClient() = default;
+KmipClient::KmipClient(KmipClient&&) noexcept = default;
 
 const std::string& KmipClient::protocol() const { return connection_->protocol(); }
 const std::string& KmipClient::cipher() const { return connection_->cipher(); }
@@ -107,10 +108,16 @@ TtlvItem KmipClient::Call(uint32_t operation, std::vector<TtlvItem> payload, con
 
   std::vector<uint8_t> message(kTtlvHeaderSize);
   connection_->ReadExactly(message);
-  size_t total = TtlvMessageSize(message);
-  message.resize(total);
-  connection_->ReadExactly(std::span<uint8_t>(message).subspan(kTtlvHeaderSize));
-  TtlvItem response = DecodeTtlv(message);
+  TtlvItem response;
+  try {
+    size_t total = TtlvMessageSize(message);
+    message.resize(total);
+    connection_->ReadExactly(std::span<uint8_t>(message).subspan(kTtlvHeaderSize));
+    response = DecodeTtlv(message);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::kFormat) throw;
+    throw Error(ErrorKind::kIo, "KMS " + endpoint_ + ": " + e.what());
+  }
   std::fill(message.begin(), message.end(), 0);
   if (response.tag != kResponseMessage) Protocol(endpoint_, "not a response message");
   const TtlvItem& item = Need(endpoint_, response, kBatchItem, TtlvType::kStructure, "batch item");

@@ -76,14 +76,6 @@ std::string MasterCommand(const std::string& command) {
   return " --master-command " + Quote(command) + " ";
 }
 
-// Runs envelopectl; expects exit `code` and exactly one line containing `part`.
-void ExpectOneLine(const std::string& command, int code, const std::string& part) {
-  CommandResult r = RunCommand(command + " 2>&1");
-  EXPECT_EQ(code, r.exit_code) << command << "\n" << r.output;
-  EXPECT_EQ(1u, LineCount(r.output)) << command << "\n" << r.output;
-  EXPECT_TRUE(Contains(r.output, part)) << command << "\n" << r.output;
-}
-
 TEST(MasterSources, ACommandVolumeMountsWritesRemountsAndReads) {
   TempDir t;
   const fs::path key = t.path() / "key";
