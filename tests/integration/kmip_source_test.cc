@@ -195,5 +195,60 @@ TEST_F(KmipSource, FailuresGiveOneLineAndChangeNothing) {
   EXPECT_EQ(0, RunCommand(kCtl + " keys list" + Flags() + dir).exit_code);
 }
 
+// The [master_key] kmip section is read before anything is authenticated: every edit is refused
+// with one line and nothing is sent that could open another volume.
+TEST_F(KmipSource, EditsOfTheKmipSectionAreRefused) {
+  TempDir t;
+  const fs::path cipher = t.path() / "cipher", other = t.path() / "other";
+  ASSERT_EQ(0,
+            RunCommand(kCtl + " init" + Flags() + "--kmip-create-key " + Quote(cipher)).exit_code);
+  const fs::path keyring = cipher / "envelopefs.keyring";
+  const std::string original = ReadFile(keyring);
+  auto value_in = [](const std::string& text, const std::string& name) {
+    size_t start = text.find(name + " = '") + name.size() + 4;
+    return text.substr(start, text.find('\'', start) - start);
+  };
+  const std::string wrapped = value_in(original, "wrapped"), iv = value_in(original, "iv"),
+                    id = value_in(original, "key_id");
+  std::string flipped = wrapped;
+  flipped[10] = flipped[10] == '0' ? '1' : '0';
+  const std::string list = kCtl + " keys list" + Flags() + Quote(cipher);
+  const struct {
+    std::string from, to;
+    int code;
+    std::string message;
+  } edits[] = {
+      {"mode = 'AES-GCM'", "mode = 'AES-CBC'", 4, "invalid [master_key] kmip"},
+      {"iv = '" + iv + "'", "iv = '" + iv.substr(2) + "'", 4, "invalid [master_key] kmip"},
+      {"wrapped = '" + wrapped + "'", "wrapped = 'zz'", 4, "invalid [master_key] kmip"},
+      {"key_id = '" + id + "'", "key_id = 'a\\u001bb'", 4, "invalid [master_key] kmip"},
+      {"key_id = '" + id + "'", "key_id = '" + std::string(65, '1') + "'", 4,
+       "invalid [master_key] kmip"},
+      // PyKMIP reports a failed authentication as a general failure (exit 6).
+      {"wrapped = '" + wrapped + "'", "wrapped = '" + flipped + "'", 6, "refused Decrypt"},
+      {"iv = '" + iv + "'", "iv = '" + std::string(24, '0') + "'", 6, "refused Decrypt"},
+  };
+  for (const auto& e : edits) {
+    std::string edited = original;
+    const size_t at = edited.find(e.from);
+    ASSERT_NE(std::string::npos, at) << e.from;
+    edited.replace(at, e.from.size(), e.to);
+    WriteFile(keyring, edited);
+    ExpectOneLine(list, e.code, e.message);
+  }
+  // Another volume's master key, encrypted by the same server key: bound to that volume's id.
+  ASSERT_EQ(
+      0,
+      RunCommand(kCtl + " init" + Flags() + "--kmip-key-id " + id + " " + Quote(other)).exit_code);
+  const std::string theirs = ReadFile(other / "envelopefs.keyring");
+  std::string planted = original;
+  planted.replace(planted.find(wrapped), wrapped.size(), value_in(theirs, "wrapped"));
+  planted.replace(planted.find(iv), iv.size(), value_in(theirs, "iv"));
+  WriteFile(keyring, planted);
+  ExpectOneLine(list, 6, "refused Decrypt");
+  WriteFile(keyring, original);
+  EXPECT_EQ(0, RunCommand(list).exit_code);
+}
+
 }  // namespace
 }  // namespace envelopefs::testing

@@ -53,6 +53,7 @@ KmipTestServer::KmipTestServer(const std::filesystem::path& dir, const std::file
   std::string log = (dir / "server.log").string();
   pid_ = fork();
   if (pid_ == 0) {
+    setpgid(0, 0);  // its own group: PyKMIP forks a policy monitor that must go with it
     int null = open("/dev/null", O_RDWR);
     dup2(null, 0);
     dup2(null, 1);
@@ -61,13 +62,18 @@ KmipTestServer::KmipTestServer(const std::filesystem::path& dir, const std::file
     _exit(127);
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  setpgid(pid_, pid_);  // as the child does (whichever runs first)
   while (!Accepts(port_)) {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      kill(-pid_, SIGKILL);
       pid_ = -1;
       throw std::runtime_error("pykmip-server exited; see " + log);
     }
     if (std::chrono::steady_clock::now() > deadline) {
+      kill(-pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+      pid_ = -1;
       throw std::runtime_error("pykmip-server did not start in 30 s; see " + log);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -76,14 +82,9 @@ KmipTestServer::KmipTestServer(const std::filesystem::path& dir, const std::file
 
 KmipTestServer::~KmipTestServer() {
   if (pid_ > 0) {
-    kill(pid_, SIGTERM);
-    // PyKMIP shuts down its threads on SIGTERM; give it a moment, then insist.
-    for (int i = 0; i < 50; ++i) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    kill(pid_, SIGKILL);
+    // The whole group: the server and the policy-directory monitor it forks (nothing of the
+    // test's state is in them).
+    kill(-pid_, SIGKILL);
     int status = 0;
     waitpid(pid_, &status, 0);
   }

@@ -1,7 +1,8 @@
 // KmipTestServer — PyKMIP's server (Debian python3-pykmip, `pykmip-server`) for tests: on
 // 127.0.0.1 and a free port, with a configuration, policy directory and SQLite database in a
 // directory the test owns, the TLS1.2 authentication suite and client certificates required.
-// The constructor waits until the server accepts connections; the destructor stops and reaps it.
+// The constructor waits until the server accepts connections; the destructor kills its process
+// group (the server and the policy-directory monitor it forks) and reaps it.
 // PyKmipInstalled() says whether the tests can run. Not thread-safe.
 #pragma once
 

@@ -297,7 +297,8 @@ TEST(MasterSources, EditsOfThePkcs11SectionAreRefused) {
       {"wrapped = '" + wrapped + "'", "wrapped = 'zz'", 4, "invalid [master_key] pkcs11"},
       {"token = 'envtest'", "token = 'env\\u001btest'", 4, "invalid [master_key] pkcs11"},
       {"key = 'k1'", "key = '" + std::string(33, 'k') + "'", 4, "invalid [master_key] pkcs11"},
-      {"source = 'pkcs11'", "source = 'kmip'", 4, "unknown [master_key] source \"kmip\""},
+      {"source = 'pkcs11'", "source = 'kmip'", 4, "invalid [master_key] kmip"},
+      {"source = 'pkcs11'", "source = 'kms'", 4, "unknown [master_key] source \"kms\""},
       {"wrapped = '" + wrapped + "'", "wrapped = '" + flipped + "'", 3, "cannot decrypt"},
       {"iv = '" + iv + "'", "iv = '" + std::string(24, '0') + "'", 3, "cannot decrypt"},
   };
