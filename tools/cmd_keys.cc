@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "common.h"
 #include "envelopefs/audit_log.h"
+#include "envelopefs/cert_expiry.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
@@ -36,6 +37,10 @@ constexpr char kKeysUsage[] =
 // monitoring that holds no key (a cron job); the output then says it is not authenticated.
 int KeysList(const Args& args, const fs::path& dir) {
   const std::optional<PrometheusFile> prometheus = PrometheusFileFor(args);
+  // The client certificate of a key server (--tls-cert): its expiry, alerted 30, 14 and 7 days
+  // ahead.
+  std::optional<CertExpiry> cert;
+  if (args.current.tls_cert) cert = CheckCertExpiry(*args.current.tls_cert, NowUnix());
   KeyPolicyReport report;
   std::string volume_id;
   if (args.HasKey()) {
@@ -49,23 +54,44 @@ int KeysList(const Args& args, const fs::path& dir) {
     volume_id = ToHex(config.volume_id);
   }
   if (args.json) {
-    PrintJson({{"volume_id", volume_id},
-               {"keys", KeysJson(report.statuses)},
-               {"rotate_after_days", report.rotate_after_days},
-               {"policy_authenticated", report.authenticated}});
+    nlohmann::json out = {{"volume_id", volume_id},
+                          {"keys", KeysJson(report.statuses)},
+                          {"rotate_after_days", report.rotate_after_days},
+                          {"policy_authenticated", report.authenticated}};
+    if (cert) {
+      out["client_certificate"] = {
+          {"file", cert->file},
+          {"not_after", FormatUtc(cert->not_after)},
+          {"days_left", cert->days_left},
+          {"alert_days", cert->alert_days != 0 ? nlohmann::json(cert->alert_days) : nullptr}};
+    }
+    PrintJson(out);
   } else {
     PrintKeysTable(report);
+    if (cert) {
+      std::printf("client certificate %s expires %s (in %lld days)\n", cert->file.c_str(),
+                  FormatUtc(cert->not_after).c_str(), static_cast<long long>(cert->days_left));
+    }
   }
   if (prometheus) {
     PrometheusText metrics(volume_id);
     AddKeyMetrics(metrics, report);
     prometheus->Write(metrics.Text());
   }
+  bool due = false;
   if (args.check && RotationOverdue(report.statuses)) {
     WarnOverdue(report, SuggestCommand(args, "keys rotate", dir));
-    return kExitCheckFailed;
+    due = true;
   }
-  return kExitOk;
+  if (args.check && cert && cert->alert_days != 0) {
+    std::fprintf(stderr,
+                 "envelopectl: client certificate %s expires in %lld days (%s; alert at %d "
+                 "days): renew it\n",
+                 EscapeName(cert->file).c_str(), static_cast<long long>(cert->days_left),
+                 FormatUtc(cert->not_after).c_str(), cert->alert_days);
+    due = true;
+  }
+  return due ? kExitCheckFailed : kExitOk;
 }
 
 int KeysRotate(const Args& args, const fs::path& dir) {

@@ -87,7 +87,8 @@ constexpr char kInspect[] =
   "authenticated).\n"                                                                     \
   "\n"                                                                                    \
   "options:\n"                                                                            \
-  "  --check              exit 9 when the active KEK version is overdue\n"                \
+  "  --check              exit 9 when the active KEK version is overdue, or the client\n" \
+  "                       certificate (--tls-cert) expires within 30, 14 or 7 days\n"     \
   "  --prometheus FILE    also write node_exporter textfile metrics to FILE\n"            \
   "  --json               machine-readable output\n"
 #define ENVELOPECTL_KEYS_ROTATE                               \

@@ -195,6 +195,52 @@ TEST_F(KmipSource, FailuresGiveOneLineAndChangeNothing) {
   EXPECT_EQ(0, RunCommand(kCtl + " keys list" + Flags() + dir).exit_code);
 }
 
+// keys list reports the client certificate's expiry and, with --check, alerts 30, 14 and 7 days
+// ahead with exit 9.
+TEST_F(KmipSource, KeysListCheckAlertsBeforeTheClientCertificateExpires) {
+  TempDir t;
+  const fs::path cipher = t.path() / "cipher";
+  ASSERT_EQ(0,
+            RunCommand(kCtl + " init" + Flags() + "--kmip-create-key " + Quote(cipher)).exit_code);
+  const struct {
+    long days;
+    int alert;  // 0: none
+  } cases[] = {{40, 0}, {20, 30}, {10, 14}, {3, 7}};
+  for (const auto& c : cases) {
+    CertSpec spec;
+    spec.name = "client" + std::to_string(c.days);
+    spec.cn = "client";  // PyKMIP gives keys to the certificate's common name
+    spec.not_after_days = c.days;
+    spec.extra_seconds = 3600;
+    pki_.Issue(spec);
+    const std::string list = kCtl + " keys list --check" + Flags("", "", spec.name) + Quote(cipher);
+    CommandResult json_out = RunCommand(list + " --json 2>/dev/null");
+    EXPECT_EQ(c.alert != 0 ? 9 : 0, json_out.exit_code) << c.days << json_out.output;
+    const json j = json::parse(json_out.output);
+    const json& cert = j.at("client_certificate");
+    EXPECT_EQ(cert.at("file"), pki_.cert(spec.name).string());
+    EXPECT_EQ(cert.at("days_left"), c.days);
+    if (c.alert != 0) {
+      EXPECT_EQ(cert.at("alert_days"), c.alert);
+    } else {
+      EXPECT_TRUE(cert.at("alert_days").is_null());
+    }
+    CommandResult text = RunCommand(list + " 2>&1");
+    EXPECT_TRUE(
+        Contains(text.output, "client certificate " + pki_.cert(spec.name).string() + " expires "))
+        << text.output;
+    EXPECT_EQ(Contains(text.output, "expires in " + std::to_string(c.days) + " days"), c.alert != 0)
+        << text.output;
+    if (c.alert != 0) {
+      EXPECT_TRUE(Contains(text.output, "alert at " + std::to_string(c.alert) + " days"))
+          << text.output;
+    }
+    // Without --check: reported, not alerted.
+    EXPECT_EQ(0,
+              RunCommand(kCtl + " keys list" + Flags("", "", spec.name) + Quote(cipher)).exit_code);
+  }
+}
+
 // The [master_key] kmip section is read before anything is authenticated: every edit is refused
 // with one line and nothing is sent that could open another volume.
 TEST_F(KmipSource, EditsOfTheKmipSectionAreRefused) {

@@ -112,7 +112,10 @@ void TestPki::Issue(const CertSpec& spec) const {
   Cert ca = ReadCert(ca_file());
   Pkey ca_key = ReadKey(key_path(ca_name_));
   Pkey key = NewKey(spec.rsa);
-  Cert issued = MakeCert(spec.name, key.get(), spec.not_before_days, spec.not_after_days, ca.get());
+  Cert issued = MakeCert(spec.cn.empty() ? spec.name : spec.cn, key.get(), spec.not_before_days,
+                         spec.not_after_days, ca.get());
+  X509_gmtime_adj(X509_getm_notAfter(issued.get()),
+                  spec.not_after_days * 86400 + spec.extra_seconds);
   AddExt(issued.get(), ca.get(), NID_basic_constraints, "critical,CA:FALSE");
   AddExt(issued.get(), ca.get(), NID_ext_key_usage, "serverAuth,clientAuth");
   std::string san;

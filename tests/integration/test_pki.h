@@ -21,6 +21,8 @@ struct CertSpec {
   long not_before_days = -1;     // relative to now
   long not_after_days = 365;     // relative to now (negative: expired)
   bool rsa = false;              // RSA-2048 key (default: EC P-256)
+  std::string cn;                // the subject CN if not `name`
+  long extra_seconds = 0;        // added to not_after
 };
 
 class TestPki {
