@@ -1,6 +1,8 @@
 // KmipClient — see kmip_client.h. Tags and enumerations are KMIP 1.4's (OASIS, section 9.1.3).
 #include "envelopefs/kmip_client.h"
 
+#include <algorithm>
+
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 
@@ -80,6 +82,12 @@ const TtlvItem& Need(const std::string& endpoint, const TtlvItem& parent, uint32
   return *item;
 }
 
+// Zeroes every byte string below `item` (a response may hold the master key).
+void Wipe(TtlvItem& item) {
+  std::fill(item.bytes.begin(), item.bytes.end(), 0);
+  for (auto& child : item.children) Wipe(child);
+}
+
 }  // namespace
 
 KmipClient::KmipClient(const HostPort& server, const TlsClientOptions& tls) {
@@ -105,6 +113,7 @@ TtlvItem KmipClient::Call(uint32_t operation, std::vector<TtlvItem> payload, con
   std::vector<uint8_t> bytes = EncodeTtlv(request);
   connection_->WriteAll(bytes);
   std::fill(bytes.begin(), bytes.end(), 0);  // may hold the master key
+  Wipe(request);
 
   std::vector<uint8_t> message(kTtlvHeaderSize);
   connection_->ReadExactly(message);
@@ -140,7 +149,9 @@ TtlvItem KmipClient::Call(uint32_t operation, std::vector<TtlvItem> payload, con
   const TtlvItem* out = item.Find(kResponsePayload);
   if (out == nullptr) return TtlvStructure(kResponsePayload, {});
   if (out->type != TtlvType::kStructure) Protocol(endpoint_, "payload is not a structure");
-  return *out;
+  TtlvItem result = *out;
+  Wipe(response);
+  return result;
 }
 
 std::string KmipClient::CreateAesKey(const std::string& name) {
