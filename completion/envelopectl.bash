@@ -5,16 +5,18 @@
 
 _envelopectl_options() {
   local common="--keyfile --passfile --insecure-keyfile --master-command --pkcs11-module \
---pkcs11-token --pkcs11-key --pin-file --quiet --help"
+--pkcs11-token --pkcs11-key --pin-file --kmip-server --kmip-key-id --tls-cert --tls-key --tls-ca \
+--quiet --help"
   case "$1" in
     '') echo "--help --version" ;;
-    init) echo "$common --chunk-size --plaintext-names --pkcs11-create-key" ;;
+    init) echo "$common --chunk-size --plaintext-names --pkcs11-create-key --kmip-create-key" ;;
     inspect | ls) echo "$common --json" ;;
     'keys list') echo "$common --json --check --prometheus" ;;
     'keys rotate') echo "$common --json" ;;
     'keys retire') echo "$common --kek-version --jobs" ;;
     'keys change-master') echo "$common --new-keyfile --new-passfile --new-master-command \
---new-pkcs11-module --new-pkcs11-token --new-pkcs11-key --new-pin-file --pkcs11-create-key" ;;
+--new-pkcs11-module --new-pkcs11-token --new-pkcs11-key --new-pin-file --pkcs11-create-key \
+--new-kmip-server --new-kmip-key-id --new-tls-cert --new-tls-key --new-tls-ca --kmip-create-key" ;;
     'keys policy') echo "$common --rotate-after-days --audit-log --json" ;;
     keys) echo "--help" ;;
     rewrap) echo "$common --jobs --shard --json" ;;
@@ -32,7 +34,8 @@ _envelopectl() {
   local takes_value=" --keyfile --passfile --new-keyfile --new-passfile --kek-version --shard \
 --jobs --chunk-size --rotate-after-days --audit-log --timeout -o --output --master-command \
 --pkcs11-module --pkcs11-token --pkcs11-key --pin-file --new-master-command --new-pkcs11-module \
---new-pkcs11-token --new-pkcs11-key --new-pin-file "
+--new-pkcs11-token --new-pkcs11-key --new-pin-file --kmip-server --kmip-key-id --tls-cert --tls-key \
+--tls-ca --new-kmip-server --new-kmip-key-id --new-tls-cert --new-tls-key --new-tls-ca "
   local i word command="" sub=""
   for ((i = 1; i < COMP_CWORD; i++)); do
     word=${COMP_WORDS[i]}
@@ -51,7 +54,8 @@ _envelopectl() {
   COMPREPLY=()
   case $prev in
     --keyfile | --passfile | --new-keyfile | --new-passfile | -o | --output | --pkcs11-module | \
-      --pin-file | --new-pkcs11-module | --new-pin-file)
+      --pin-file | --new-pkcs11-module | --new-pin-file | --tls-cert | --tls-key | --tls-ca | \
+      --new-tls-cert | --new-tls-key | --new-tls-ca)
       compopt -o filenames 2>/dev/null
       COMPREPLY=($(compgen -f -- "$cur"))
       return 0

@@ -255,6 +255,12 @@ std::string KeyOptionHint(const Args& args) {
            ShellWord(c.pkcs11_key.value_or("")) +
            (c.pin_file ? " --pin-file " + ShellWord(*c.pin_file) : std::string());
   }
+  if (c.HasKmip()) {
+    return " --kmip-server " + ShellWord(c.kmip_server.value_or("")) +
+           (c.kmip_key_id ? " --kmip-key-id " + ShellWord(*c.kmip_key_id) : std::string()) +
+           " --tls-cert " + ShellWord(c.tls_cert.value_or("")) + " --tls-key " +
+           ShellWord(c.tls_key.value_or("")) + " --tls-ca " + ShellWord(c.tls_ca.value_or(""));
+  }
   return "";
 }
 

@@ -11,7 +11,8 @@ namespace envelopefs::cli {
 
 int RunInit(const Args& args) {
   ExpectArgs(args, 1, 1,
-             "init [KEY] [--pkcs11-create-key] [--chunk-size SIZE] [--plaintext-names] "
+             "init [KEY] [--pkcs11-create-key | --kmip-create-key] [--chunk-size SIZE] "
+             "[--plaintext-names] "
              "CIPHERDIR");
   const std::filesystem::path dir = args.words[1];
   auto source = args.KeySource(/*confirm=*/true);
@@ -19,12 +20,13 @@ int RunInit(const Args& args) {
   options.chunk_size = args.chunk_size;
   options.plaintext_names = args.plaintext_names;
   auto volume = Volume::Create(dir, options, *source);
-  AppendAuditEvent(*volume, "volume_created",
-                   {{"kek_version", volume->ActiveKek().info.version},
-                    {"kek_id", volume->ActiveKek().info.id},
-                    {"chunk_size", volume->config().chunk_size},
-                    {"plaintext_names", volume->config().plaintext_names},
-                    {"format_version", volume->config().format_version}});
+  nlohmann::json fields = {{"kek_version", volume->ActiveKek().info.version},
+                           {"kek_id", volume->ActiveKek().info.id},
+                           {"chunk_size", volume->config().chunk_size},
+                           {"plaintext_names", volume->config().plaintext_names},
+                           {"format_version", volume->config().format_version}};
+  for (const auto& [name, value] : source->AuditFields()) fields[name] = value;
+  AppendAuditEvent(*volume, "volume_created", std::move(fields));
   if (!args.quiet) {
     const VolumeConfig& c = volume->config();
     std::printf("created envelopefs volume in %s (chunk size %u, %s names, KEK version %u)\n",

@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "common.h"
 #include "envelopefs/audit_log.h"
+#include "envelopefs/cert_expiry.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
@@ -28,13 +29,18 @@ constexpr char kKeysUsage[] =
     "keys retire CIPHERDIR --kek-version N | "
     "keys change-master CIPHERDIR (--new-keyfile FILE | --new-passfile FILE | "
     "--new-master-command CMD | --new-pkcs11-module PATH --new-pkcs11-token LABEL "
-    "--new-pkcs11-key LABEL) | "
+    "--new-pkcs11-key LABEL | --new-kmip-server HOST:PORT --new-tls-cert FILE --new-tls-key FILE "
+    "--new-tls-ca FILE [--new-kmip-key-id ID | --kmip-create-key]) | "
     "keys policy CIPHERDIR [--rotate-after-days N] [--audit-log on|off]";
 
 // With --keyfile/--passfile: the authenticated keyring. Without: the keyring as stored, for
 // monitoring that holds no key (a cron job); the output then says it is not authenticated.
 int KeysList(const Args& args, const fs::path& dir) {
   const std::optional<PrometheusFile> prometheus = PrometheusFileFor(args);
+  // The client certificate of a key server (--tls-cert): its expiry, alerted 30, 14 and 7 days
+  // ahead.
+  std::optional<CertExpiry> cert;
+  if (args.current.tls_cert) cert = CheckCertExpiry(*args.current.tls_cert, NowUnix());
   KeyPolicyReport report;
   std::string volume_id;
   if (args.HasKey()) {
@@ -48,23 +54,44 @@ int KeysList(const Args& args, const fs::path& dir) {
     volume_id = ToHex(config.volume_id);
   }
   if (args.json) {
-    PrintJson({{"volume_id", volume_id},
-               {"keys", KeysJson(report.statuses)},
-               {"rotate_after_days", report.rotate_after_days},
-               {"policy_authenticated", report.authenticated}});
+    nlohmann::json out = {{"volume_id", volume_id},
+                          {"keys", KeysJson(report.statuses)},
+                          {"rotate_after_days", report.rotate_after_days},
+                          {"policy_authenticated", report.authenticated}};
+    if (cert) {
+      out["client_certificate"] = {
+          {"file", cert->file},
+          {"not_after", FormatUtc(cert->not_after)},
+          {"days_left", cert->days_left},
+          {"alert_days", cert->alert_days != 0 ? nlohmann::json(cert->alert_days) : nullptr}};
+    }
+    PrintJson(out);
   } else {
     PrintKeysTable(report);
+    if (cert) {
+      std::printf("client certificate %s expires %s (in %lld days)\n", cert->file.c_str(),
+                  FormatUtc(cert->not_after).c_str(), static_cast<long long>(cert->days_left));
+    }
   }
   if (prometheus) {
     PrometheusText metrics(volume_id);
     AddKeyMetrics(metrics, report);
     prometheus->Write(metrics.Text());
   }
+  bool due = false;
   if (args.check && RotationOverdue(report.statuses)) {
     WarnOverdue(report, SuggestCommand(args, "keys rotate", dir));
-    return kExitCheckFailed;
+    due = true;
   }
-  return kExitOk;
+  if (args.check && cert && cert->alert_days != 0) {
+    std::fprintf(stderr,
+                 "envelopectl: client certificate %s expires in %lld days (%s; alert at %d "
+                 "days): renew it\n",
+                 EscapeName(cert->file).c_str(), static_cast<long long>(cert->days_left),
+                 FormatUtc(cert->not_after).c_str(), cert->alert_days);
+    due = true;
+  }
+  return due ? kExitCheckFailed : kExitOk;
 }
 
 int KeysRotate(const Args& args, const fs::path& dir) {
@@ -170,14 +197,17 @@ int KeysRetire(const Args& args, const fs::path& dir) {
 int KeysChangeMaster(const Args& args, const fs::path& dir) {
   if (!args.HasNewKey()) {
     throw Error(ErrorKind::kUsage,
-                "keys change-master needs --new-keyfile, --new-passfile, --new-master-command or "
-                "--new-pkcs11-module/--new-pkcs11-token/--new-pkcs11-key");
+                "keys change-master needs --new-keyfile, --new-passfile, --new-master-command, "
+                "--new-pkcs11-module/--new-pkcs11-token/--new-pkcs11-key or "
+                "--new-kmip-server/--new-tls-cert/--new-tls-key/--new-tls-ca");
   }
   auto volume = OpenVolume(args, dir);
   auto source = args.NewKeySource();
   volume->ChangeMasterKey(*source);
   const char* kind = args.next.KindName();
-  AppendAuditEvent(*volume, "master_key_changed", {{"source", kind}});
+  nlohmann::json fields = {{"source", kind}};
+  for (const auto& [name, value] : source->AuditFields()) fields[name] = value;
+  AppendAuditEvent(*volume, "master_key_changed", std::move(fields));
   if (!args.quiet) std::printf("master key changed (now from a %s)\n", kind);
   return kExitOk;
 }

@@ -17,6 +17,9 @@ namespace {
   "  --pkcs11-module PATH --pkcs11-token LABEL --pkcs11-key LABEL\n"                       \
   "                       the master key, encrypted by an AES key in a PKCS#11 token\n"    \
   "  --pin-file FILE      the token's PIN (first line; default: $ENVELOPEFS_PKCS11_PIN)\n" \
+  "  --kmip-server HOST:PORT --tls-cert FILE --tls-key FILE --tls-ca FILE\n"               \
+  "  [--kmip-key-id ID]   the master key, encrypted by a KMIP server's AES key (mutual\n"  \
+  "                       TLS; the key id defaults to the one in the keyring)\n"           \
   "  (without a key option the passphrase is asked on the terminal)\n"
 #define ENVELOPECTL_COMMON_OPTIONS                            \
   "  -q, --quiet          no summary line, no progress bar\n" \
@@ -42,7 +45,9 @@ constexpr char kOverview[] =
     "  quiesce [--timeout SECONDS] CIPHERDIR -- COMMAND [ARGS...]\n"
     "\n"
     "KEY is --keyfile FILE, --passfile FILE (\"-\" reads stdin), --master-command CMD or\n"
-    "--pkcs11-module PATH --pkcs11-token LABEL --pkcs11-key LABEL [--pin-file FILE]; without\n"
+    "--pkcs11-module PATH --pkcs11-token LABEL --pkcs11-key LABEL [--pin-file FILE] or\n"
+    "--kmip-server HOST:PORT --tls-cert FILE --tls-key FILE --tls-ca FILE [--kmip-key-id ID];\n"
+    "without\n"
     "one the passphrase is asked on the terminal. NEWKEY is the same with --new- in front. A key "
     "or passphrase file that group or others can read is\n"
     "refused unless --insecure-keyfile is given. Options may come in any position.\n"
@@ -60,8 +65,10 @@ constexpr char kInit[] =
     "  --chunk-size SIZE    4K, 8K, 16K (default), 32K, 64K, 128K, 256K, 512K or 1M\n"
     "  --plaintext-names    keep file names in the clear in the cipher dir\n"
     "  --pkcs11-create-key  with the --pkcs11-* key options: create the token's AES key\n"
-    "                       (sensitive, not extractable) if it does not "
-    "exist\n" ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
+    "                       (sensitive, not extractable) if it does not exist\n"
+    "  --kmip-create-key    with the --kmip-* key options: create an AES-256 key on the KMIP\n"
+    "                       server (instead of --kmip-key-id)\n" ENVELOPECTL_COMMON_OPTIONS
+        ENVELOPECTL_KEY_OPTIONS;
 
 constexpr char kInspect[] =
     "usage: envelopectl inspect [KEY] [--json] FILE\n"
@@ -80,7 +87,8 @@ constexpr char kInspect[] =
   "authenticated).\n"                                                                     \
   "\n"                                                                                    \
   "options:\n"                                                                            \
-  "  --check              exit 9 when the active KEK version is overdue\n"                \
+  "  --check              exit 9 when the active KEK version is overdue, or the client\n" \
+  "                       certificate (--tls-cert) expires within 30, 14 or 7 days\n"     \
   "  --prometheus FILE    also write node_exporter textfile metrics to FILE\n"            \
   "  --json               machine-readable output\n"
 #define ENVELOPECTL_KEYS_ROTATE                               \
@@ -96,20 +104,23 @@ constexpr char kInspect[] =
   "  --kek-version N      the version to retire (--version N is accepted after\n" \
   "                       `keys retire` as the old spelling)\n"                   \
   "  --jobs N             threads for the scan of the headers (default: one per CPU)\n"
-#define ENVELOPECTL_KEYS_CHANGE_MASTER                                                     \
-  "usage: envelopectl keys change-master [KEY] NEWKEY CIPHERDIR\n"                         \
-  "\n"                                                                                     \
-  "Rewraps the keyring under a new master key (a key file, a passphrase, a command or a\n" \
-  "PKCS#11 token).\n"                                                                      \
-  "\n"                                                                                     \
-  "NEWKEY:\n"                                                                              \
-  "  --new-keyfile FILE   the new master key: a file of 32 bytes (\"-\": stdin)\n"         \
-  "  --new-passfile FILE  the new passphrase, on FILE's first line (\"-\": stdin)\n"       \
-  "  --new-master-command CMD  the new master key is CMD's output\n"                       \
-  "  --new-pkcs11-module PATH --new-pkcs11-token LABEL --new-pkcs11-key LABEL\n"           \
-  "                       a new master key, encrypted by that token's AES key\n"           \
-  "  --new-pin-file FILE  its PIN (default: $ENVELOPEFS_NEW_PKCS11_PIN)\n"                 \
-  "  --pkcs11-create-key  create the token's AES key if it does not exist\n"               \
+#define ENVELOPECTL_KEYS_CHANGE_MASTER                                                       \
+  "usage: envelopectl keys change-master [KEY] NEWKEY CIPHERDIR\n"                           \
+  "\n"                                                                                       \
+  "Rewraps the keyring under a new master key (a key file, a passphrase, a command, a\n"     \
+  "PKCS#11 token or a KMIP server).\n"                                                       \
+  "\n"                                                                                       \
+  "NEWKEY:\n"                                                                                \
+  "  --new-keyfile FILE   the new master key: a file of 32 bytes (\"-\": stdin)\n"           \
+  "  --new-passfile FILE  the new passphrase, on FILE's first line (\"-\": stdin)\n"         \
+  "  --new-master-command CMD  the new master key is CMD's output\n"                         \
+  "  --new-pkcs11-module PATH --new-pkcs11-token LABEL --new-pkcs11-key LABEL\n"             \
+  "                       a new master key, encrypted by that token's AES key\n"             \
+  "  --new-pin-file FILE  its PIN (default: $ENVELOPEFS_NEW_PKCS11_PIN)\n"                   \
+  "  --pkcs11-create-key  create the token's AES key if it does not exist\n"                 \
+  "  --new-kmip-server HOST:PORT --new-tls-cert FILE --new-tls-key FILE --new-tls-ca FILE\n" \
+  "  [--new-kmip-key-id ID]  a new master key, encrypted by that KMIP server's key\n"        \
+  "  --kmip-create-key    create that key on the KMIP server (AES-256)\n"                    \
   "  (at most one of the old and the new key can be read from stdin)\n"
 #define ENVELOPECTL_KEYS_POLICY                                                       \
   "usage: envelopectl keys policy [KEY] [--rotate-after-days N] [--audit-log on|off]" \

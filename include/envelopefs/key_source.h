@@ -2,18 +2,20 @@
 //
 // The master key only unwraps the keyring. Sources: a key file (32 raw random bytes), a
 // passphrase through Argon2id, a command's standard output (command_source.cc), and a key
-// encrypted by an AES key in a PKCS#11 token (pkcs11_source.cc). A KMS (KMIP) source will
-// implement the same interface. Implementations are immutable after construction and
+// encrypted by an AES key in a PKCS#11 token (pkcs11_source.cc) or by a KMIP key server
+// (kmip_source.cc). Implementations are immutable after construction and
 // thread-safe (the PKCS#11 source loads its module and opens a session per call).
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "envelopefs/error.h"
 #include "envelopefs/secure_bytes.h"
+#include "envelopefs/tls_client.h"
 #include "envelopefs/volume_config.h"
 
 namespace envelopefs {
@@ -29,6 +31,9 @@ class MasterKeySource {
   // Fresh parameters for a new master key from this source (e.g. Argon2id salt and limits; for
   // PKCS#11 a new random master key, encrypted by the token).
   virtual MasterKeyParams NewParams(const VolumeId& volume) const = 0;
+  // For a key-server source, what the audit log records of its last connection ("kms",
+  // "tls_protocol", "tls_cipher"); empty for the others.
+  virtual std::map<std::string, std::string> AuditFields() const { return {}; }
 };
 
 // Error(kUsage) saying which options open a volume whose master key is described by `params`
@@ -64,5 +69,17 @@ struct Pkcs11SourceOptions {
   bool allow_insecure = false;  // a PIN file others can read
 };
 std::unique_ptr<MasterKeySource> MakePkcs11Source(const Pkcs11SourceOptions& options);
+
+// A master key encrypted (AES-256-GCM) by key `key_id` of the KMIP server `server` (HOST:PORT),
+// reached over mutual TLS (tls_client.h). Without `key_id`, opening uses the id stored in the
+// keyring; with `create_key`, NewParams creates the key on the server (Create, AES-256, then
+// Activate) instead. See kmip_source.cc.
+struct KmipSourceOptions {
+  std::string server;
+  std::optional<std::string> key_id;
+  TlsClientOptions tls;
+  bool create_key = false;
+};
+std::unique_ptr<MasterKeySource> MakeKmipSource(const KmipSourceOptions& options);
 
 }  // namespace envelopefs

@@ -17,6 +17,12 @@
 //                        only, the new source
 //   --pkcs11-create-key  envelopectl only: create the token key of the PKCS#11 source being set
 //                        up (init, change-master) if it does not exist
+//   --kmip-server HOST:PORT, --kmip-key-id ID, --tls-cert FILE, --tls-key FILE, --tls-ca FILE:
+//                        the master key encrypted by a KMIP server's key over mutual TLS (the
+//                        key id may be left out to use the one in the keyring)
+//   --new-kmip-server, --new-kmip-key-id, --new-tls-cert, --new-tls-key, --new-tls-ca:
+//                        envelopectl only, the new source
+//   --kmip-create-key    envelopectl only: create the server key of the KMIP source being set up
 //
 // Without a key option the passphrase is asked on the terminal. The last of repeated
 // options wins. Every program spells them alike: `--keyfile FILE`, `--keyfile=FILE` (and, for
@@ -63,6 +69,17 @@ enum KeySourceOptionCode : int {
   kNewPkcs11KeyOption,
   kNewPinFileOption,
   kPkcs11CreateKeyOption,
+  kKmipServerOption,
+  kKmipKeyIdOption,
+  kTlsCertOption,
+  kTlsKeyOption,
+  kTlsCaOption,
+  kNewKmipServerOption,
+  kNewKmipKeyIdOption,
+  kNewTlsCertOption,
+  kNewTlsKeyOption,
+  kNewTlsCaOption,
+  kKmipCreateKeyOption,
 };
 
 struct KeySourceOptionSpec {
@@ -82,9 +99,11 @@ std::vector<option> LongOptionsWithKeySource(KeySourceOptionSet set, std::span<c
 struct KeySourceChoice {
   std::optional<std::string> keyfile, passfile, command;
   std::optional<std::string> pkcs11_module, pkcs11_token, pkcs11_key, pin_file;
+  std::optional<std::string> kmip_server, kmip_key_id, tls_cert, tls_key, tls_ca;
   bool HasPkcs11() const { return pkcs11_module || pkcs11_token || pkcs11_key || pin_file; }
-  bool Given() const { return keyfile || passfile || command || HasPkcs11(); }
-  // "keyfile", "passphrase", "command" or "pkcs11" (for messages and the audit log).
+  bool HasKmip() const { return kmip_server || kmip_key_id || tls_cert || tls_key || tls_ca; }
+  bool Given() const { return keyfile || passfile || command || HasPkcs11() || HasKmip(); }
+  // "keyfile", "passphrase", "command", "pkcs11" or "kmip" (for messages and the audit log).
   const char* KindName() const;
 };
 
@@ -93,6 +112,7 @@ struct KeySourceOptions {
   KeySourceChoice current, next;
   bool insecure_keyfile = false;
   bool pkcs11_create_key = false;
+  bool kmip_create_key = false;
 
   // Records option `code` with its value (ignored for a flag). Returns false, changing nothing,
   // if `code` is not a KeySourceOptionCode. Throws Error(kUsage) for an empty value or a bad

@@ -32,7 +32,7 @@ inline constexpr uint32_t kVolumeFormat = kVolumeFormat2;  // what init writes
 using VolumeId = std::array<uint8_t, 16>;
 
 // Where the master key comes from (the keyring's [master_key] source; envelopefs-format(5)).
-enum class MasterKeyKind { kKeyFile, kPassphrase, kCommand, kPkcs11 };
+enum class MasterKeyKind { kKeyFile, kPassphrase, kCommand, kPkcs11, kKmip };
 
 // Argon2id parameters (libsodium crypto_pwhash) for a passphrase-derived master key.
 struct KdfParams {
@@ -59,12 +59,27 @@ struct Pkcs11Params {
   std::string key_label;  // 1..kMaxLabel bytes too
   // Labels are 1..kMaxLabel printable ASCII characters other than quotes and backslash (they
   // are shown in messages and in suggested command lines).
-  static bool IsValidLabel(const std::string& label) {
-    if (label.empty() || label.size() > kMaxLabel) return false;
+  static bool IsValidLabel(const std::string& label) { return IsPrintable(label, kMaxLabel); }
+  static bool IsPrintable(const std::string& label, size_t max) {
+    if (label.empty() || label.size() > max) return false;
     for (char c : label) {
       if (c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '\'') return false;
     }
     return true;
+  }
+  std::array<uint8_t, 12> iv{};
+  std::array<uint8_t, 48> wrapped{};  // the encrypted 32-byte master key and the 16-byte tag
+};
+
+// A master key held encrypted by an AES-256 key that never leaves a KMIP key server: AES-GCM
+// (96-bit IV, 128-bit tag) computed by the server's Encrypt, the volume id in the AAD. The key id
+// is the server's unique identifier of its key (not secret; the server address and the TLS files
+// are given on the command line, not stored).
+struct KmipParams {
+  static constexpr size_t kMaxKeyId = 64;
+  std::string key_id;  // 1..kMaxKeyId printable ASCII characters, no quotes or backslash
+  static bool IsValidKeyId(const std::string& id) {
+    return Pkcs11Params::IsPrintable(id, kMaxKeyId);
   }
   std::array<uint8_t, 12> iv{};
   std::array<uint8_t, 48> wrapped{};  // the encrypted 32-byte master key and the 16-byte tag
@@ -75,6 +90,7 @@ struct MasterKeyParams {
   MasterKeyKind kind = MasterKeyKind::kKeyFile;
   std::optional<KdfParams> kdf;        // set iff kind == kPassphrase
   std::optional<Pkcs11Params> pkcs11;  // set iff kind == kPkcs11
+  std::optional<KmipParams> kmip;      // set iff kind == kKmip
 };
 
 // The volume's policy (authenticated in a format-2 keyring).

@@ -220,13 +220,15 @@ std::unique_ptr<Volume> OpenVolumeAudited(const std::filesystem::path& cipher_di
                                           bool log_unlock) {
   try {
     auto volume = Volume::Open(cipher_dir, source);
+    for (const auto& [name, value] : source.AuditFields()) fields[name] = value;
     if (log_unlock) AppendAuditEvent(*volume, "volume_unlocked", std::move(fields));
     return volume;
   } catch (const Error& e) {
     // A command or a PKCS#11 token can also fail on its own (it hangs, exits non-zero, the
     // token or its key is missing): recorded with its one-line message (nothing secret in it).
-    const bool external =
-        source.kind() == MasterKeyKind::kCommand || source.kind() == MasterKeyKind::kPkcs11;
+    const bool external = source.kind() == MasterKeyKind::kCommand ||
+                          source.kind() == MasterKeyKind::kPkcs11 ||
+                          source.kind() == MasterKeyKind::kKmip;
     if (e.kind() == ErrorKind::kWrongKey ||
         (external && (e.kind() == ErrorKind::kIo || e.kind() == ErrorKind::kUsage))) {
       const std::string reason = external ? e.what() : "wrong key";
@@ -236,7 +238,9 @@ std::unique_ptr<Volume> OpenVolumeAudited(const std::filesystem::path& cipher_di
           VolumeConfig config = VolumeConfig::LoadAt(root.get(), cipher_dir);
           // Whether to keep a log is only claimed here (no key to check it); syslog always.
           bool enabled = KeyringFile::Read(root.get(), cipher_dir).claimed_policy(config).audit_log;
-          Append(root.get(), config, enabled, nullptr, "unlock_failed", {{"reason", reason}});
+          nlohmann::json failed = {{"reason", reason}};
+          for (const auto& [name, value] : source.AuditFields()) failed[name] = value;
+          Append(root.get(), config, enabled, nullptr, "unlock_failed", std::move(failed));
         }
       } catch (const Error&) {
         // No readable config or keyring: nowhere to log to.

@@ -74,6 +74,12 @@ Error WrongSourceError(const MasterKeyParams& params) {
     case MasterKeyKind::kCommand:
       return Error(ErrorKind::kUsage,
                    "this volume's master key comes from a command: use --master-command CMD");
+    case MasterKeyKind::kKmip:
+      return Error(ErrorKind::kUsage, "this volume's master key is protected by KMIP key \"" +
+                                          (params.kmip ? params.kmip->key_id : std::string("?")) +
+                                          "\": use --kmip-server HOST:PORT --kmip-key-id '" +
+                                          (params.kmip ? params.kmip->key_id : std::string("?")) +
+                                          "' --tls-cert FILE --tls-key FILE --tls-ca FILE");
     case MasterKeyKind::kPkcs11:
       break;
   }

@@ -14,9 +14,11 @@ constexpr char kFile[] = "a file name";
 constexpr char kCommand[] = "a command";
 constexpr char kPath[] = "a path";
 constexpr char kLabel[] = "a label";
+constexpr char kHostPort[] = "HOST:PORT";
+constexpr char kKeyId[] = "a key id";
 
 // The current key's options first: kCurrentKey is a prefix of kCurrentAndNewKey.
-constexpr std::array<KeySourceOptionSpec, 16> kTable = {{
+constexpr std::array<KeySourceOptionSpec, 27> kTable = {{
     {"keyfile", kFile, kKeyfileOption},
     {"passfile", kFile, kPassfileOption},
     {"insecure-keyfile", nullptr, kInsecureKeyfileOption},
@@ -25,6 +27,11 @@ constexpr std::array<KeySourceOptionSpec, 16> kTable = {{
     {"pkcs11-token", kLabel, kPkcs11TokenOption},
     {"pkcs11-key", kLabel, kPkcs11KeyOption},
     {"pin-file", kFile, kPinFileOption},
+    {"kmip-server", kHostPort, kKmipServerOption},
+    {"kmip-key-id", kKeyId, kKmipKeyIdOption},
+    {"tls-cert", kFile, kTlsCertOption},
+    {"tls-key", kFile, kTlsKeyOption},
+    {"tls-ca", kFile, kTlsCaOption},
     {"new-keyfile", kFile, kNewKeyfileOption},
     {"new-passfile", kFile, kNewPassfileOption},
     {"new-master-command", kCommand, kNewMasterCommandOption},
@@ -33,8 +40,14 @@ constexpr std::array<KeySourceOptionSpec, 16> kTable = {{
     {"new-pkcs11-key", kLabel, kNewPkcs11KeyOption},
     {"new-pin-file", kFile, kNewPinFileOption},
     {"pkcs11-create-key", nullptr, kPkcs11CreateKeyOption},
+    {"new-kmip-server", kHostPort, kNewKmipServerOption},
+    {"new-kmip-key-id", kKeyId, kNewKmipKeyIdOption},
+    {"new-tls-cert", kFile, kNewTlsCertOption},
+    {"new-tls-key", kFile, kNewTlsKeyOption},
+    {"new-tls-ca", kFile, kNewTlsCaOption},
+    {"kmip-create-key", nullptr, kKmipCreateKeyOption},
 }};
-constexpr size_t kCurrentKeyOptions = 8;
+constexpr size_t kCurrentKeyOptions = 13;
 
 const KeySourceOptionSpec* Find(int code) {
   for (const KeySourceOptionSpec& spec : kTable) {
@@ -47,13 +60,19 @@ bool IsStdin(const std::optional<std::string>& file) { return file && *file == "
 
 // Checks one source's options; `prefix` is "" or "new-" (for the messages).
 void ValidateChoice(const KeySourceChoice& c, const std::string& prefix) {
-  const int given =
-      (c.keyfile ? 1 : 0) + (c.passfile ? 1 : 0) + (c.command ? 1 : 0) + (c.HasPkcs11() ? 1 : 0);
+  const int given = (c.keyfile ? 1 : 0) + (c.passfile ? 1 : 0) + (c.command ? 1 : 0) +
+                    (c.HasPkcs11() ? 1 : 0) + (c.HasKmip() ? 1 : 0);
   if (given > 1) {
     throw Error(ErrorKind::kUsage, "--" + prefix + "keyfile, --" + prefix + "passfile, --" +
-                                       prefix + "master-command and --" + prefix +
-                                       "pkcs11-* are mutually exclusive");
+                                       prefix + "master-command, --" + prefix + "pkcs11-* and --" +
+                                       prefix + "kmip-* are mutually exclusive");
   }
+  if (c.HasKmip() && !(c.kmip_server && c.tls_cert && c.tls_key && c.tls_ca)) {
+    throw Error(ErrorKind::kUsage, "a KMIP master key needs --" + prefix +
+                                       "kmip-server HOST:PORT, --" + prefix + "tls-cert FILE, --" +
+                                       prefix + "tls-key FILE and --" + prefix + "tls-ca FILE");
+  }
+  if (c.kmip_server) ParseHostPort(*c.kmip_server, "--" + prefix + "kmip-server");
   if (c.HasPkcs11() && !(c.pkcs11_module && c.pkcs11_token && c.pkcs11_key)) {
     throw Error(ErrorKind::kUsage, "a PKCS#11 master key needs --" + prefix +
                                        "pkcs11-module PATH, --" + prefix +
@@ -62,7 +81,8 @@ void ValidateChoice(const KeySourceChoice& c, const std::string& prefix) {
 }
 
 std::unique_ptr<MasterKeySource> SourceOf(const KeySourceChoice& c, bool confirm, bool insecure,
-                                          bool create_key, const char* pin_env) {
+                                          bool create_key, bool kmip_create_key,
+                                          const char* pin_env) {
   if (c.keyfile) return MakeKeyFileSource(*c.keyfile, insecure);
   if (c.passfile) return MakePassFileSource(*c.passfile, insecure);
   if (c.command) return MakeCommandSource(*c.command);
@@ -77,6 +97,16 @@ std::unique_ptr<MasterKeySource> SourceOf(const KeySourceChoice& c, bool confirm
     o.allow_insecure = insecure;
     return MakePkcs11Source(o);
   }
+  if (c.HasKmip()) {
+    KmipSourceOptions o;
+    o.server = c.kmip_server.value_or("");
+    o.key_id = c.kmip_key_id;
+    o.tls.cert_file = c.tls_cert.value_or("");
+    o.tls.key_file = c.tls_key.value_or("");
+    o.tls.ca_file = c.tls_ca.value_or("");
+    o.create_key = kmip_create_key;
+    return MakeKmipSource(o);
+  }
   return MakePromptSource(confirm);
 }
 
@@ -86,6 +116,7 @@ const char* KeySourceChoice::KindName() const {
   if (keyfile) return "keyfile";
   if (command) return "command";
   if (HasPkcs11()) return "pkcs11";
+  if (HasKmip()) return "kmip";
   return "passphrase";
 }
 
@@ -116,6 +147,12 @@ bool KeySourceOptions::Apply(int code, const std::string& value) {
                                        ": a PKCS#11 label is 1 to 32 printable ASCII characters "
                                        "without quotes or backslashes");
   }
+  if (spec->value == kKeyId && !KmipParams::IsValidKeyId(value)) {
+    throw Error(ErrorKind::kUsage, std::string("option --") + spec->name +
+                                       ": a KMIP key id is 1 to 64 printable ASCII characters "
+                                       "without quotes or backslashes");
+  }
+  if (spec->value == kHostPort) ParseHostPort(value, std::string("--") + spec->name);
   switch (code) {
     case kKeyfileOption:
       current.keyfile = value;
@@ -165,6 +202,39 @@ bool KeySourceOptions::Apply(int code, const std::string& value) {
     case kPkcs11CreateKeyOption:
       pkcs11_create_key = true;
       break;
+    case kKmipServerOption:
+      current.kmip_server = value;
+      break;
+    case kKmipKeyIdOption:
+      current.kmip_key_id = value;
+      break;
+    case kTlsCertOption:
+      current.tls_cert = value;
+      break;
+    case kTlsKeyOption:
+      current.tls_key = value;
+      break;
+    case kTlsCaOption:
+      current.tls_ca = value;
+      break;
+    case kNewKmipServerOption:
+      next.kmip_server = value;
+      break;
+    case kNewKmipKeyIdOption:
+      next.kmip_key_id = value;
+      break;
+    case kNewTlsCertOption:
+      next.tls_cert = value;
+      break;
+    case kNewTlsKeyOption:
+      next.tls_key = value;
+      break;
+    case kNewTlsCaOption:
+      next.tls_ca = value;
+      break;
+    case kKmipCreateKeyOption:
+      kmip_create_key = true;
+      break;
   }
   return true;
 }
@@ -192,15 +262,25 @@ void KeySourceOptions::Validate() const {
                 "--pkcs11-create-key needs the --pkcs11-* (init) or --new-pkcs11-* "
                 "(keys change-master) options");
   }
+  if (kmip_create_key && !current.HasKmip() && !next.HasKmip()) {
+    throw Error(ErrorKind::kUsage,
+                "--kmip-create-key needs the --kmip-* (init) or --new-kmip-* (keys change-master) "
+                "options");
+  }
+  if (kmip_create_key && (current.kmip_key_id || next.kmip_key_id)) {
+    throw Error(ErrorKind::kUsage,
+                "--kmip-create-key creates the key: give it without --kmip-key-id");
+  }
 }
 
 std::unique_ptr<MasterKeySource> KeySourceOptions::KeySource(bool confirm) const {
   // A key is created only for a source being set up (init: the current one).
-  return SourceOf(current, confirm, insecure_keyfile, pkcs11_create_key, "ENVELOPEFS_PKCS11_PIN");
+  return SourceOf(current, confirm, insecure_keyfile, pkcs11_create_key, kmip_create_key,
+                  "ENVELOPEFS_PKCS11_PIN");
 }
 
 std::unique_ptr<MasterKeySource> KeySourceOptions::NewKeySource() const {
-  return SourceOf(next, /*confirm=*/true, insecure_keyfile, pkcs11_create_key,
+  return SourceOf(next, /*confirm=*/true, insecure_keyfile, pkcs11_create_key, kmip_create_key,
                   "ENVELOPEFS_NEW_PKCS11_PIN");
 }
 

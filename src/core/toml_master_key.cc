@@ -11,10 +11,13 @@ namespace envelopefs {
 namespace {
 
 template <size_t N, typename Fail>
-std::array<uint8_t, N> HexBytes(const toml::node_view<const toml::node>& node, Fail& fail) {
+std::array<uint8_t, N> HexBytes(const toml::node_view<const toml::node>& node, Fail& fail,
+                                const char* source = "pkcs11") {
   auto hex = node.value<std::string>();
   auto bytes = hex ? FromHex(*hex) : std::nullopt;
-  if (!bytes || bytes->size() != N) throw fail("invalid [master_key] pkcs11 parameters");
+  if (!bytes || bytes->size() != N) {
+    throw fail(std::string("invalid [master_key] ") + source + " parameters");
+  }
   std::array<uint8_t, N> out{};
   std::copy(bytes->begin(), bytes->end(), out.begin());
   return out;
@@ -40,6 +43,21 @@ Pkcs11Params ParsePkcs11(const toml::table& t, Fail& fail) {
   return p;
 }
 
+template <typename Fail>
+KmipParams ParseKmip(const toml::table& t, Fail& fail) {
+  const auto section = t["master_key"];
+  auto mode = section["mode"].value<std::string>();
+  auto key = section["key_id"].value<std::string>();
+  if (!mode || *mode != "AES-GCM" || !key || !KmipParams::IsValidKeyId(*key)) {
+    throw fail("invalid [master_key] kmip parameters");
+  }
+  KmipParams p;
+  p.key_id = *key;
+  p.iv = HexBytes<12>(section["iv"], fail, "kmip");
+  p.wrapped = HexBytes<48>(section["wrapped"], fail, "kmip");
+  return p;
+}
+
 }  // namespace
 
 MasterKeyParams ParseMasterKeyParams(const toml::table& t, const std::filesystem::path& file) {
@@ -60,6 +78,11 @@ MasterKeyParams ParseMasterKeyParams(const toml::table& t, const std::filesystem
   if (*source == "pkcs11") {
     params.kind = MasterKeyKind::kPkcs11;
     params.pkcs11 = ParsePkcs11(t, fail);
+    return params;
+  }
+  if (*source == "kmip") {
+    params.kind = MasterKeyKind::kKmip;
+    params.kmip = ParseKmip(t, fail);
     return params;
   }
   if (*source != "passphrase")
@@ -100,6 +123,13 @@ toml::table MasterKeyParamsToml(const MasterKeyParams& params) {
       master.insert("key", params.pkcs11->key_label);
       master.insert("iv", ToHex(params.pkcs11->iv));
       master.insert("wrapped", ToHex(params.pkcs11->wrapped));
+      break;
+    case MasterKeyKind::kKmip:
+      master.insert("source", "kmip");
+      master.insert("mode", "AES-GCM");
+      master.insert("key_id", params.kmip->key_id);
+      master.insert("iv", ToHex(params.kmip->iv));
+      master.insert("wrapped", ToHex(params.kmip->wrapped));
       break;
     case MasterKeyKind::kPassphrase:
       master.insert("source", "passphrase");

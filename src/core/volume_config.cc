@@ -160,6 +160,14 @@ void AppendMasterKeyParams(std::vector<uint8_t>& out, const MasterKeyParams& par
     case MasterKeyKind::kPkcs11:
       AppendU64(out, 4);
       break;
+    case MasterKeyKind::kKmip:
+      AppendU64(out, 5);
+      break;
+  }
+  if (params.kmip) {
+    AppendField(out, AsBytes(params.kmip->key_id));
+    AppendField(out, params.kmip->iv);
+    AppendField(out, params.kmip->wrapped);
   }
   if (params.pkcs11) {
     AppendField(out, AsBytes(params.pkcs11->token_label));

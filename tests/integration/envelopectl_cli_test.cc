@@ -168,26 +168,49 @@ TEST(EnvelopectlCli, KeyOptionsAreSpelledAndCheckedAsForTheDaemon) {
       {"--pin-file=", "envelopectl: option --pin-file needs a file name"},
       {"--new-pin-file=", "envelopectl: option --new-pin-file needs a file name"},
       {"--keyfile " + key + " --master-command true",
-       "envelopectl: --keyfile, --passfile, --master-command and --pkcs11-* are mutually "
-       "exclusive"},
+       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-* and --kmip-* are "
+       "mutually exclusive"},
       {"--passfile " + key + " --pkcs11-module m.so --pkcs11-token t --pkcs11-key k",
-       "envelopectl: --keyfile, --passfile, --master-command and --pkcs11-* are mutually "
-       "exclusive"},
+       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-* and --kmip-* are "
+       "mutually exclusive"},
       {"--new-master-command true --new-keyfile " + key,
-       "envelopectl: --new-keyfile, --new-passfile, --new-master-command and --new-pkcs11-* "
-       "are mutually exclusive"},
+       "envelopectl: --new-keyfile, --new-passfile, --new-master-command, --new-pkcs11-* and "
+       "--new-kmip-* are mutually exclusive"},
       {"--pkcs11-module m.so --pkcs11-token t",
        "envelopectl: a PKCS#11 master key needs --pkcs11-module PATH, --pkcs11-token LABEL and "
        "--pkcs11-key LABEL"},
       {"--keyfile " + key + " --pin-file " + key,
-       "envelopectl: --keyfile, --passfile, --master-command and --pkcs11-* are mutually "
-       "exclusive"},
+       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-* and --kmip-* are "
+       "mutually exclusive"},
       {"--new-pkcs11-key k",
        "envelopectl: a PKCS#11 master key needs --new-pkcs11-module PATH, --new-pkcs11-token "
        "LABEL and --new-pkcs11-key LABEL"},
       {"--keyfile " + key + " --pkcs11-create-key",
        "envelopectl: --pkcs11-create-key needs the --pkcs11-* (init) or --new-pkcs11-* (keys "
        "change-master) options"},
+      // The KMIP options (kmip_source_test.cc runs them against PyKMIP).
+      {"--kmip-server=", "envelopectl: option --kmip-server needs HOST:PORT"},
+      {"--kmip-server kms",
+       "envelopectl: --kmip-server must be HOST:PORT or [IPv6]:PORT, not 'kms'"},
+      {"--new-kmip-server kms:0",
+       "envelopectl: --new-kmip-server must be HOST:PORT or [IPv6]:PORT, not 'kms:0'"},
+      {"--kmip-key-id=", "envelopectl: option --kmip-key-id needs a key id"},
+      {"--new-kmip-key-id " + std::string(65, '1'),
+       "envelopectl: option --new-kmip-key-id: a KMIP key id is 1 to 64 printable ASCII "
+       "characters without quotes or backslashes"},
+      {"--tls-cert=", "envelopectl: option --tls-cert needs a file name"},
+      {"--new-tls-ca=", "envelopectl: option --new-tls-ca needs a file name"},
+      {"--kmip-server kms:5696 --tls-cert c",
+       "envelopectl: a KMIP master key needs --kmip-server HOST:PORT, --tls-cert FILE, --tls-key "
+       "FILE and --tls-ca FILE"},
+      {"--keyfile " + key + " --tls-ca c",
+       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-* and --kmip-* are "
+       "mutually exclusive"},
+      {"--keyfile " + key + " --kmip-create-key",
+       "envelopectl: --kmip-create-key needs the --kmip-* (init) or --new-kmip-* (keys "
+       "change-master) options"},
+      {"--kmip-server k:1 --tls-cert c --tls-key k --tls-ca a --kmip-key-id 7 --kmip-create-key",
+       "envelopectl: --kmip-create-key creates the key: give it without --kmip-key-id"},
       {"--pkcs11-module m.so --pkcs11-token t --pkcs11-key k --pin-file - --new-keyfile -",
        "envelopectl: only one of the current and the new key can be read from stdin (\"-\"); "
        "give the other as a file"},

@@ -70,4 +70,11 @@ std::vector<uint8_t> Bytes(const fs::path& p, uint64_t offset, size_t n) {
                               all.begin() + static_cast<long>(offset + n));
 }
 
+void ExpectOneLine(const std::string& command, int code, const std::string& part) {
+  CommandResult r = RunCommand(command + " 2>&1");
+  EXPECT_EQ(code, r.exit_code) << command << "\n" << r.output;
+  EXPECT_EQ(1u, LineCount(r.output)) << command << "\n" << r.output;
+  EXPECT_TRUE(Contains(r.output, part)) << command << "\n" << r.output;
+}
+
 }  // namespace envelopefs::testing

@@ -27,6 +27,10 @@ inline constexpr uint64_t kStride = kChunk + format::kChunkOverhead;
 
 inline const std::string kCtl = ENVELOPECTL_BINARY;
 
+// Runs `command` (stderr joined to stdout); expects exit `code` and exactly one line containing
+// `part`.
+void ExpectOneLine(const std::string& command, int code, const std::string& part);
+
 // Runs envelopectl with the volume's key and parses its standard output as JSON.
 json CtlJson(const OfflineVolume& v, const std::string& args, int* exit_code = nullptr);
 

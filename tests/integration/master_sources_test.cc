@@ -76,14 +76,6 @@ std::string MasterCommand(const std::string& command) {
   return " --master-command " + Quote(command) + " ";
 }
 
-// Runs envelopectl; expects exit `code` and exactly one line containing `part`.
-void ExpectOneLine(const std::string& command, int code, const std::string& part) {
-  CommandResult r = RunCommand(command + " 2>&1");
-  EXPECT_EQ(code, r.exit_code) << command << "\n" << r.output;
-  EXPECT_EQ(1u, LineCount(r.output)) << command << "\n" << r.output;
-  EXPECT_TRUE(Contains(r.output, part)) << command << "\n" << r.output;
-}
-
 TEST(MasterSources, ACommandVolumeMountsWritesRemountsAndReads) {
   TempDir t;
   const fs::path key = t.path() / "key";
@@ -305,7 +297,8 @@ TEST(MasterSources, EditsOfThePkcs11SectionAreRefused) {
       {"wrapped = '" + wrapped + "'", "wrapped = 'zz'", 4, "invalid [master_key] pkcs11"},
       {"token = 'envtest'", "token = 'env\\u001btest'", 4, "invalid [master_key] pkcs11"},
       {"key = 'k1'", "key = '" + std::string(33, 'k') + "'", 4, "invalid [master_key] pkcs11"},
-      {"source = 'pkcs11'", "source = 'kmip'", 4, "unknown [master_key] source \"kmip\""},
+      {"source = 'pkcs11'", "source = 'kmip'", 4, "invalid [master_key] kmip"},
+      {"source = 'pkcs11'", "source = 'kms'", 4, "unknown [master_key] source \"kms\""},
       {"wrapped = '" + wrapped + "'", "wrapped = '" + flipped + "'", 3, "cannot decrypt"},
       {"iv = '" + iv + "'", "iv = '" + std::string(24, '0') + "'", 3, "cannot decrypt"},
   };

@@ -361,7 +361,7 @@ TEST(MountOptions, EveryKeyOptionSpellingMountsAndBadOnesAreRefused) {
       {"--master-command=", "option --master-command needs a command"},
       {"-o master_command=", "mount option master_command= needs a value"},
       {"--keyfile " + Quote(key) + " --master-command true",
-       "--keyfile, --passfile, --master-command and --pkcs11-* are mutually exclusive"},
+       "--keyfile, --passfile, --master-command, --pkcs11-* and --kmip-* are mutually exclusive"},
       {"--pkcs11-module=", "option --pkcs11-module needs a path"},
       {"--pkcs11-token=", "option --pkcs11-token needs a label"},
       {"--pkcs11-key 'a\"b'", "option --pkcs11-key: a PKCS#11 label is 1 to 32 printable"},
@@ -370,8 +370,16 @@ TEST(MountOptions, EveryKeyOptionSpellingMountsAndBadOnesAreRefused) {
        "a PKCS#11 master key needs --pkcs11-module PATH, --pkcs11-token LABEL and --pkcs11-key"},
       {"--pkcs11-create-key", "unknown option --pkcs11-create-key"},
       {"--new-master-command true", "unknown option --new-master-command"},
+      {"--kmip-server=", "option --kmip-server needs HOST:PORT"},
+      {"-o kmip_server=kms", "--kmip-server must be HOST:PORT"},
+      {"--kmip-server kms:5696 --tls-key k", "a KMIP master key needs --kmip-server HOST:PORT"},
+      {"--kmip-key-id 'a\"b'", "option --kmip-key-id: a KMIP key id is 1 to 64 printable"},
+      {"--kmip-create-key", "unknown option --kmip-create-key"},
+      {"--new-kmip-server k:1", "unknown option --new-kmip-server"},
+      {"--keyfile " + Quote(key) + " -o tls_cert=c",
+       "--keyfile, --passfile, --master-command, --pkcs11-* and --kmip-* are mutually exclusive"},
       {"--master-command " + Quote("cat " + key) + " --pkcs11-token t",
-       "--keyfile, --passfile, --master-command and --pkcs11-* are mutually exclusive"},
+       "--keyfile, --passfile, --master-command, --pkcs11-* and --kmip-* are mutually exclusive"},
   };
   for (const auto& [options, message] : refused) {
     ExpectRefused(TryMount(options, v.cipher(), v.mnt()), 2, message);

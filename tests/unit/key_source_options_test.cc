@@ -62,30 +62,35 @@ TEST(KeySourceOptions, TheTableNamesEachOptionOnceAndTheDaemonGetsNoNewKeyOption
     all.insert(s.name);
     EXPECT_GE(s.code, kFirstKeySourceOption) << s.name;
     EXPECT_TRUE(codes.insert(s.code).second) << s.name;
-    EXPECT_EQ(
-        std::string(s.name) != "insecure-keyfile" && std::string(s.name) != "pkcs11-create-key",
-        (s.value != nullptr))
+    EXPECT_EQ(std::string(s.name) != "insecure-keyfile" &&
+                  std::string(s.name) != "pkcs11-create-key" &&
+                  std::string(s.name) != "kmip-create-key",
+              (s.value != nullptr))
         << s.name;
   }
   EXPECT_EQ((std::set<std::string>{"keyfile", "passfile", "insecure-keyfile", "master-command",
-                                   "pkcs11-module", "pkcs11-token", "pkcs11-key", "pin-file"}),
-            current);
-  EXPECT_EQ((std::set<std::string>{"keyfile", "passfile", "insecure-keyfile", "master-command",
                                    "pkcs11-module", "pkcs11-token", "pkcs11-key", "pin-file",
-                                   "new-keyfile", "new-passfile", "new-master-command",
-                                   "new-pkcs11-module", "new-pkcs11-token", "new-pkcs11-key",
-                                   "new-pin-file", "pkcs11-create-key"}),
+                                   "kmip-server", "kmip-key-id", "tls-cert", "tls-key", "tls-ca"}),
+            current);
+  EXPECT_EQ((std::set<std::string>{
+                "keyfile",          "passfile",        "insecure-keyfile",   "master-command",
+                "pkcs11-module",    "pkcs11-token",    "pkcs11-key",         "pin-file",
+                "new-keyfile",      "new-passfile",    "new-master-command", "new-pkcs11-module",
+                "new-pkcs11-token", "new-pkcs11-key",  "new-pin-file",       "pkcs11-create-key",
+                "kmip-server",      "kmip-key-id",     "tls-cert",           "tls-key",
+                "tls-ca",           "new-kmip-server", "new-kmip-key-id",    "new-tls-cert",
+                "new-tls-key",      "new-tls-ca",      "kmip-create-key"}),
             all);
 
   // A program's getopt_long table: these, then its own options, then the terminator.
   const option own[] = {{"ro", no_argument, nullptr, 1000}};
   const std::vector<option> table = LongOptionsWithKeySource(KeySourceOptionSet::kCurrentKey, own);
-  ASSERT_EQ(10u, table.size());
+  ASSERT_EQ(15u, table.size());
   EXPECT_STREQ("keyfile", table[0].name);
   EXPECT_EQ(required_argument, table[0].has_arg);
   EXPECT_EQ(no_argument, table[2].has_arg);
-  EXPECT_STREQ("ro", table[8].name);
-  EXPECT_EQ(nullptr, table[9].name);
+  EXPECT_STREQ("ro", table[13].name);
+  EXPECT_EQ(nullptr, table[14].name);
 }
 
 TEST(KeySourceOptions, EverySpellingOnTheCommandLine) {
@@ -174,13 +179,14 @@ TEST(KeySourceOptions, CommandAndPkcs11OptionsAreCheckedWithOneLine) {
       "or backslashes",
       UsageError([&] { Parse(set, {"--pkcs11-key=a\"b"}); }));
   EXPECT_NE("", UsageError([&] { Parse(set, {"--pkcs11-token=" + std::string(33, 'x')}); }));
-  EXPECT_EQ("--keyfile, --passfile, --master-command and --pkcs11-* are mutually exclusive",
-            UsageError([&] {
-              Parse(set, {"--keyfile=k", "--master-command=c"});
-            }));
   EXPECT_EQ(
-      "--new-keyfile, --new-passfile, --new-master-command and --new-pkcs11-* are mutually "
-      "exclusive",
+      "--keyfile, --passfile, --master-command, --pkcs11-* and --kmip-* are mutually exclusive",
+      UsageError([&] {
+        Parse(set, {"--keyfile=k", "--master-command=c"});
+      }));
+  EXPECT_EQ(
+      "--new-keyfile, --new-passfile, --new-master-command, --new-pkcs11-* and --new-kmip-* are "
+      "mutually exclusive",
       UsageError([&] {
         Parse(set, {"--new-pkcs11-key=k", "--new-master-command=c"});
       }));
@@ -199,6 +205,47 @@ TEST(KeySourceOptions, CommandAndPkcs11OptionsAreCheckedWithOneLine) {
   // envelopefs creates no key.
   EXPECT_EQ("unknown",
             UsageError([&] { Parse(KeySourceOptionSet::kCurrentKey, {"--pkcs11-create-key"}); }));
+}
+
+TEST(KeySourceOptions, KmipOptionsAreCheckedWithOneLine) {
+  const auto set = KeySourceOptionSet::kCurrentAndNewKey;
+  KeySourceOptions o =
+      Parse(set, {"--kmip-server=kms.example.org:5696", "--tls-cert=c", "--tls-key=k", "--tls-ca=a",
+                  "--new-kmip-server", "[::1]:5696", "--new-tls-cert=c2", "--new-tls-key=k2",
+                  "--new-tls-ca=a2", "--kmip-create-key"});
+  EXPECT_EQ("kms.example.org:5696", o.current.kmip_server);
+  EXPECT_EQ("a2", o.next.tls_ca);
+  EXPECT_FALSE(o.current.kmip_key_id);
+  EXPECT_TRUE(o.kmip_create_key);
+  EXPECT_STREQ("kmip", o.current.KindName());
+  EXPECT_EQ(MasterKeyKind::kKmip, o.KeySource(false)->kind());
+  EXPECT_EQ(MasterKeyKind::kKmip, o.NewKeySource()->kind());
+
+  EXPECT_EQ("option --kmip-server needs HOST:PORT",
+            UsageError([&] { Parse(set, {"--kmip-server="}); }));
+  EXPECT_EQ("--kmip-server must be HOST:PORT or [IPv6]:PORT, not 'kms:99999'",
+            UsageError([&] { Parse(set, {"--kmip-server=kms:99999"}); }));
+  EXPECT_EQ(
+      "option --kmip-key-id: a KMIP key id is 1 to 64 printable ASCII characters without quotes "
+      "or backslashes",
+      UsageError([&] { Parse(set, {"--kmip-key-id=a\\b"}); }));
+  EXPECT_EQ(
+      "a KMIP master key needs --new-kmip-server HOST:PORT, --new-tls-cert FILE, --new-tls-key "
+      "FILE and --new-tls-ca FILE",
+      UsageError([&] {
+        Parse(set, {"--new-kmip-server=k:1", "--new-tls-ca=a"});
+      }));
+  EXPECT_EQ(
+      "--keyfile, --passfile, --master-command, --pkcs11-* and --kmip-* are mutually exclusive",
+      UsageError([&] {
+        Parse(set, {"--master-command=c", "--tls-cert=c"});
+      }));
+  EXPECT_EQ("--kmip-create-key creates the key: give it without --kmip-key-id", UsageError([&] {
+              Parse(set, {"--kmip-server=k:1", "--tls-cert=c", "--tls-key=k", "--tls-ca=a",
+                          "--kmip-key-id=7", "--kmip-create-key"});
+            }));
+  EXPECT_EQ("unknown",
+            UsageError([&] { Parse(KeySourceOptionSet::kCurrentKey, {"--kmip-create-key"}); }));
 }
 
 // The daemon's -o list (fstab, mount.fuse3) takes the same options, '_' or '-' alike.

@@ -1,0 +1,300 @@
+// Mounted and envelopectl tests of the KMIP master-key source with PyKMIP's real server (Debian
+// python3-pykmip, installed by scripts/install-deps; the tests fail, never skip, without it):
+// init, mount, write, remount, read; change-master file -> KMIP -> file; an unreachable or silent
+// KMS and a client certificate from another CA, each one line with nothing changed; the TLS
+// protocol and suite of every KMS connection in the audit log.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+
+#include "envelopectl_fixture.h"
+#include "kmip_test_server.h"
+#include "mount_fixture.h"
+#include "test_pki.h"
+
+namespace envelopefs::testing {
+namespace {
+
+const std::string kDaemon = ENVELOPEFS_BINARY;
+
+class KmipSource : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(PyKmipInstalled()) << "install python3-pykmip (scripts/install-deps)";
+    pki_.Issue("kms", {}, {"127.0.0.1"});
+    pki_.Issue("client");
+    server_ = std::make_unique<KmipTestServer>(dir_.path() / "kms", pki_.cert("kms"),
+                                               pki_.key_path("kms"), pki_.ca_file());
+  }
+
+  // The KMIP options for `address` (default: the test's server), `prefix` "" or "new-".
+  std::string Flags(const std::string& prefix = "", std::string address = "",
+                    const std::string& client = "client", const TestPki* issuer = nullptr) const {
+    if (address.empty()) address = server_->address();
+    const TestPki& pki = issuer != nullptr ? *issuer : pki_;
+    return " --" + prefix + "kmip-server " + address + " --" + prefix + "tls-cert " +
+           Quote(pki.cert(client)) + " --" + prefix + "tls-key " + Quote(pki.key_path(client)) +
+           " --" + prefix + "tls-ca " + Quote(pki_.ca_file()) + " ";
+  }
+
+  TempDir dir_;
+  TestPki pki_{dir_.path(), "ca"};
+  std::unique_ptr<KmipTestServer> server_;
+};
+
+// Every audit line with event `event` (that names no other source) has the KMS and the
+// negotiated protocol and suite.
+void ExpectTlsAudited(const fs::path& cipher, const std::string& event, size_t at_least) {
+  size_t seen = 0;
+  for (const json& e : AuditLines(cipher / "envelopefs.audit.log")) {
+    if (e.value("event", "") != event || e.value("source", "kmip") != "kmip") continue;
+    ++seen;
+    EXPECT_EQ(e.value("tls_protocol", ""), "TLSv1.2") << e.dump();
+    EXPECT_EQ(e.value("tls_cipher", "").rfind("ECDHE-ECDSA-AES", 0), 0u) << e.dump();
+    EXPECT_EQ(e.value("tls_cipher", "").find("GCM"), e.value("tls_cipher", "").size() - 10)
+        << e.dump();
+    EXPECT_EQ(e.value("kms", "").rfind("127.0.0.1:", 0), 0u) << e.dump();
+  }
+  EXPECT_GE(seen, at_least) << event;
+}
+
+TEST_F(KmipSource, AKmipVolumeMountsWritesRemountsAndReads) {
+  MountedVolume v({"--kmip-create-key", "", Flags()});
+  WriteFile(v / "a.txt", "through the KMS");
+  v.Unmount();
+  v.Mount();  // the key id from the keyring
+  EXPECT_EQ("through the KMS", ReadFile(v / "a.txt"));
+  v.Unmount();
+
+  const std::string keyring = ReadFile(v.cipher() / "envelopefs.keyring");
+  EXPECT_TRUE(Contains(keyring, "source = 'kmip'")) << keyring;
+  EXPECT_TRUE(Contains(keyring, "mode = 'AES-GCM'")) << keyring;
+  EXPECT_FALSE(Contains(keyring, dir_.path().string())) << "no paths stored";
+  ExpectTlsAudited(v.cipher(), "volume_created", 1);
+  ExpectTlsAudited(v.cipher(), "volume_unlocked", 2);
+
+  // The same key given by id; another id is refused with one line.
+  const size_t at = keyring.find("key_id = '");
+  ASSERT_NE(at, std::string::npos);
+  const std::string id = keyring.substr(at + 10, keyring.find('\'', at + 10) - at - 10);
+  v.set_key_flags(Flags() + "--kmip-key-id " + id);
+  v.Mount();
+  EXPECT_EQ("through the KMS", ReadFile(v / "a.txt"));
+  v.Unmount();
+  ExpectOneLine(kCtl + " keys list" + Flags() + "--kmip-key-id 99999 " + Quote(v.cipher()), 2,
+                "protected by KMIP key \"" + id + "\", not \"99999\"");
+}
+
+TEST_F(KmipSource, ChangeMasterGoesFromFileToKmipAndBackToFile) {
+  MountedVolume v;
+  WriteFile(v / "kept.txt", "kept across three master keys");
+  v.Unmount();
+  const std::string dir = " " + Quote(v.cipher());
+  const fs::path keyring = v.cipher() / "envelopefs.keyring";
+
+  // key file -> KMIP (creating the server key)
+  CommandResult r = RunCommand(kCtl + " keys change-master --keyfile " + Quote(v.keyfile()) +
+                               Flags("new-") + "--kmip-create-key" + dir);
+  ASSERT_EQ(0, r.exit_code) << r.output;
+  EXPECT_TRUE(Contains(ReadFile(keyring), "source = 'kmip'"));
+  ExpectOneLine(kCtl + " keys list --keyfile " + Quote(v.keyfile()) + dir, 2,
+                "protected by KMIP key");
+  v.set_key_flags(Flags());
+  v.Mount();
+  EXPECT_EQ("kept across three master keys", ReadFile(v / "kept.txt"));
+  v.Unmount();
+
+  // KMIP -> a new key file
+  TempDir t;
+  const fs::path key2 = t.path() / "key2";
+  ASSERT_EQ(0, RunCommand("umask 077; head -c 32 /dev/urandom > " + Quote(key2)).exit_code);
+  r = RunCommand(kCtl + " keys change-master" + Flags() + "--new-keyfile " + Quote(key2) + dir);
+  ASSERT_EQ(0, r.exit_code) << r.output;
+  v.set_key_flags("--keyfile " + Quote(key2));
+  v.Mount();
+  EXPECT_EQ("kept across three master keys", ReadFile(v / "kept.txt"));
+  v.Unmount();
+
+  std::vector<std::string> sources;
+  for (const json& e : AuditLines(v.cipher() / "envelopefs.audit.log")) {
+    if (e.value("event", "") == "master_key_changed") sources.push_back(e.value("source", ""));
+  }
+  EXPECT_EQ((std::vector<std::string>{"kmip", "keyfile"}), sources);
+  ExpectTlsAudited(v.cipher(), "master_key_changed", 1);
+}
+
+TEST_F(KmipSource, FailuresGiveOneLineAndChangeNothing) {
+  TempDir t;
+  const fs::path cipher = t.path() / "cipher";
+  // No key id and no --kmip-create-key: refused, nothing created.
+  ExpectOneLine(kCtl + " init" + Flags() + Quote(cipher), 2, "needs --kmip-key-id ID");
+  EXPECT_FALSE(fs::exists(cipher));
+  ExpectOneLine(kCtl + " init" + Flags() + "--kmip-key-id 4242 " + Quote(cipher), 2,
+                "refused Encrypt");
+  EXPECT_FALSE(fs::exists(cipher));
+  ExpectOneLine(kCtl + " init" + Flags() + "--kmip-create-key --kmip-key-id 1 " + Quote(cipher), 2,
+                "--kmip-create-key creates the key");
+  ExpectOneLine(kCtl + " init --kmip-server 127.0.0.1:1 " + Quote(cipher), 2,
+                "a KMIP master key needs --kmip-server HOST:PORT, --tls-cert FILE");
+  ExpectOneLine(kCtl + " init" + Flags("", "kms.example.org") + Quote(cipher), 2,
+                "--kmip-server must be HOST:PORT");
+  ASSERT_EQ(0,
+            RunCommand(kCtl + " init" + Flags() + "--kmip-create-key " + Quote(cipher)).exit_code);
+  const std::string keyring = ReadFile(cipher / "envelopefs.keyring");
+  const std::string dir = Quote(cipher);
+  const fs::path mnt = t.path() / "mnt";
+  fs::create_directories(mnt);
+
+  // A client certificate from another CA: the server refuses it.
+  TestPki other(t.path(), "other");
+  other.Issue("intruder");
+  ExpectOneLine(kCtl + " keys list" + Flags("", "", "intruder", &other) + dir, 6,
+                "the server refused the client certificate (--tls-cert)");
+  ExpectOneLine(kDaemon + " -f" + Flags("", "", "intruder", &other) + dir + " " + Quote(mnt), 6,
+                "envelopefs: TLS to 127.0.0.1:");
+  EXPECT_FALSE(IsFuseMount(mnt));
+
+  // Nothing listening: refused at once.
+  const std::string nobody = "127.0.0.1:" + std::to_string(FreePort());
+  ExpectOneLine(kCtl + " keys list" + Flags("", nobody) + dir, 6,
+                "cannot connect to " + nobody + ": Connection refused");
+  ExpectOneLine(kDaemon + " -f" + Flags("", nobody) + dir + " " + Quote(mnt), 6,
+                "cannot connect to " + nobody);
+  EXPECT_FALSE(IsFuseMount(mnt));
+
+  // A KMS that accepts the connection and never answers: the 10 s handshake timeout.
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  socklen_t len = sizeof a;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+  const std::string silent = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  auto start = std::chrono::steady_clock::now();
+  ExpectOneLine(kCtl + " keys change-master" + Flags("", silent) + "--new-keyfile /dev/null " + dir,
+                6, "TLS to " + silent + ": handshake timed out after 10 s");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+  close(listener);
+
+  EXPECT_EQ(keyring, ReadFile(cipher / "envelopefs.keyring"));
+  bool logged = false;
+  for (const json& e : AuditLines(cipher / "envelopefs.audit.log")) {
+    logged = logged || (e.value("event", "") == "unlock_failed" &&
+                        Contains(e.value("reason", ""), "cannot connect to " + nobody) &&
+                        e.value("kms", "") == nobody);
+  }
+  EXPECT_TRUE(logged) << ReadFile(cipher / "envelopefs.audit.log");
+  // Still opens with the right options.
+  EXPECT_EQ(0, RunCommand(kCtl + " keys list" + Flags() + dir).exit_code);
+}
+
+// keys list reports the client certificate's expiry and, with --check, alerts 30, 14 and 7 days
+// ahead with exit 9.
+TEST_F(KmipSource, KeysListCheckAlertsBeforeTheClientCertificateExpires) {
+  TempDir t;
+  const fs::path cipher = t.path() / "cipher";
+  ASSERT_EQ(0,
+            RunCommand(kCtl + " init" + Flags() + "--kmip-create-key " + Quote(cipher)).exit_code);
+  const struct {
+    long days;
+    int alert;  // 0: none
+  } cases[] = {{40, 0}, {20, 30}, {10, 14}, {3, 7}};
+  for (const auto& c : cases) {
+    CertSpec spec;
+    spec.name = "client" + std::to_string(c.days);
+    spec.cn = "client";  // PyKMIP gives keys to the certificate's common name
+    spec.not_after_days = c.days;
+    spec.extra_seconds = 3600;
+    pki_.Issue(spec);
+    const std::string list = kCtl + " keys list --check" + Flags("", "", spec.name) + Quote(cipher);
+    CommandResult json_out = RunCommand(list + " --json 2>/dev/null");
+    EXPECT_EQ(c.alert != 0 ? 9 : 0, json_out.exit_code) << c.days << json_out.output;
+    const json j = json::parse(json_out.output);
+    const json& cert = j.at("client_certificate");
+    EXPECT_EQ(cert.at("file"), pki_.cert(spec.name).string());
+    EXPECT_EQ(cert.at("days_left"), c.days);
+    if (c.alert != 0) {
+      EXPECT_EQ(cert.at("alert_days"), c.alert);
+    } else {
+      EXPECT_TRUE(cert.at("alert_days").is_null());
+    }
+    CommandResult text = RunCommand(list + " 2>&1");
+    EXPECT_TRUE(
+        Contains(text.output, "client certificate " + pki_.cert(spec.name).string() + " expires "))
+        << text.output;
+    EXPECT_EQ(Contains(text.output, "expires in " + std::to_string(c.days) + " days"), c.alert != 0)
+        << text.output;
+    if (c.alert != 0) {
+      EXPECT_TRUE(Contains(text.output, "alert at " + std::to_string(c.alert) + " days"))
+          << text.output;
+    }
+    // Without --check: reported, not alerted.
+    EXPECT_EQ(0,
+              RunCommand(kCtl + " keys list" + Flags("", "", spec.name) + Quote(cipher)).exit_code);
+  }
+}
+
+// The [master_key] kmip section is read before anything is authenticated: every edit is refused
+// with one line and nothing is sent that could open another volume.
+TEST_F(KmipSource, EditsOfTheKmipSectionAreRefused) {
+  TempDir t;
+  const fs::path cipher = t.path() / "cipher", other = t.path() / "other";
+  ASSERT_EQ(0,
+            RunCommand(kCtl + " init" + Flags() + "--kmip-create-key " + Quote(cipher)).exit_code);
+  const fs::path keyring = cipher / "envelopefs.keyring";
+  const std::string original = ReadFile(keyring);
+  auto value_in = [](const std::string& text, const std::string& name) {
+    size_t start = text.find(name + " = '") + name.size() + 4;
+    return text.substr(start, text.find('\'', start) - start);
+  };
+  const std::string wrapped = value_in(original, "wrapped"), iv = value_in(original, "iv"),
+                    id = value_in(original, "key_id");
+  std::string flipped = wrapped;
+  flipped[10] = flipped[10] == '0' ? '1' : '0';
+  const std::string list = kCtl + " keys list" + Flags() + Quote(cipher);
+  const struct {
+    std::string from, to;
+    int code;
+    std::string message;
+  } edits[] = {
+      {"mode = 'AES-GCM'", "mode = 'AES-CBC'", 4, "invalid [master_key] kmip"},
+      {"iv = '" + iv + "'", "iv = '" + iv.substr(2) + "'", 4, "invalid [master_key] kmip"},
+      {"wrapped = '" + wrapped + "'", "wrapped = 'zz'", 4, "invalid [master_key] kmip"},
+      {"key_id = '" + id + "'", "key_id = 'a\\u001bb'", 4, "invalid [master_key] kmip"},
+      {"key_id = '" + id + "'", "key_id = '" + std::string(65, '1') + "'", 4,
+       "invalid [master_key] kmip"},
+      // PyKMIP reports a failed authentication as a general failure (exit 6).
+      {"wrapped = '" + wrapped + "'", "wrapped = '" + flipped + "'", 6, "refused Decrypt"},
+      {"iv = '" + iv + "'", "iv = '" + std::string(24, '0') + "'", 6, "refused Decrypt"},
+  };
+  for (const auto& e : edits) {
+    std::string edited = original;
+    const size_t at = edited.find(e.from);
+    ASSERT_NE(std::string::npos, at) << e.from;
+    edited.replace(at, e.from.size(), e.to);
+    WriteFile(keyring, edited);
+    ExpectOneLine(list, e.code, e.message);
+  }
+  // Another volume's master key, encrypted by the same server key: bound to that volume's id.
+  ASSERT_EQ(
+      0,
+      RunCommand(kCtl + " init" + Flags() + "--kmip-key-id " + id + " " + Quote(other)).exit_code);
+  const std::string theirs = ReadFile(other / "envelopefs.keyring");
+  std::string planted = original;
+  planted.replace(planted.find(wrapped), wrapped.size(), value_in(theirs, "wrapped"));
+  planted.replace(planted.find(iv), iv.size(), value_in(theirs, "iv"));
+  WriteFile(keyring, planted);
+  ExpectOneLine(list, 6, "refused Decrypt");
+  WriteFile(keyring, original);
+  EXPECT_EQ(0, RunCommand(list).exit_code);
+}
+
+}  // namespace
+}  // namespace envelopefs::testing
