@@ -75,10 +75,15 @@ Attempt TryMount(const std::string& options, const fs::path& cipher, const fs::p
   a.result = RunCommand(std::string(ENVELOPEFS_BINARY) + " " + options + " " + Quote(cipher) + " " +
                             Quote(mnt) + " " + after,
                         60);
-  for (const auto& [id, point] : EnvelopeMounts()) {
-    if (before.count(id) != 0 || point != target) continue;
-    a.mounted = true;
-    RunCommand("fusermount3 -u " + Quote(target), 30);
+  // A daemon that reported success has mounted; on a loaded machine the mount table may show
+  // it a moment later, so it is looked for a while rather than left behind.
+  for (int tries = 0; tries < (a.result.exit_code == 0 ? 50 : 1) && !a.mounted; ++tries) {
+    if (tries > 0) usleep(100 * 1000);
+    for (const auto& [id, point] : EnvelopeMounts()) {
+      if (before.count(id) != 0 || point != target) continue;
+      a.mounted = true;
+      RunCommand("fusermount3 -u " + Quote(target), 30);
+    }
   }
   if (a.mounted) usleep(500 * 1000);  // let the daemon record its files and release its lock
   return a;
