@@ -22,7 +22,6 @@ constexpr uint32_t kCryptographicAlgorithm = 0x420028;
 constexpr uint32_t kCryptographicParameters = 0x42002B;
 constexpr uint32_t kData = 0x4200C2;
 constexpr uint32_t kIvCounterNonce = 0x42003D;
-constexpr uint32_t kName = 0x420053;
 constexpr uint32_t kNameType = 0x420054;
 constexpr uint32_t kNameValue = 0x420055;
 constexpr uint32_t kObjectType = 0x420057;
