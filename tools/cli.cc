@@ -32,8 +32,10 @@ enum Option {
   kAuditLog,
   kPrometheus,
   kTimeout,
+  kSlot,
+  kDestroyOldMaster,
 };
-static_assert(kTimeout < kFirstKeySourceOption);
+static_assert(kDestroyOldMaster < kFirstKeySourceOption);
 
 const struct option kOwnOptions[] = {
     {"version", optional_argument, nullptr, kVersion},
@@ -53,6 +55,8 @@ const struct option kOwnOptions[] = {
     {"audit-log", required_argument, nullptr, kAuditLog},
     {"prometheus", required_argument, nullptr, kPrometheus},
     {"timeout", required_argument, nullptr, kTimeout},
+    {"slot", required_argument, nullptr, kSlot},
+    {"destroy-old-master", no_argument, nullptr, kDestroyOldMaster},
 };
 
 uint64_t ParseNumber(const char* text, const char* what) {
@@ -212,6 +216,18 @@ Args ParseArgs(int argc, char** argv) {
         args.timeout_seconds = static_cast<uint32_t>(t);
         break;
       }
+      case kSlot: {
+        const uint64_t n = ParseNumber(optarg, "--slot");
+        if (n < 1 || n > MasterSlot::kMaxSlots) {
+          throw Error(ErrorKind::kUsage,
+                      "--slot must be 1 to " + std::to_string(MasterSlot::kMaxSlots));
+        }
+        args.slot = static_cast<uint32_t>(n);
+        break;
+      }
+      case kDestroyOldMaster:
+        args.destroy_old_master = true;
+        break;
       case kShowVersion:
       case 'V':
         args.show_version = true;
@@ -249,6 +265,7 @@ std::string KeyOptionHint(const Args& args) {
   if (c.keyfile) return " --keyfile " + ShellWord(*c.keyfile);
   if (c.passfile) return " --passfile " + ShellWord(*c.passfile);
   if (c.command) return " --master-command " + ShellWord(*c.command);
+  if (c.recovery_key) return " --recovery-key " + ShellWord(*c.recovery_key);
   if (c.HasPkcs11()) {
     return " --pkcs11-module " + ShellWord(c.pkcs11_module.value_or("")) + " --pkcs11-token " +
            ShellWord(c.pkcs11_token.value_or("")) + " --pkcs11-key " +

@@ -39,6 +39,8 @@ struct Args : KeySourceOptions {
   bool same_owner = false;                    // decrypt: restore owners (like tar --same-owner)
   std::optional<std::string> prometheus;      // keys list, audit: node_exporter textfile
   std::optional<uint32_t> timeout_seconds;    // quiesce: --timeout SECONDS
+  std::optional<uint32_t> slot;               // keys remove-master: --slot N
+  bool destroy_old_master = false;            // keys retire --destroy-old-master
   bool has_command = false;                   // a "--" was given
   std::vector<std::string> command;           // the words after "--" (quiesce)
 };

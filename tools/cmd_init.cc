@@ -6,12 +6,14 @@
 #include "envelopefs/encoding.h"
 #include "envelopefs/exit_codes.h"
 #include "envelopefs/file_format.h"
+#include "keys_master.h"
 
 namespace envelopefs::cli {
 
 int RunInit(const Args& args) {
   ExpectArgs(args, 1, 1,
-             "init [KEY] [--pkcs11-create-key | --kmip-create-key] [--chunk-size SIZE] "
+             "init [KEY] [--pkcs11-create-key | --kmip-create-key] [--new-recovery-key [-o FILE]] "
+             "[--chunk-size SIZE] "
              "[--plaintext-names] "
              "CIPHERDIR");
   const std::filesystem::path dir = args.words[1];
@@ -27,6 +29,7 @@ int RunInit(const Args& args) {
                            {"format_version", volume->config().format_version}};
   for (const auto& [name, value] : source->AuditFields()) fields[name] = value;
   AppendAuditEvent(*volume, "volume_created", std::move(fields));
+  if (args.new_recovery_key) AddRecoverySlot(args, *volume);
   if (!args.quiet) {
     const VolumeConfig& c = volume->config();
     std::printf("created envelopefs volume in %s (chunk size %u, %s names, KEK version %u)\n",

@@ -13,6 +13,7 @@
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
 #include "envelopefs/unique_fd.h"
+#include "keys_master.h"
 #include "progress.h"
 #include "prometheus.h"
 
@@ -26,11 +27,9 @@ constexpr size_t kFilesNamed = 5;  // files named in a refusal
 
 constexpr char kKeysUsage[] =
     "keys list CIPHERDIR [--json] [--check] [--prometheus FILE] | keys rotate CIPHERDIR | "
-    "keys retire CIPHERDIR --kek-version N | "
-    "keys change-master CIPHERDIR (--new-keyfile FILE | --new-passfile FILE | "
-    "--new-master-command CMD | --new-pkcs11-module PATH --new-pkcs11-token LABEL "
-    "--new-pkcs11-key LABEL | --new-kmip-server HOST:PORT --new-tls-cert FILE --new-tls-key FILE "
-    "--new-tls-ca FILE [--new-kmip-key-id ID | --kmip-create-key]) | "
+    "keys retire CIPHERDIR --kek-version N [--destroy-old-master] | "
+    "keys change-master CIPHERDIR NEW | keys add-master CIPHERDIR (NEW | --new-recovery-key) | "
+    "keys remove-master CIPHERDIR --slot N | keys destroy-old-master CIPHERDIR | "
     "keys policy CIPHERDIR [--rotate-after-days N] [--audit-log on|off]";
 
 // With --keyfile/--passfile: the authenticated keyring. Without: the keyring as stored, for
@@ -43,21 +42,32 @@ int KeysList(const Args& args, const fs::path& dir) {
   if (args.current.tls_cert) cert = CheckCertExpiry(*args.current.tls_cert, NowUnix());
   KeyPolicyReport report;
   std::string volume_id;
+  std::vector<MasterSlot> slots;
+  std::vector<MasterKeyParams> pending;
   if (args.HasKey()) {
     auto volume = OpenVolume(args, dir, /*log_unlock=*/false);
     report = KeyPolicyOf(*volume);
     volume_id = ToHex(volume->config().volume_id);
+    slots = volume->master_slots();
+    pending = volume->pending_destroy();
   } else {
     UniqueFd root = OpenRoot(dir);
     const VolumeConfig config = VolumeConfig::LoadAt(root.get(), dir);
     report = ClaimedKeyPolicy(root.get(), dir, config);
     volume_id = ToHex(config.volume_id);
+    const KeyringFile file = KeyringFile::Read(root.get(), dir);
+    slots = file.slots(config);
+    pending = file.pending_destroy();
   }
   if (args.json) {
     nlohmann::json out = {{"volume_id", volume_id},
                           {"keys", KeysJson(report.statuses)},
                           {"rotate_after_days", report.rotate_after_days},
-                          {"policy_authenticated", report.authenticated}};
+                          {"policy_authenticated", report.authenticated},
+                          {"master_slots", MasterSlotsJson(slots)}};
+    nlohmann::json old = nlohmann::json::array();
+    for (const MasterKeyParams& p : pending) old.push_back(DescribeMasterKey(p));
+    out["old_master_keys_to_destroy"] = std::move(old);
     if (cert) {
       out["client_certificate"] = {
           {"file", cert->file},
@@ -68,6 +78,7 @@ int KeysList(const Args& args, const fs::path& dir) {
     PrintJson(out);
   } else {
     PrintKeysTable(report);
+    PrintMasterSlots(slots, pending);
     if (cert) {
       std::printf("client certificate %s expires %s (in %lld days)\n", cert->file.c_str(),
                   FormatUtc(cert->not_after).c_str(), static_cast<long long>(cert->days_left));
@@ -89,6 +100,14 @@ int KeysList(const Args& args, const fs::path& dir) {
                  "days): renew it\n",
                  EscapeName(cert->file).c_str(), static_cast<long long>(cert->days_left),
                  FormatUtc(cert->not_after).c_str(), cert->alert_days);
+    due = true;
+  }
+  if (args.check && !pending.empty()) {
+    std::fprintf(stderr,
+                 "envelopectl: %zu old master key%s not destroyed yet (old keyring copies still "
+                 "open with %s): run envelopectl keys destroy-old-master\n",
+                 pending.size(), pending.size() == 1 ? " is" : "s are",
+                 pending.size() == 1 ? "it" : "them");
     due = true;
   }
   return due ? kExitCheckFailed : kExitOk;
@@ -186,29 +205,12 @@ int KeysRetire(const Args& args, const fs::path& dir) {
                                        (users.count > users.examples.size() ? ", ..." : "") +
                                        "; run " + SuggestCommand(args, "rewrap", dir) + " first");
   }
+  if (args.destroy_old_master) return RetireAndDestroyOldMaster(args, *volume, kek);
   volume->UpdateKeyring([&](Keyring& k) { k.Retire(kek.version); });
   AppendAuditEvent(*volume, "version_retired", {{"kek_version", kek.version}, {"kek_id", kek.id}});
   if (!args.quiet) {
     std::printf("KEK version %u retired: its key material is destroyed.\n", kek.version);
   }
-  return kExitOk;
-}
-
-int KeysChangeMaster(const Args& args, const fs::path& dir) {
-  if (!args.HasNewKey()) {
-    throw Error(ErrorKind::kUsage,
-                "keys change-master needs --new-keyfile, --new-passfile, --new-master-command, "
-                "--new-pkcs11-module/--new-pkcs11-token/--new-pkcs11-key or "
-                "--new-kmip-server/--new-tls-cert/--new-tls-key/--new-tls-ca");
-  }
-  auto volume = OpenVolume(args, dir);
-  auto source = args.NewKeySource();
-  volume->ChangeMasterKey(*source);
-  const char* kind = args.next.KindName();
-  nlohmann::json fields = {{"source", kind}};
-  for (const auto& [name, value] : source->AuditFields()) fields[name] = value;
-  AppendAuditEvent(*volume, "master_key_changed", std::move(fields));
-  if (!args.quiet) std::printf("master key changed (now from a %s)\n", kind);
   return kExitOk;
 }
 
@@ -256,6 +258,9 @@ int RunKeys(const Args& args) {
   if (sub == "rotate") return KeysRotate(args, dir);
   if (sub == "retire") return KeysRetire(args, dir);
   if (sub == "change-master") return KeysChangeMaster(args, dir);
+  if (sub == "add-master") return KeysAddMaster(args, dir);
+  if (sub == "remove-master") return KeysRemoveMaster(args, dir);
+  if (sub == "destroy-old-master") return KeysDestroyOldMaster(args, dir);
   if (sub == "policy") return KeysPolicy(args, dir);
   throw Error(ErrorKind::kUsage,
               "unknown keys command \"" + sub + "\"; usage: envelopectl " + kKeysUsage);

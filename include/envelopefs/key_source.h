@@ -34,6 +34,10 @@ class MasterKeySource {
   // For a key-server source, what the audit log records of its last connection ("kms",
   // "tls_protocol", "tls_cipher"); empty for the others.
   virtual std::map<std::string, std::string> AuditFields() const { return {}; }
+  // Destroys, in the token or key server, the key that protects the master key `params`
+  // describes (idempotent); returns a one-line description for the audit log. Error(kUsage) for
+  // sources that hold no such key (the default).
+  virtual std::string DestroyProtectingKey(const MasterKeyParams& params) const;
 };
 
 // Error(kUsage) saying which options open a volume whose master key is described by `params`

@@ -23,6 +23,9 @@
 //   --new-kmip-server, --new-kmip-key-id, --new-tls-cert, --new-tls-key, --new-tls-ca:
 //                        envelopectl only, the new source
 //   --kmip-create-key    envelopectl only: create the server key of the KMIP source being set up
+//   --recovery-key FILE  the volume's recovery key (its text, recovery_key.h; "-": standard input)
+//   --new-recovery-key   envelopectl only: the new source is a recovery key made now and shown
+//                        once (init, keys add-master)
 //
 // Without a key option the passphrase is asked on the terminal. The last of repeated
 // options wins. Every program spells them alike: `--keyfile FILE`, `--keyfile=FILE` (and, for
@@ -80,6 +83,8 @@ enum KeySourceOptionCode : int {
   kNewTlsKeyOption,
   kNewTlsCaOption,
   kKmipCreateKeyOption,
+  kRecoveryKeyOption,
+  kNewRecoveryKeyOption,
 };
 
 struct KeySourceOptionSpec {
@@ -100,10 +105,14 @@ struct KeySourceChoice {
   std::optional<std::string> keyfile, passfile, command;
   std::optional<std::string> pkcs11_module, pkcs11_token, pkcs11_key, pin_file;
   std::optional<std::string> kmip_server, kmip_key_id, tls_cert, tls_key, tls_ca;
+  std::optional<std::string> recovery_key;  // the current source only: a file
   bool HasPkcs11() const { return pkcs11_module || pkcs11_token || pkcs11_key || pin_file; }
   bool HasKmip() const { return kmip_server || kmip_key_id || tls_cert || tls_key || tls_ca; }
-  bool Given() const { return keyfile || passfile || command || HasPkcs11() || HasKmip(); }
-  // "keyfile", "passphrase", "command", "pkcs11" or "kmip" (for messages and the audit log).
+  bool Given() const {
+    return keyfile || passfile || command || recovery_key || HasPkcs11() || HasKmip();
+  }
+  // "keyfile", "passphrase", "command", "pkcs11", "kmip" or "recovery" (for messages and the
+  // audit log).
   const char* KindName() const;
 };
 
@@ -113,6 +122,7 @@ struct KeySourceOptions {
   bool insecure_keyfile = false;
   bool pkcs11_create_key = false;
   bool kmip_create_key = false;
+  bool new_recovery_key = false;  // the new source is a recovery key to make (NewKeySource: no)
 
   // Records option `code` with its value (ignored for a flag). Returns false, changing nothing,
   // if `code` is not a KeySourceOptionCode. Throws Error(kUsage) for an empty value or a bad
@@ -125,11 +135,12 @@ struct KeySourceOptions {
 
   // True if a current key option was given (commands that work without a key never prompt).
   bool HasKey() const { return current.Given(); }
-  bool HasNewKey() const { return next.Given(); }
+  bool HasNewKey() const { return next.Given() || new_recovery_key; }
   // The master key source: the key file, the passphrase file, or else the terminal (asking
   // twice when `confirm`, for a key being set).
   std::unique_ptr<MasterKeySource> KeySource(bool confirm) const;
-  // The new master key source (the --new-* options, or else the terminal, asking twice).
+  // The new master key source (the --new-* options, or else the terminal, asking twice). Not
+  // for --new-recovery-key: the caller makes that key (NewRecoveryKey) and shows it.
   std::unique_ptr<MasterKeySource> NewKeySource() const;
 };
 

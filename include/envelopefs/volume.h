@@ -69,7 +69,9 @@ class Volume : public KekSource {
 
   uint64_t keyring_generation() const;
   VolumePolicy policy() const;  // authenticated (format-1 volumes: their config's)
-  MasterKeyParams master_params() const;
+  std::vector<MasterSlot> master_slots() const;  // authenticated, ordered by number
+  uint32_t unlocked_slot() const { return unlocked_slot_; }  // the slot this volume opened with
+  std::vector<MasterKeyParams> pending_destroy() const;      // see Keyring::pending_destroy
 
   // Re-reads the keyring if its file changed since the last load (cheap stat otherwise).
   // Throws (and keeps the current keyring) if the new file does not authenticate or is a step
@@ -84,24 +86,42 @@ class Volume : public KekSource {
   // saves it as the next generation, crash-safely.
   void UpdateKeyring(const std::function<void(Keyring&)>& change);
 
-  // Rewraps the keyring under the master key of `new_source` (its parameters move into the
-  // keyring), as one more keyring generation under the lock. Crash-safe: a single atomic
-  // replacement of the keyring file; until it lands only the old key opens the volume, after
-  // it only the new one.
+  // Replaces the slot this volume was opened with by one for a new master key from
+  // `new_source`, as one more keyring generation under the lock (Keyring::ReplaceSlot: the only
+  // slot also gets a fresh keyring key). Crash-safe: a single atomic replacement of the keyring
+  // file; until it lands only the old key opens the slot, after it only the new one.
   void ChangeMasterKey(const MasterKeySource& new_source);
+  // Adds a slot for a new master key from `source`; returns its number.
+  uint32_t AddMasterSlot(const MasterKeySource& source);
+  // Removes slot `number` (Keyring::RemoveSlot). The keyring key stays (other slots hold it).
+  void RemoveMasterSlot(uint32_t number);
+  // For keys retire --destroy-old-master: under the lock, applies `change` (the retirement),
+  // records the unlocked slot's master-key parameters as pending destruction and replaces that
+  // slot, which must be the only one (Error(kState) otherwise), by a new master key from
+  // `new_source`, with a fresh keyring key: one atomic keyring replacement. Returns the
+  // parameters now pending destruction.
+  std::vector<MasterKeyParams> ReplaceOnlyMasterSlot(const MasterKeySource& new_source,
+                                                     const std::function<void(Keyring&)>& change);
 
  private:
   Volume() = default;
   void DeriveVolumeKeys();
-  // Authenticates `file` under `master` and checks it against this host's state.
-  Keyring Authenticate(const KeyringFile& file, const SecureBytes& master) const;
+  // Authenticates `file` under `keyring_key` and checks it against this host's state.
+  Keyring Authenticate(const KeyringFile& file, const SecureBytes& keyring_key) const;
+  // The keyring key that opens `file`: from the slot this volume was opened with (which follows
+  // a keyring key renewed elsewhere), else the current keyring key. Caller holds keyring_mutex_.
+  SecureBytes KeyringKeyFor(const KeyringFile& file) const;
+  // Under the keyring lock: re-reads the keyring, applies `change` and saves the result (the
+  // common part of every keyring change).
+  void ChangeKeyring(const std::function<void(Keyring&)>& change);
   // Saves `next` as the next generation (under the keyring lock), unless the file changed since
   // it was read with digest `read_digest`.
-  void ReplaceKeyring(Keyring& next, const SecureBytes& master, const std::string& read_digest);
+  void ReplaceKeyring(Keyring& next, const std::string& read_digest);
   std::filesystem::path cipher_dir_;
   UniqueFd root_fd_;
   VolumeConfig config_;
-  SecureBytes master_key_;
+  SecureBytes master_key_;  // the master key of slot unlocked_slot_ (changes under the mutex)
+  uint32_t unlocked_slot_ = 0;
   mutable std::shared_mutex keyring_mutex_;
   Keyring keyring_;
   // Identity of the keyring file last loaded: atomic replacement gives it a new inode.

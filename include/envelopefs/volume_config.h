@@ -32,7 +32,8 @@ inline constexpr uint32_t kVolumeFormat = kVolumeFormat2;  // what init writes
 using VolumeId = std::array<uint8_t, 16>;
 
 // Where the master key comes from (the keyring's [master_key] source; envelopefs-format(5)).
-enum class MasterKeyKind { kKeyFile, kPassphrase, kCommand, kPkcs11, kKmip };
+// kRecovery: a random key shown once as text (recovery_key.h), for a recovery slot.
+enum class MasterKeyKind { kKeyFile, kPassphrase, kCommand, kPkcs11, kKmip, kRecovery };
 
 // Argon2id parameters (libsodium crypto_pwhash) for a passphrase-derived master key.
 struct KdfParams {

@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <optional>
 #include <string_view>
 
 #include "envelopefs/crypto.h"
@@ -63,6 +65,11 @@ SecureBytes FirstLine(const SecureBytes& raw) {
   return SecureBytes::Copy(raw.span().first(len));
 }
 
+std::string MasterKeySource::DestroyProtectingKey(const MasterKeyParams&) const {
+  throw Error(ErrorKind::kUsage,
+              "only a master key in an HSM (PKCS#11) or a KMS (KMIP) can be destroyed");
+}
+
 Error WrongSourceError(const MasterKeyParams& params) {
   switch (params.kind) {
     case MasterKeyKind::kKeyFile:
@@ -74,6 +81,9 @@ Error WrongSourceError(const MasterKeyParams& params) {
     case MasterKeyKind::kCommand:
       return Error(ErrorKind::kUsage,
                    "this volume's master key comes from a command: use --master-command CMD");
+    case MasterKeyKind::kRecovery:
+      return Error(ErrorKind::kUsage,
+                   "this volume opens with its recovery key: use --recovery-key FILE");
     case MasterKeyKind::kKmip:
       return Error(ErrorKind::kUsage, "this volume's master key is protected by KMIP key \"" +
                                           (params.kmip ? params.kmip->key_id : std::string("?")) +
@@ -135,7 +145,7 @@ class PassphraseSource : public MasterKeySource {
   }
   SecureBytes MasterKey(const MasterKeyParams& params, const VolumeId&) const override {
     if (params.kind != MasterKeyKind::kPassphrase || !params.kdf) throw WrongSourceError(params);
-    SecureBytes pass = Passphrase();
+    SecureBytes pass = CachedPassphrase();
     if (pass.empty()) throw Error(ErrorKind::kUsage, "empty passphrase");
     EnsureCryptoInitialized();
     SecureBytes key(kKeySize);
@@ -151,6 +161,17 @@ class PassphraseSource : public MasterKeySource {
 
  protected:
   virtual SecureBytes Passphrase() const = 0;
+
+ private:
+  // The passphrase is asked (or read) once: a keyring may have several passphrase slots, each
+  // with its own salt, and standard input or the terminal can only be read once.
+  SecureBytes CachedPassphrase() const {
+    std::lock_guard lock(mutex_);
+    if (!passphrase_) passphrase_ = Passphrase();
+    return passphrase_->Clone();
+  }
+  mutable std::mutex mutex_;
+  mutable std::optional<SecureBytes> passphrase_;
 };
 
 class PassFileSource : public PassphraseSource {

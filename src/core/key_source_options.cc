@@ -4,6 +4,7 @@
 #include <array>
 
 #include "envelopefs/error.h"
+#include "envelopefs/recovery_key.h"
 #include "envelopefs/volume_config.h"
 
 namespace envelopefs {
@@ -18,7 +19,7 @@ constexpr char kHostPort[] = "HOST:PORT";
 constexpr char kKeyId[] = "a key id";
 
 // The current key's options first: kCurrentKey is a prefix of kCurrentAndNewKey.
-constexpr std::array<KeySourceOptionSpec, 27> kTable = {{
+constexpr std::array<KeySourceOptionSpec, 29> kTable = {{
     {"keyfile", kFile, kKeyfileOption},
     {"passfile", kFile, kPassfileOption},
     {"insecure-keyfile", nullptr, kInsecureKeyfileOption},
@@ -32,6 +33,7 @@ constexpr std::array<KeySourceOptionSpec, 27> kTable = {{
     {"tls-cert", kFile, kTlsCertOption},
     {"tls-key", kFile, kTlsKeyOption},
     {"tls-ca", kFile, kTlsCaOption},
+    {"recovery-key", kFile, kRecoveryKeyOption},
     {"new-keyfile", kFile, kNewKeyfileOption},
     {"new-passfile", kFile, kNewPassfileOption},
     {"new-master-command", kCommand, kNewMasterCommandOption},
@@ -46,8 +48,9 @@ constexpr std::array<KeySourceOptionSpec, 27> kTable = {{
     {"new-tls-key", kFile, kNewTlsKeyOption},
     {"new-tls-ca", kFile, kNewTlsCaOption},
     {"kmip-create-key", nullptr, kKmipCreateKeyOption},
+    {"new-recovery-key", nullptr, kNewRecoveryKeyOption},
 }};
-constexpr size_t kCurrentKeyOptions = 13;
+constexpr size_t kCurrentKeyOptions = 14;
 
 const KeySourceOptionSpec* Find(int code) {
   for (const KeySourceOptionSpec& spec : kTable) {
@@ -61,11 +64,12 @@ bool IsStdin(const std::optional<std::string>& file) { return file && *file == "
 // Checks one source's options; `prefix` is "" or "new-" (for the messages).
 void ValidateChoice(const KeySourceChoice& c, const std::string& prefix) {
   const int given = (c.keyfile ? 1 : 0) + (c.passfile ? 1 : 0) + (c.command ? 1 : 0) +
-                    (c.HasPkcs11() ? 1 : 0) + (c.HasKmip() ? 1 : 0);
+                    (c.HasPkcs11() ? 1 : 0) + (c.HasKmip() ? 1 : 0) + (c.recovery_key ? 1 : 0);
   if (given > 1) {
     throw Error(ErrorKind::kUsage, "--" + prefix + "keyfile, --" + prefix + "passfile, --" +
-                                       prefix + "master-command, --" + prefix + "pkcs11-* and --" +
-                                       prefix + "kmip-* are mutually exclusive");
+                                       prefix + "master-command, --" + prefix + "pkcs11-*, --" +
+                                       prefix + "kmip-* and --" + prefix +
+                                       "recovery-key are mutually exclusive");
   }
   if (c.HasKmip() && !(c.kmip_server && c.tls_cert && c.tls_key && c.tls_ca)) {
     throw Error(ErrorKind::kUsage, "a KMIP master key needs --" + prefix +
@@ -86,6 +90,7 @@ std::unique_ptr<MasterKeySource> SourceOf(const KeySourceChoice& c, bool confirm
   if (c.keyfile) return MakeKeyFileSource(*c.keyfile, insecure);
   if (c.passfile) return MakePassFileSource(*c.passfile, insecure);
   if (c.command) return MakeCommandSource(*c.command);
+  if (c.recovery_key) return MakeRecoveryKeyFileSource(*c.recovery_key, insecure);
   if (c.HasPkcs11()) {
     Pkcs11SourceOptions o;
     o.module = c.pkcs11_module.value_or("");
@@ -117,6 +122,7 @@ const char* KeySourceChoice::KindName() const {
   if (command) return "command";
   if (HasPkcs11()) return "pkcs11";
   if (HasKmip()) return "kmip";
+  if (recovery_key) return "recovery";
   return "passphrase";
 }
 
@@ -235,6 +241,12 @@ bool KeySourceOptions::Apply(int code, const std::string& value) {
     case kKmipCreateKeyOption:
       kmip_create_key = true;
       break;
+    case kRecoveryKeyOption:
+      current.recovery_key = value;
+      break;
+    case kNewRecoveryKeyOption:
+      new_recovery_key = true;
+      break;
   }
   return true;
 }
@@ -248,7 +260,13 @@ void KeySourceOptions::Validate() const {
   }
   ValidateChoice(current, "");
   ValidateChoice(next, "new-");
-  const int stdin_readers = (IsStdin(current.keyfile) ? 1 : 0) +
+  if (new_recovery_key && next.Given()) {
+    throw Error(ErrorKind::kUsage,
+                "--new-recovery-key makes the new master key: give it without other --new-* "
+                "options");
+  }
+  const int stdin_readers = (IsStdin(current.recovery_key) ? 1 : 0) +
+                            (IsStdin(current.keyfile) ? 1 : 0) +
                             (IsStdin(current.passfile) ? 1 : 0) +
                             (IsStdin(current.pin_file) ? 1 : 0) + (IsStdin(next.keyfile) ? 1 : 0) +
                             (IsStdin(next.passfile) ? 1 : 0) + (IsStdin(next.pin_file) ? 1 : 0);

@@ -18,46 +18,22 @@
 #include "toml_guard.h"
 #include "toml_master_key.h"
 #include "toml_time.h"
+#include "keyring_wrap.h"
 
 namespace envelopefs {
+
+using namespace keyring_wrap;
 
 namespace {
 
 constexpr size_t kMaxKeyringSize = 1 << 20;
-constexpr char kWrapLabel[] = "envelopefs keyring wrap v1";
-constexpr char kMacLabel[] = "envelopefs keyring mac v1";
-constexpr char kCheckLabel[] = "envelopefs keyring check v1";
 constexpr char kVolumeKeyAad[] = "envelopefs volume key v1";
 constexpr char kKekAad[] = "envelopefs kek v1";
 constexpr char kMacDomainV1[] = "envelopefs keyring v1";
 constexpr char kMacDomainV2[] = "envelopefs keyring v2";
-constexpr size_t kWrappedSize = kGcmNonceSize + kKeySize + kGcmTagSize;
+constexpr char kMacDomainV3[] = "envelopefs keyring v3";
 // The most a format-1 policy (unauthenticated, in the config) may stretch the rotation period.
 constexpr uint32_t kLegacyMaxRotateAfterDays = 90;
-
-// Keys derived from the master key for the keyring.
-struct KeyringKeys {
-  SecureBytes wrap;
-  SecureBytes mac;
-  SecureBytes check;
-  explicit KeyringKeys(const SecureBytes& master)
-      : wrap(DeriveKey(master.span(), kWrapLabel)),
-        mac(DeriveKey(master.span(), kMacLabel)),
-        check(DeriveKey(master.span(), kCheckLabel)) {}
-};
-
-// Concatenates byte strings (the associated data of the keyring's wraps).
-std::vector<uint8_t> Concat(std::initializer_list<std::span<const uint8_t>> parts) {
-  size_t total = 0;
-  for (auto p : parts) total += p.size();
-  std::vector<uint8_t> out(total);
-  size_t at = 0;
-  for (auto p : parts) {
-    if (!p.empty()) std::memcpy(out.data() + at, p.data(), p.size());
-    at += p.size();
-  }
-  return out;
-}
 
 std::vector<uint8_t> KekAad(const VolumeConfig& config, uint32_t id, uint32_t version) {
   uint8_t b[8];
@@ -70,31 +46,6 @@ std::vector<uint8_t> VolumeKeyAad(const VolumeConfig& config) {
   return Concat({AsBytes(kVolumeKeyAad), config.volume_id});
 }
 
-// Wrapping with the keyring's wrap key: a short-lived, cleansed cipher context (crypto.h).
-std::vector<uint8_t> Wrap(const SecureBytes& wrap_key, std::span<const uint8_t> aad,
-                          const SecureBytes& key) {
-  std::vector<uint8_t> out(kWrappedSize);
-  GcmNonce nonce = RandomNonce();
-  std::copy(nonce.begin(), nonce.end(), out.begin());
-  SealWithWrappingKey(wrap_key.span(), nonce, aad, key.span(),
-                      std::span(out).subspan(kGcmNonceSize, kKeySize),
-                      std::span(out).subspan<kGcmNonceSize + kKeySize, kGcmTagSize>());
-  return out;
-}
-
-std::optional<SecureBytes> Unwrap(const SecureBytes& wrap_key, std::span<const uint8_t> aad,
-                                  std::span<const uint8_t> wrapped) {
-  if (wrapped.size() != kWrappedSize) return std::nullopt;
-  SecureBytes key(kKeySize);
-  if (!OpenWithWrappingKey(wrap_key.span(), wrapped.subspan<0, kGcmNonceSize>(), aad,
-                           wrapped.subspan(kGcmNonceSize, kKeySize),
-                           wrapped.subspan<kGcmNonceSize + kKeySize, kGcmTagSize>(),
-                           key.mutable_span())) {
-    return std::nullopt;
-  }
-  return key;
-}
-
 KekState ParseState(const std::string& s, const std::filesystem::path& file) {
   if (s == "active") return KekState::kActive;
   if (s == "decrypt-only") return KekState::kDecryptOnly;
@@ -105,15 +56,19 @@ KekState ParseState(const std::string& s, const std::filesystem::path& file) {
 // The canonical byte string the keyring MAC covers. Format 1: domain, the config's
 // authenticated fields (with the master-key parameters), check, volume key, KEKs. Format 2
 // adds the generation, the master-key parameters and the policy, and binds the config's
-// identity (format 2 definition) instead.
+// identity (format 2 definition) instead. Format 3 has master slots (each: number, creation
+// time, parameters, wrapped keyring key) and the master keys pending destruction where format 2
+// has the master-key parameters.
 struct MacFields {
   int format;
   const VolumeConfig& config;
   uint64_t generation;
-  const MasterKeyParams* master;
+  const MasterKeyParams* master;  // format 2
   const VolumePolicy* policy;
   std::span<const uint8_t> check;
   std::span<const uint8_t> volume_key;
+  std::span<const MasterSlot> slots = {};          // format 3
+  std::span<const MasterKeyParams> pending = {};  // format 3
 };
 
 std::vector<uint8_t> MacInput(const MacFields& f, std::span<const StoredKek> keks) {
@@ -121,12 +76,26 @@ std::vector<uint8_t> MacInput(const MacFields& f, std::span<const StoredKek> kek
   if (f.format == 1) {
     AppendField(out, AsBytes(kMacDomainV1));
     AppendField(out, f.config.LegacyAuthenticatedBytes());
-  } else {
+  } else if (f.format == 2) {
     AppendField(out, AsBytes(kMacDomainV2));
     AppendField(out, f.config.IdentityBytes());
     AppendU64(out, f.generation);
     AppendMasterKeyParams(out, *f.master);
     AppendPolicy(out, *f.policy);
+  } else {
+    AppendField(out, AsBytes(kMacDomainV3));
+    AppendField(out, f.config.IdentityBytes());
+    AppendU64(out, f.generation);
+    AppendPolicy(out, *f.policy);
+    AppendU64(out, f.slots.size());
+    for (const MasterSlot& s : f.slots) {
+      AppendU64(out, s.number);
+      AppendU64(out, static_cast<uint64_t>(s.created_unix));
+      AppendMasterKeyParams(out, s.params);
+      AppendField(out, s.wrapped);
+    }
+    AppendU64(out, f.pending.size());
+    for (const MasterKeyParams& p : f.pending) AppendMasterKeyParams(out, p);
   }
   AppendField(out, f.check);
   AppendField(out, f.volume_key);
@@ -151,8 +120,9 @@ std::pair<std::string, std::string> EditedConfigField(const SecureBytes& mac_key
                                                       std::span<const uint8_t> mac) {
   const VolumeConfig& config = fields.config;
   auto authenticates = [&](const VolumeConfig& candidate) {
-    MacFields f{fields.format, candidate,    fields.generation, fields.master,
-                fields.policy, fields.check, fields.volume_key};
+    MacFields f{fields.format, candidate,         fields.generation, fields.master,
+                fields.policy, fields.check,      fields.volume_key, fields.slots,
+                fields.pending};
     return ConstantTimeEqual(mac, HmacSha256(mac_key.span(), MacInput(f, keks)));
   };
   for (uint32_t size = format::kMinChunkSize; size <= format::kMaxChunkSize; size *= 2) {
@@ -165,7 +135,7 @@ std::pair<std::string, std::string> EditedConfigField(const SecureBytes& mac_key
   if (authenticates(names)) {
     return {"plaintext_names", names.plaintext_names ? "true" : "false"};
   }
-  if (fields.format == 2) {
+  if (fields.format >= 2) {
     for (const StoredKek& k : keks) {
       VolumeConfig c = config;
       c.created_unix = k.info.created_unix;
@@ -184,6 +154,65 @@ std::vector<uint8_t> B64Field(const toml::node_view<const toml::node>& node, con
   if (text) bytes = FromBase64Url(*text);
   if (!bytes) throw Error(ErrorKind::kConfig, file.string() + ": missing or invalid " + what);
   return *bytes;
+}
+
+// Format 3's [[slot]] entries: 1 to MasterSlot::kMaxSlots, numbered uniquely in 1..kMaxSlots,
+// each with its [slot.master_key] and wrapped keyring key. Sorted by number.
+std::vector<MasterSlot> ParseSlots(const toml::table& t, const std::filesystem::path& file) {
+  auto fail = [&file](const std::string& what) {
+    return Error(ErrorKind::kConfig, file.string() + ": " + what);
+  };
+  const toml::array* array = t["slot"].as_array();
+  if (array == nullptr || array->empty()) throw fail("no master slots");
+  if (array->size() > MasterSlot::kMaxSlots) throw fail("too many master slots");
+  std::vector<MasterSlot> slots;
+  for (const toml::node& node : *array) {
+    const toml::table* st = node.as_table();
+    if (st == nullptr) throw fail("invalid [[slot]] entry");
+    auto number = (*st)["number"].value_exact<int64_t>();
+    auto created = (*st)["created"].value<toml::date_time>();
+    if (!number || *number < 1 || *number > MasterSlot::kMaxSlots || !created) {
+      throw fail("invalid [[slot]] entry");
+    }
+    MasterSlot slot;
+    slot.number = static_cast<uint32_t>(*number);
+    slot.created_unix = FromTomlTime(*created);
+    slot.params = ParseMasterKeyParams(*st, file);
+    slot.wrapped = B64Field((*st)["keyring_key"], "slot keyring_key", file);
+    if (slot.wrapped.size() != kWrappedKeySize) throw fail("invalid slot keyring_key");
+    for (const MasterSlot& other : slots) {
+      if (other.number == slot.number) throw fail("duplicate master slot number");
+    }
+    slots.push_back(std::move(slot));
+  }
+  std::sort(slots.begin(), slots.end(),
+            [](const MasterSlot& a, const MasterSlot& b) { return a.number < b.number; });
+  return slots;
+}
+
+// Format 3's optional [[pending_destroy]] entries: HSM or KMS master keys (at most
+// MasterSlot::kMaxSlots) whose protecting key is still to be destroyed.
+std::vector<MasterKeyParams> ParsePendingDestroy(const toml::table& t,
+                                                 const std::filesystem::path& file) {
+  std::vector<MasterKeyParams> pending;
+  if (!t.contains("pending_destroy")) return pending;
+  const toml::array* array = t["pending_destroy"].as_array();
+  if (array == nullptr || array->size() > MasterSlot::kMaxSlots) {
+    throw Error(ErrorKind::kConfig, file.string() + ": invalid [[pending_destroy]]");
+  }
+  for (const toml::node& node : *array) {
+    const toml::table* pt = node.as_table();
+    if (pt == nullptr) {
+      throw Error(ErrorKind::kConfig, file.string() + ": invalid [[pending_destroy]] entry");
+    }
+    MasterKeyParams params = ParseMasterKeyParams(*pt, file);
+    if (params.kind != MasterKeyKind::kPkcs11 && params.kind != MasterKeyKind::kKmip) {
+      throw Error(ErrorKind::kConfig,
+                  file.string() + ": a [[pending_destroy]] entry that is not an HSM or KMS key");
+    }
+    pending.push_back(std::move(params));
+  }
+  return pending;
 }
 
 }  // namespace
@@ -284,7 +313,7 @@ KeyringFile KeyringFile::Parse(const std::string& text, const std::filesystem::p
   // is undefined behaviour (found by fuzzing the config, which reads integers the same way).
   auto format = t["format"].value_exact<int64_t>();
   if (!format) throw fail("no format field: truncated, damaged or not an envelopefs keyring");
-  if (*format != 1 && *format != 2) {
+  if (*format < 1 || *format > 3) {
     throw fail("unsupported keyring format " + std::to_string(*format));
   }
   k.format_ = static_cast<int>(*format);
@@ -292,11 +321,16 @@ KeyringFile KeyringFile::Parse(const std::string& text, const std::filesystem::p
   auto id_bytes = volume_id ? FromHex(*volume_id) : std::nullopt;
   if (!id_bytes) throw fail("missing or invalid volume_id");
   k.volume_id_ = *id_bytes;
-  if (k.format_ == 2) {
+  if (k.format_ >= 2) {
     auto generation = t["generation"].value_exact<int64_t>();
     if (!generation || *generation < 1) throw fail("missing or invalid generation");
     k.generation_ = static_cast<uint64_t>(*generation);
-    k.master_ = ParseMasterKeyParams(t, file);
+    if (k.format_ == 2) {
+      k.master_ = ParseMasterKeyParams(t, file);
+    } else {
+      k.slots_ = ParseSlots(t, file);
+      k.pending_ = ParsePendingDestroy(t, file);
+    }
     VolumePolicy policy;
     auto days = t["policy"]["rotate_after_days"].value_exact<int64_t>();
     auto audit = t["policy"]["audit_log"].value_exact<bool>();
@@ -330,13 +364,6 @@ KeyringFile KeyringFile::Parse(const std::string& text, const std::filesystem::p
     k.keks_.push_back(std::move(r));
   }
   return k;
-}
-
-MasterKeyParams KeyringFile::master_params(const VolumeConfig& config) const {
-  if (master_) return *master_;
-  if (config.legacy) return config.legacy->master;
-  throw Error(ErrorKind::kConfig, file_.string() + ": a format-1 keyring in a format-" +
-                                      std::to_string(config.format_version) + " volume");
 }
 
 VolumePolicy KeyringFile::LegacyPolicy(const VolumeConfig& config) {
@@ -387,11 +414,11 @@ std::vector<KekInfo> KeyringFile::claimed_keks(const VolumeConfig& config) const
   return keks;
 }
 
-Keyring KeyringFile::Open(const VolumeConfig& config, const SecureBytes& master_key) const {
+Keyring KeyringFile::Open(const VolumeConfig& config, const SecureBytes& keyring_key) const {
   auto fail = [this](const std::string& what) -> Error {
     return Error(ErrorKind::kConfig, file_.string() + ": " + what);
   };
-  KeyringKeys keys(master_key);
+  KeyringKeys keys(keyring_key);
   if (!std::equal(volume_id_.begin(), volume_id_.end(), config.volume_id.begin(),
                   config.volume_id.end())) {
     if (ConstantTimeEqual(check_, HmacSha256(keys.check.span(), volume_id_))) {
@@ -415,10 +442,15 @@ Keyring KeyringFile::Open(const VolumeConfig& config, const SecureBytes& master_
                 "wrong key or passphrase for volume " + file_.parent_path().string());
   }
   Keyring k;
-  k.generation_ = format_ == 2 ? generation_ : 0;
-  k.master_ = master_params(config);
+  k.generation_ = format_ >= 2 ? generation_ : 0;
+  k.slots_ = slots(config);
+  k.pending_ = pending_;
   k.policy_ = policy_ ? *policy_ : LegacyPolicy(config);
-  MacFields fields{format_, config, k.generation_, &k.master_, &k.policy_, check_, volume_key_};
+  k.keyring_key_ = keyring_key.Clone();
+  std::copy_n(config.volume_id.begin(), k.volume_id_.size(), k.volume_id_.begin());
+  MacFields fields{format_,     config,      k.generation_, &k.slots_.front().params,
+                   &k.policy_,  check_,      volume_key_,   slots_,
+                   pending_};
   Sha256Digest expected_mac = HmacSha256(keys.mac.span(), MacInput(fields, keks_));
   if (!ConstantTimeEqual(mac_, expected_mac)) {
     const std::string config_file = (file_.parent_path() / kConfigFileName).string();
@@ -460,20 +492,30 @@ Keyring KeyringFile::Open(const VolumeConfig& config, const SecureBytes& master_
 
 // --- the keyring ---------------------------------------------------------------------------
 
-Keyring Keyring::CreateNew(int64_t now_unix, const MasterKeyParams& master,
-                           const VolumePolicy& policy) {
+Keyring Keyring::CreateNew(int64_t now_unix, const VolumeId& volume, const MasterKeyParams& master,
+                           const SecureBytes& master_key, const VolumePolicy& policy) {
   Keyring k;
   k.entries_.push_back(
       Entry{KekInfo{RandomKekId(), 1, now_unix, KekState::kActive}, SecureBytes::Random(kKeySize)});
   k.volume_key_ = SecureBytes::Random(kKeySize);
-  k.master_ = master;
+  k.keyring_key_ = SecureBytes::Random(kKeySize);
+  k.volume_id_ = volume;
+  k.slots_.push_back(
+      MasterSlot{1, now_unix, master, WrapForSlot(master_key, volume, 1, k.keyring_key_)});
   k.policy_ = policy;
   return k;
 }
 
 std::string Keyring::Save(int root_fd, const std::filesystem::path& cipher_dir,
-                          const VolumeConfig& config, const SecureBytes& master_key) const {
-  KeyringKeys keys(master_key);
+                          const VolumeConfig& config) {
+  if (!std::equal(config.volume_id.begin(), config.volume_id.end(), volume_id_.begin())) {
+    throw Error(ErrorKind::kConfig, "a keyring saved with another volume's config");
+  }
+  if (slots_.size() == 1 && slots_.front().wrapped.empty() && slots_.front().created_unix == 0) {
+    slots_.front().created_unix = config.created_unix;  // the best guess for a format-1/2 keyring
+  }
+  UpgradeImplicitSlot();
+  KeyringKeys keys(keyring_key_);
   Sha256Digest check = HmacSha256(keys.check.span(), config.volume_id);
   std::vector<uint8_t> wrapped_volume_key = Wrap(keys.wrap, VolumeKeyAad(config), volume_key_);
   std::vector<StoredKek> records;
@@ -484,8 +526,20 @@ std::string Keyring::Save(int root_fd, const std::filesystem::path& cipher_dir,
     }
     records.push_back(std::move(r));
   }
-  MacFields fields{2, config, generation_, &master_, &policy_, check, wrapped_volume_key};
+  MacFields fields{3,        config, generation_, nullptr, &policy_, check, wrapped_volume_key,
+                   slots_,   pending_};
   Sha256Digest mac = HmacSha256(keys.mac.span(), MacInput(fields, records));
+  toml::array slots;
+  for (const MasterSlot& s : slots_) {
+    slots.push_back(toml::table{{"number", int64_t{s.number}},
+                                {"created", ToTomlTime(s.created_unix)},
+                                {"keyring_key", ToBase64Url(s.wrapped)},
+                                {"master_key", MasterKeyParamsToml(s.params)}});
+  }
+  toml::array pending;
+  for (const MasterKeyParams& p : pending_) {
+    pending.push_back(toml::table{{"master_key", MasterKeyParamsToml(p)}});
+  }
 
   toml::array keks;
   for (const StoredKek& r : records) {
@@ -496,18 +550,18 @@ std::string Keyring::Save(int root_fd, const std::filesystem::path& cipher_dir,
     if (!r.wrapped.empty()) e.insert("wrapped", ToBase64Url(r.wrapped));
     keks.push_back(std::move(e));
   }
-  toml::table master = MasterKeyParamsToml(master_);
   toml::table policy{{"rotate_after_days", int64_t{policy_.rotate_after_days}},
                      {"audit_log", policy_.audit_log}};
-  toml::table root{{"format", 2},
+  toml::table root{{"format", 3},
                    {"volume_id", ToHex(config.volume_id)},
                    {"generation", static_cast<int64_t>(generation_)},
                    {"check", ToBase64Url(check)},
                    {"volume_key", ToBase64Url(wrapped_volume_key)},
                    {"mac", ToBase64Url(mac)},
-                   {"master_key", std::move(master)},
                    {"policy", std::move(policy)},
+                   {"slot", std::move(slots)},
                    {"kek", std::move(keks)}};
+  if (!pending.empty()) root.insert("pending_destroy", std::move(pending));
   std::ostringstream out;
   out << kKeyringHeadline << " (see envelopefs-format(5)). Authenticated: do not edit.\n"
       << root << "\n";

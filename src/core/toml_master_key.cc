@@ -75,6 +75,10 @@ MasterKeyParams ParseMasterKeyParams(const toml::table& t, const std::filesystem
     params.kind = MasterKeyKind::kCommand;
     return params;
   }
+  if (*source == "recovery") {
+    params.kind = MasterKeyKind::kRecovery;
+    return params;
+  }
   if (*source == "pkcs11") {
     params.kind = MasterKeyKind::kPkcs11;
     params.pkcs11 = ParsePkcs11(t, fail);
@@ -115,6 +119,9 @@ toml::table MasterKeyParamsToml(const MasterKeyParams& params) {
       break;
     case MasterKeyKind::kCommand:
       master.insert("source", "command");
+      break;
+    case MasterKeyKind::kRecovery:
+      master.insert("source", "recovery");
       break;
     case MasterKeyKind::kPkcs11:
       master.insert("source", "pkcs11");

@@ -144,14 +144,16 @@ std::unique_ptr<Volume> Volume::Create(const std::filesystem::path& cipher_dir,
     c.created_unix = static_cast<int64_t>(::time(nullptr));
     MasterKeyParams params = source.NewParams(c.volume_id);
     v->master_key_ = source.MasterKey(params, c.volume_id);
-    v->keyring_ = Keyring::CreateNew(c.created_unix, params, VolumePolicy{});
+    v->unlocked_slot_ = 1;
+    v->keyring_ =
+        Keyring::CreateNew(c.created_unix, c.volume_id, params, v->master_key_, VolumePolicy{});
     v->DeriveVolumeKeys();
     if (!c.plaintext_names) {
       UniqueFd dirfd(::openat(v->root_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       if (!dirfd.valid()) ThrowSystemError("cannot open " + cipher_dir.string());
       NameTransform(v->name_key_, v->xattr_key_, false, c.format_version).InitDirIv(dirfd.get());
     }
-    v->keyring_digest_ = v->keyring_.Save(v->root_fd(), cipher_dir, c, v->master_key_);
+    v->keyring_digest_ = v->keyring_.Save(v->root_fd(), cipher_dir, c);
     HostState(c.volume_id)
         .CheckKeyring(v->keyring_.Facts(v->keyring_digest_),
                       (cipher_dir / kKeyringFileName).string());
@@ -179,8 +181,10 @@ std::unique_ptr<Volume> Volume::Open(const std::filesystem::path& cipher_dir,
   v->config_ = VolumeConfig::LoadAt(v->root_fd(), cipher_dir);
   v->keyring_stamp_ = v->KeyringStampNow();
   KeyringFile file = KeyringFile::Read(v->root_fd(), cipher_dir);
-  v->master_key_ = source.MasterKey(file.master_params(v->config_), v->config_.volume_id);
-  v->keyring_ = v->Authenticate(file, v->master_key_);
+  KeyringFile::Unlocked unlocked = file.Unlock(v->config_, source);
+  v->master_key_ = std::move(unlocked.master_key);
+  v->unlocked_slot_ = unlocked.slot;
+  v->keyring_ = v->Authenticate(file, unlocked.keyring_key);
   v->keyring_digest_ = file.digest();
   v->DeriveVolumeKeys();
   return v;
@@ -192,14 +196,18 @@ Volume::KeyringStamp Volume::KeyringStampNow() const {
   return KeyringStamp{st.st_ino, st.st_mtim};
 }
 
-Keyring Volume::Authenticate(const KeyringFile& file, const SecureBytes& master) const {
-  Keyring keyring = file.Open(config_, master);
+Keyring Volume::Authenticate(const KeyringFile& file, const SecureBytes& keyring_key) const {
+  Keyring keyring = file.Open(config_, keyring_key);
   HostState(config_.volume_id).CheckKeyring(keyring.Facts(file.digest()), file.path().string());
   return keyring;
 }
 
-void Volume::ReplaceKeyring(Keyring& next, const SecureBytes& master,
-                            const std::string& read_digest) {
+SecureBytes Volume::KeyringKeyFor(const KeyringFile& file) const {
+  if (auto key = file.UnwrapSlot(config_, unlocked_slot_, master_key_)) return std::move(*key);
+  return keyring_.keyring_key().Clone();
+}
+
+void Volume::ReplaceKeyring(Keyring& next, const std::string& read_digest) {
   // Under the lock, the file must still be the one this change was computed from: a writer
   // that ignored the lock (an older envelopefs, or a lock file deleted by an attacker) would
   // otherwise lose its change, or have ours lose its own.
@@ -210,7 +218,7 @@ void Volume::ReplaceKeyring(Keyring& next, const SecureBytes& master,
   }
   RemoveLeftoverKeyringCopies(root_fd());
   next.set_generation(next.generation() + 1);
-  const std::string digest = next.Save(root_fd(), cipher_dir_, config_, master);
+  const std::string digest = next.Save(root_fd(), cipher_dir_, config_);
   HostState(config_.volume_id)
       .CheckKeyring(next.Facts(digest), (cipher_dir_ / kKeyringFileName).string());
   ::unlinkat(root_fd(), kStaleStagedKeyring, 0);
@@ -253,9 +261,14 @@ VolumePolicy Volume::policy() const {
   return keyring_.policy();
 }
 
-MasterKeyParams Volume::master_params() const {
+std::vector<MasterSlot> Volume::master_slots() const {
   std::shared_lock lock(keyring_mutex_);
-  return keyring_.master_params();
+  return keyring_.slots();
+}
+
+std::vector<MasterKeyParams> Volume::pending_destroy() const {
+  std::shared_lock lock(keyring_mutex_);
+  return keyring_.pending_destroy();
 }
 
 bool Volume::keyring_current() const {
@@ -278,7 +291,12 @@ void Volume::ReloadKeyringIfChanged(DamageReporter& reporter) {
   std::optional<Keyring> fresh;
   try {
     file.emplace(KeyringFile::Read(root_fd(), cipher_dir_));
-    fresh.emplace(file->Open(config_, master_key_));
+    SecureBytes keyring_key;
+    {
+      std::shared_lock lock(keyring_mutex_);
+      keyring_key = KeyringKeyFor(*file);
+    }
+    fresh.emplace(file->Open(config_, keyring_key));
   } catch (const Error&) {
     std::unique_lock lock(keyring_mutex_);
     keyring_current_ = false;
@@ -316,13 +334,17 @@ void Volume::ReloadKeyringIfChanged(DamageReporter& reporter) {
 }
 
 void Volume::UpdateKeyring(const std::function<void(Keyring&)>& change) {
+  ChangeKeyring(change);
+}
+
+void Volume::ChangeKeyring(const std::function<void(Keyring&)>& change) {
   std::unique_lock lock(keyring_mutex_);
   KeyringLock file_lock(root_fd(), cipher_dir_, config_.volume_id);
   // Re-read under the lock: a change that landed since this volume was opened is kept.
   KeyringFile file = KeyringFile::Read(root_fd(), cipher_dir_);
-  Keyring fresh = Authenticate(file, master_key_);
+  Keyring fresh = Authenticate(file, KeyringKeyFor(file));
   change(fresh);
-  ReplaceKeyring(fresh, master_key_, file.digest());
+  ReplaceKeyring(fresh, file.digest());
   keyring_ = std::move(fresh);
   keyring_stamp_ = KeyringStampNow();
   keyring_current_ = true;
@@ -332,16 +354,61 @@ void Volume::ChangeMasterKey(const MasterKeySource& new_source) {
   // The new key first (it may ask on the terminal): never while holding the lock.
   MasterKeyParams params = new_source.NewParams(config_.volume_id);
   SecureBytes new_master = new_source.MasterKey(params, config_.volume_id);
+  ChangeKeyring([&](Keyring& k) {
+    k.ReplaceSlot(unlocked_slot_, params, new_master, static_cast<int64_t>(::time(nullptr)));
+  });
   std::unique_lock lock(keyring_mutex_);
-  KeyringLock file_lock(root_fd(), cipher_dir_, config_.volume_id);
-  KeyringFile file = KeyringFile::Read(root_fd(), cipher_dir_);
-  Keyring fresh = Authenticate(file, master_key_);
-  fresh.set_master_params(params);
-  ReplaceKeyring(fresh, new_master, file.digest());
-  keyring_ = std::move(fresh);
   master_key_ = std::move(new_master);
-  keyring_stamp_ = KeyringStampNow();
-  keyring_current_ = true;
+}
+
+uint32_t Volume::AddMasterSlot(const MasterKeySource& source) {
+  MasterKeyParams params = source.NewParams(config_.volume_id);
+  SecureBytes master = source.MasterKey(params, config_.volume_id);
+  uint32_t number = 0;
+  ChangeKeyring([&](Keyring& k) {
+    number = k.AddSlot(params, master, static_cast<int64_t>(::time(nullptr)));
+  });
+  return number;
+}
+
+void Volume::RemoveMasterSlot(uint32_t number) {
+  ChangeKeyring([&](Keyring& k) { k.RemoveSlot(number); });
+}
+
+std::vector<MasterKeyParams> Volume::ReplaceOnlyMasterSlot(
+    const MasterKeySource& new_source, const std::function<void(Keyring&)>& change) {
+  // Checked before the new key is made (which may create a key in the HSM or KMS).
+  auto check_only_slot = [this](const Keyring& k) {
+    if (k.slots().size() != 1 || k.slots().front().number != unlocked_slot_) {
+      std::string others;
+      for (const MasterSlot& s : k.slots()) {
+        if (s.number == unlocked_slot_) continue;
+        others += (others.empty() ? "" : ", ") + std::to_string(s.number) + " (" +
+                  DescribeMasterKey(s.params) + ")";
+      }
+      throw Error(ErrorKind::kState,
+                  "master slot " + others +
+                      " would still open old copies of the keyring: remove it first (keys "
+                      "remove-master), and add a new one after the retirement");
+    }
+  };
+  {
+    std::shared_lock lock(keyring_mutex_);
+    check_only_slot(keyring_);
+  }
+  MasterKeyParams params = new_source.NewParams(config_.volume_id);
+  SecureBytes new_master = new_source.MasterKey(params, config_.volume_id);
+  std::vector<MasterKeyParams> pending;
+  ChangeKeyring([&](Keyring& k) {
+    check_only_slot(k);
+    change(k);
+    k.AddPendingDestroy(k.slots().front().params);
+    k.ReplaceSlot(unlocked_slot_, params, new_master, static_cast<int64_t>(::time(nullptr)));
+    pending = k.pending_destroy();
+  });
+  std::unique_lock lock(keyring_mutex_);
+  master_key_ = std::move(new_master);
+  return pending;
 }
 
 }  // namespace envelopefs

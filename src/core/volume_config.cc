@@ -163,6 +163,9 @@ void AppendMasterKeyParams(std::vector<uint8_t>& out, const MasterKeyParams& par
     case MasterKeyKind::kKmip:
       AppendU64(out, 5);
       break;
+    case MasterKeyKind::kRecovery:
+      AppendU64(out, 6);
+      break;
   }
   if (params.kmip) {
     AppendField(out, AsBytes(params.kmip->key_id));

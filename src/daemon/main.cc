@@ -46,7 +46,7 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: envelopefs [--keyfile FILE | --passfile FILE | --master-command CMD | --pkcs11-... |\n"
-    "                   --kmip-...]\n"
+    "                   --kmip-... | --recovery-key FILE]\n"
     "                  [-f] [--ro] [--nonempty] [-o OPTIONS] "
     "CIPHERDIR MOUNTPOINT\n"
     "\n"
@@ -61,6 +61,7 @@ constexpr char kUsage[] =
     "  --kmip-server HOST:PORT --tls-cert FILE --tls-key FILE --tls-ca FILE [--kmip-key-id ID]\n"
     "                   master key encrypted by a KMIP server's AES key over mutual TLS\n"
     "                   (10 s timeouts)\n"
+    "  --recovery-key FILE  the volume's recovery key (its text; - for stdin)\n"
     "  -f, --foreground stay in the foreground (log to stderr)\n"
     "  --ro             mount read-only\n"
     "  --nonempty       allow a mount point that is not empty (its files are hidden)\n"

@@ -10,9 +10,9 @@
 //              key and the KEKs, the KEK set's rules) run on fuzzed entries;
 //   mode odd:  operations on a keyring made by the real writer (so the MAC holds and the code
 //              after it sees many shapes of keyrings): each byte pair is an operation and its
-//              argument (rotate, retire a version, set the generation, the policy, the master-key
-//              parameters). The keyring is saved, read back and opened; what was saved must be
-//              what opens.
+//              argument (rotate, retire a version, set the generation, the policy, replace, add
+//              or remove a master slot). The keyring is saved, read back and opened; what was
+//              saved must be what opens, and every slot must open with its master key.
 #include <fcntl.h>
 #include <toml++/toml.h>
 
@@ -106,12 +106,19 @@ void OpenText(std::string_view text) {
   try {
     KeyringFile file = KeyringFile::Parse(std::string(text), "fuzz/envelopefs.keyring");
     file.claimed_policy(config);
+    // The keyring key: a format-3 slot's, else (formats 1 and 2) the master key itself.
+    SecureBytes keyring_key = fuzz::TestMasterKey().Clone();
     try {
-      file.master_params(config);
+      for (const MasterSlot& slot : file.slots(config)) {
+        if (auto key = file.UnwrapSlot(config, slot.number, fuzz::TestMasterKey())) {
+          keyring_key = std::move(*key);
+          break;
+        }
+      }
       file.claimed_keks(config);
     } catch (const Error&) {
     }
-    Keyring keyring = file.Open(config, fuzz::TestMasterKey());
+    Keyring keyring = file.Open(config, keyring_key);
     fuzz::Check(keyring.volume_key().size() == kKeySize, "the volume key is 32 bytes");
     KekInfo active = keyring.active();
     fuzz::Check(keyring.kek(active.id, active.version) != nullptr, "the active KEK has a key");
@@ -125,12 +132,13 @@ void OpenText(std::string_view text) {
 void Operations(fuzz::Input& in) {
   const VolumeConfig& config = fuzz::TestVolume().config();
   int64_t now = static_cast<int64_t>(in.U32());
-  Keyring k = Keyring::CreateNew(now, MasterKeyParams{}, VolumePolicy{});
+  Keyring k = Keyring::CreateNew(now, config.volume_id, MasterKeyParams{}, fuzz::TestMasterKey(),
+                                 VolumePolicy{});
   while (in.remaining() > 0) {
     const uint8_t op = in.U8();
     const uint8_t arg = in.U8();
     try {
-      switch (op % 6) {
+      switch (op % 8) {
         case 0:
           now = std::min(kLastSecondOf9999, now + int64_t{arg} * 86400 * 97);
           k.Rotate(now);
@@ -154,9 +162,18 @@ void Operations(fuzz::Input& in) {
             kdf.salt.fill(arg);
             params.kdf = kdf;
           }
-          k.set_master_params(params);
+          k.ReplaceSlot(k.slots().front().number, params, fuzz::TestMasterKey(), now);
           break;
         }
+        case 5: {
+          MasterKeyParams params;
+          params.kind = (arg & 1) ? MasterKeyKind::kRecovery : MasterKeyKind::kKeyFile;
+          k.AddSlot(params, fuzz::TestMasterKey(), now);
+          break;
+        }
+        case 6:
+          k.RemoveSlot(arg % (MasterSlot::kMaxSlots + 1));
+          break;
         default:
           break;
       }
@@ -166,14 +183,25 @@ void Operations(fuzz::Input& in) {
   }
   std::filesystem::path path;
   UniqueFd dir = fuzz::FreshDir("keyring", &path);
-  k.Save(dir.get(), path, config, fuzz::TestMasterKey());
+  k.Save(dir.get(), path, config);
   KeyringFile file = KeyringFile::Read(dir.get(), path);
-  Keyring back = file.Open(config, fuzz::TestMasterKey());
+  Keyring back = file.Open(config, k.keyring_key());
+  for (const MasterSlot& slot : k.slots()) {
+    auto key = file.UnwrapSlot(config, slot.number, fuzz::TestMasterKey());
+    fuzz::Check(key && std::ranges::equal(key->span(), k.keyring_key().span()),
+                "every slot opens with its master key");
+  }
   fuzz::Check(back.generation() == k.generation(), "the generation reads back");
   fuzz::Check(back.policy().rotate_after_days == k.policy().rotate_after_days &&
                   back.policy().audit_log == k.policy().audit_log,
               "the policy reads back");
-  fuzz::Check(back.master_params().kind == k.master_params().kind, "the master params read back");
+  fuzz::Check(back.slots().size() == k.slots().size(), "the master slots read back");
+  for (size_t i = 0; i < k.slots().size(); ++i) {
+    fuzz::Check(back.slots()[i].number == k.slots()[i].number &&
+                    back.slots()[i].params.kind == k.slots()[i].params.kind &&
+                    back.slots()[i].created_unix == k.slots()[i].created_unix,
+                "a master slot reads back as saved");
+  }
   const std::vector<KekInfo> a = k.keks(), b = back.keks();
   fuzz::Check(a.size() == b.size(), "every KEK reads back");
   for (size_t i = 0; i < a.size(); ++i) {

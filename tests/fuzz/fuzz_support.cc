@@ -51,7 +51,7 @@ Opened& TheVolume() {
     Opened o;
     auto key = MakeKeyFileSource(source / "volume.key", /*allow_insecure=*/true);
     o.volume = Volume::Open(copy, *key);
-    o.master = key->MasterKey(o.volume->master_params(), o.volume->config().volume_id);
+    o.master = key->MasterKey(o.volume->master_slots().front().params, o.volume->config().volume_id);
     UniqueFd root(::open(copy.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     NameTransform names(o.volume->name_key(), o.volume->xattr_key(), false,
                         o.volume->config().format_version);

@@ -166,8 +166,8 @@ TEST_F(VolumeDir, AKeyFileOthersCanReadIsRefusedUnlessAllowed) {
 TEST_F(VolumeDir, PassphraseVolumesUseArgon2idAndTheFirstLine) {
   fs::path pass = WritePass("pass", "correct horse battery staple");
   auto created = Volume::Create(dir_, {}, *MakePassFileSource(pass));
-  ASSERT_TRUE(created->master_params().kdf.has_value());
-  EXPECT_EQ(MasterKeyKind::kPassphrase, created->master_params().kind);
+  ASSERT_TRUE(created->master_slots().front().params.kdf.has_value());
+  EXPECT_EQ(MasterKeyKind::kPassphrase, created->master_slots().front().params.kind);
   // The parameters live in the keyring, authenticated; the config holds none.
   EXPECT_NE(std::string::npos, Slurp(dir_ / kKeyringFileName).find("argon2id"));
   EXPECT_EQ(std::string::npos, Slurp(dir_ / kConfigFileName).find("argon2id"));
