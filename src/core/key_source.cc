@@ -63,6 +63,15 @@ SecureBytes FirstLine(const SecureBytes& raw) {
   return SecureBytes::Copy(raw.span().first(len));
 }
 
+std::string MasterKeySource::DestroyProtectingKey(const MasterKeyParams&) const {
+  const char* what = kind() == MasterKeyKind::kKeyFile      ? "a key file"
+                     : kind() == MasterKeyKind::kPassphrase ? "a passphrase"
+                                                            : "a command";
+  throw Error(ErrorKind::kUsage, std::string("a master key from ") + what +
+                                     " is not protected by a key in an HSM or KMS: there is no "
+                                     "key to destroy (only PKCS#11 and KMIP sources have one)");
+}
+
 Error WrongSourceError(const MasterKeyParams& params) {
   switch (params.kind) {
     case MasterKeyKind::kKeyFile:

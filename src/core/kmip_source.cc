@@ -87,6 +87,25 @@ class KmipSource : public MasterKeySource {
     return audit_;
   }
 
+  // Revoke (Cessation of Operation) then Destroy; a key that is not Active is destroyed as it
+  // is, one that is not there counts as destroyed. Never the key given with --kmip-key-id.
+  std::string DestroyProtectingKey(const MasterKeyParams& params) const override {
+    if (params.kind != MasterKeyKind::kKmip || !params.kmip) throw WrongSourceError(params);
+    const std::string& id = params.kmip->key_id;
+    const std::string what = "kmip key \"" + id + "\" on " + options_.server;
+    if (options_.key_id && *options_.key_id == id) {
+      throw Error(ErrorKind::kUsage, "refusing to destroy KMIP key \"" + id +
+                                         "\": it is the key given with --kmip-key-id, which "
+                                         "protects the current master key");
+    }
+    KmipClient client = Connect();
+    if (client.Revoke(id) == KmipClient::Outcome::kNotFound ||
+        client.Destroy(id) == KmipClient::Outcome::kNotFound) {
+      return what + " (already gone)";
+    }
+    return what;
+  }
+
  private:
   KmipClient Connect() const {
     std::map<std::string, std::string> fields = {{"kms", options_.server}};
