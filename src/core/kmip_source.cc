@@ -5,8 +5,9 @@
 // server's Encrypt operation with AES-GCM: a random 96-bit IV we choose, a 128-bit tag, and AAD
 // binding it to the volume id. What crosses the (mutual-TLS) connection: on init and
 // change-master the master key itself, to be encrypted; on every open the encrypted key, IV, AAD
-// and tag, and the master key back. The server's key never leaves the server. One connection per
-// call. Thread-safe (the last connection's audit fields are kept under a mutex).
+// and tag, and the master key back. The server's key never leaves the server. Retiring a master
+// key revokes and destroys its server key (DestroyProtectingKey). One connection per call.
+// Thread-safe (the last connection's audit fields are kept under a mutex).
 #include <array>
 #include <cstring>
 #include <mutex>

@@ -6,7 +6,8 @@
 // volume id. C_Encrypt/C_Decrypt rather than C_WrapKey/C_UnwrapKey: unwrapping would create a
 // key object on the token that would have to be extractable to give us its bytes, and the
 // standard AES key-wrap mechanisms take no AAD. The token key never leaves the token. Each call
-// loads the module, logs in, does one operation and logs out (Pkcs11Token). Thread-safe.
+// loads the module, logs in, does one operation and logs out (Pkcs11Token). Retiring a master key
+// destroys its token key (C_DestroyObject; DestroyProtectingKey). Thread-safe.
 #include <array>
 #include <cstdlib>
 #include <cstring>
