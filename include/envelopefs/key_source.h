@@ -35,8 +35,22 @@ class MasterKeySource {
   // "tls_protocol", "tls_cipher"); empty for the others.
   virtual std::map<std::string, std::string> AuditFields() const { return {}; }
   // Destroys, in the token or key server, the key that protects the master key `params`
-  // describes (idempotent); returns a one-line description for the audit log. Error(kUsage) for
-  // sources that hold no such key (the default).
+  // describes, so that nothing that holds `params` (an old keyring copy) can produce that master
+  // key again. A key that is already gone counts as destroyed (idempotent: a retried command after
+  // a crash must succeed). Error(kUsage) for sources that hold no such key (key file, passphrase,
+  // command): the default implementation. Returns a one-line description of what was destroyed
+  // for the audit log (e.g. `pkcs11 token "t" key "k"`, `kmip key "42" on host:port`), followed
+  // by ` (already gone)` when there was nothing left to destroy.
+  //
+  // Afterwards MasterKey(params, ...) fails with one line, Error(kUsage): `PKCS#11 token "t" has
+  // no AES key labelled "k"` or `KMS host:port refused Decrypt: ...`.
+  //
+  // `params` is meant to be the OLD master key's, the source configured for the NEW one. The key
+  // this source is configured to use (--pkcs11-token/--pkcs11-key, or --kmip-key-id) is never
+  // destroyed: Error(kUsage) if `params` names it, since it protects (or is about to protect) the
+  // master key the volume depends on now. The caller must also make sure the keyring it keeps
+  // does not depend on the key `params` names (e.g. a new master key from the same token key, or
+  // a KMIP source given no key id that reuses the old one).
   virtual std::string DestroyProtectingKey(const MasterKeyParams& params) const;
 };
 

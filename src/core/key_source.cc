@@ -66,8 +66,13 @@ SecureBytes FirstLine(const SecureBytes& raw) {
 }
 
 std::string MasterKeySource::DestroyProtectingKey(const MasterKeyParams&) const {
-  throw Error(ErrorKind::kUsage,
-              "only a master key in an HSM (PKCS#11) or a KMS (KMIP) can be destroyed");
+  const char* what = kind() == MasterKeyKind::kKeyFile      ? "a key file"
+                     : kind() == MasterKeyKind::kPassphrase ? "a passphrase"
+                     : kind() == MasterKeyKind::kRecovery   ? "a recovery key"
+                                                            : "a command";
+  throw Error(ErrorKind::kUsage, std::string("a master key from ") + what +
+                                     " is not protected by a key in an HSM or KMS: there is no "
+                                     "key to destroy (only PKCS#11 and KMIP sources have one)");
 }
 
 Error WrongSourceError(const MasterKeyParams& params) {

@@ -37,6 +37,8 @@ constexpr uint32_t kResponsePayload = 0x42007C;
 constexpr uint32_t kResultMessage = 0x42007D;
 constexpr uint32_t kResultReason = 0x42007E;
 constexpr uint32_t kResultStatus = 0x42007F;
+constexpr uint32_t kRevocationReason = 0x420081;
+constexpr uint32_t kRevocationReasonCode = 0x420082;
 constexpr uint32_t kTagLength = 0x4200CE;
 constexpr uint32_t kTemplateAttribute = 0x420091;
 constexpr uint32_t kUniqueIdentifier = 0x420094;
@@ -46,6 +48,9 @@ constexpr uint32_t kOpCreate = 0x01;
 constexpr uint32_t kOpActivate = 0x12;
 constexpr uint32_t kOpEncrypt = 0x1F;
 constexpr uint32_t kOpDecrypt = 0x20;
+constexpr uint32_t kOpRevoke = 0x13;
+constexpr uint32_t kOpDestroy = 0x14;
+constexpr uint32_t kCessationOfOperation = 0x06;
 constexpr uint32_t kSymmetricKey = 0x02;
 constexpr uint32_t kAes = 0x03;
 constexpr uint32_t kGcm = 0x09;
@@ -55,6 +60,7 @@ constexpr int32_t kUsageEncryptDecrypt = 0x04 | 0x08;
 constexpr int64_t kItemNotFound = 0x01;
 constexpr int64_t kPermissionDenied = 0x0C;
 constexpr int64_t kCryptographicFailure = 0x0A;
+constexpr int64_t kIllegalOperation = 0x0B;
 
 constexpr size_t kMaxServerText = 160;
 
@@ -100,7 +106,8 @@ KmipClient::KmipClient(KmipClient&&) noexcept = default;
 const std::string& KmipClient::protocol() const { return connection_->protocol(); }
 const std::string& KmipClient::cipher() const { return connection_->cipher(); }
 
-TtlvItem KmipClient::Call(uint32_t operation, std::vector<TtlvItem> payload, const char* what) {
+TtlvItem KmipClient::Call(uint32_t operation, std::vector<TtlvItem> payload, const char* what,
+                          std::initializer_list<int64_t> tolerated, int64_t* refused) {
   TtlvItem request = TtlvStructure(
       kRequestMessage,
       {TtlvStructure(kRequestHeader,
@@ -139,6 +146,11 @@ TtlvItem KmipClient::Call(uint32_t operation, std::vector<TtlvItem> payload, con
       said = EscapeName(text->text().substr(0, kMaxServerText));
     }
     int64_t why = reason != nullptr && reason->type == TtlvType::kEnumeration ? reason->number : 0;
+    if (refused != nullptr && why != 0 &&
+        std::find(tolerated.begin(), tolerated.end(), why) != tolerated.end()) {
+      *refused = why;
+      return TtlvStructure(kResponsePayload, {});
+    }
     ErrorKind kind = why == kItemNotFound || why == kPermissionDenied ? ErrorKind::kUsage
                      : why == kCryptographicFailure                   ? ErrorKind::kWrongKey
                                                                       : ErrorKind::kIo;
@@ -207,6 +219,32 @@ SecureBytes KmipClient::DecryptGcm(const std::string& key_id, std::span<const ui
   SecureBytes plain = SecureBytes::Copy(data->bytes);
   std::fill(data->bytes.begin(), data->bytes.end(), 0);
   return plain;
+}
+
+KmipClient::Outcome KmipClient::CallOnKey(uint32_t operation, std::vector<TtlvItem> payload,
+                                          const std::string& key_id, const char* what,
+                                          std::initializer_list<int64_t> tolerated) {
+  int64_t refused = 0;
+  TtlvItem out = Call(operation, std::move(payload), what, tolerated, &refused);
+  if (refused == kItemNotFound) return Outcome::kNotFound;
+  if (refused == kIllegalOperation) return Outcome::kNotActive;
+  const TtlvItem& id =
+      Need(endpoint_, out, kUniqueIdentifier, TtlvType::kTextString, "unique identifier");
+  if (id.text() != key_id) Protocol(endpoint_, std::string(what) + " of another key");
+  return Outcome::kDone;
+}
+
+KmipClient::Outcome KmipClient::Revoke(const std::string& key_id) {
+  return CallOnKey(
+      kOpRevoke,
+      {TtlvText(kUniqueIdentifier, key_id),
+       TtlvStructure(kRevocationReason, {TtlvEnum(kRevocationReasonCode, kCessationOfOperation)})},
+      key_id, "Revoke", {kItemNotFound, kIllegalOperation});
+}
+
+KmipClient::Outcome KmipClient::Destroy(const std::string& key_id) {
+  return CallOnKey(kOpDestroy, {TtlvText(kUniqueIdentifier, key_id)}, key_id, "Destroy",
+                   {kItemNotFound});
 }
 
 }  // namespace envelopefs

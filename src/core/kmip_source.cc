@@ -5,8 +5,9 @@
 // server's Encrypt operation with AES-GCM: a random 96-bit IV we choose, a 128-bit tag, and AAD
 // binding it to the volume id. What crosses the (mutual-TLS) connection: on init and
 // change-master the master key itself, to be encrypted; on every open the encrypted key, IV, AAD
-// and tag, and the master key back. The server's key never leaves the server. One connection per
-// call. Thread-safe (the last connection's audit fields are kept under a mutex).
+// and tag, and the master key back. The server's key never leaves the server. Retiring a master
+// key revokes and destroys its server key (DestroyProtectingKey). One connection per call.
+// Thread-safe (the last connection's audit fields are kept under a mutex).
 #include <array>
 #include <cstring>
 #include <mutex>
@@ -85,6 +86,25 @@ class KmipSource : public MasterKeySource {
   std::map<std::string, std::string> AuditFields() const override {
     std::lock_guard lock(mutex_);
     return audit_;
+  }
+
+  // Revoke (Cessation of Operation) then Destroy; a key that is not Active is destroyed as it
+  // is, one that is not there counts as destroyed. Never the key given with --kmip-key-id.
+  std::string DestroyProtectingKey(const MasterKeyParams& params) const override {
+    if (params.kind != MasterKeyKind::kKmip || !params.kmip) throw WrongSourceError(params);
+    const std::string& id = params.kmip->key_id;
+    const std::string what = "kmip key \"" + id + "\" on " + options_.server;
+    if (options_.key_id && *options_.key_id == id) {
+      throw Error(ErrorKind::kUsage, "refusing to destroy KMIP key \"" + id +
+                                         "\": it is the key given with --kmip-key-id, which "
+                                         "protects the current master key");
+    }
+    KmipClient client = Connect();
+    if (client.Revoke(id) == KmipClient::Outcome::kNotFound ||
+        client.Destroy(id) == KmipClient::Outcome::kNotFound) {
+      return what + " (already gone)";
+    }
+    return what;
   }
 
  private:

@@ -6,7 +6,8 @@
 // volume id. C_Encrypt/C_Decrypt rather than C_WrapKey/C_UnwrapKey: unwrapping would create a
 // key object on the token that would have to be extractable to give us its bytes, and the
 // standard AES key-wrap mechanisms take no AAD. The token key never leaves the token. Each call
-// loads the module, logs in, does one operation and logs out (Pkcs11Token). Thread-safe.
+// loads the module, logs in, does one operation and logs out (Pkcs11Token). Retiring a master key
+// destroys its token key (C_DestroyObject; DestroyProtectingKey). Thread-safe.
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -85,6 +86,28 @@ class Pkcs11Source : public MasterKeySource {
                   "the PKCS#11 token decrypted a master key of the wrong size");
     }
     return master;
+  }
+
+  // Never the key this source is configured with (key_source.h): that one protects the master
+  // key the volume has now. The old key's token is opened with this source's module and PIN.
+  std::string DestroyProtectingKey(const MasterKeyParams& params) const override {
+    if (params.kind != MasterKeyKind::kPkcs11 || !params.pkcs11) throw WrongSourceError(params);
+    const Pkcs11Params& p = *params.pkcs11;
+    const std::string what = "pkcs11 token \"" + p.token_label + "\" key \"" + p.key_label + "\"";
+    if (p.token_label == options_.token_label && p.key_label == options_.key_label) {
+      throw Error(ErrorKind::kUsage, "refusing to destroy PKCS#11 key \"" + p.key_label +
+                                         "\" in token \"" + p.token_label +
+                                         "\": it is the key given with --pkcs11-key, which "
+                                         "protects the current master key");
+    }
+    Pkcs11Token token(options_.module, p.token_label, Pin());
+    std::optional<Pkcs11Token::Handle> key = token.FindAesKey(p.key_label);
+    if (!key || !token.DestroyKey(*key)) return what + " (already gone)";
+    if (token.FindAesKey(p.key_label)) {
+      throw Error(ErrorKind::kIo, "PKCS#11 token \"" + p.token_label + "\" still holds key \"" +
+                                      p.key_label + "\" after destroying it");
+    }
+    return what;
   }
 
  private:

@@ -53,6 +53,9 @@ std::string Pkcs11ReturnName(unsigned long rv) {
       {CKR_ATTRIBUTE_VALUE_INVALID, "CKR_ATTRIBUTE_VALUE_INVALID"},
       {CKR_BUFFER_TOO_SMALL, "CKR_BUFFER_TOO_SMALL"},
       {CKR_CRYPTOKI_NOT_INITIALIZED, "CKR_CRYPTOKI_NOT_INITIALIZED"},
+      {CKR_OBJECT_HANDLE_INVALID, "CKR_OBJECT_HANDLE_INVALID"},
+      {CKR_ACTION_PROHIBITED, "CKR_ACTION_PROHIBITED"},
+      {CKR_SESSION_READ_ONLY, "CKR_SESSION_READ_ONLY"},
   };
   for (const auto& [code, name] : kNames) {
     if (code == rv) return name;
@@ -199,6 +202,13 @@ Pkcs11Token::Handle Pkcs11Token::CreateAesKey(const std::string& label) {
   Check(functions_->C_GenerateKey(session_, &mech, tmpl, sizeof tmpl / sizeof tmpl[0], &key),
         "creating AES key \"" + label + "\" (C_GenerateKey)");
   return key;
+}
+
+bool Pkcs11Token::DestroyKey(Handle key) {
+  ck_rv_t rv = functions_->C_DestroyObject(session_, key);
+  if (rv == CKR_OBJECT_HANDLE_INVALID) return false;
+  Check(rv, "destroying a key (C_DestroyObject)");
+  return true;
 }
 
 namespace {

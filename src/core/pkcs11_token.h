@@ -1,6 +1,6 @@
 // Pkcs11Token — a logged-in session on one token of a PKCS#11 module, and the few operations the
-// PKCS#11 master-key source needs: find or create an AES key by label, AES-GCM encrypt and
-// decrypt with it. Knows nothing of volumes or FUSE.
+// PKCS#11 master-key source needs: find, create or destroy an AES key by label, AES-GCM encrypt
+// and decrypt with it. Knows nothing of volumes or FUSE.
 //
 // The module is loaded with dlopen (no link-time dependency; the PKCS#11 headers are p11-kit's)
 // and never unloaded: some modules (SoftHSM2 with OpenSSL 3) register exit handlers that crash
@@ -41,6 +41,10 @@ class Pkcs11Token {
   // Generates a 256-bit AES key labelled `label` on the token: CKA_TOKEN, CKA_PRIVATE,
   // CKA_SENSITIVE, not CKA_EXTRACTABLE, for encrypting and decrypting only.
   Handle CreateAesKey(const std::string& label);
+  // Destroys object `key` on the token (C_DestroyObject). Returns false if the token says the
+  // object is no longer there (CKR_OBJECT_HANDLE_INVALID, e.g. destroyed by another session
+  // since it was found); any other refusal is Error(kIo).
+  bool DestroyKey(Handle key);
   // AES-GCM (CKM_AES_GCM, 128-bit tag) computed by the token: ciphertext followed by the tag.
   std::vector<uint8_t> EncryptGcm(Handle key, std::span<const uint8_t> iv,
                                   std::span<const uint8_t> aad, std::span<const uint8_t> plain);

@@ -1,6 +1,7 @@
 // KmipClient (kmip_client.h) against PyKMIP's real server: Create + Activate, AES-GCM Encrypt and
 // Decrypt with the key held by the server, a tampered ciphertext refused, a key that is not there
-// refused, a client certificate from another CA refused, an unreachable server within the timeout.
+// refused, a client certificate from another CA refused, an unreachable server within the timeout;
+// Revoke then Destroy, each answering for a key that is not there or not active.
 #include "envelopefs/kmip_client.h"
 
 #include <gtest/gtest.h>
@@ -72,6 +73,35 @@ TEST_F(KmipClientTest, AKeyTheServerDoesNotHaveIsRefused) {
     EXPECT_NE(std::string(e.what()).find("refused Encrypt"), std::string::npos) << e.what();
     EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
   }
+}
+
+TEST_F(KmipClientTest, RevokesThenDestroysAKey) {
+  KmipClient client(Server(), Tls());
+  const std::string id = client.CreateAesKey("to-destroy"), kept = client.CreateAesKey("kept");
+  std::vector<uint8_t> iv(kKmipGcmIvSize, 7), plain(32, 1);
+  KmipClient::Sealed sealed = client.EncryptGcm(kept, iv, {}, plain);
+  using Outcome = KmipClient::Outcome;
+  // PyKMIP will not destroy an Active key.
+  try {
+    client.Destroy(id);
+    ADD_FAILURE() << "an active key was destroyed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("refused Destroy"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(Outcome::kDone, client.Revoke(id));
+  EXPECT_EQ(Outcome::kNotActive, client.Revoke(id));
+  EXPECT_EQ(Outcome::kDone, client.Destroy(id));
+  EXPECT_EQ(Outcome::kNotFound, client.Destroy(id));
+  EXPECT_EQ(Outcome::kNotFound, client.Revoke(id));
+  try {
+    client.EncryptGcm(id, iv, {}, plain);
+    ADD_FAILURE() << "a destroyed key encrypted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUsage) << e.what();
+  }
+  // The other key still decrypts.
+  SecureBytes back = client.DecryptGcm(kept, iv, {}, sealed.ciphertext, sealed.tag);
+  EXPECT_EQ(std::vector<uint8_t>(back.span().begin(), back.span().end()), plain);
 }
 
 TEST_F(KmipClientTest, ClientCertificateFromAnotherCaIsRefused) {

@@ -2,7 +2,7 @@
 // python3-pykmip, installed by scripts/install-deps; the tests fail, never skip, without it):
 // init, mount, write, remount, read; change-master file -> KMIP -> file; an unreachable or silent
 // KMS and a client certificate from another CA, each one line with nothing changed; the TLS
-// protocol and suite of every KMS connection in the audit log.
+// protocol and suite of every KMS connection in the audit log; DestroyProtectingKey.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -13,6 +13,10 @@
 #include <string>
 
 #include "envelopectl_fixture.h"
+#include "envelopefs/crypto.h"
+#include "envelopefs/error.h"
+#include "envelopefs/key_source.h"
+#include "envelopefs/kmip_client.h"
 #include "kmip_test_server.h"
 #include "mount_fixture.h"
 #include "test_pki.h"
@@ -40,6 +44,17 @@ class KmipSource : public ::testing::Test {
     return " --" + prefix + "kmip-server " + address + " --" + prefix + "tls-cert " +
            Quote(pki.cert(client)) + " --" + prefix + "tls-key " + Quote(pki.key_path(client)) +
            " --" + prefix + "tls-ca " + Quote(pki_.ca_file()) + " ";
+  }
+
+  // The source for the test's server, given key `key_id` or creating a key.
+  std::unique_ptr<MasterKeySource> Source(std::optional<std::string> key_id = {}) const {
+    KmipSourceOptions options;
+    options.server = server_->address();
+    options.key_id = key_id;
+    options.create_key = !key_id;
+    options.tls = {pki_.cert("client").string(), pki_.key_path("client").string(),
+                   pki_.ca_file().string(), std::chrono::seconds(10)};
+    return MakeKmipSource(options);
   }
 
   TempDir dir_;
@@ -294,6 +309,65 @@ TEST_F(KmipSource, EditsOfTheKmipSectionAreRefused) {
   ExpectOneLine(list, 6, "refused Decrypt");
   WriteFile(keyring, original);
   EXPECT_EQ(0, RunCommand(list).exit_code);
+}
+
+// Retirement: the old master key's server key is revoked and destroyed; the old master key can
+// no longer be produced, a second destroy succeeds, another key is untouched, a key already
+// deactivated is destroyed as it is, and the key given with --kmip-key-id is never destroyed.
+TEST_F(KmipSource, DestroyProtectingKeyDestroysTheOldServerKeyOnly) {
+  VolumeId volume{};
+  RandomBytes(volume);
+  auto creating = Source();
+  const MasterKeyParams old_params = creating->NewParams(volume);
+  const MasterKeyParams other_params = creating->NewParams(volume);
+  const MasterKeyParams new_params = creating->NewParams(volume);
+  const std::string old_id = old_params.kmip->key_id, new_id = new_params.kmip->key_id;
+  ASSERT_NE(old_id, other_params.kmip->key_id);
+  ASSERT_EQ(kKeySize, creating->MasterKey(old_params, volume).size());
+
+  auto source = Source(new_id);  // configured for the new key, given the old params
+  const std::string what = "kmip key \"" + old_id + "\" on " + server_->address();
+  EXPECT_EQ(what, source->DestroyProtectingKey(old_params));
+  const auto audit = source->AuditFields();
+  EXPECT_EQ(server_->address(), audit.at("kms"));
+  EXPECT_EQ("TLSv1.2", audit.at("tls_protocol"));
+  EXPECT_EQ(0u, audit.at("tls_cipher").rfind("ECDHE-ECDSA-AES", 0)) << audit.at("tls_cipher");
+  try {
+    creating->MasterKey(old_params, volume);
+    ADD_FAILURE() << "the old master key is still produced";
+  } catch (const Error& e) {
+    EXPECT_EQ(ErrorKind::kUsage, e.kind());
+    EXPECT_TRUE(Contains(e.what(), "KMS " + server_->address() + " refused Decrypt")) << e.what();
+    EXPECT_FALSE(Contains(e.what(), "\n"));
+  }
+  EXPECT_EQ(what + " (already gone)", source->DestroyProtectingKey(old_params));
+  EXPECT_EQ(kKeySize, creating->MasterKey(other_params, volume).size());
+  EXPECT_EQ(kKeySize, source->MasterKey(new_params, volume).size());
+
+  // A key already revoked (e.g. a crash between Revoke and Destroy) is destroyed as it is.
+  {
+    KmipClient client({"127.0.0.1", server_->port()},
+                      {pki_.cert("client").string(), pki_.key_path("client").string(),
+                       pki_.ca_file().string(), std::chrono::seconds(10)});
+    ASSERT_EQ(KmipClient::Outcome::kDone, client.Revoke(other_params.kmip->key_id));
+  }
+  EXPECT_EQ("kmip key \"" + other_params.kmip->key_id + "\" on " + server_->address(),
+            source->DestroyProtectingKey(other_params));
+  EXPECT_THROW(creating->MasterKey(other_params, volume), Error);
+
+  // The key the source is configured with is refused; params of another kind too.
+  try {
+    source->DestroyProtectingKey(new_params);
+    ADD_FAILURE() << "destroyed the source's own key";
+  } catch (const Error& e) {
+    EXPECT_EQ(ErrorKind::kUsage, e.kind());
+    EXPECT_EQ("refusing to destroy KMIP key \"" + new_id +
+                  "\": it is the key given with --kmip-key-id, which protects the current master "
+                  "key",
+              std::string(e.what()));
+  }
+  EXPECT_THROW(source->DestroyProtectingKey(MasterKeyParams{}), Error);
+  EXPECT_EQ(kKeySize, source->MasterKey(new_params, volume).size());
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // Mounted and envelopectl tests of the master-key sources beyond key files and passphrases: a
 // command (--master-command) and a PKCS#11 token, with a real SoftHSM2 (Debian's softhsm2 and
 // opensc, installed by scripts/install-deps; the tests fail, never skip, without them). Each test
-// makes its own tokens in a temporary directory (SOFTHSM2_CONF).
+// makes its own tokens in a temporary directory (SOFTHSM2_CONF). Also DestroyProtectingKey
+// (key_source.h) of each source, called in-process.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -10,6 +11,9 @@
 #include <string>
 
 #include "envelopectl_fixture.h"
+#include "envelopefs/crypto.h"
+#include "envelopefs/error.h"
+#include "envelopefs/key_source.h"
 #include "mount_fixture.h"
 
 namespace envelopefs::testing {
@@ -396,6 +400,112 @@ TEST(MasterSources, CommandFailuresGiveOneLineAndChangeNothing) {
   // A key file on a command volume says which option opens it.
   ExpectOneLine(kCtl + " keys list --keyfile " + Quote(key) + " " + dir, 2,
                 "this volume's master key comes from a command: use --master-command CMD");
+}
+
+// The PKCS#11 source configured for key `key` of `hsm` (creating it if missing).
+std::unique_ptr<MasterKeySource> TokenSource(const SoftHsm& hsm, const std::string& key) {
+  Pkcs11SourceOptions options;
+  options.module = hsm.module();
+  options.token_label = hsm.label();
+  options.key_label = key;
+  options.pin_file = hsm.pin_file().string();
+  options.create_key = true;
+  return MakePkcs11Source(options);
+}
+
+// Retirement: a source configured for the new key destroys the old key in the token; the old
+// master key can no longer be produced, a second destroy succeeds, other keys are untouched and
+// the source's own key is never destroyed.
+TEST(MasterSources, DestroyProtectingKeyDestroysTheOldTokenKeyOnly) {
+  SoftHsm hsm;
+  VolumeId volume{}, other_volume{};
+  RandomBytes(volume);
+  RandomBytes(other_volume);
+  auto old_source = TokenSource(hsm, "old"), other_source = TokenSource(hsm, "other");
+  auto new_source = TokenSource(hsm, "new");
+  const MasterKeyParams old_params = old_source->NewParams(volume);
+  const MasterKeyParams other_params = other_source->NewParams(other_volume);
+  const MasterKeyParams new_params = new_source->NewParams(volume);
+  ASSERT_EQ(kKeySize, old_source->MasterKey(old_params, volume).size());
+
+  EXPECT_EQ("pkcs11 token \"envtest\" key \"old\"", new_source->DestroyProtectingKey(old_params));
+  try {
+    old_source->MasterKey(old_params, volume);
+    ADD_FAILURE() << "the old master key is still produced";
+  } catch (const Error& e) {
+    EXPECT_EQ(ErrorKind::kUsage, e.kind());
+    EXPECT_EQ(
+        "PKCS#11 token \"envtest\" has no AES key labelled \"old\": this volume's master "
+        "key cannot be decrypted",
+        std::string(e.what()));
+  }
+  // Idempotent: a retried retirement succeeds.
+  EXPECT_EQ("pkcs11 token \"envtest\" key \"old\" (already gone)",
+            new_source->DestroyProtectingKey(old_params));
+  // The other keys still open their master keys; the token lists them and not the old one.
+  EXPECT_EQ(kKeySize, other_source->MasterKey(other_params, other_volume).size());
+  EXPECT_EQ(kKeySize, new_source->MasterKey(new_params, volume).size());
+  CommandResult objects = hsm.Tool("--list-objects --type secrkey");
+  EXPECT_TRUE(Contains(objects.output, "label:      new")) << objects.output;
+  EXPECT_TRUE(Contains(objects.output, "label:      other")) << objects.output;
+  EXPECT_FALSE(Contains(objects.output, "label:      old")) << objects.output;
+
+  // The key the source is configured with is refused, whatever params say.
+  for (const auto& [source, params] :
+       {std::pair{new_source.get(), &new_params}, std::pair{other_source.get(), &other_params}}) {
+    try {
+      source->DestroyProtectingKey(*params);
+      ADD_FAILURE() << "destroyed the source's own key";
+    } catch (const Error& e) {
+      EXPECT_EQ(ErrorKind::kUsage, e.kind());
+      EXPECT_TRUE(Contains(e.what(), "refusing to destroy PKCS#11 key \"")) << e.what();
+      EXPECT_TRUE(Contains(e.what(), "it is the key given with --pkcs11-key")) << e.what();
+    }
+  }
+  EXPECT_EQ(kKeySize, new_source->MasterKey(new_params, volume).size());
+  // Params of another kind, and a wrong PIN: one line, nothing destroyed.
+  MasterKeyParams file_params;
+  EXPECT_THROW(new_source->DestroyProtectingKey(file_params), Error);
+  Pkcs11SourceOptions wrong_pin;
+  wrong_pin.module = hsm.module();
+  wrong_pin.token_label = hsm.label();
+  wrong_pin.key_label = "new";
+  wrong_pin.pin_file = hsm.wrong_pin_file().string();
+  try {
+    MakePkcs11Source(wrong_pin)->DestroyProtectingKey(other_params);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_EQ(ErrorKind::kWrongKey, e.kind());
+    EXPECT_EQ("wrong PIN for PKCS#11 token \"envtest\"", std::string(e.what()));
+  }
+  EXPECT_EQ(kKeySize, other_source->MasterKey(other_params, other_volume).size());
+}
+
+// Key files, passphrases and commands have no key in an HSM or KMS to destroy.
+TEST(MasterSources, DestroyProtectingKeyIsAUsageErrorForFilePassphraseAndCommand) {
+  TempDir t;
+  const fs::path key = t.path() / "key", pass = t.path() / "pass";
+  ASSERT_EQ(0, RunCommand("umask 077; head -c 32 /dev/urandom > " + Quote(key)).exit_code);
+  WriteSecretFile(pass, "correct horse\n");
+  const std::pair<std::unique_ptr<MasterKeySource>, std::string> sources[] = {
+      {MakeKeyFileSource(key), "a key file"},
+      {MakePassFileSource(pass), "a passphrase"},
+      {MakeCommandSource("cat " + Quote(key)), "a command"},
+  };
+  for (const auto& [source, name] : sources) {
+    MasterKeyParams params;
+    params.kind = source->kind();
+    try {
+      source->DestroyProtectingKey(params);
+      ADD_FAILURE() << name;
+    } catch (const Error& e) {
+      EXPECT_EQ(ErrorKind::kUsage, e.kind()) << name;
+      EXPECT_EQ("a master key from " + name +
+                    " is not protected by a key in an HSM or KMS: there is no key to destroy "
+                    "(only PKCS#11 and KMIP sources have one)",
+                std::string(e.what()));
+    }
+  }
 }
 
 }  // namespace
