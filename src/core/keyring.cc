@@ -328,8 +328,13 @@ KeyringFile KeyringFile::Parse(const std::string& text, const std::filesystem::p
     if (k.format_ == 2) {
       k.master_ = ParseMasterKeyParams(t, file);
     } else {
-      k.slots_ = ParseSlots(t, file);
-      k.pending_ = ParsePendingDestroy(t, file);
+      try {
+        k.slots_ = ParseSlots(t, file);
+        k.pending_ = ParsePendingDestroy(t, file);
+      } catch (const Error& e) {
+        // Slots come before the KEKs: a keyring cut short usually ends in one.
+        throw Error(ErrorKind::kConfig, std::string(e.what()) + " (damaged or truncated keyring)");
+      }
     }
     VolumePolicy policy;
     auto days = t["policy"]["rotate_after_days"].value_exact<int64_t>();

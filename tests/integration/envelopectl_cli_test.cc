@@ -168,19 +168,19 @@ TEST(EnvelopectlCli, KeyOptionsAreSpelledAndCheckedAsForTheDaemon) {
       {"--pin-file=", "envelopectl: option --pin-file needs a file name"},
       {"--new-pin-file=", "envelopectl: option --new-pin-file needs a file name"},
       {"--keyfile " + key + " --master-command true",
-       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-* and --kmip-* are "
+       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and --recovery-key are "
        "mutually exclusive"},
       {"--passfile " + key + " --pkcs11-module m.so --pkcs11-token t --pkcs11-key k",
-       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-* and --kmip-* are "
+       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and --recovery-key are "
        "mutually exclusive"},
       {"--new-master-command true --new-keyfile " + key,
-       "envelopectl: --new-keyfile, --new-passfile, --new-master-command, --new-pkcs11-* and "
-       "--new-kmip-* are mutually exclusive"},
+       "envelopectl: --new-keyfile, --new-passfile, --new-master-command, --new-pkcs11-*, "
+       "--new-kmip-* and --new-recovery-key are mutually exclusive"},
       {"--pkcs11-module m.so --pkcs11-token t",
        "envelopectl: a PKCS#11 master key needs --pkcs11-module PATH, --pkcs11-token LABEL and "
        "--pkcs11-key LABEL"},
       {"--keyfile " + key + " --pin-file " + key,
-       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-* and --kmip-* are "
+       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and --recovery-key are "
        "mutually exclusive"},
       {"--new-pkcs11-key k",
        "envelopectl: a PKCS#11 master key needs --new-pkcs11-module PATH, --new-pkcs11-token "
@@ -204,7 +204,7 @@ TEST(EnvelopectlCli, KeyOptionsAreSpelledAndCheckedAsForTheDaemon) {
        "envelopectl: a KMIP master key needs --kmip-server HOST:PORT, --tls-cert FILE, --tls-key "
        "FILE and --tls-ca FILE"},
       {"--keyfile " + key + " --tls-ca c",
-       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-* and --kmip-* are "
+       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and --recovery-key are "
        "mutually exclusive"},
       {"--keyfile " + key + " --kmip-create-key",
        "envelopectl: --kmip-create-key needs the --kmip-* (init) or --new-kmip-* (keys "

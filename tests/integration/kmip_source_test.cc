@@ -266,7 +266,7 @@ TEST_F(KmipSource, EditsOfTheKmipSectionAreRefused) {
   const fs::path keyring = cipher / "envelopefs.keyring";
   const std::string original = ReadFile(keyring);
   auto value_in = [](const std::string& text, const std::string& name) {
-    size_t start = text.find(name + " = '") + name.size() + 4;
+    size_t start = text.find(name + " = '", text.find("master_key]")) + name.size() + 4;
     return text.substr(start, text.find('\'', start) - start);
   };
   const std::string wrapped = value_in(original, "wrapped"), iv = value_in(original, "iv"),

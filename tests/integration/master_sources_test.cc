@@ -283,7 +283,7 @@ TEST(MasterSources, EditsOfThePkcs11SectionAreRefused) {
   const std::string list = kCtl + " keys list" + hsm.Flags("k1") + Quote(cipher);
   ASSERT_EQ(0, RunCommand(list).exit_code);
   auto field = [&](const std::string& name) {
-    size_t at = original.find(name + " = '");
+    size_t at = original.find(name + " = '", original.find("master_key]"));
     EXPECT_NE(std::string::npos, at) << name;
     size_t start = at + name.size() + 4;
     return original.substr(start, original.find('\'', start) - start);
@@ -319,7 +319,7 @@ TEST(MasterSources, EditsOfThePkcs11SectionAreRefused) {
   ASSERT_EQ(0, RunCommand(kCtl + " init" + hsm.Flags("k1") + Quote(other)).exit_code);
   const std::string theirs = ReadFile(other / "envelopefs.keyring");
   auto value_in = [](const std::string& text, const std::string& name) {
-    size_t start = text.find(name + " = '") + name.size() + 4;
+    size_t start = text.find(name + " = '", text.find("master_key]")) + name.size() + 4;
     return text.substr(start, text.find('\'', start) - start);
   };
   std::string planted = original;

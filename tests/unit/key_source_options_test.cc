@@ -64,13 +64,15 @@ TEST(KeySourceOptions, TheTableNamesEachOptionOnceAndTheDaemonGetsNoNewKeyOption
     EXPECT_TRUE(codes.insert(s.code).second) << s.name;
     EXPECT_EQ(std::string(s.name) != "insecure-keyfile" &&
                   std::string(s.name) != "pkcs11-create-key" &&
-                  std::string(s.name) != "kmip-create-key",
+                  std::string(s.name) != "kmip-create-key" &&
+                  std::string(s.name) != "new-recovery-key",
               (s.value != nullptr))
         << s.name;
   }
   EXPECT_EQ((std::set<std::string>{"keyfile", "passfile", "insecure-keyfile", "master-command",
                                    "pkcs11-module", "pkcs11-token", "pkcs11-key", "pin-file",
-                                   "kmip-server", "kmip-key-id", "tls-cert", "tls-key", "tls-ca"}),
+                                   "kmip-server", "kmip-key-id", "tls-cert", "tls-key", "tls-ca",
+                                   "recovery-key"}),
             current);
   EXPECT_EQ((std::set<std::string>{
                 "keyfile",          "passfile",        "insecure-keyfile",   "master-command",
@@ -79,18 +81,19 @@ TEST(KeySourceOptions, TheTableNamesEachOptionOnceAndTheDaemonGetsNoNewKeyOption
                 "new-pkcs11-token", "new-pkcs11-key",  "new-pin-file",       "pkcs11-create-key",
                 "kmip-server",      "kmip-key-id",     "tls-cert",           "tls-key",
                 "tls-ca",           "new-kmip-server", "new-kmip-key-id",    "new-tls-cert",
-                "new-tls-key",      "new-tls-ca",      "kmip-create-key"}),
+                "new-tls-key",      "new-tls-ca",      "kmip-create-key",    "recovery-key",
+                "new-recovery-key"}),
             all);
 
   // A program's getopt_long table: these, then its own options, then the terminator.
   const option own[] = {{"ro", no_argument, nullptr, 1000}};
   const std::vector<option> table = LongOptionsWithKeySource(KeySourceOptionSet::kCurrentKey, own);
-  ASSERT_EQ(15u, table.size());
+  ASSERT_EQ(16u, table.size());
   EXPECT_STREQ("keyfile", table[0].name);
   EXPECT_EQ(required_argument, table[0].has_arg);
   EXPECT_EQ(no_argument, table[2].has_arg);
-  EXPECT_STREQ("ro", table[13].name);
-  EXPECT_EQ(nullptr, table[14].name);
+  EXPECT_STREQ("ro", table[14].name);
+  EXPECT_EQ(nullptr, table[15].name);
 }
 
 TEST(KeySourceOptions, EverySpellingOnTheCommandLine) {
@@ -180,12 +183,12 @@ TEST(KeySourceOptions, CommandAndPkcs11OptionsAreCheckedWithOneLine) {
       UsageError([&] { Parse(set, {"--pkcs11-key=a\"b"}); }));
   EXPECT_NE("", UsageError([&] { Parse(set, {"--pkcs11-token=" + std::string(33, 'x')}); }));
   EXPECT_EQ(
-      "--keyfile, --passfile, --master-command, --pkcs11-* and --kmip-* are mutually exclusive",
+      "--keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and --recovery-key are mutually exclusive",
       UsageError([&] {
         Parse(set, {"--keyfile=k", "--master-command=c"});
       }));
   EXPECT_EQ(
-      "--new-keyfile, --new-passfile, --new-master-command, --new-pkcs11-* and --new-kmip-* are "
+      "--new-keyfile, --new-passfile, --new-master-command, --new-pkcs11-*, --new-kmip-* and --new-recovery-key are "
       "mutually exclusive",
       UsageError([&] {
         Parse(set, {"--new-pkcs11-key=k", "--new-master-command=c"});
@@ -236,7 +239,7 @@ TEST(KeySourceOptions, KmipOptionsAreCheckedWithOneLine) {
         Parse(set, {"--new-kmip-server=k:1", "--new-tls-ca=a"});
       }));
   EXPECT_EQ(
-      "--keyfile, --passfile, --master-command, --pkcs11-* and --kmip-* are mutually exclusive",
+      "--keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and --recovery-key are mutually exclusive",
       UsageError([&] {
         Parse(set, {"--master-command=c", "--tls-cert=c"});
       }));

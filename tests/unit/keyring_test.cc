@@ -414,13 +414,13 @@ TEST_F(VolumeDir, KeyringChangesWaitForTheLock) {
   ExpectRotationWaitsForLock(*v, dir_ / kKeyringLockFileName);
 }
 
-TEST_F(VolumeDir, AFormatOneKeyringIsReadAndWrittenBackInFormatTwo) {
+TEST_F(VolumeDir, AFormatOneKeyringIsReadAndWrittenBackInFormatThree) {
   const fs::path key = CopyVersion1Vector();
   auto v = Volume::Open(dir_, *MakeKeyFileSource(key));
   EXPECT_EQ(0u, v->keyring_generation());
   EXPECT_EQ(90u, v->policy().rotate_after_days);
   v->UpdateKeyring([](Keyring& k) { k.Rotate(9000); });
-  EXPECT_NE(std::string::npos, Slurp(dir_ / kKeyringFileName).find("format = 2"));
+  EXPECT_NE(std::string::npos, Slurp(dir_ / kKeyringFileName).find("format = 3"));
   auto reopened = Volume::Open(dir_, *MakeKeyFileSource(key));
   EXPECT_EQ(1u, reopened->keyring_generation());
   EXPECT_EQ(2u, reopened->ActiveKek().info.version);
