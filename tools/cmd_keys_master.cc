@@ -138,13 +138,15 @@ uint32_t AddRecoverySlot(const Args& args, Volume& volume) {
     WriteAll(out.get(), text.span(), *args.output);
     WriteAll(out.get(), AsBytes("\n"), *args.output);
     if (::fsync(out.get()) != 0) ThrowSystemError("cannot write " + *args.output);
-    std::printf("recovery key for master slot %u written to %s: keep it offline (open the volume "
-                "with --recovery-key FILE)\n",
-                slot, args.output->c_str());
+    std::printf(
+        "recovery key for master slot %u written to %s: keep it offline (open the volume "
+        "with --recovery-key FILE)\n",
+        slot, args.output->c_str());
   } else {
-    std::printf("recovery key for master slot %u (shown once: print it or write it down and keep "
-                "it offline; open the volume with --recovery-key FILE):\n",
-                slot);
+    std::printf(
+        "recovery key for master slot %u (shown once: print it or write it down and keep "
+        "it offline; open the volume with --recovery-key FILE):\n",
+        slot);
     std::fflush(stdout);
     WriteAll(STDOUT_FILENO, text.span(), "standard output");
     WriteAll(STDOUT_FILENO, AsBytes("\n"), "standard output");
@@ -170,8 +172,7 @@ void PrintMasterSlots(const std::vector<MasterSlot>& slots,
   for (const MasterSlot& s : slots) {
     std::printf("  %u  %-10s  %s%s\n", s.number, MasterKeyKindName(s.params.kind),
                 DescribeMasterKey(s.params).c_str(),
-                s.created_unix != 0 ? ("  (added " + FormatUtc(s.created_unix) + ")").c_str()
-                                    : "");
+                s.created_unix != 0 ? ("  (added " + FormatUtc(s.created_unix) + ")").c_str() : "");
   }
   for (const MasterKeyParams& p : pending) {
     std::printf("old master key not yet destroyed: %s\n", DescribeMasterKey(p).c_str());

@@ -4,12 +4,12 @@
 #pragma once
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "cli.h"
 #include "envelopefs/keyring.h"
-#include <nlohmann/json.hpp>
 
 namespace envelopefs::cli {
 

@@ -19,10 +19,10 @@ namespace envelopefs {
 
 struct CipherEntry {
   std::string cipher_path;  // absolute (for messages; open through `relative`)
-  std::string relative;               // the cipher path relative to the cipher dir
-  std::string plain_path;             // relative to the volume root; empty if unknown
-  bool name_ok = true;                // the name (and every parent's) authenticated
-  unsigned char type = 0;             // DT_REG, DT_DIR, DT_LNK, ...
+  std::string relative;     // the cipher path relative to the cipher dir
+  std::string plain_path;   // relative to the volume root; empty if unknown
+  bool name_ok = true;      // the name (and every parent's) authenticated
+  unsigned char type = 0;   // DT_REG, DT_DIR, DT_LNK, ...
 };
 
 // Calls `visit` for every entry below `cipher_dir` (not the root itself), skipping the files

@@ -68,7 +68,7 @@ class Volume : public KekSource {
   const SecureBytes& audit_key() const { return audit_key_; }  // 32 bytes, HMAC-SHA256
 
   uint64_t keyring_generation() const;
-  VolumePolicy policy() const;  // authenticated (format-1 volumes: their config's)
+  VolumePolicy policy() const;                   // authenticated (format-1 volumes: their config's)
   std::vector<MasterSlot> master_slots() const;  // authenticated, ordered by number
   uint32_t unlocked_slot() const { return unlocked_slot_; }  // the slot this volume opened with
   std::vector<MasterKeyParams> pending_destroy() const;      // see Keyring::pending_destroy

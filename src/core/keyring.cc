@@ -15,10 +15,10 @@
 #include "envelopefs/error.h"
 #include "envelopefs/file_format.h"
 #include "envelopefs/key_policy.h"
+#include "keyring_wrap.h"
 #include "toml_guard.h"
 #include "toml_master_key.h"
 #include "toml_time.h"
-#include "keyring_wrap.h"
 
 namespace envelopefs {
 
@@ -67,7 +67,7 @@ struct MacFields {
   const VolumePolicy* policy;
   std::span<const uint8_t> check;
   std::span<const uint8_t> volume_key;
-  std::span<const MasterSlot> slots = {};          // format 3
+  std::span<const MasterSlot> slots = {};         // format 3
   std::span<const MasterKeyParams> pending = {};  // format 3
 };
 
@@ -120,9 +120,8 @@ std::pair<std::string, std::string> EditedConfigField(const SecureBytes& mac_key
                                                       std::span<const uint8_t> mac) {
   const VolumeConfig& config = fields.config;
   auto authenticates = [&](const VolumeConfig& candidate) {
-    MacFields f{fields.format, candidate,         fields.generation, fields.master,
-                fields.policy, fields.check,      fields.volume_key, fields.slots,
-                fields.pending};
+    MacFields f{fields.format, candidate,         fields.generation, fields.master, fields.policy,
+                fields.check,  fields.volume_key, fields.slots,      fields.pending};
     return ConstantTimeEqual(mac, HmacSha256(mac_key.span(), MacInput(f, keks)));
   };
   for (uint32_t size = format::kMinChunkSize; size <= format::kMaxChunkSize; size *= 2) {
@@ -453,9 +452,8 @@ Keyring KeyringFile::Open(const VolumeConfig& config, const SecureBytes& keyring
   k.policy_ = policy_ ? *policy_ : LegacyPolicy(config);
   k.keyring_key_ = keyring_key.Clone();
   std::copy_n(config.volume_id.begin(), k.volume_id_.size(), k.volume_id_.begin());
-  MacFields fields{format_,     config,      k.generation_, &k.slots_.front().params,
-                   &k.policy_,  check_,      volume_key_,   slots_,
-                   pending_};
+  MacFields fields{format_,     config, k.generation_, &k.slots_.front().params, &k.policy_, check_,
+                   volume_key_, slots_, pending_};
   Sha256Digest expected_mac = HmacSha256(keys.mac.span(), MacInput(fields, keks_));
   if (!ConstantTimeEqual(mac_, expected_mac)) {
     const std::string config_file = (file_.parent_path() / kConfigFileName).string();
@@ -531,8 +529,8 @@ std::string Keyring::Save(int root_fd, const std::filesystem::path& cipher_dir,
     }
     records.push_back(std::move(r));
   }
-  MacFields fields{3,        config, generation_, nullptr, &policy_, check, wrapped_volume_key,
-                   slots_,   pending_};
+  MacFields fields{3,      config,  generation_, nullptr, &policy_, check, wrapped_volume_key,
+                   slots_, pending_};
   Sha256Digest mac = HmacSha256(keys.mac.span(), MacInput(fields, records));
   toml::array slots;
   for (const MasterSlot& s : slots_) {

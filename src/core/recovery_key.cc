@@ -96,7 +96,8 @@ std::optional<SecureBytes> ParseRecoveryKey(std::span<const uint8_t> text) {
     if (c == '-' || c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
     const int v = HexValue(c);
     if (v < 0 || digits >= 2 * kKeySize) return std::nullopt;
-    key.data()[digits / 2] = static_cast<uint8_t>(key.data()[digits / 2] | (v << (digits % 2 == 0 ? 4 : 0)));
+    key.data()[digits / 2] =
+        static_cast<uint8_t>(key.data()[digits / 2] | (v << (digits % 2 == 0 ? 4 : 0)));
     ++digits;
   }
   if (digits != 2 * kKeySize) return std::nullopt;

@@ -333,9 +333,7 @@ void Volume::ReloadKeyringIfChanged(DamageReporter& reporter) {
   keyring_current_ = true;
 }
 
-void Volume::UpdateKeyring(const std::function<void(Keyring&)>& change) {
-  ChangeKeyring(change);
-}
+void Volume::UpdateKeyring(const std::function<void(Keyring&)>& change) { ChangeKeyring(change); }
 
 void Volume::ChangeKeyring(const std::function<void(Keyring&)>& change) {
   std::unique_lock lock(keyring_mutex_);
