@@ -445,8 +445,7 @@ class TreeRestore {
     std::fprintf(stderr,
                  "envelopectl: duplicate name %s: %s (restored) and %s (not restored) decrypt to "
                  "the same path\n",
-                 EscapeName(e.plain_path).c_str(),
-                 EscapeName(it->second->cipher_path).c_str(),
+                 EscapeName(e.plain_path).c_str(), EscapeName(it->second->cipher_path).c_str(),
                  EscapeName(e.cipher_path).c_str());
     ++duplicates_;
     damaged_ = true;

@@ -183,6 +183,7 @@ KekInfo FindVersion(const Volume& volume, uint32_t version) {
 
 int KeysRetire(const Args& args, const fs::path& dir) {
   if (!args.kek_version) throw Error(ErrorKind::kUsage, "keys retire needs --kek-version N");
+  if (args.destroy_old_master) CheckCanDestroyOldMaster(args);
   auto volume = OpenVolume(args, dir);
   const KekInfo kek = FindVersion(*volume, *args.kek_version);
   if (kek.state == KekState::kRetired) {

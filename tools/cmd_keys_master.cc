@@ -252,13 +252,17 @@ int KeysDestroyOldMaster(const Args& args, const fs::path& dir) {
   return DestroyPending(args, *volume, *source) == 0 ? kExitOk : kExitIo;
 }
 
-int RetireAndDestroyOldMaster(const Args& args, Volume& volume, const KekInfo& kek) {
+void CheckCanDestroyOldMaster(const Args& args) {
   if (!args.current.HasPkcs11() && !args.current.HasKmip()) {
     throw Error(ErrorKind::kUsage,
                 "--destroy-old-master needs a volume opened with its HSM (--pkcs11-*) or KMS "
                 "(--kmip-*) master key: a key file, passphrase, command or recovery key cannot be "
                 "destroyed by envelopectl (see envelopectl(1), KEY CUSTODY)");
   }
+}
+
+int RetireAndDestroyOldMaster(const Args& args, Volume& volume, const KekInfo& kek) {
+  CheckCanDestroyOldMaster(args);
   auto successor = SuccessorSource(args, volume);
   volume.ReplaceOnlyMasterSlot(*successor, [&](Keyring& k) { k.Retire(kek.version); });
   AppendAuditEvent(volume, "version_retired", {{"kek_version", kek.version}, {"kek_id", kek.id}});

@@ -25,15 +25,13 @@ int RunLs(const Args& args) {
   for (const CipherEntry& e : entries) {
     if (!e.name_ok) {
       // The cipher name is the attacker's choice: escaped, so it cannot drive the terminal.
-      std::fprintf(stderr, "envelopectl: damaged name: %s\n",
-                   EscapeName(e.cipher_path).c_str());
+      std::fprintf(stderr, "envelopectl: damaged name: %s\n", EscapeName(e.cipher_path).c_str());
       ++damaged;
       continue;
     }
     if (args.json) {
-      list.push_back({{"path", e.plain_path},
-                      {"cipher_path", e.cipher_path},
-                      {"type", TypeName(e.type)}});
+      list.push_back(
+          {{"path", e.plain_path}, {"cipher_path", e.cipher_path}, {"type", TypeName(e.type)}});
     } else {
       std::printf("%s%s\n", e.plain_path.c_str(), e.type == DT_DIR ? "/" : "");
     }

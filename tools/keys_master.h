@@ -21,6 +21,8 @@ int KeysDestroyOldMaster(const Args& args, const std::filesystem::path& dir);
 // keys retire --destroy-old-master, once `kek` is known to be unused: retires it, replaces the
 // volume's only master slot (an HSM or KMS key) by a new master key under a new HSM/KMS key, in
 // one keyring replacement, then destroys the old HSM/KMS key. Returns the exit code.
+// Error(kUsage) unless the volume is opened with an HSM or KMS master key (checked first).
+void CheckCanDestroyOldMaster(const Args& args);
 int RetireAndDestroyOldMaster(const Args& args, Volume& volume, const KekInfo& kek);
 
 // init --new-recovery-key, keys add-master --new-recovery-key: adds a recovery slot to `volume`

@@ -15,61 +15,12 @@
 #include "envelopefs/error.h"
 #include "envelopefs/key_source.h"
 #include "mount_fixture.h"
+#include "softhsm.h"
 
 namespace envelopefs::testing {
 namespace {
 
 const std::string kDaemon = ENVELOPEFS_BINARY;
-
-// Where Debian's softhsm2 puts its module.
-std::string SoftHsmModule() {
-  for (const char* p :
-       {"/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"}) {
-    if (fs::exists(p)) return p;
-  }
-  return "";
-}
-
-// A SoftHSM2 token store in a temporary directory with one token; SOFTHSM2_CONF points at it
-// for this process and the programs it runs.
-class SoftHsm {
- public:
-  explicit SoftHsm(const std::string& label = "envtest") : label_(label) {
-    module_ = SoftHsmModule();
-    EXPECT_FALSE(module_.empty()) << "SoftHSM2 is missing: run scripts/install-deps";
-    fs::create_directories(dir_.path() / "tokens");
-    WriteFile(dir_.path() / "softhsm2.conf",
-              "directories.tokendir = " + (dir_.path() / "tokens").string() +
-                  "\nobjectstore.backend = file\nlog.level = ERROR\n");
-    ::setenv("SOFTHSM2_CONF", (dir_.path() / "softhsm2.conf").c_str(), 1);
-    ::unsetenv("ENVELOPEFS_PKCS11_PIN");
-    CommandResult r = RunCommand("softhsm2-util --init-token --free --label " + label_ +
-                                 " --so-pin 1234 --pin 5678");
-    EXPECT_EQ(0, r.exit_code) << r.output;
-    WriteSecretFile(pin_file(), "5678\n");
-    WriteSecretFile(dir_.path() / "wrong-pin", "0000\n");
-  }
-  const std::string& module() const { return module_; }
-  const std::string& label() const { return label_; }
-  fs::path pin_file() const { return dir_.path() / "pin"; }
-  fs::path wrong_pin_file() const { return dir_.path() / "wrong-pin"; }
-  // The key options for token key `key` ("new-" prefixed for change-master).
-  std::string Flags(const std::string& key, const std::string& prefix = "",
-                    const fs::path& pin = {}) const {
-    return " --" + prefix + "pkcs11-module " + Quote(module_) + " --" + prefix + "pkcs11-token " +
-           label_ + " --" + prefix + "pkcs11-key " + key + " --" + prefix + "pin-file " +
-           Quote(pin.empty() ? pin_file() : pin) + " ";
-  }
-  // pkcs11-tool (opensc) on the token, logged in.
-  CommandResult Tool(const std::string& args) const {
-    return RunCommand("pkcs11-tool --module " + Quote(module_) + " --token-label " + label_ +
-                      " --login --pin 5678 " + args + " 2>&1");
-  }
-
- private:
-  TempDir dir_;
-  std::string label_, module_;
-};
 
 // A command that prints key file `key` as 64 hex digits and a newline.
 std::string HexCommand(const fs::path& key) {

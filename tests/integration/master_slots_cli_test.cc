@@ -1,0 +1,200 @@
+// envelopectl and envelopefs with several master slots (keyring format 3): a recovery key made
+// at init and shown once, mounting with it, keys add-master / remove-master with every change
+// audited, keys list of the slots, and keys retire --destroy-old-master with a real SoftHSM2
+// token: the old token key is destroyed, so that no old copy of the keyring opens again.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <string>
+
+#include "envelopectl_fixture.h"
+#include "mount_fixture.h"
+#include "softhsm.h"
+
+namespace envelopefs::testing {
+namespace {
+
+// The one line of `text` that starts with `prefix`'s slot's recovery key text (printed by
+// init / add-master without -o): the line after "recovery key for master slot".
+std::string RecoveryKeyIn(const std::string& text) {
+  const size_t at = text.find("recovery key for master slot");
+  if (at == std::string::npos) return "";
+  const size_t start = text.find('\n', at) + 1;
+  return text.substr(start, text.find('\n', start) - start);
+}
+
+TEST(MasterSlotsCli, ARecoveryKeyFromInitMountsAndRemovingTheKeyFileSlotLocksTheKeyFileOut) {
+  MountedVolume v({"--new-recovery-key", ""});
+  WriteFile(v / "a.txt", "kept offline");
+  v.Unmount();
+  // Init showed slot 2's key on its standard output (InitShowsTheRecoveryKeyOnce reads it);
+  // add a third slot whose key goes to a file (-o).
+  TempDir t;
+  const fs::path recovery = t.path() / "recovery.txt";
+  const std::string key = " --keyfile " + Quote(v.keyfile()) + " ";
+  CommandResult added = RunCommand(kCtl + " keys add-master" + key + "--new-recovery-key -o " +
+                                   Quote(recovery) + " " + Quote(v.cipher()));
+  ASSERT_EQ(0, added.exit_code) << added.output;
+  EXPECT_TRUE(Contains(added.output, "master slot 3")) << added.output;
+  EXPECT_EQ(80u, ReadFile(recovery).size());  // 79 characters and a newline, mode 0600
+  EXPECT_EQ(fs::perms::owner_read | fs::perms::owner_write,
+            fs::status(recovery).permissions() & fs::perms::all);
+  // -o never overwrites: refused before anything changes.
+  const std::string before = ReadFile(v.cipher() / "envelopefs.keyring");
+  ExpectOneLine(kCtl + " keys add-master" + key + "--new-recovery-key -o " + Quote(recovery) + " " +
+                    Quote(v.cipher()),
+                6, "cannot create");
+  EXPECT_EQ(before, ReadFile(v.cipher() / "envelopefs.keyring"));
+
+  // The slots, listed with and without a key.
+  json list = json::parse(RunCommand(kCtl + " keys list --json" + key + Quote(v.cipher())).output);
+  ASSERT_EQ(3u, list["master_slots"].size()) << list.dump();
+  EXPECT_EQ("keyfile", list["master_slots"][0]["source"]);
+  EXPECT_EQ("recovery", list["master_slots"][1]["source"]);
+  EXPECT_EQ("recovery", list["master_slots"][2]["source"]);
+  CommandResult text = RunCommand(kCtl + " keys list " + Quote(v.cipher()));
+  EXPECT_TRUE(Contains(text.output, "3  recovery    a recovery key")) << text.output;
+
+  // Mount with the recovery key (from a file; "-" reads standard input just as well).
+  v.set_key_flags(" --recovery-key " + Quote(recovery) + " ");
+  v.Mount();
+  EXPECT_EQ("kept offline", ReadFile(v / "a.txt"));
+  v.Unmount();
+
+  // Remove the key file's slot with the recovery key: the key file no longer opens the volume.
+  CommandResult removed = RunCommand(kCtl + " keys remove-master --slot 1 --recovery-key " +
+                                     Quote(recovery) + " " + Quote(v.cipher()));
+  ASSERT_EQ(0, removed.exit_code) << removed.output;
+  ExpectOneLine(kCtl + " keys list" + key + Quote(v.cipher()), 2, "no master slot of");
+  std::vector<json> events = AuditLines(v.cipher() / "envelopefs.audit.log");
+  size_t added_events = 0, removed_events = 0;
+  for (const json& e : events) {
+    if (e.value("event", "") == "master_slot_added") ++added_events;
+    if (e.value("event", "") == "master_slot_removed") {
+      ++removed_events;
+      EXPECT_EQ(1, e.value("slot", 0));
+      EXPECT_EQ("keyfile", e.value("source", ""));
+    }
+  }
+  EXPECT_EQ(2u, added_events);
+  EXPECT_EQ(1u, removed_events);
+  // The last slots cannot all go.
+  RunCommand(kCtl + " keys remove-master --slot 2 --recovery-key " + Quote(recovery) + " " +
+             Quote(v.cipher()));
+  ExpectOneLine(kCtl + " keys remove-master --slot 3 --recovery-key " + Quote(recovery) + " " +
+                    Quote(v.cipher()),
+                8, "only master slot");
+}
+
+TEST(MasterSlotsCli, InitShowsTheRecoveryKeyOnceAndItOpensTheVolume) {
+  TempDir t;
+  const fs::path key = t.path() / "key", cipher = t.path() / "cipher";
+  WriteSecretFile(key, std::string(32, 'k'));
+  CommandResult init =
+      RunCommand(kCtl + " init --keyfile " + Quote(key) + " --new-recovery-key " + Quote(cipher));
+  ASSERT_EQ(0, init.exit_code) << init.output;
+  const std::string shown = RecoveryKeyIn(init.output);
+  ASSERT_EQ(79u, shown.size()) << init.output;
+  // Nothing of it is stored in the cipher dir.
+  for (const fs::path& f : FilesBelow(cipher)) {
+    EXPECT_FALSE(Contains(ReadFile(f), shown.substr(0, 14))) << f;
+  }
+  // Typed back on standard input, with spaces for dashes.
+  std::string typed = shown;
+  for (char& c : typed) c = c == '-' ? ' ' : c;
+  CommandResult list = RunCommand("printf '%s\\n' '" + typed + "' | " + kCtl +
+                                  " keys list --recovery-key - " + Quote(cipher));
+  EXPECT_EQ(0, list.exit_code) << list.output;
+  std::string wrong = shown;
+  wrong[0] = wrong[0] == '0' ? '1' : '0';
+  ExpectOneLine(
+      "printf '%s\\n' '" + wrong + "' | " + kCtl + " keys list --recovery-key - " + Quote(cipher),
+      3, "wrong key");
+  ExpectOneLine("printf 'not a key\\n' | " + kCtl + " keys list --recovery-key - " + Quote(cipher),
+                2, "does not hold a recovery key");
+}
+
+TEST(MasterSlotsCli, AnHsmSlotBesideAKeyFileOpensTheVolume) {
+  SoftHsm hsm;
+  MountedVolume v;
+  WriteFile(v / "a.txt", "two ways in");
+  v.Unmount();
+  CommandResult added =
+      RunCommand(kCtl + " keys add-master --keyfile " + Quote(v.keyfile()) +
+                 hsm.Flags("k1", "new-") + "--pkcs11-create-key " + Quote(v.cipher()));
+  ASSERT_EQ(0, added.exit_code) << added.output;
+  v.set_key_flags(hsm.Flags("k1"));
+  v.Mount();
+  EXPECT_EQ("two ways in", ReadFile(v / "a.txt"));
+  v.Unmount();
+  const std::vector<json> events = AuditLines(v.cipher() / "envelopefs.audit.log");
+  const json* event = FindEvent(events, "master_slot_added");
+  ASSERT_NE(nullptr, event);
+  EXPECT_EQ("pkcs11", event->value("source", ""));
+}
+
+TEST(MasterSlotsCli, RetireWithDestroyOldMasterLeavesNoOldKeyringCopyThatOpens) {
+  SoftHsm hsm;
+  MountedVolume v({"--pkcs11-create-key", "", hsm.Flags("k1")});
+  WriteFile(v / "a.txt", "before the rotation");
+  v.Unmount();
+  const fs::path keyring = v.cipher() / "envelopefs.keyring";
+  const std::string old_copy = ReadFile(keyring);  // e.g. in last night's backup
+  const std::string hsm_key = hsm.Flags("k1");
+  ASSERT_EQ(0, RunCommand(kCtl + " keys rotate" + hsm_key + Quote(v.cipher())).exit_code);
+  ASSERT_EQ(0, RunCommand(kCtl + " rewrap" + hsm_key + Quote(v.cipher())).exit_code);
+
+  // With another slot beside the HSM's, refused: that slot would still open old copies.
+  TempDir t;
+  const fs::path recovery = t.path() / "recovery";
+  ASSERT_EQ(0, RunCommand(kCtl + " keys add-master" + hsm_key + "--new-recovery-key -o " +
+                          Quote(recovery) + " " + Quote(v.cipher()))
+                   .exit_code);
+  const std::string with_recovery = ReadFile(keyring);
+  ExpectOneLine(
+      kCtl + " keys retire --kek-version 1 --destroy-old-master" + hsm_key + Quote(v.cipher()), 8,
+      "would still open old copies");
+  EXPECT_EQ(with_recovery, ReadFile(keyring));
+  ASSERT_EQ(
+      0, RunCommand(kCtl + " keys remove-master --slot 2" + hsm_key + Quote(v.cipher())).exit_code);
+
+  CommandResult retired = RunCommand(kCtl + " keys retire --kek-version 1 --destroy-old-master" +
+                                     hsm_key + Quote(v.cipher()));
+  ASSERT_EQ(0, retired.exit_code) << retired.output;
+  EXPECT_TRUE(Contains(retired.output, "PKCS#11 key \"k1-g5\"")) << retired.output;
+  EXPECT_TRUE(Contains(retired.output, "destroyed pkcs11 token \"envtest\" key \"k1\""))
+      << retired.output;
+  CommandResult objects = hsm.Tool("--list-objects --type secrkey");
+  EXPECT_TRUE(Contains(objects.output, "label:      k1-g5")) << objects.output;
+  EXPECT_FALSE(Contains(objects.output, "label:      k1\n")) << objects.output;
+
+  // The volume opens with the new token key and reads what it held.
+  v.set_key_flags(hsm.Flags("k1-g5"));
+  v.Mount();
+  EXPECT_EQ("before the rotation", ReadFile(v / "a.txt"));
+  v.Unmount();
+  json list = json::parse(
+      RunCommand(kCtl + " keys list --json" + hsm.Flags("k1-g5") + Quote(v.cipher())).output);
+  EXPECT_EQ(0u, list["old_master_keys_to_destroy"].size()) << list.dump();
+
+  // The old copy of the keyring, put back, opens with nothing: its token key is gone.
+  WriteFile(keyring, old_copy);
+  ExpectOneLine(kCtl + " keys list" + hsm_key + Quote(v.cipher()), 2,
+                "has no AES key labelled \"k1\"");
+  ExpectOneLine(kCtl + " keys list" + hsm.Flags("k1-g5") + Quote(v.cipher()), 2,
+                "not key \"k1-g5\"");
+  std::vector<json> events = AuditLines(v.cipher() / "envelopefs.audit.log");
+  const json* destroyed = FindEvent(events, "old_master_destroyed");
+  ASSERT_NE(nullptr, destroyed);
+  EXPECT_EQ("pkcs11 token \"envtest\" key \"k1\"", destroyed->value("destroyed", ""));
+
+  // A key file, passphrase, command or recovery key cannot be destroyed: refused, unchanged.
+  MountedVolume file_volume;
+  file_volume.Unmount();
+  ExpectOneLine(kCtl + " keys retire --kek-version 1 --destroy-old-master --keyfile " +
+                    Quote(file_volume.keyfile()) + " " + Quote(file_volume.cipher()),
+                2, "cannot be destroyed by envelopectl");
+}
+
+}  // namespace
+}  // namespace envelopefs::testing
