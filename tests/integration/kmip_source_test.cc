@@ -370,5 +370,33 @@ TEST_F(KmipSource, DestroyProtectingKeyDestroysTheOldServerKeyOnly) {
   EXPECT_EQ(kKeySize, source->MasterKey(new_params, volume).size());
 }
 
+// keys retire --destroy-old-master on a KMIP volume: the keyring moves to a key created on the
+// server, the old server key is revoked and destroyed, and an old copy of the keyring opens no
+// more (the server no longer has its key).
+TEST_F(KmipSource, RetireWithDestroyOldMasterDestroysTheOldServerKey) {
+  TempDir t;
+  const fs::path cipher = t.path() / "cipher";
+  ASSERT_EQ(0,
+            RunCommand(kCtl + " init" + Flags() + "--kmip-create-key " + Quote(cipher)).exit_code);
+  const fs::path keyring = cipher / "envelopefs.keyring";
+  const std::string old_copy = ReadFile(keyring);
+  ASSERT_EQ(0, RunCommand(kCtl + " keys rotate" + Flags() + Quote(cipher)).exit_code);
+  CommandResult retired = RunCommand(kCtl + " keys retire --kek-version 1 --destroy-old-master" +
+                                     Flags() + Quote(cipher));
+  ASSERT_EQ(0, retired.exit_code) << retired.output;
+  EXPECT_TRUE(Contains(retired.output, "destroyed kmip key")) << retired.output;
+  // The volume opens (the key id is the one the keyring stores now).
+  json list = json::parse(RunCommand(kCtl + " keys list --json" + Flags() + Quote(cipher)).output);
+  EXPECT_EQ("retired", list["keys"][0]["state"]) << list.dump();
+  EXPECT_EQ(0u, list["old_master_keys_to_destroy"].size());
+  std::vector<json> events = AuditLines(cipher / "envelopefs.audit.log");
+  const json* destroyed = FindEvent(events, "old_master_destroyed");
+  ASSERT_NE(nullptr, destroyed);
+  EXPECT_EQ(destroyed->value("tls_protocol", ""), "TLSv1.2") << destroyed->dump();
+  // The old copy, put back, names a key the server has destroyed.
+  WriteFile(keyring, old_copy);
+  ExpectOneLine(kCtl + " keys list" + Flags() + Quote(cipher), 2, "refused Decrypt");
+}
+
 }  // namespace
 }  // namespace envelopefs::testing

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "envelopectl_fixture.h"
+#include "envelopefs/volume.h"
 #include "mount_fixture.h"
 #include "softhsm.h"
 
@@ -194,6 +195,52 @@ TEST(MasterSlotsCli, RetireWithDestroyOldMasterLeavesNoOldKeyringCopyThatOpens) 
   ExpectOneLine(kCtl + " keys retire --kek-version 1 --destroy-old-master --keyfile " +
                     Quote(file_volume.keyfile()) + " " + Quote(file_volume.cipher()),
                 2, "cannot be destroyed by envelopectl");
+}
+
+// A crash between the keyring replacement and the destruction of the old token key (simulated:
+// the replacement done in-process, as retire --destroy-old-master does it, and no destruction)
+// leaves the old key recorded: keys list --check fails until keys destroy-old-master ends it.
+TEST(MasterSlotsCli, AnOldMasterKeyLeftByACrashIsListedUntilDestroyOldMasterDestroysIt) {
+  SoftHsm hsm;
+  TempDir t;
+  const fs::path cipher = t.path() / "cipher";
+  {
+    auto volume = Volume::Create(cipher, {}, *hsm.Source("k1"));
+    volume->UpdateKeyring([](Keyring& k) { k.Rotate(1000); });
+    std::vector<MasterKeyParams> pending =
+        volume->ReplaceOnlyMasterSlot(*hsm.Source("k2"), [](Keyring& k) { k.Retire(1); });
+    ASSERT_EQ(1u, pending.size());
+    EXPECT_EQ("k1", pending[0].pkcs11->key_label);
+  }
+  const std::string list = kCtl + " keys list --check" + hsm.Flags("k2") + Quote(cipher);
+  CommandResult before = RunCommand(list);
+  EXPECT_EQ(9, before.exit_code) << before.output;
+  EXPECT_TRUE(Contains(before.output, "old master key not yet destroyed: PKCS#11 key \"k1\""))
+      << before.output;
+  EXPECT_TRUE(Contains(before.output, "1 old master key is not destroyed yet")) << before.output;
+  // Nothing to do without a key: listing the claims works, destroying needs the token.
+  CommandResult destroyed =
+      RunCommand(kCtl + " keys destroy-old-master" + hsm.Flags("k2") + Quote(cipher));
+  ASSERT_EQ(0, destroyed.exit_code) << destroyed.output;
+  EXPECT_TRUE(Contains(destroyed.output, "destroyed pkcs11 token \"envtest\" key \"k1\""))
+      << destroyed.output;
+  CommandResult after = RunCommand(list);
+  EXPECT_FALSE(Contains(after.output, "old master key")) << after.output;
+  CommandResult objects = hsm.Tool("--list-objects --type secrkey");
+  EXPECT_FALSE(Contains(objects.output, "label:      k1\n")) << objects.output;
+  EXPECT_TRUE(Contains(objects.output, "label:      k2")) << objects.output;
+  // Again: nothing left to destroy.
+  ExpectOneLine(kCtl + " keys destroy-old-master" + hsm.Flags("k2") + Quote(cipher), 0,
+                "no old master key");
+  // The current key is never destroyed, even when a forged or stale record names it: the
+  // record is authenticated, so only a keyring change could add it; refused all the same.
+  {
+    auto volume = Volume::Open(cipher, *hsm.Source("k2"));
+    volume->UpdateKeyring([](Keyring& k) { k.AddPendingDestroy(k.slots().front().params); });
+  }
+  ExpectOneLine(kCtl + " keys destroy-old-master" + hsm.Flags("k2") + Quote(cipher) + " 2>&1", 6,
+                "still protects master slot 1");
+  EXPECT_TRUE(Contains(hsm.Tool("--list-objects --type secrkey").output, "label:      k2"));
 }
 
 }  // namespace

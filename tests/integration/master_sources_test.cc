@@ -355,13 +355,7 @@ TEST(MasterSources, CommandFailuresGiveOneLineAndChangeNothing) {
 
 // The PKCS#11 source configured for key `key` of `hsm` (creating it if missing).
 std::unique_ptr<MasterKeySource> TokenSource(const SoftHsm& hsm, const std::string& key) {
-  Pkcs11SourceOptions options;
-  options.module = hsm.module();
-  options.token_label = hsm.label();
-  options.key_label = key;
-  options.pin_file = hsm.pin_file().string();
-  options.create_key = true;
-  return MakePkcs11Source(options);
+  return hsm.Source(key);
 }
 
 // Retirement: a source configured for the new key destroys the old key in the token; the old

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "envelopectl_fixture.h"
+#include "envelopefs/key_source.h"
 
 namespace envelopefs::testing {
 
@@ -50,6 +51,16 @@ class SoftHsm {
     return " --" + prefix + "pkcs11-module " + Quote(module_) + " --" + prefix + "pkcs11-token " +
            label_ + " --" + prefix + "pkcs11-key " + key + " --" + prefix + "pin-file " +
            Quote(pin.empty() ? pin_file() : pin) + " ";
+  }
+  // The PKCS#11 source of token key `key` (created by NewParams when missing), for in-process use.
+  std::unique_ptr<MasterKeySource> Source(const std::string& key) const {
+    Pkcs11SourceOptions options;
+    options.module = module_;
+    options.token_label = label_;
+    options.key_label = key;
+    options.pin_file = pin_file().string();
+    options.create_key = true;
+    return MakePkcs11Source(options);
   }
   // pkcs11-tool (opensc) on the token, logged in.
   CommandResult Tool(const std::string& args) const {
