@@ -6,17 +6,22 @@
 _envelopectl_options() {
   local common="--keyfile --passfile --insecure-keyfile --master-command --pkcs11-module \
 --pkcs11-token --pkcs11-key --pin-file --kmip-server --kmip-key-id --tls-cert --tls-key --tls-ca \
---quiet --help"
+--recovery-key --quiet --help"
+  local new="--new-keyfile --new-passfile --new-master-command \
+--new-pkcs11-module --new-pkcs11-token --new-pkcs11-key --new-pin-file --pkcs11-create-key \
+--new-kmip-server --new-kmip-key-id --new-tls-cert --new-tls-key --new-tls-ca --kmip-create-key"
   case "$1" in
     '') echo "--help --version" ;;
-    init) echo "$common --chunk-size --plaintext-names --pkcs11-create-key --kmip-create-key" ;;
+    init) echo "$common --chunk-size --plaintext-names --pkcs11-create-key --kmip-create-key \
+--new-recovery-key --output" ;;
     inspect | ls) echo "$common --json" ;;
     'keys list') echo "$common --json --check --prometheus" ;;
     'keys rotate') echo "$common --json" ;;
-    'keys retire') echo "$common --kek-version --jobs" ;;
-    'keys change-master') echo "$common --new-keyfile --new-passfile --new-master-command \
---new-pkcs11-module --new-pkcs11-token --new-pkcs11-key --new-pin-file --pkcs11-create-key \
---new-kmip-server --new-kmip-key-id --new-tls-cert --new-tls-key --new-tls-ca --kmip-create-key" ;;
+    'keys retire') echo "$common --kek-version --jobs --destroy-old-master $new" ;;
+    'keys change-master') echo "$common $new" ;;
+    'keys add-master') echo "$common $new --new-recovery-key --output --json" ;;
+    'keys remove-master') echo "$common --slot" ;;
+    'keys destroy-old-master') echo "$common" ;;
     'keys policy') echo "$common --rotate-after-days --audit-log --json" ;;
     keys) echo "--help" ;;
     rewrap) echo "$common --jobs --shard --json" ;;
@@ -83,7 +88,7 @@ _envelopectl() {
     return 0
   fi
   if [[ $command == keys && -z $sub ]]; then
-    COMPREPLY=($(compgen -W $'list\nrotate\nretire\nchange-master\npolicy' -- "$cur"))
+    COMPREPLY=($(compgen -W $'list\nrotate\nretire\nchange-master\nadd-master\nremove-master\ndestroy-old-master\npolicy' -- "$cur"))
     return 0
   fi
   compopt -o filenames 2>/dev/null

@@ -20,6 +20,7 @@ namespace {
   "  --kmip-server HOST:PORT --tls-cert FILE --tls-key FILE --tls-ca FILE\n"               \
   "  [--kmip-key-id ID]   the master key, encrypted by a KMIP server's AES key (mutual\n"  \
   "                       TLS; the key id defaults to the one in the keyring)\n"           \
+  "  --recovery-key FILE  the volume's recovery key (its text; \"-\": stdin)\n"            \
   "  (without a key option the passphrase is asked on the terminal)\n"
 #define ENVELOPECTL_COMMON_OPTIONS                            \
   "  -q, --quiet          no summary line, no progress bar\n" \
@@ -33,8 +34,11 @@ constexpr char kOverview[] =
     "  inspect [KEY] [--json] FILE\n"
     "  keys list [KEY] [--json] [--check] [--prometheus FILE] CIPHERDIR\n"
     "  keys rotate [KEY] CIPHERDIR\n"
-    "  keys retire [KEY] --kek-version N CIPHERDIR\n"
+    "  keys retire [KEY] --kek-version N [--destroy-old-master] CIPHERDIR\n"
     "  keys change-master [KEY] NEWKEY CIPHERDIR\n"
+    "  keys add-master [KEY] (NEWKEY | --new-recovery-key [-o FILE]) CIPHERDIR\n"
+    "  keys remove-master [KEY] --slot N CIPHERDIR\n"
+    "  keys destroy-old-master [KEY] CIPHERDIR\n"
     "  keys policy [KEY] [--rotate-after-days N] [--audit-log on|off] [--json] CIPHERDIR\n"
     "  rewrap [KEY] [--jobs N] [--shard K/N] CIPHERDIR\n"
     "  verify [KEY] [--json] [--jobs N] CIPHERDIR\n"
@@ -57,7 +61,8 @@ constexpr char kOverview[] =
     "See envelopectl(1).\n";
 
 constexpr char kInit[] =
-    "usage: envelopectl init [KEY] [--chunk-size SIZE] [--plaintext-names] CIPHERDIR\n"
+    "usage: envelopectl init [KEY] [--chunk-size SIZE] [--plaintext-names]\n"
+    "                        [--new-recovery-key [-o FILE]] CIPHERDIR\n"
     "\n"
     "Creates a volume in CIPHERDIR (missing or empty).\n"
     "\n"
@@ -67,8 +72,10 @@ constexpr char kInit[] =
     "  --pkcs11-create-key  with the --pkcs11-* key options: create the token's AES key\n"
     "                       (sensitive, not extractable) if it does not exist\n"
     "  --kmip-create-key    with the --kmip-* key options: create an AES-256 key on the KMIP\n"
-    "                       server (instead of --kmip-key-id)\n" ENVELOPECTL_COMMON_OPTIONS
-        ENVELOPECTL_KEY_OPTIONS;
+    "                       server (instead of --kmip-key-id)\n"
+    "  --new-recovery-key   also add a master slot for a recovery key, shown once (or\n"
+    "                       written to -o FILE, mode 0600): keep it "
+    "offline\n" ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
 
 constexpr char kInspect[] =
     "usage: envelopectl inspect [KEY] [--json] FILE\n"
@@ -95,19 +102,23 @@ constexpr char kInspect[] =
   "usage: envelopectl keys rotate [KEY] [--json] CIPHERDIR\n" \
   "\n"                                                        \
   "Makes a new KEK version active; then run rewrap to move existing files.\n"
-#define ENVELOPECTL_KEYS_RETIRE                                                   \
-  "usage: envelopectl keys retire [KEY] --kek-version N [--jobs N] CIPHERDIR\n"   \
-  "\n"                                                                            \
-  "Destroys the key of a decrypt-only KEK version that no file uses any more.\n"  \
-  "\n"                                                                            \
-  "options:\n"                                                                    \
-  "  --kek-version N      the version to retire (--version N is accepted after\n" \
-  "                       `keys retire` as the old spelling)\n"                   \
-  "  --jobs N             threads for the scan of the headers (default: one per CPU)\n"
+#define ENVELOPECTL_KEYS_RETIRE                                                          \
+  "usage: envelopectl keys retire [KEY] --kek-version N [--jobs N]\n"                    \
+  "                               [--destroy-old-master] CIPHERDIR\n"                    \
+  "\n"                                                                                   \
+  "Destroys the key of a decrypt-only KEK version that no file uses any more.\n"         \
+  "\n"                                                                                   \
+  "options:\n"                                                                           \
+  "  --kek-version N      the version to retire (--version N is accepted after\n"        \
+  "                       `keys retire` as the old spelling)\n"                          \
+  "  --jobs N             threads for the scan of the headers (default: one per CPU)\n"  \
+  "  --destroy-old-master with a PKCS#11 or KMIP master key (the volume's only slot):\n" \
+  "                       move the keyring to a new token or server key and destroy\n"   \
+  "                       the old one, so no old copy of the keyring opens again\n"
 #define ENVELOPECTL_KEYS_CHANGE_MASTER                                                       \
   "usage: envelopectl keys change-master [KEY] NEWKEY CIPHERDIR\n"                           \
   "\n"                                                                                       \
-  "Rewraps the keyring under a new master key (a key file, a passphrase, a command, a\n"     \
+  "Replaces the master key of the slot KEY opens (a key file, a passphrase, a command, a\n"  \
   "PKCS#11 token or a KMIP server).\n"                                                       \
   "\n"                                                                                       \
   "NEWKEY:\n"                                                                                \
@@ -133,6 +144,22 @@ constexpr char kInspect[] =
   "  --audit-log on|off     keep the audit log in the cipher dir (syslog always)\n"   \
   "  --json                 machine-readable output\n"
 
+#define ENVELOPECTL_KEYS_ADD_MASTER                                                        \
+  "usage: envelopectl keys add-master [KEY] (NEWKEY | --new-recovery-key [-o FILE])\n"     \
+  "                                   CIPHERDIR\n"                                         \
+  "\n"                                                                                     \
+  "Adds a master slot (up to 8; any one opens the volume). NEWKEY as for change-master;\n" \
+  "--new-recovery-key makes a recovery key and shows it once (or writes it to -o FILE).\n"
+#define ENVELOPECTL_KEYS_REMOVE_MASTER                                                      \
+  "usage: envelopectl keys remove-master [KEY] --slot N CIPHERDIR\n"                        \
+  "\n"                                                                                      \
+  "Removes master slot N (never the last). Old copies of the keyring still open with its\n" \
+  "secret: destroy it too.\n"
+#define ENVELOPECTL_KEYS_DESTROY_OLD_MASTER                      \
+  "usage: envelopectl keys destroy-old-master [KEY] CIPHERDIR\n" \
+  "\n"                                                           \
+  "Destroys the old HSM or KMS keys an interrupted retire --destroy-old-master left.\n"
+
 constexpr char kKeysList[] =
     ENVELOPECTL_KEYS_LIST ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
 constexpr char kKeysRotate[] = ENVELOPECTL_KEYS_ROTATE
@@ -142,16 +169,25 @@ constexpr char kKeysRetire[] =
     ENVELOPECTL_KEYS_RETIRE ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
 constexpr char kKeysChangeMaster[] =
     ENVELOPECTL_KEYS_CHANGE_MASTER ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
+constexpr char kKeysAddMaster[] =
+    ENVELOPECTL_KEYS_ADD_MASTER "\noptions:\n" ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
+constexpr char kKeysRemoveMaster[] = ENVELOPECTL_KEYS_REMOVE_MASTER
+    "\noptions:\n" ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
+constexpr char kKeysDestroyOldMaster[] = ENVELOPECTL_KEYS_DESTROY_OLD_MASTER
+    "\noptions:\n" ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
 constexpr char kKeysPolicy[] =
     ENVELOPECTL_KEYS_POLICY ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
 
 constexpr char kKeys[] =
-    "usage: envelopectl keys list|rotate|retire|change-master|policy [OPTIONS] CIPHERDIR\n"
+    "usage: envelopectl keys list|rotate|retire|change-master|add-master|remove-master|\n"
+    "                        destroy-old-master|policy [OPTIONS] CIPHERDIR\n"
     "\n"
     "Manages the KEK versions and the master key "
     "(envelopectl keys SUBCOMMAND --help: one of them).\n"
     "\n" ENVELOPECTL_KEYS_LIST "\n" ENVELOPECTL_KEYS_ROTATE "\n" ENVELOPECTL_KEYS_RETIRE
-    "\n" ENVELOPECTL_KEYS_CHANGE_MASTER "\n" ENVELOPECTL_KEYS_POLICY
+    "\n" ENVELOPECTL_KEYS_CHANGE_MASTER "\n" ENVELOPECTL_KEYS_ADD_MASTER
+    "\n" ENVELOPECTL_KEYS_REMOVE_MASTER "\n" ENVELOPECTL_KEYS_DESTROY_OLD_MASTER
+    "\n" ENVELOPECTL_KEYS_POLICY
     "\ncommon options:\n" ENVELOPECTL_COMMON_OPTIONS ENVELOPECTL_KEY_OPTIONS;
 
 constexpr char kRewrap[] =
@@ -233,6 +269,9 @@ constexpr Entry kCommands[] = {
     {"keys rotate", kKeysRotate},
     {"keys retire", kKeysRetire},
     {"keys change-master", kKeysChangeMaster},
+    {"keys add-master", kKeysAddMaster},
+    {"keys remove-master", kKeysRemoveMaster},
+    {"keys destroy-old-master", kKeysDestroyOldMaster},
     {"keys policy", kKeysPolicy},
     {"keys", kKeys},
     {"rewrap", kRewrap},

@@ -168,10 +168,12 @@ TEST(EnvelopectlCli, KeyOptionsAreSpelledAndCheckedAsForTheDaemon) {
       {"--pin-file=", "envelopectl: option --pin-file needs a file name"},
       {"--new-pin-file=", "envelopectl: option --new-pin-file needs a file name"},
       {"--keyfile " + key + " --master-command true",
-       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and --recovery-key are "
+       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and "
+       "--recovery-key are "
        "mutually exclusive"},
       {"--passfile " + key + " --pkcs11-module m.so --pkcs11-token t --pkcs11-key k",
-       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and --recovery-key are "
+       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and "
+       "--recovery-key are "
        "mutually exclusive"},
       {"--new-master-command true --new-keyfile " + key,
        "envelopectl: --new-keyfile, --new-passfile, --new-master-command, --new-pkcs11-*, "
@@ -180,7 +182,8 @@ TEST(EnvelopectlCli, KeyOptionsAreSpelledAndCheckedAsForTheDaemon) {
        "envelopectl: a PKCS#11 master key needs --pkcs11-module PATH, --pkcs11-token LABEL and "
        "--pkcs11-key LABEL"},
       {"--keyfile " + key + " --pin-file " + key,
-       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and --recovery-key are "
+       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and "
+       "--recovery-key are "
        "mutually exclusive"},
       {"--new-pkcs11-key k",
        "envelopectl: a PKCS#11 master key needs --new-pkcs11-module PATH, --new-pkcs11-token "
@@ -204,7 +207,8 @@ TEST(EnvelopectlCli, KeyOptionsAreSpelledAndCheckedAsForTheDaemon) {
        "envelopectl: a KMIP master key needs --kmip-server HOST:PORT, --tls-cert FILE, --tls-key "
        "FILE and --tls-ca FILE"},
       {"--keyfile " + key + " --tls-ca c",
-       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and --recovery-key are "
+       "envelopectl: --keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and "
+       "--recovery-key are "
        "mutually exclusive"},
       {"--keyfile " + key + " --kmip-create-key",
        "envelopectl: --kmip-create-key needs the --kmip-* (init) or --new-kmip-* (keys "
@@ -256,10 +260,16 @@ TEST(EnvelopectlCli, BashCompletionOffersCommandsOptionsAndDirectories) {
   WriteFile(t.path() / "cipher-file", "x");
   const std::string script = ENVELOPECTL_COMPLETION;
   EXPECT_EQ(Words({"keys"}), Complete(script, "envelopectl ke", t.path()));
-  EXPECT_EQ(Words({"retire", "rotate"}), Complete(script, "envelopectl keys r", t.path()));
+  EXPECT_EQ(Words({"remove-master", "retire", "rotate"}),
+            Complete(script, "envelopectl keys r", t.path()));
   EXPECT_EQ(Words({"retire"}), Complete(script, "envelopectl --keyfile k keys ret", t.path()));
   EXPECT_EQ(Words({"--shard"}), Complete(script, "envelopectl rewrap --sh", t.path()));
   EXPECT_EQ(Words({"--kek-version"}), Complete(script, "envelopectl keys retire --kek", t.path()));
+  EXPECT_EQ(Words({"--destroy-old-master"}),
+            Complete(script, "envelopectl keys retire --dest", t.path()));
+  EXPECT_EQ(Words({"add-master"}), Complete(script, "envelopectl keys add", t.path()));
+  EXPECT_EQ(Words({"--new-recovery-key"}),
+            Complete(script, "envelopectl keys add-master --new-rec", t.path()));
   EXPECT_EQ(Words({"off", "on"}),
             Complete(script, "envelopectl keys policy --audit-log ", t.path()));
   // A cipher dir: directories only; inspect and decrypt also take files.
