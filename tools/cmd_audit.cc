@@ -25,6 +25,7 @@
 #include "envelopefs/key_policy.h"
 #include "envelopefs/keyring.h"
 #include "envelopefs/unique_fd.h"
+#include "keys_master.h"
 #include "progress.h"
 #include "prometheus.h"
 
@@ -129,6 +130,8 @@ struct AuditInput {
   KeyPolicyReport keys;            // authenticated with the key; as claimed by the keyring without
   std::unique_ptr<Volume> volume;  // null without a key
   std::vector<CipherEntry> entries;
+  std::vector<MasterSlot> slots;         // authenticated with the key, else as claimed
+  std::vector<MasterKeyParams> pending;  // old master keys still to destroy
 };
 
 AuditInput Load(const Args& args, const fs::path& dir) {
@@ -140,6 +143,8 @@ AuditInput Load(const Args& args, const fs::path& dir) {
     in.volume = OpenVolume(args, dir, /*log_unlock=*/false);
     in.config = in.volume->config();
     in.keys = KeyPolicyOf(*in.volume);
+    in.slots = in.volume->master_slots();
+    in.pending = in.volume->pending_destroy();
     names.emplace(MakeNameTransform(*in.volume));
   } else {
     // No key: a NameTransform with zero keys still knows exactly which backing entries are the
@@ -147,6 +152,9 @@ AuditInput Load(const Args& args, const fs::path& dir) {
     // names are not checked (bad_names is null).
     in.config = VolumeConfig::LoadAt(in.root.get(), dir);
     in.keys = ClaimedKeyPolicy(in.root.get(), dir, in.config);
+    const KeyringFile keyring = KeyringFile::Read(in.root.get(), dir);
+    in.slots = keyring.slots(in.config);
+    in.pending = keyring.pending_destroy();
     names.emplace(SecureBytes(kNameKeyBytes), SecureBytes(kKeySize), in.config.plaintext_names,
                   in.config.format_version);
   }
@@ -262,6 +270,8 @@ json Report(const Args& args, AuditInput& in) {
       {"policy_authenticated", in.keys.authenticated},
       {"keys", KeysJson(in.keys.statuses)},
       {"rotation_overdue", RotationOverdue(in.keys.statuses)},
+      {"master_slots", MasterSlotsJson(in.slots)},
+      {"old_master_keys_to_destroy", PendingJson(in.pending)},
       {"audit_log", AuditLogJson(VerifyAuditLog(in.root.get(), in.config,
                                                 keyed ? &in.volume->audit_key() : nullptr))},
   };
@@ -324,6 +334,13 @@ void PrintReport(const json& r, const KeyPolicyReport& keys) {
     PrintList("duplicate wrapped DEKs:", r["duplicate_wrapped_deks"], "");
     std::printf("  (no key given: DEKs were not unwrapped, headers and names not authenticated)\n");
   }
+  std::string slots;
+  for (const json& s : r["master_slots"]) {
+    slots += (slots.empty() ? "" : ", ") + std::to_string(s["slot"].get<int>()) + " " +
+             s["source"].get<std::string>();
+  }
+  std::printf("%-24s %s\n", "master slots:", slots.c_str());
+  PrintList("old masters to destroy:", r["old_master_keys_to_destroy"], "");
   PrintList("stored unencrypted:", r["unencrypted"], "");
   PrintList("damaged:", r["damaged"], "");
   PrintList("unsealed:", r["unsealed"], "not checked (no key given)");

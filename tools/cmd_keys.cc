@@ -65,9 +65,7 @@ int KeysList(const Args& args, const fs::path& dir) {
                           {"rotate_after_days", report.rotate_after_days},
                           {"policy_authenticated", report.authenticated},
                           {"master_slots", MasterSlotsJson(slots)}};
-    nlohmann::json old = nlohmann::json::array();
-    for (const MasterKeyParams& p : pending) old.push_back(DescribeMasterKey(p));
-    out["old_master_keys_to_destroy"] = std::move(old);
+    out["old_master_keys_to_destroy"] = PendingJson(pending);
     if (cert) {
       out["client_certificate"] = {
           {"file", cert->file},

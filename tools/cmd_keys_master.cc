@@ -166,6 +166,12 @@ nlohmann::json MasterSlotsJson(const std::vector<MasterSlot>& slots) {
   return out;
 }
 
+nlohmann::json PendingJson(const std::vector<MasterKeyParams>& pending) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const MasterKeyParams& p : pending) out.push_back(DescribeMasterKey(p));
+  return out;
+}
+
 void PrintMasterSlots(const std::vector<MasterSlot>& slots,
                       const std::vector<MasterKeyParams>& pending) {
   std::printf("master slots:\n");

@@ -31,6 +31,7 @@ uint32_t AddRecoverySlot(const Args& args, Volume& volume);
 
 // The master slots for keys list: JSON, and text lines (with the keys pending destruction).
 nlohmann::json MasterSlotsJson(const std::vector<MasterSlot>& slots);
+nlohmann::json PendingJson(const std::vector<MasterKeyParams>& pending);  // descriptions
 void PrintMasterSlots(const std::vector<MasterSlot>& slots,
                       const std::vector<MasterKeyParams>& pending);
 

@@ -53,6 +53,10 @@ TEST(MasterSlotsCli, ARecoveryKeyFromInitMountsAndRemovingTheKeyFileSlotLocksThe
   EXPECT_EQ("keyfile", list["master_slots"][0]["source"]);
   EXPECT_EQ("recovery", list["master_slots"][1]["source"]);
   EXPECT_EQ("recovery", list["master_slots"][2]["source"]);
+  // audit reports them too (for the compliance report), without a key as claimed.
+  json audit = json::parse(RunCommand(kCtl + " audit --json " + Quote(v.cipher())).output);
+  EXPECT_EQ(3u, audit["master_slots"].size()) << audit.dump();
+  EXPECT_EQ(0u, audit["old_master_keys_to_destroy"].size()) << audit.dump();
   CommandResult text = RunCommand(kCtl + " keys list " + Quote(v.cipher()));
   EXPECT_TRUE(Contains(text.output, "3  recovery    a recovery key")) << text.output;
 
