@@ -123,6 +123,10 @@ size_t DestroyPending(const Args& args, Volume& volume, const MasterKeySource& s
 }  // namespace
 
 uint32_t AddRecoverySlot(const Args& args, Volume& volume) {
+  if (args.json && !args.output) {
+    // The key is never put into a JSON string (ordinary memory): it goes to a file.
+    throw Error(ErrorKind::kUsage, "--json with --new-recovery-key needs -o FILE for the key");
+  }
   UniqueFd out = OpenRecoveryKeyOutput(args);
   const SecureBytes key = NewRecoveryKey();
   uint32_t slot = 0;
@@ -138,10 +142,12 @@ uint32_t AddRecoverySlot(const Args& args, Volume& volume) {
     WriteAll(out.get(), text.span(), *args.output);
     WriteAll(out.get(), AsBytes("\n"), *args.output);
     if (::fsync(out.get()) != 0) ThrowSystemError("cannot write " + *args.output);
-    std::printf(
-        "recovery key for master slot %u written to %s: keep it offline (open the volume "
-        "with --recovery-key FILE)\n",
-        slot, args.output->c_str());
+    if (!args.json) {
+      std::printf(
+          "recovery key for master slot %u written to %s: keep it offline (open the volume "
+          "with --recovery-key FILE)\n",
+          slot, args.output->c_str());
+    }
   } else {
     std::printf(
         "recovery key for master slot %u (shown once: print it or write it down and keep "
