@@ -169,7 +169,7 @@ int LookupBacking(EnvelopeFs& fs, Inode& dir, const std::string& backing, std::s
     // An Inode made anew for a file still alive in the daemon gets its CipherFile back.
     std::lock_guard<std::mutex> lock(inode->open_mutex);
     if (inode->open_file.expired()) {
-      if (auto live = fs.live_files().Find(st.st_dev, st.st_ino)) {
+      if (auto live = fs.live_files().Find(inode_fd, st.st_dev, st.st_ino)) {
         std::lock_guard<std::mutex> ilock(inode->mutex);
         inode->open_file = live;
       }
