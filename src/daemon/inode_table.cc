@@ -4,6 +4,8 @@
 
 #include <cerrno>
 
+#include "emfile_retry.h"
+
 namespace envelopefs {
 
 void InodeTable::EnableHandles(int root_fd, dev_t root_dev, int mount_id, size_t cache) {
@@ -75,7 +77,7 @@ int InodeTable::Use(Inode& inode, InodeFd* lease) {
   }
   // The handle was made from a descriptor reached beneath the cipher dir (backing_handle.h);
   // a deleted object's handle is stale: it no longer exists.
-  UniqueFd fd(inode.handle.Open(mount_fd_));
+  UniqueFd fd(OpenRetryingOnEmfile([&] { return inode.handle.Open(mount_fd_); }));
   if (!fd.valid()) return errno == ESTALE ? ENOENT : errno;
   *lease = InodeFd(cache_.Insert(inode.fd_slot, std::make_shared<const UniqueFd>(std::move(fd))));
   return 0;

@@ -151,7 +151,8 @@ int FileIdOf(EnvelopeFs& fs, Inode& inode, FileId* id) {
   } else {
     InodeFd inode_fd;
     if (int rc = fs.inodes().Use(inode, &inode_fd)) return rc;
-    UniqueFd fd(open(ProcFdPath(inode_fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(OpenRetryingOnEmfile(
+        [&] { return open(ProcFdPath(inode_fd.get()).c_str(), O_RDONLY | O_CLOEXEC); }));
     if (!fd.valid()) return errno;
     HeaderRead header = ReadHeader(fd.get());
     if (header.status == HeaderStatus::kUnreadable) return header.error != 0 ? header.error : EIO;
