@@ -13,6 +13,7 @@
 #include <string>
 
 #include "envelopectl_fixture.h"
+#include "kmip_server_fixture.h"
 #include "kmip_test_server.h"
 #include "mount_fixture.h"
 #include "test_pki.h"
@@ -22,16 +23,8 @@ namespace {
 
 const std::string kDaemon = ENVELOPEFS_BINARY;
 
-class KmipSource : public ::testing::Test {
+class KmipSource : public KmipServerTest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(PyKmipInstalled()) << "install python3-pykmip (scripts/install-deps)";
-    pki_.Issue("kms", {}, {"127.0.0.1"});
-    pki_.Issue("client");
-    server_ = std::make_unique<KmipTestServer>(dir_.path() / "kms", pki_.cert("kms"),
-                                               pki_.key_path("kms"), pki_.ca_file());
-  }
-
   // The KMIP options for `address` (default: the test's server), `prefix` "" or "new-".
   std::string Flags(const std::string& prefix = "", std::string address = "",
                     const std::string& client = "client", const TestPki* issuer = nullptr) const {
@@ -41,10 +34,6 @@ class KmipSource : public ::testing::Test {
            Quote(pki.cert(client)) + " --" + prefix + "tls-key " + Quote(pki.key_path(client)) +
            " --" + prefix + "tls-ca " + Quote(pki_.ca_file()) + " ";
   }
-
-  TempDir dir_;
-  TestPki pki_{dir_.path(), "ca"};
-  std::unique_ptr<KmipTestServer> server_;
 };
 
 // Every audit line with event `event` (that names no other source) has the KMS and the
@@ -250,20 +239,12 @@ TEST_F(KmipSource, EditsOfTheKmipSectionAreRefused) {
             RunCommand(kCtl + " init" + Flags() + "--kmip-create-key " + Quote(cipher)).exit_code);
   const fs::path keyring = cipher / "envelopefs.keyring";
   const std::string original = ReadFile(keyring);
-  auto value_in = [](const std::string& text, const std::string& name) {
-    size_t start = text.find(name + " = '") + name.size() + 4;
-    return text.substr(start, text.find('\'', start) - start);
-  };
-  const std::string wrapped = value_in(original, "wrapped"), iv = value_in(original, "iv"),
-                    id = value_in(original, "key_id");
+  const std::string wrapped = KeyringValue(original, "wrapped"), iv = KeyringValue(original, "iv"),
+                    id = KeyringValue(original, "key_id");
   std::string flipped = wrapped;
   flipped[10] = flipped[10] == '0' ? '1' : '0';
   const std::string list = kCtl + " keys list" + Flags() + Quote(cipher);
-  const struct {
-    std::string from, to;
-    int code;
-    std::string message;
-  } edits[] = {
+  const std::vector<KeyringEdit> edits = {
       {"mode = 'AES-GCM'", "mode = 'AES-CBC'", 4, "invalid [master_key] kmip"},
       {"iv = '" + iv + "'", "iv = '" + iv.substr(2) + "'", 4, "invalid [master_key] kmip"},
       {"wrapped = '" + wrapped + "'", "wrapped = 'zz'", 4, "invalid [master_key] kmip"},
@@ -274,22 +255,15 @@ TEST_F(KmipSource, EditsOfTheKmipSectionAreRefused) {
       {"wrapped = '" + wrapped + "'", "wrapped = '" + flipped + "'", 6, "refused Decrypt"},
       {"iv = '" + iv + "'", "iv = '" + std::string(24, '0') + "'", 6, "refused Decrypt"},
   };
-  for (const auto& e : edits) {
-    std::string edited = original;
-    const size_t at = edited.find(e.from);
-    ASSERT_NE(std::string::npos, at) << e.from;
-    edited.replace(at, e.from.size(), e.to);
-    WriteFile(keyring, edited);
-    ExpectOneLine(list, e.code, e.message);
-  }
+  ExpectKeyringEdits(keyring, original, list, edits);
   // Another volume's master key, encrypted by the same server key: bound to that volume's id.
   ASSERT_EQ(
       0,
       RunCommand(kCtl + " init" + Flags() + "--kmip-key-id " + id + " " + Quote(other)).exit_code);
   const std::string theirs = ReadFile(other / "envelopefs.keyring");
   std::string planted = original;
-  planted.replace(planted.find(wrapped), wrapped.size(), value_in(theirs, "wrapped"));
-  planted.replace(planted.find(iv), iv.size(), value_in(theirs, "iv"));
+  planted.replace(planted.find(wrapped), wrapped.size(), KeyringValue(theirs, "wrapped"));
+  planted.replace(planted.find(iv), iv.size(), KeyringValue(theirs, "iv"));
   WriteFile(keyring, planted);
   ExpectOneLine(list, 6, "refused Decrypt");
   WriteFile(keyring, original);
