@@ -76,7 +76,9 @@ class NameTransform {
 
   // --- directories -------------------------------------------------------------------------
   // Reads the IV(s) of the open directory `dirfd`. Plaintext mode: returns zeros, no I/O.
-  // Throws Error(kAuthentication) if the IV file is missing or malformed.
+  // Throws Error(kAuthentication) if the IV file is missing or malformed, Error(kIo) if an IV
+  // file or the directory cannot be opened (out of descriptors, say; a missing or malformed
+  // sync-conflict copy is skipped).
   DirIvs ReadDirIvs(int dirfd) const;
   // Writes a fresh random IV file into the (new, empty) directory `dirfd` and fsyncs it.
   void InitDirIv(int dirfd) const;

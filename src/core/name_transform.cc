@@ -321,6 +321,12 @@ DirIvs NameTransform::ReadDirIvs(int dirfd) const {
   ivs.primary = *primary;
   for (const std::string& name : ListConflictIvFiles(dirfd)) {
     auto alternate = ReadIvFile(dirfd, name, &error);
+    if (!alternate && (error == EMFILE || error == ENFILE || error == ENOMEM)) {
+      // Out of resources, not a bad copy: skipping it would lose its names for good (the
+      // daemon caches a directory's IVs). The caller may try again (the daemon does on EMFILE).
+      errno = error;
+      ThrowSystemError("open a copy of the directory IV file");
+    }
     if (!alternate || *alternate == ivs.primary) continue;
     if (std::find(ivs.alternates.begin(), ivs.alternates.end(), *alternate) !=
         ivs.alternates.end()) {

@@ -28,23 +28,8 @@ int GetDirIvs(EnvelopeFs& fs, Inode& dir, DirIvs* ivs) {
   }
   InodeFd fd;
   if (int rc = fs.inodes().Use(dir, &fd)) return rc;
-  DirIvs read;
-  // Retried on EMFILE for up to 2 s, as OpenRetryingOnEmfile does: without file handles under a
-  // low descriptor limit the kernel's forgets can lag behind the lookups of a fast walk. (The
-  // core reports the failed open(2) as an Error whose message ends with strerror(3)'s text.)
-  const std::string emfile = std::strerror(EMFILE);
-  for (int attempt = 0;; ++attempt) {
-    try {
-      read = fs.names().ReadDirIvs(fd.get());
-      break;
-    } catch (const Error& e) {
-      const std::string_view what = e.what();
-      const bool out_of_descriptors = e.kind() == ErrorKind::kIo && what.size() >= emfile.size() &&
-                                      what.substr(what.size() - emfile.size()) == emfile;
-      if (!out_of_descriptors || attempt == 100) throw;
-    }
-    usleep(20 * 1000);
-  }
+  // (Opens the IV files and the directory: retried on EMFILE, see emfile_retry.h.)
+  DirIvs read = CallRetryingOnEmfile([&] { return fs.names().ReadDirIvs(fd.get()); });
   std::lock_guard<std::mutex> lock(dir.mutex);
   if (!dir.dir_ivs) dir.dir_ivs = std::move(read);
   *ivs = *dir.dir_ivs;
@@ -61,7 +46,8 @@ std::optional<ChunkLayout> LayoutOf(Inode& inode, int path_fd) {
     std::lock_guard<std::mutex> lock(inode.mutex);
     if (inode.layout) return inode.layout;
   }
-  UniqueFd fd(open(ProcFdPath(path_fd).c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(OpenRetryingOnEmfile(
+      [&] { return open(ProcFdPath(path_fd).c_str(), O_RDONLY | O_CLOEXEC); }));
   if (!fd.valid()) return std::nullopt;
   std::optional<ChunkLayout> layout = HeaderLayout(fd.get());
   if (!layout) return std::nullopt;  // opening the file will say why
@@ -169,7 +155,7 @@ int LookupBacking(EnvelopeFs& fs, Inode& dir, const std::string& backing, std::s
     // An Inode made anew for a file still alive in the daemon gets its CipherFile back.
     std::lock_guard<std::mutex> lock(inode->open_mutex);
     if (inode->open_file.expired()) {
-      if (auto live = fs.live_files().Find(st.st_dev, st.st_ino)) {
+      if (auto live = fs.live_files().Find(inode_fd, st.st_dev, st.st_ino)) {
         std::lock_guard<std::mutex> ilock(inode->mutex);
         inode->open_file = live;
       }

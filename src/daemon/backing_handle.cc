@@ -47,6 +47,11 @@ int BackingHandle::Open(int mount_fd) const {
   return open_by_handle_at(mount_fd, &buf.header, O_PATH | O_CLOEXEC);
 }
 
+bool BackingHandle::operator==(const BackingHandle& other) const {
+  return type_ == other.type_ && size_ == other.size_ &&
+         std::memcmp(bytes_, other.bytes_, size_) == 0;
+}
+
 std::string ProbeFileHandles(int root_fd, int* mount_id) {
   BackingHandle handle;
   HandleBuffer buf;

@@ -32,6 +32,10 @@ class BackingHandle {
   // An O_PATH descriptor of the object, through the cipher dir's descriptor `mount_fd`; -1 with
   // errno set (ESTALE: the object was deleted).
   int Open(int mount_fd) const;
+  // Whether both name the same object. A handle carries the inode number and its generation, so
+  // an object made later under a deleted one's inode number has another handle.
+  bool operator==(const BackingHandle& other) const;
+  bool operator!=(const BackingHandle& other) const { return !(*this == other); }
 
  private:
   int32_t type_ = 0;

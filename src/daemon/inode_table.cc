@@ -4,6 +4,8 @@
 
 #include <cerrno>
 
+#include "emfile_retry.h"
+
 namespace envelopefs {
 
 void InodeTable::EnableHandles(int root_fd, dev_t root_dev, int mount_id, size_t cache) {
@@ -13,45 +15,51 @@ void InodeTable::EnableHandles(int root_fd, dev_t root_dev, int mount_id, size_t
   cache_.set_capacity(cache);
 }
 
+bool InodeTable::SameObject(const Inode& inode, mode_t type, const BackingHandle* handle) {
+  if (inode.type != type) return false;
+  // A pinned descriptor keeps its object alive, and no other object has its inode number.
+  if (inode.pinned) return true;
+  // Else only the handle tells: without one for the new object (a bind mount of the same file
+  // system below the cipher dir, say) it is treated as another (a new inode pins it).
+  return handle != nullptr && inode.handle == *handle;
+}
+
 Inode* InodeTable::FindOrInsert(UniqueFd fd, dev_t dev, ino_t ino, mode_t type, InodeFd* lease) {
   auto shared = std::make_shared<const UniqueFd>(std::move(fd));
   if (lease != nullptr) *lease = InodeFd(shared);
+  // The object's handle, made outside the table's lock (a system call): a new inode keeps it,
+  // and a cached one must have the same.
+  BackingHandle handle;
+  const bool by_handle =
+      uses_handles() && dev == mount_dev_ && handle.Make(shared->get(), mount_id_);
   Inode* inode = nullptr;
+  bool over = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = inodes_.find({dev, ino});
-    if (it != inodes_.end()) {
-      inode = it->second.get();
-      inode->nlookup.fetch_add(1);
+    auto& slot = inodes_[{dev, ino}];
+    if (slot && !SameObject(*slot, type, by_handle ? &handle : nullptr)) {
+      // Stale: its object is gone and the number reused. The kernel still holds lookups of it
+      // (and forgets them by its address): it waits for that in detached_.
+      const Inode* stale = slot.get();
+      detached_.emplace(stale, std::move(slot));
     }
-  }
-  if (inode == nullptr) {
-    // A new inode: its handle is made outside the table's lock (a system call).
-    BackingHandle handle;
-    const bool by_handle =
-        uses_handles() && dev == mount_dev_ && handle.Make(shared->get(), mount_id_);
-    bool over = false;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      auto& slot = inodes_[{dev, ino}];
-      if (!slot) {  // (else another request inserted it meanwhile)
-        slot = std::make_unique<Inode>();
-        if (by_handle) {
-          slot->handle = handle;
-        } else {
-          slot->pinned = shared;
-          ++pinned_;
-        }
-        slot->dev = dev;
-        slot->ino = ino;
-        slot->type = type;
-        over = inodes_.size() > watch_limit_ || pinned_ > watch_pinned_;
+    if (!slot) {
+      slot = std::make_unique<Inode>();
+      if (by_handle) {
+        slot->handle = handle;
+      } else {
+        slot->pinned = shared;
+        ++pinned_;
       }
-      slot->nlookup.fetch_add(1);
-      inode = slot.get();
+      slot->dev = dev;
+      slot->ino = ino;
+      slot->type = type;
+      over = inodes_.size() + detached_.size() > watch_limit_ || pinned_ > watch_pinned_;
     }
-    if (over && over_limit_) over_limit_();
+    slot->nlookup.fetch_add(1);
+    inode = slot.get();
   }
+  if (over && over_limit_) over_limit_();
   // A looked-up object is about to be used (getattr, open, a new entry in it): keep its
   // descriptor. The inode cannot be freed meanwhile: the kernel has not seen this lookup yet.
   if (!inode->pinned) cache_.Insert(inode->fd_slot, std::move(shared));
@@ -69,7 +77,7 @@ int InodeTable::Use(Inode& inode, InodeFd* lease) {
   }
   // The handle was made from a descriptor reached beneath the cipher dir (backing_handle.h);
   // a deleted object's handle is stale: it no longer exists.
-  UniqueFd fd(inode.handle.Open(mount_fd_));
+  UniqueFd fd(OpenRetryingOnEmfile([&] { return inode.handle.Open(mount_fd_); }));
   if (!fd.valid()) return errno == ESTALE ? ENOENT : errno;
   *lease = InodeFd(cache_.Insert(inode.fd_slot, std::make_shared<const UniqueFd>(std::move(fd))));
   return 0;
@@ -82,7 +90,12 @@ void InodeTable::Forget(Inode* inode, uint64_t n) {
   if (left != 0) return;
   cache_.Remove(inode->fd_slot);
   if (inode->pinned) --pinned_;
-  inodes_.erase({inode->dev, inode->ino});
+  auto it = inodes_.find({inode->dev, inode->ino});
+  if (it != inodes_.end() && it->second.get() == inode) {
+    inodes_.erase(it);
+  } else {
+    detached_.erase(inode);  // a stale inode: its (dev, ino) belongs to another one now
+  }
 }
 
 std::vector<std::pair<fuse_ino_t, std::string>> InodeTable::IdleEntries(size_t max) {
@@ -107,17 +120,19 @@ std::vector<std::pair<fuse_ino_t, std::string>> InodeTable::IdleEntries(size_t m
 std::vector<std::shared_ptr<CipherFile>> InodeTable::OpenFiles() const {
   std::vector<std::shared_ptr<CipherFile>> out;
   std::lock_guard<std::mutex> lock(mutex_);
-  for (const auto& [key, inode] : inodes_) {
-    if (inode->type != S_IFREG) continue;
-    std::lock_guard<std::mutex> ilock(inode->mutex);
-    if (auto file = inode->open_file.lock()) out.push_back(std::move(file));
-  }
+  auto collect = [&out](Inode& inode) {
+    if (inode.type != S_IFREG) return;
+    std::lock_guard<std::mutex> ilock(inode.mutex);
+    if (auto file = inode.open_file.lock()) out.push_back(std::move(file));
+  };
+  for (const auto& [key, inode] : inodes_) collect(*inode);
+  for (const auto& [key, inode] : detached_) collect(*inode);
   return out;
 }
 
 size_t InodeTable::size() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return inodes_.size();
+  return inodes_.size() + detached_.size();
 }
 
 size_t InodeTable::pinned() const {

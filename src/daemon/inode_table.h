@@ -82,10 +82,16 @@ class InodeTable {
   // Takes ownership of `fd` (an O_PATH descriptor of the object (dev, ino)). Returns the
   // existing inode for (dev, ino) or a new one, with its lookup count incremented by one.
   // `lease` (if given) receives a lease on `fd` for the caller's use.
+  // An inode kept by file handle holds nothing that keeps its object alive: when that object is
+  // deleted behind our back (a sync tool writing the cipher dir), the file system may give its
+  // inode number to a new object. So a cached inode is only returned if its handle names the
+  // object `fd` refers to (a handle carries the generation); otherwise it is stale: it leaves
+  // (dev, ino) to a new inode, and lives on, detached, until the kernel forgets it (its handle
+  // opens as ENOENT meanwhile).
   Inode* FindOrInsert(UniqueFd fd, dev_t dev, ino_t ino, mode_t type, InodeFd* lease = nullptr);
   // Drops `n` lookups; frees the inode when none remain.
   void Forget(Inode* inode, uint64_t n);
-  size_t size() const;
+  size_t size() const;  // including detached inodes
   // How many inodes pin a descriptor (all of them without file handles).
   size_t pinned() const;
 
@@ -113,8 +119,14 @@ class InodeTable {
   }
 
  private:
+  // Whether the cached `inode` is the object of type `type` whose handle is `handle` (null: it
+  // has none).
+  static bool SameObject(const Inode& inode, mode_t type, const BackingHandle* handle);
+
   mutable std::mutex mutex_;
   std::map<std::pair<dev_t, ino_t>, std::unique_ptr<Inode>> inodes_;
+  // Stale inodes the kernel still knows (FindOrInsert), by address, until it forgets them.
+  std::map<const Inode*, std::unique_ptr<Inode>> detached_;
   std::pair<dev_t, ino_t> idle_cursor_{};  // where IdleEntries resumes
   size_t pinned_ = 0;                      // inodes with a pinned descriptor
   size_t watch_limit_ = SIZE_MAX;

@@ -7,7 +7,8 @@
 
 namespace envelopefs {
 
-std::shared_ptr<CipherFile> LiveFiles::Find(dev_t dev, ino_t ino) {
+std::shared_ptr<CipherFile> LiveFiles::Find(const InodeFd& held, dev_t dev, ino_t ino) {
+  if (held.get() < 0) return nullptr;
   std::shared_ptr<CipherFile> file;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -19,10 +20,11 @@ std::shared_ptr<CipherFile> LiveFiles::Find(dev_t dev, ino_t ino) {
       return nullptr;
     }
   }
-  // The caller found (dev, ino) by a name just now; if our file still has a name too, both
-  // are the same inode (inode numbers are unique among the inodes that exist).
-  struct stat st;
-  if (::fstat(file->fd(), &st) != 0 || st.st_nlink == 0 || st.st_dev != dev || st.st_ino != ino) {
+  // The caller's object and ours both exist now (each is held open): if their numbers are
+  // equal they are the same inode (inode numbers are unique among the inodes that exist).
+  struct stat held_st, st;
+  if (::fstat(held.get(), &held_st) != 0 || ::fstat(file->fd(), &st) != 0 ||
+      held_st.st_dev != dev || held_st.st_ino != ino || st.st_dev != dev || st.st_ino != ino) {
     return nullptr;
   }
   return file;

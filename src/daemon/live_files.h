@@ -6,6 +6,11 @@
 // name, memory pressure, `echo 2 > /proc/sys/vm/drop_caches`) and looks it up again, the new
 // Inode must get the same CipherFile: two objects for one file each record their own size, and
 // the late seal of the old one cuts off the other's writes (the file then reads as damaged).
+// A live CipherFile holds its backing file open, so no other object can have its inode number
+// while it lives; Find compares numbers only while the caller, too, holds a descriptor of its
+// object (a lease): two objects open at once with equal numbers are one. (A name's link count is
+// no such proof: an Inode whose object was deleted behind our back, and its number given to a
+// new file whose CipherFile is live, would get the new file's CipherFile.)
 // Thread-safe.
 #pragma once
 
@@ -17,14 +22,15 @@
 #include <utility>
 
 #include "envelopefs/cipher_file.h"
+#include "inode_fd.h"
 
 namespace envelopefs {
 
 class LiveFiles {
  public:
-  // The live CipherFile of (dev, ino), or null. A file whose backing inode has no name left is
-  // never returned: its inode number may already belong to another file.
-  std::shared_ptr<CipherFile> Find(dev_t dev, ino_t ino);
+  // The live CipherFile of the object (dev, ino) that `held`, the caller's lease, refers to;
+  // or null (also for no lease).
+  std::shared_ptr<CipherFile> Find(const InodeFd& held, dev_t dev, ino_t ino);
   // Remembers `file` as the CipherFile of (dev, ino) for as long as it lives.
   void Remember(dev_t dev, ino_t ino, const std::shared_ptr<CipherFile>& file);
 

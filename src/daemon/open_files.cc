@@ -27,15 +27,17 @@ std::shared_ptr<CipherFile> OpenCipherFile(EnvelopeFs& fs, Inode& inode) {
     std::lock_guard<std::mutex> lock(inode.mutex);
     if (auto file = inode.open_file.lock()) return file;
   }
-  if (auto file = fs.live_files().Find(inode.dev, inode.ino)) {  // an earlier Inode's
-    std::lock_guard<std::mutex> lock(inode.mutex);
-    inode.open_file = file;
-    return file;
-  }
+  // The lease first: a stale inode (its object deleted behind our back) fails here, and never
+  // finds the CipherFile of a new object with its old inode number.
   InodeFd inode_fd;
   if (int rc = fs.inodes().Use(inode, &inode_fd)) {
     errno = rc;
     ThrowSystemError("open");
+  }
+  if (auto file = fs.live_files().Find(inode_fd, inode.dev, inode.ino)) {  // an earlier Inode's
+    std::lock_guard<std::mutex> lock(inode.mutex);
+    inode.open_file = file;
+    return file;
   }
   auto open_backing = [&] {
     std::string path = ProcFdPath(inode_fd.get());
@@ -149,7 +151,8 @@ int FileIdOf(EnvelopeFs& fs, Inode& inode, FileId* id) {
   } else {
     InodeFd inode_fd;
     if (int rc = fs.inodes().Use(inode, &inode_fd)) return rc;
-    UniqueFd fd(open(ProcFdPath(inode_fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(OpenRetryingOnEmfile(
+        [&] { return open(ProcFdPath(inode_fd.get()).c_str(), O_RDONLY | O_CLOEXEC); }));
     if (!fd.valid()) return errno;
     HeaderRead header = ReadHeader(fd.get());
     if (header.status == HeaderStatus::kUnreadable) return header.error != 0 ? header.error : EIO;

@@ -104,7 +104,7 @@ void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
     return;
   }
   // (fstatvfs(2) does not take an O_PATH descriptor.)
-  int fd = openat(inode_fd.get(), ".", O_RDONLY | O_CLOEXEC);
+  int fd = OpenRetryingOnEmfile([&] { return openat(inode_fd.get(), ".", O_RDONLY | O_CLOEXEC); });
   if (fd < 0 || fstatvfs(fd, &sv) != 0) {
     int err = errno;
     if (fd >= 0) close(fd);

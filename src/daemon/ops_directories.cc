@@ -196,7 +196,8 @@ void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   int err = Guard("fsyncdir", [&] {
     InodeFd dir_fd;
     if (int rc = Fs(req).inodes().Use(GetInode(req, ino), &dir_fd)) return rc;
-    UniqueFd fd(openat(dir_fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd fd(OpenRetryingOnEmfile(
+        [&] { return openat(dir_fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); }));
     if (!fd.valid()) return errno;
     return (datasync ? fdatasync(fd.get()) : fsync(fd.get())) == 0 ? 0 : errno;
   });

@@ -33,7 +33,8 @@ void ReplyNewEntry(fuse_req_t req, Inode& dir, const std::string& backing, const
 
 // True if the backing directory `fd` holds nothing but internal files.
 int CheckEmpty(EnvelopeFs& fs, int dirfd, std::vector<std::string>* internal) {
-  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd =
+      OpenRetryingOnEmfile([&] { return openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); });
   if (fd < 0) return errno;
   DIR* d = fdopendir(fd);
   if (d == nullptr) {
@@ -56,7 +57,9 @@ int CheckEmpty(EnvelopeFs& fs, int dirfd, std::vector<std::string>* internal) {
 
 // Removes the internal files of an (otherwise empty) backing directory so it can be removed.
 int ClearInternal(int parent_fd, const std::string& backing, EnvelopeFs& fs) {
-  int dirfd = openat(parent_fd, backing.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  int dirfd = OpenRetryingOnEmfile([&] {
+    return openat(parent_fd, backing.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  });
   if (dirfd < 0) return errno;
   UniqueFd owned(dirfd);
   std::vector<std::string> internal;

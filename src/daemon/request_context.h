@@ -11,6 +11,7 @@
 #include <new>
 #include <string>
 
+#include "emfile_retry.h"
 #include "envelope_fs.h"
 #include "envelopefs/error.h"
 #include "envelopefs/error_mapping.h"
@@ -37,19 +38,6 @@ int Guard(const char* op, F&& body) {
   } catch (const std::exception& e) {
     Log(LogLevel::kError, std::string(op) + ": " + MessageOf(e));
     return ErrnoFor(ErrorKindOf(e));
-  }
-}
-
-// Runs `open` (one of the daemon's open(2) calls) again while it fails with EMFILE, for up to
-// 2 s: most of the daemon's descriptors belong to cached inodes that InodeRelief is handing
-// back, and the kernel's FORGETs can lag behind a fast creator of files. The fd, or -1 with
-// errno set.
-template <typename F>
-int OpenRetryingOnEmfile(F&& open) {
-  for (int attempt = 0;; ++attempt) {
-    const int fd = open();
-    if (fd >= 0 || errno != EMFILE || attempt == 100) return fd;
-    usleep(20 * 1000);
   }
 }
 

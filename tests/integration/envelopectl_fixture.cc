@@ -77,4 +77,26 @@ void ExpectOneLine(const std::string& command, int code, const std::string& part
   EXPECT_TRUE(Contains(r.output, part)) << command << "\n" << r.output;
 }
 
+std::string KeyringValue(const std::string& keyring_text, const std::string& name) {
+  // In a keyring, the [master_key] (format 2) or first [slot.master_key] (format 3) section.
+  const size_t section = keyring_text.find("master_key]");
+  const size_t at = keyring_text.find(name + " = '", section == std::string::npos ? 0 : section);
+  EXPECT_NE(std::string::npos, at) << name;
+  if (at == std::string::npos) return "";
+  const size_t start = at + name.size() + 4;
+  return keyring_text.substr(start, keyring_text.find('\'', start) - start);
+}
+
+void ExpectKeyringEdits(const fs::path& keyring, const std::string& original,
+                        const std::string& command, const std::vector<KeyringEdit>& edits) {
+  for (const auto& e : edits) {
+    std::string edited = original;
+    const size_t at = edited.find(e.from);
+    ASSERT_NE(std::string::npos, at) << e.from;
+    edited.replace(at, e.from.size(), e.to);
+    WriteFile(keyring, edited);
+    ExpectOneLine(command, e.code, e.message);
+  }
+}
+
 }  // namespace envelopefs::testing

@@ -1,5 +1,6 @@
-// Test support shared by the envelopectl tests (envelopectl_*_test.cc): running envelopectl on
-// an OfflineVolume for its JSON, the key slots of a cipher file, a tree's contents, the audit
+// Test support shared by the envelopectl tests (envelopectl_*_test.cc, and the master-key
+// source tests): running envelopectl on an OfflineVolume for its JSON, edits of a keyring
+// refused with one line, the key slots of a cipher file, a tree's contents, the audit
 // log's events, and the format's offsets for a volume of 4 KiB chunks. Not thread-safe (gtest
 // assertions).
 #pragma once
@@ -30,6 +31,22 @@ inline const std::string kCtl = ENVELOPECTL_BINARY;
 // Runs `command` (stderr joined to stdout); expects exit `code` and exactly one line containing
 // `part`.
 void ExpectOneLine(const std::string& command, int code, const std::string& part);
+
+// The value of `name = '...'` in a keyring's text (the first one), or "" (a test failure) if
+// there is none.
+std::string KeyringValue(const std::string& keyring_text, const std::string& name);
+
+// One edit of a keyring's text: `from` replaced by `to`, after which a command exits `code` with
+// one line containing `message`.
+struct KeyringEdit {
+  std::string from, to;
+  int code;
+  std::string message;
+};
+// Writes each of `edits`, made to `original` in turn, to `keyring` and runs `command` on it
+// (ExpectOneLine). Leaves the last edit in place.
+void ExpectKeyringEdits(const fs::path& keyring, const std::string& original,
+                        const std::string& command, const std::vector<KeyringEdit>& edits);
 
 // Runs envelopectl with the volume's key and parses its standard output as JSON.
 json CtlJson(const OfflineVolume& v, const std::string& args, int* exit_code = nullptr);

@@ -9,6 +9,7 @@
 #include <chrono>
 
 #include "envelopefs/error.h"
+#include "kmip_server_fixture.h"
 #include "kmip_test_server.h"
 #include "mount_fixture.h"
 #include "test_pki.h"
@@ -16,25 +17,13 @@
 namespace envelopefs::testing {
 namespace {
 
-class KmipClientTest : public ::testing::Test {
+class KmipClientTest : public KmipServerTest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(PyKmipInstalled()) << "install python3-pykmip (scripts/install-deps)";
-    pki_.Issue("kms", {}, {"127.0.0.1"});
-    pki_.Issue("client");
-    server_ = std::make_unique<KmipTestServer>(dir_.path() / "kms", pki_.cert("kms"),
-                                               pki_.key_path("kms"), pki_.ca_file());
-  }
-
   TlsClientOptions Tls() const {
     return {pki_.cert("client").string(), pki_.key_path("client").string(), pki_.ca_file().string(),
             std::chrono::seconds(10)};
   }
   HostPort Server() const { return {"127.0.0.1", server_->port()}; }
-
-  TempDir dir_;
-  TestPki pki_{dir_.path(), "ca"};
-  std::unique_ptr<KmipTestServer> server_;
 };
 
 TEST_F(KmipClientTest, CreatesAKeyAndEncryptsAndDecryptsWithIt) {

@@ -17,6 +17,7 @@
 #include "envelopefs/error.h"
 #include "envelopefs/key_source.h"
 #include "envelopefs/kmip_client.h"
+#include "kmip_server_fixture.h"
 #include "kmip_test_server.h"
 #include "mount_fixture.h"
 #include "test_pki.h"
@@ -26,16 +27,8 @@ namespace {
 
 const std::string kDaemon = ENVELOPEFS_BINARY;
 
-class KmipSource : public ::testing::Test {
+class KmipSource : public KmipServerTest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(PyKmipInstalled()) << "install python3-pykmip (scripts/install-deps)";
-    pki_.Issue("kms", {}, {"127.0.0.1"});
-    pki_.Issue("client");
-    server_ = std::make_unique<KmipTestServer>(dir_.path() / "kms", pki_.cert("kms"),
-                                               pki_.key_path("kms"), pki_.ca_file());
-  }
-
   // The KMIP options for `address` (default: the test's server), `prefix` "" or "new-".
   std::string Flags(const std::string& prefix = "", std::string address = "",
                     const std::string& client = "client", const TestPki* issuer = nullptr) const {
@@ -56,10 +49,6 @@ class KmipSource : public ::testing::Test {
                    pki_.ca_file().string(), std::chrono::seconds(10)};
     return MakeKmipSource(options);
   }
-
-  TempDir dir_;
-  TestPki pki_{dir_.path(), "ca"};
-  std::unique_ptr<KmipTestServer> server_;
 };
 
 // Every audit line with event `event` (that names no other source) has the KMS and the
@@ -265,20 +254,12 @@ TEST_F(KmipSource, EditsOfTheKmipSectionAreRefused) {
             RunCommand(kCtl + " init" + Flags() + "--kmip-create-key " + Quote(cipher)).exit_code);
   const fs::path keyring = cipher / "envelopefs.keyring";
   const std::string original = ReadFile(keyring);
-  auto value_in = [](const std::string& text, const std::string& name) {
-    size_t start = text.find(name + " = '", text.find("master_key]")) + name.size() + 4;
-    return text.substr(start, text.find('\'', start) - start);
-  };
-  const std::string wrapped = value_in(original, "wrapped"), iv = value_in(original, "iv"),
-                    id = value_in(original, "key_id");
+  const std::string wrapped = KeyringValue(original, "wrapped"), iv = KeyringValue(original, "iv"),
+                    id = KeyringValue(original, "key_id");
   std::string flipped = wrapped;
   flipped[10] = flipped[10] == '0' ? '1' : '0';
   const std::string list = kCtl + " keys list" + Flags() + Quote(cipher);
-  const struct {
-    std::string from, to;
-    int code;
-    std::string message;
-  } edits[] = {
+  const std::vector<KeyringEdit> edits = {
       {"mode = 'AES-GCM'", "mode = 'AES-CBC'", 4, "invalid [master_key] kmip"},
       {"iv = '" + iv + "'", "iv = '" + iv.substr(2) + "'", 4, "invalid [master_key] kmip"},
       {"wrapped = '" + wrapped + "'", "wrapped = 'zz'", 4, "invalid [master_key] kmip"},
@@ -289,22 +270,15 @@ TEST_F(KmipSource, EditsOfTheKmipSectionAreRefused) {
       {"wrapped = '" + wrapped + "'", "wrapped = '" + flipped + "'", 6, "refused Decrypt"},
       {"iv = '" + iv + "'", "iv = '" + std::string(24, '0') + "'", 6, "refused Decrypt"},
   };
-  for (const auto& e : edits) {
-    std::string edited = original;
-    const size_t at = edited.find(e.from);
-    ASSERT_NE(std::string::npos, at) << e.from;
-    edited.replace(at, e.from.size(), e.to);
-    WriteFile(keyring, edited);
-    ExpectOneLine(list, e.code, e.message);
-  }
+  ExpectKeyringEdits(keyring, original, list, edits);
   // Another volume's master key, encrypted by the same server key: bound to that volume's id.
   ASSERT_EQ(
       0,
       RunCommand(kCtl + " init" + Flags() + "--kmip-key-id " + id + " " + Quote(other)).exit_code);
   const std::string theirs = ReadFile(other / "envelopefs.keyring");
   std::string planted = original;
-  planted.replace(planted.find(wrapped), wrapped.size(), value_in(theirs, "wrapped"));
-  planted.replace(planted.find(iv), iv.size(), value_in(theirs, "iv"));
+  planted.replace(planted.find(wrapped), wrapped.size(), KeyringValue(theirs, "wrapped"));
+  planted.replace(planted.find(iv), iv.size(), KeyringValue(theirs, "iv"));
   WriteFile(keyring, planted);
   ExpectOneLine(list, 6, "refused Decrypt");
   WriteFile(keyring, original);

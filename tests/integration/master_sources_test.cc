@@ -233,20 +233,10 @@ TEST(MasterSources, EditsOfThePkcs11SectionAreRefused) {
   const std::string original = ReadFile(keyring);
   const std::string list = kCtl + " keys list" + hsm.Flags("k1") + Quote(cipher);
   ASSERT_EQ(0, RunCommand(list).exit_code);
-  auto field = [&](const std::string& name) {
-    size_t at = original.find(name + " = '", original.find("master_key]"));
-    EXPECT_NE(std::string::npos, at) << name;
-    size_t start = at + name.size() + 4;
-    return original.substr(start, original.find('\'', start) - start);
-  };
-  const std::string wrapped = field("wrapped"), iv = field("iv");
+  const std::string wrapped = KeyringValue(original, "wrapped"), iv = KeyringValue(original, "iv");
   std::string flipped = wrapped;
   flipped[10] = flipped[10] == '0' ? '1' : '0';
-  const struct {
-    std::string from, to;
-    int code;
-    std::string message;
-  } edits[] = {
+  const std::vector<KeyringEdit> edits = {
       {"mechanism = 'CKM_AES_GCM'", "mechanism = 'CKM_AES_CBC'", 4, "invalid [master_key] pkcs11"},
       {"iv = '" + iv + "'", "iv = '" + iv.substr(2) + "'", 4, "invalid [master_key] pkcs11"},
       {"wrapped = '" + wrapped + "'", "wrapped = 'zz'", 4, "invalid [master_key] pkcs11"},
@@ -257,25 +247,14 @@ TEST(MasterSources, EditsOfThePkcs11SectionAreRefused) {
       {"wrapped = '" + wrapped + "'", "wrapped = '" + flipped + "'", 3, "cannot decrypt"},
       {"iv = '" + iv + "'", "iv = '" + std::string(24, '0') + "'", 3, "cannot decrypt"},
   };
-  for (const auto& e : edits) {
-    std::string edited = original;
-    const size_t at = edited.find(e.from);
-    ASSERT_NE(std::string::npos, at) << e.from;
-    edited.replace(at, e.from.size(), e.to);
-    WriteFile(keyring, edited);
-    ExpectOneLine(list, e.code, e.message);
-  }
+  ExpectKeyringEdits(keyring, original, list, edits);
   // Another volume's master key, encrypted by the same token key: bound to that volume's id.
   const fs::path other = t.path() / "other";
   ASSERT_EQ(0, RunCommand(kCtl + " init" + hsm.Flags("k1") + Quote(other)).exit_code);
   const std::string theirs = ReadFile(other / "envelopefs.keyring");
-  auto value_in = [](const std::string& text, const std::string& name) {
-    size_t start = text.find(name + " = '", text.find("master_key]")) + name.size() + 4;
-    return text.substr(start, text.find('\'', start) - start);
-  };
   std::string planted = original;
-  planted.replace(planted.find(wrapped), wrapped.size(), value_in(theirs, "wrapped"));
-  planted.replace(planted.find(iv), iv.size(), value_in(theirs, "iv"));
+  planted.replace(planted.find(wrapped), wrapped.size(), KeyringValue(theirs, "wrapped"));
+  planted.replace(planted.find(iv), iv.size(), KeyringValue(theirs, "iv"));
   WriteFile(keyring, planted);
   ExpectOneLine(list, 3, "cannot decrypt");
 

@@ -366,7 +366,8 @@ TEST(MountOptions, EveryKeyOptionSpellingMountsAndBadOnesAreRefused) {
       {"--master-command=", "option --master-command needs a command"},
       {"-o master_command=", "mount option master_command= needs a value"},
       {"--keyfile " + Quote(key) + " --master-command true",
-       "--keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and --recovery-key are mutually exclusive"},
+       "--keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and --recovery-key are "
+       "mutually exclusive"},
       {"--pkcs11-module=", "option --pkcs11-module needs a path"},
       {"--pkcs11-token=", "option --pkcs11-token needs a label"},
       {"--pkcs11-key 'a\"b'", "option --pkcs11-key: a PKCS#11 label is 1 to 32 printable"},
@@ -382,9 +383,11 @@ TEST(MountOptions, EveryKeyOptionSpellingMountsAndBadOnesAreRefused) {
       {"--kmip-create-key", "unknown option --kmip-create-key"},
       {"--new-kmip-server k:1", "unknown option --new-kmip-server"},
       {"--keyfile " + Quote(key) + " -o tls_cert=c",
-       "--keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and --recovery-key are mutually exclusive"},
+       "--keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and --recovery-key are "
+       "mutually exclusive"},
       {"--master-command " + Quote("cat " + key) + " --pkcs11-token t",
-       "--keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and --recovery-key are mutually exclusive"},
+       "--keyfile, --passfile, --master-command, --pkcs11-*, --kmip-* and --recovery-key are "
+       "mutually exclusive"},
   };
   for (const auto& [options, message] : refused) {
     ExpectRefused(TryMount(options, v.cipher(), v.mnt()), 2, message);

@@ -1,12 +1,18 @@
-// Unit tests of the daemon's InodeTable: one Inode per backing object, lookup counting, the
-// idle entries offered for forgetting, and the over-budget callback.
+// Unit tests of the daemon's InodeTable: one Inode per backing object (also when an inode number
+// is reused), lookup counting, the idle entries offered for forgetting, and the over-budget
+// callback.
 #include "inode_table.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <set>
+#include <string>
+
+#include "inode_number_reuse.h"
 
 namespace envelopefs {
 namespace {
@@ -79,6 +85,62 @@ TEST(InodeTable, GoingOverTheWatchedSizeCallsBack) {
   EXPECT_EQ(0, calls);
   table.FindOrInsert(SomeFd(), 1, 3, S_IFREG);
   EXPECT_EQ(1, calls);
+}
+
+// A backing file deleted behind the daemon's back whose inode number the file system gives to a
+// new file: the cached Inode (kept by file handle, holding no descriptor) must not stand for the
+// new file, and must live until the kernel forgets it.
+TEST(InodeTable, AReusedInodeNumberGetsANewInodeAndTheStaleOneLivesUntilForgotten) {
+  std::string tmpl = "/tmp/envelopefs-inode-table-XXXXXX";
+  ASSERT_NE(nullptr, mkdtemp(tmpl.data()));
+  const std::filesystem::path dir = tmpl;
+  struct Cleanup {
+    std::filesystem::path dir;
+    ~Cleanup() { std::filesystem::remove_all(dir); }
+  } cleanup{dir};
+  UniqueFd root(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(root.valid());
+  int mount_id = -1;
+  if (std::string why = ProbeFileHandles(root.get(), &mount_id); !why.empty()) {
+    GTEST_SKIP() << "no file handles here: " << why;
+  }
+  struct stat st;
+  ASSERT_EQ(0, fstat(root.get(), &st));
+  InodeTable table;
+  table.EnableHandles(root.get(), st.st_dev, mount_id, /*cache=*/0);
+  auto lookup = [&](const std::filesystem::path& path) {
+    UniqueFd fd(open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    struct stat fst;
+    EXPECT_EQ(0, fstat(fd.get(), &fst));
+    return table.FindOrInsert(std::move(fd), fst.st_dev, fst.st_ino, S_IFREG);
+  };
+
+  UniqueFd made(open((dir / "old").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(made.valid());
+  made.reset();
+  Inode* old_inode = lookup(dir / "old");
+  const ino_t number = old_inode->ino;
+  ASSERT_EQ(0, unlink((dir / "old").c_str()));
+  const std::filesystem::path reused = testing::CreateFileWithInodeNumber(dir, number);
+  if (reused.empty()) GTEST_SKIP() << "the file system did not reuse inode number " << number;
+
+  Inode* new_inode = lookup(reused);
+  ASSERT_NE(old_inode, new_inode);
+  EXPECT_EQ(number, new_inode->ino);
+  EXPECT_EQ(2u, table.size());  // the stale one waits for the kernel's forget
+  InodeFd lease;
+  EXPECT_EQ(ENOENT, table.Use(*old_inode, &lease));
+  ASSERT_EQ(0, table.Use(*new_inode, &lease));
+  ASSERT_EQ(0, fstat(lease.get(), &st));
+  EXPECT_EQ(number, st.st_ino);
+  EXPECT_EQ(new_inode, lookup(reused));  // the same object again: the same inode
+
+  table.Forget(old_inode, 1);  // frees the stale one, not the new one
+  EXPECT_EQ(1u, table.size());
+  EXPECT_EQ(new_inode, lookup(reused));
+  EXPECT_EQ(3u, new_inode->nlookup.load());
+  table.Forget(new_inode, 3);
+  EXPECT_EQ(0u, table.size());
 }
 
 }  // namespace
