@@ -68,6 +68,40 @@ std::unique_ptr<MasterKeySource> SuccessorSource(const Args& args, const Volume&
   return successor.KeySource(/*confirm=*/false);
 }
 
+// Error(kUsage) if the successor SuccessorSource makes would be protected by the HSM/KMS key that
+// protects the master key of `volume`'s unlocked slot now (a derived label that is the current
+// one, or --new-* options naming the current key): that key could never be destroyed, and the
+// retirement would not hold against old copies. Checked before anything changes.
+void CheckSuccessorIsAnotherKey(const Args& args, const Volume& volume) {
+  MasterKeyParams successor;
+  if (args.HasNewKey() ? args.next.HasPkcs11() : args.current.HasPkcs11()) {
+    const KeySourceChoice& from = args.HasNewKey() ? args.next : args.current;
+    successor.kind = MasterKeyKind::kPkcs11;
+    successor.pkcs11.emplace();
+    successor.pkcs11->token_label = from.pkcs11_token.value_or("");
+    successor.pkcs11->key_label =
+        args.HasNewKey()
+            ? from.pkcs11_key.value_or("")
+            : NextPkcs11Label(from.pkcs11_key.value_or(""), volume.keyring_generation() + 1);
+  } else if (args.HasNewKey() && args.next.kmip_key_id) {
+    successor.kind = MasterKeyKind::kKmip;
+    successor.kmip.emplace();
+    successor.kmip->key_id = *args.next.kmip_key_id;
+  } else {
+    return;  // a key the KMS creates now
+  }
+  for (const MasterSlot& slot : volume.master_slots()) {
+    if (slot.number == volume.unlocked_slot() && SameProtectingKey(slot.params, successor)) {
+      throw Error(ErrorKind::kUsage,
+                  "--destroy-old-master: the new master key would be protected "
+                  "by " +
+                      DescribeMasterKey(slot.params) +
+                      ", the key it replaces: give another key with --new-pkcs11-key "
+                      "or --new-kmip-key-id");
+    }
+  }
+}
+
 // A one-line description of `params` with its source's name, for messages and the audit log.
 std::string SlotLine(uint32_t number, const MasterKeyParams& params) {
   return "master slot " + std::to_string(number) + " (" + DescribeMasterKey(params) + ")";
@@ -275,6 +309,7 @@ void CheckCanDestroyOldMaster(const Args& args) {
 
 int RetireAndDestroyOldMaster(const Args& args, Volume& volume, const KekInfo& kek) {
   CheckCanDestroyOldMaster(args);
+  CheckSuccessorIsAnotherKey(args, volume);
   auto successor = SuccessorSource(args, volume);
   volume.ReplaceOnlyMasterSlot(*successor, [&](Keyring& k) { k.Retire(kek.version); });
   AppendAuditEvent(volume, "version_retired", {{"kek_version", kek.version}, {"kek_id", kek.id}});

@@ -268,5 +268,35 @@ TEST(MasterSlotsCli, DISABLED_DestroyOldMasterNeverDestroysAKeyAnotherVolumeDepe
   EXPECT_EQ(0, b_list.exit_code) << retired.output << b_list.output;
 }
 
+// Review: the successor token key's label is derived ("LABEL-gN")
+// and an existing key of that label is used as it is. When it is the current key itself (a
+// volume whose key happens to be labelled "k1-g3", retired at generation 2), the "new" master key
+// is protected by the old token key: the KEK is retired, the old key is not destroyed (it still
+// protects the keyring), old copies of the keyring still open, and the pending entry can never be
+// cleared. Expected: refused before anything changes, or a key that did not exist before.
+TEST(MasterSlotsCli, DestroyOldMasterNeverReusesTheCurrentTokenKeyAsItsSuccessor) {
+  SoftHsm hsm;
+  TempDir t;
+  const fs::path a = t.path() / "a";
+  const std::string key = hsm.Flags("k1-g3");
+  ASSERT_EQ(0, RunCommand(kCtl + " init" + key + "--pkcs11-create-key " + Quote(a)).exit_code);
+  const std::string old_copy = ReadFile(a / "envelopefs.keyring");
+  ASSERT_EQ(0, RunCommand(kCtl + " keys rotate" + key + Quote(a)).exit_code);
+  ASSERT_EQ(0, RunCommand(kCtl + " rewrap" + key + Quote(a)).exit_code);
+  CommandResult retired =
+      RunCommand(kCtl + " keys retire --kek-version 1 --destroy-old-master" + key + Quote(a));
+  if (retired.exit_code != 0) {
+    // Refused: then nothing may have changed (KEK 1 still decrypt-only, nothing pending).
+    json list = json::parse(RunCommand(kCtl + " keys list --json" + key + Quote(a)).output);
+    EXPECT_EQ(0u, list["old_master_keys_to_destroy"].size()) << retired.output << list.dump();
+    EXPECT_EQ("decrypt-only", list["keys"][0].value("state", "")) << list.dump();
+    EXPECT_TRUE(Contains(retired.output, "the key it replaces")) << retired.output;
+  } else {
+    // Done: the old copy opens no more.
+    WriteFile(a / "envelopefs.keyring", old_copy);
+    EXPECT_NE(0, RunCommand(kCtl + " keys list" + key + Quote(a)).exit_code) << retired.output;
+  }
+}
+
 }  // namespace
 }  // namespace envelopefs::testing
