@@ -280,10 +280,16 @@ int KeysRemoveMaster(const Args& args, const fs::path& dir) {
   const char* kind = removed ? MasterKeyKindName(removed->params.kind) : "unknown";
   AppendAuditEvent(*volume, "master_slot_removed", {{"slot", *args.slot}, {"source", kind}});
   if (!args.quiet) {
+    // With other slots left the keyring key stays (Volume::RemoveMasterSlot), and the removed
+    // secret reaches it through any older copy: say so.
+    const bool key_kept = volume->master_slots().size() > 1;
     std::printf(
         "removed master slot %u (%s). Copies of the keyring made before now still open with "
-        "its secret: destroy that secret (see envelopectl(1), KEY CUSTODY).\n",
-        *args.slot, removed ? DescribeMasterKey(removed->params).c_str() : "?");
+        "its secret%s: destroy that secret (see envelopectl(1), KEY CUSTODY).\n",
+        *args.slot, removed ? DescribeMasterKey(removed->params).c_str() : "?",
+        key_kept ? ", and through them it still opens this keyring (its keyring key is renewed "
+                   "only when a single slot is left)"
+                 : "");
   }
   return kExitOk;
 }
