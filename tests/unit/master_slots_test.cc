@@ -165,6 +165,7 @@ TEST_F(MasterSlots, RemovingTheOtherSlotRenewsTheKeyringKeySoItsSecretOpensNothi
   v->AddMasterSlot(*MakeNewRecoveryKeySource(recovery));
   const std::string with_slot2 = Slurp(dir_ / kKeyringFileName);
   auto by_recovery = Volume::Open(dir_, *Recovery(recovery));
+  auto by_key = Volume::Open(dir_, *Key(key_));  // e.g. the daemon, mounted through slot 1
   v->RemoveMasterSlot(2);
   v->UpdateKeyring([](Keyring& k) { k.Rotate(5000); });
   const fs::path scratch = root_ / "scratch";
@@ -180,6 +181,9 @@ TEST_F(MasterSlots, RemovingTheOtherSlotRenewsTheKeyringKeySoItsSecretOpensNothi
   testing::RecordingReporter damage;
   EXPECT_ANY_THROW(by_recovery->ReloadKeyringIfChanged(damage));
   EXPECT_FALSE(by_recovery->keyring_current());
+  by_key->ReloadKeyringIfChanged(damage);  // follows the renewed key through its own slot
+  EXPECT_TRUE(by_key->keyring_current());
+  EXPECT_EQ(2u, by_key->ActiveKek().info.version);
   // The remaining slot still opens everything, the new KEK included.
   auto reopened = Volume::Open(dir_, *Key(key_));
   EXPECT_EQ(2u, reopened->Keks().size());
