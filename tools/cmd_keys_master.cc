@@ -239,7 +239,16 @@ int KeysChangeMaster(const Args& args, const fs::path& dir) {
   nlohmann::json fields = {{"source", kind}, {"slot", volume->unlocked_slot()}};
   for (const auto& [name, value] : source->AuditFields()) fields[name] = value;
   AppendAuditEvent(*volume, "master_key_changed", std::move(fields));
-  if (!args.quiet) std::printf("master key changed (now from a %s)\n", kind);
+  if (!args.quiet) {
+    // With other slots the keyring key stays (Keyring::ReplaceSlot): the old secret, through a
+    // copy of the keyring made before now, still opens this keyring.
+    std::printf("master key changed (now from a %s)%s\n", kind,
+                volume->master_slots().size() > 1
+                    ? ". Copies of the keyring made before now still open with the old secret, and "
+                      "through them it still opens this keyring (its keyring key is renewed only "
+                      "when a single slot is left)"
+                    : "");
+  }
   return kExitOk;
 }
 

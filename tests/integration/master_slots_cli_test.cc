@@ -138,6 +138,14 @@ TEST(MasterSlotsCli, AnHsmSlotBesideAKeyFileOpensTheVolume) {
   const json* event = FindEvent(events, "master_slot_added");
   ASSERT_NE(nullptr, event);
   EXPECT_EQ("pkcs11", event->value("source", ""));
+  // Changing one of two slots keeps the keyring key: the message says what that means.
+  TempDir t;
+  const fs::path key2 = t.path() / "key2";
+  WriteSecretFile(key2, std::string(32, 'n'));
+  CommandResult changed = RunCommand(kCtl + " keys change-master --keyfile " + Quote(v.keyfile()) +
+                                     " --new-keyfile " + Quote(key2) + " " + Quote(v.cipher()));
+  ASSERT_EQ(0, changed.exit_code) << changed.output;
+  EXPECT_TRUE(Contains(changed.output, "still opens this keyring")) << changed.output;
 }
 
 TEST(MasterSlotsCli, RetireWithDestroyOldMasterLeavesNoOldKeyringCopyThatOpens) {
