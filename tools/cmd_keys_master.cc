@@ -68,6 +68,40 @@ std::unique_ptr<MasterKeySource> SuccessorSource(const Args& args, const Volume&
   return successor.KeySource(/*confirm=*/false);
 }
 
+// Error(kUsage) if the successor SuccessorSource makes would be protected by the HSM/KMS key that
+// protects the master key of `volume`'s unlocked slot now (a derived label that is the current
+// one, or --new-* options naming the current key): that key could never be destroyed, and the
+// retirement would not hold against old copies. Checked before anything changes.
+void CheckSuccessorIsAnotherKey(const Args& args, const Volume& volume) {
+  MasterKeyParams successor;
+  if (args.HasNewKey() ? args.next.HasPkcs11() : args.current.HasPkcs11()) {
+    const KeySourceChoice& from = args.HasNewKey() ? args.next : args.current;
+    successor.kind = MasterKeyKind::kPkcs11;
+    successor.pkcs11.emplace();
+    successor.pkcs11->token_label = from.pkcs11_token.value_or("");
+    successor.pkcs11->key_label =
+        args.HasNewKey()
+            ? from.pkcs11_key.value_or("")
+            : NextPkcs11Label(from.pkcs11_key.value_or(""), volume.keyring_generation() + 1);
+  } else if (args.HasNewKey() && args.next.kmip_key_id) {
+    successor.kind = MasterKeyKind::kKmip;
+    successor.kmip.emplace();
+    successor.kmip->key_id = *args.next.kmip_key_id;
+  } else {
+    return;  // a key the KMS creates now
+  }
+  for (const MasterSlot& slot : volume.master_slots()) {
+    if (slot.number == volume.unlocked_slot() && SameProtectingKey(slot.params, successor)) {
+      throw Error(ErrorKind::kUsage,
+                  "--destroy-old-master: the new master key would be protected "
+                  "by " +
+                      DescribeMasterKey(slot.params) +
+                      ", the key it replaces: give another key with --new-pkcs11-key "
+                      "or --new-kmip-key-id");
+    }
+  }
+}
+
 // A one-line description of `params` with its source's name, for messages and the audit log.
 std::string SlotLine(uint32_t number, const MasterKeyParams& params) {
   return "master slot " + std::to_string(number) + " (" + DescribeMasterKey(params) + ")";
@@ -205,7 +239,16 @@ int KeysChangeMaster(const Args& args, const fs::path& dir) {
   nlohmann::json fields = {{"source", kind}, {"slot", volume->unlocked_slot()}};
   for (const auto& [name, value] : source->AuditFields()) fields[name] = value;
   AppendAuditEvent(*volume, "master_key_changed", std::move(fields));
-  if (!args.quiet) std::printf("master key changed (now from a %s)\n", kind);
+  if (!args.quiet) {
+    // With other slots the keyring key stays (Keyring::ReplaceSlot): the old secret, through a
+    // copy of the keyring made before now, still opens this keyring.
+    std::printf("master key changed (now from a %s)%s\n", kind,
+                volume->master_slots().size() > 1
+                    ? ". Copies of the keyring made before now still open with the old secret, and "
+                      "through them it still opens this keyring (its keyring key is renewed only "
+                      "when a single slot is left)"
+                    : "");
+  }
   return kExitOk;
 }
 
@@ -246,10 +289,16 @@ int KeysRemoveMaster(const Args& args, const fs::path& dir) {
   const char* kind = removed ? MasterKeyKindName(removed->params.kind) : "unknown";
   AppendAuditEvent(*volume, "master_slot_removed", {{"slot", *args.slot}, {"source", kind}});
   if (!args.quiet) {
+    // With other slots left the keyring key stays (Volume::RemoveMasterSlot), and the removed
+    // secret reaches it through any older copy: say so.
+    const bool key_kept = volume->master_slots().size() > 1;
     std::printf(
         "removed master slot %u (%s). Copies of the keyring made before now still open with "
-        "its secret: destroy that secret (see envelopectl(1), KEY CUSTODY).\n",
-        *args.slot, removed ? DescribeMasterKey(removed->params).c_str() : "?");
+        "its secret%s: destroy that secret (see envelopectl(1), KEY CUSTODY).\n",
+        *args.slot, removed ? DescribeMasterKey(removed->params).c_str() : "?",
+        key_kept ? ", and through them it still opens this keyring (its keyring key is renewed "
+                   "only when a single slot is left)"
+                 : "");
   }
   return kExitOk;
 }
@@ -275,6 +324,7 @@ void CheckCanDestroyOldMaster(const Args& args) {
 
 int RetireAndDestroyOldMaster(const Args& args, Volume& volume, const KekInfo& kek) {
   CheckCanDestroyOldMaster(args);
+  CheckSuccessorIsAnotherKey(args, volume);
   auto successor = SuccessorSource(args, volume);
   volume.ReplaceOnlyMasterSlot(*successor, [&](Keyring& k) { k.Retire(kek.version); });
   AppendAuditEvent(volume, "version_retired", {{"kek_version", kek.version}, {"kek_id", kek.id}});

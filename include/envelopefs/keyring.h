@@ -96,8 +96,10 @@ class KeyringFile {
   std::vector<MasterSlot> slots(const VolumeConfig& config) const;
   // The keyring key, from the first of `source`'s slots that opens with the master key `source`
   // produces for it (each slot of the source's kind is tried; a key file, command or recovery
-  // key is read once). Throws what the source throws when no slot could be tried, Error(kUsage)
-  // naming the slots when none is of the source's kind, Error(kWrongKey) when no slot opens.
+  // key is read once; after a source error other than kUsage, such as a wrong PIN or a KMS that
+  // does not answer, no further slot is tried). Throws what the source throws when no slot could
+  // be tried, Error(kUsage) naming the slots when none is of the source's kind, Error(kWrongKey)
+  // when no slot opens.
   struct Unlocked {
     SecureBytes keyring_key;
     uint32_t slot = 0;       // the slot that opened

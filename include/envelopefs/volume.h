@@ -93,7 +93,10 @@ class Volume : public KekSource {
   void ChangeMasterKey(const MasterKeySource& new_source);
   // Adds a slot for a new master key from `source`; returns its number.
   uint32_t AddMasterSlot(const MasterKeySource& source);
-  // Removes slot `number` (Keyring::RemoveSlot). The keyring key stays (other slots hold it).
+  // Removes slot `number` (Keyring::RemoveSlot). When the only slot left is this volume's own
+  // (unlocked_slot()), the keyring key is renewed too, so that the removed slot's secret, applied
+  // to an older copy of the keyring, yields nothing that opens this one; otherwise it stays (the
+  // other slots hold it, under master keys this process does not have).
   void RemoveMasterSlot(uint32_t number);
   // For keys retire --destroy-old-master: under the lock, applies `change` (the retirement),
   // records the unlocked slot's master-key parameters as pending destruction and replaces that

@@ -209,7 +209,11 @@ KeyringFile::Unlocked KeyringFile::Unlock(const VolumeConfig& config,
       }
     } catch (const Error& e) {
       if (!first_error) first_error = e;
-      if (shared || SameKeyForEverySlot(source.kind())) break;
+      // Only "this slot's key is not reachable with these options" (kUsage: another token key,
+      // a KMS key refused) moves on to the next slot. A wrong PIN or an unreachable token or
+      // KMS would fail the same way for every slot: trying again would only burn PIN attempts
+      // (tokens lock the PIN) or wait out one more timeout per slot.
+      if (shared || SameKeyForEverySlot(source.kind()) || e.kind() != ErrorKind::kUsage) break;
       continue;
     }
     tried = true;

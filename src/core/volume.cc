@@ -22,6 +22,7 @@
 #include "envelopefs/log.h"
 #include "envelopefs/name_transform.h"
 #include "envelopefs/unique_fd.h"
+#include "keyring_wrap.h"
 
 namespace envelopefs {
 
@@ -370,7 +371,17 @@ uint32_t Volume::AddMasterSlot(const MasterKeySource& source) {
 }
 
 void Volume::RemoveMasterSlot(uint32_t number) {
-  ChangeKeyring([&](Keyring& k) { k.RemoveSlot(number); });
+  ChangeKeyring([&](Keyring& k) {
+    k.RemoveSlot(number);
+    // The removed slot's secret opens every older copy of the keyring, which yields the keyring
+    // key: renew it when the only slot left is this volume's own and still opens with the master
+    // key this volume holds (other slots hold the key under master keys this process lacks).
+    if (k.slots().size() != 1 || k.slots().front().number != unlocked_slot_) return;
+    const MasterSlot mine = k.slots().front();
+    auto held = keyring_wrap::UnwrapSlot(master_key_, config_.volume_id, mine.number, mine.wrapped);
+    if (!held || !ConstantTimeEqual(held->span(), k.keyring_key().span())) return;
+    k.ReplaceSlot(mine.number, mine.params, master_key_, mine.created_unix);
+  });
 }
 
 std::vector<MasterKeyParams> Volume::ReplaceOnlyMasterSlot(

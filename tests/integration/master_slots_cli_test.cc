@@ -70,6 +70,8 @@ TEST(MasterSlotsCli, ARecoveryKeyFromInitMountsAndRemovingTheKeyFileSlotLocksThe
   CommandResult removed = RunCommand(kCtl + " keys remove-master --slot 1 --recovery-key " +
                                      Quote(recovery) + " " + Quote(v.cipher()));
   ASSERT_EQ(0, removed.exit_code) << removed.output;
+  // Two slots are left, so the keyring key stays: the message says what that means.
+  EXPECT_TRUE(Contains(removed.output, "still opens this keyring")) << removed.output;
   ExpectOneLine(kCtl + " keys list" + key + Quote(v.cipher()), 2, "no master slot of");
   std::vector<json> events = AuditLines(v.cipher() / "envelopefs.audit.log");
   size_t added_events = 0, removed_events = 0;
@@ -136,6 +138,14 @@ TEST(MasterSlotsCli, AnHsmSlotBesideAKeyFileOpensTheVolume) {
   const json* event = FindEvent(events, "master_slot_added");
   ASSERT_NE(nullptr, event);
   EXPECT_EQ("pkcs11", event->value("source", ""));
+  // Changing one of two slots keeps the keyring key: the message says what that means.
+  TempDir t;
+  const fs::path key2 = t.path() / "key2";
+  WriteSecretFile(key2, std::string(32, 'n'));
+  CommandResult changed = RunCommand(kCtl + " keys change-master --keyfile " + Quote(v.keyfile()) +
+                                     " --new-keyfile " + Quote(key2) + " " + Quote(v.cipher()));
+  ASSERT_EQ(0, changed.exit_code) << changed.output;
+  EXPECT_TRUE(Contains(changed.output, "still opens this keyring")) << changed.output;
 }
 
 TEST(MasterSlotsCli, RetireWithDestroyOldMasterLeavesNoOldKeyringCopyThatOpens) {
@@ -245,6 +255,57 @@ TEST(MasterSlotsCli, AnOldMasterKeyLeftByACrashIsListedUntilDestroyOldMasterDest
   ExpectOneLine(kCtl + " keys destroy-old-master" + hsm.Flags("k2") + Quote(cipher) + " 2>&1", 6,
                 "still protects master slot 1");
   EXPECT_TRUE(Contains(hsm.Tool("--list-objects --type secrkey").output, "label:      k2"));
+}
+
+// Review (fails today, so DISABLED_: run with --gtest_also_run_disabled_tests): two volumes
+// initialised with the same token key (init --pkcs11-create-key uses a key that exists). Retiring
+// with --destroy-old-master in one destroys the key the other's keyring depends on: the other
+// volume is lost. Nothing binds a token key to one volume, so nothing can refuse.
+TEST(MasterSlotsCli, DISABLED_DestroyOldMasterNeverDestroysAKeyAnotherVolumeDependsOn) {
+  SoftHsm hsm;
+  TempDir t;
+  const fs::path a = t.path() / "a", b = t.path() / "b";
+  const std::string k1 = hsm.Flags("k1");
+  ASSERT_EQ(0, RunCommand(kCtl + " init" + k1 + "--pkcs11-create-key " + Quote(a)).exit_code);
+  ASSERT_EQ(0, RunCommand(kCtl + " init" + k1 + "--pkcs11-create-key " + Quote(b)).exit_code);
+  ASSERT_EQ(0, RunCommand(kCtl + " keys list" + k1 + Quote(b)).exit_code);
+  ASSERT_EQ(0, RunCommand(kCtl + " keys rotate" + k1 + Quote(a)).exit_code);
+  ASSERT_EQ(0, RunCommand(kCtl + " rewrap" + k1 + Quote(a)).exit_code);
+  CommandResult retired =
+      RunCommand(kCtl + " keys retire --kek-version 1 --destroy-old-master" + k1 + Quote(a));
+  // Either refused, or B still opens with k1: never B lost.
+  CommandResult b_list = RunCommand(kCtl + " keys list" + k1 + Quote(b));
+  EXPECT_EQ(0, b_list.exit_code) << retired.output << b_list.output;
+}
+
+// Review: the successor token key's label is derived ("LABEL-gN")
+// and an existing key of that label is used as it is. When it is the current key itself (a
+// volume whose key happens to be labelled "k1-g3", retired at generation 2), the "new" master key
+// is protected by the old token key: the KEK is retired, the old key is not destroyed (it still
+// protects the keyring), old copies of the keyring still open, and the pending entry can never be
+// cleared. Expected: refused before anything changes, or a key that did not exist before.
+TEST(MasterSlotsCli, DestroyOldMasterNeverReusesTheCurrentTokenKeyAsItsSuccessor) {
+  SoftHsm hsm;
+  TempDir t;
+  const fs::path a = t.path() / "a";
+  const std::string key = hsm.Flags("k1-g3");
+  ASSERT_EQ(0, RunCommand(kCtl + " init" + key + "--pkcs11-create-key " + Quote(a)).exit_code);
+  const std::string old_copy = ReadFile(a / "envelopefs.keyring");
+  ASSERT_EQ(0, RunCommand(kCtl + " keys rotate" + key + Quote(a)).exit_code);
+  ASSERT_EQ(0, RunCommand(kCtl + " rewrap" + key + Quote(a)).exit_code);
+  CommandResult retired =
+      RunCommand(kCtl + " keys retire --kek-version 1 --destroy-old-master" + key + Quote(a));
+  if (retired.exit_code != 0) {
+    // Refused: then nothing may have changed (KEK 1 still decrypt-only, nothing pending).
+    json list = json::parse(RunCommand(kCtl + " keys list --json" + key + Quote(a)).output);
+    EXPECT_EQ(0u, list["old_master_keys_to_destroy"].size()) << retired.output << list.dump();
+    EXPECT_EQ("decrypt-only", list["keys"][0].value("state", "")) << list.dump();
+    EXPECT_TRUE(Contains(retired.output, "the key it replaces")) << retired.output;
+  } else {
+    // Done: the old copy opens no more.
+    WriteFile(a / "envelopefs.keyring", old_copy);
+    EXPECT_NE(0, RunCommand(kCtl + " keys list" + key + Quote(a)).exit_code) << retired.output;
+  }
 }
 
 }  // namespace

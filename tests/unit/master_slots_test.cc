@@ -155,6 +155,120 @@ TEST_F(MasterSlots, ChangingTheOnlySlotRenewsTheKeyringKeySoOldCopiesOpenNothing
   EXPECT_EQ(2u, Volume::Open(dir_, *Key(key2))->Keks().size());
 }
 
+// Review: a removed slot's secret, with any copy of the keyring made while the slot was there (a
+// backup; the cipher dir is readable), yields the keyring key. When only the remover's own slot
+// remains, the keyring key must be renewed, or that secret opens today's keyring and every KEK
+// made after the removal, and a volume opened through the removed slot keeps following it.
+TEST_F(MasterSlots, RemovingTheOtherSlotRenewsTheKeyringKeySoItsSecretOpensNothingNewer) {
+  auto v = Volume::Create(dir_, {}, *Key(key_));
+  const SecureBytes recovery = NewRecoveryKey();
+  v->AddMasterSlot(*MakeNewRecoveryKeySource(recovery));
+  const std::string with_slot2 = Slurp(dir_ / kKeyringFileName);
+  auto by_recovery = Volume::Open(dir_, *Recovery(recovery));
+  auto by_key = Volume::Open(dir_, *Key(key_));  // e.g. the daemon, mounted through slot 1
+  v->RemoveMasterSlot(2);
+  v->UpdateKeyring([](Keyring& k) { k.Rotate(5000); });
+  const fs::path scratch = root_ / "scratch";
+  fs::create_directories(scratch);
+  Spit(scratch / kKeyringFileName, with_slot2);
+  UniqueFd old_root(::open(scratch.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd root(::open(dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  const KeyringFile old_file = KeyringFile::Read(old_root.get(), scratch);
+  const KeyringFile now_file = KeyringFile::Read(root.get(), dir_);
+  KeyringFile::Unlocked old = old_file.Unlock(v->config(), *Recovery(recovery));
+  EXPECT_EQ(2u, old.slot);
+  EXPECT_EQ(ErrorKind::kWrongKey, KindOf([&] { now_file.Open(v->config(), old.keyring_key); }));
+  testing::RecordingReporter damage;
+  EXPECT_ANY_THROW(by_recovery->ReloadKeyringIfChanged(damage));
+  EXPECT_FALSE(by_recovery->keyring_current());
+  by_key->ReloadKeyringIfChanged(damage);  // follows the renewed key through its own slot
+  EXPECT_TRUE(by_key->keyring_current());
+  EXPECT_EQ(2u, by_key->ActiveKek().info.version);
+  // The remaining slot still opens everything, the new KEK included.
+  auto reopened = Volume::Open(dir_, *Key(key_));
+  EXPECT_EQ(2u, reopened->Keks().size());
+  EXPECT_EQ(1u, reopened->master_slots().size());
+  EXPECT_EQ(v->master_slots().front().created_unix, reopened->master_slots().front().created_unix);
+}
+
+// Review: a fake HSM source (kind pkcs11, no token): the master key of a slot is the first 32
+// bytes of its "wrapped" parameter; every MasterKey call counts as one C_Login, which fails when
+// the PIN is wrong (as Pkcs11Token does: Error(kWrongKey)).
+class FakeHsm : public MasterKeySource {
+ public:
+  explicit FakeHsm(bool wrong_pin) : wrong_pin_(wrong_pin) {}
+  MasterKeyKind kind() const override { return MasterKeyKind::kPkcs11; }
+  MasterKeyParams NewParams(const VolumeId&) const override {
+    MasterKeyParams params;
+    params.kind = MasterKeyKind::kPkcs11;
+    Pkcs11Params p;
+    p.token_label = "t";
+    p.key_label = "k";
+    RandomBytes(p.iv);
+    RandomBytes(p.wrapped);
+    params.pkcs11 = p;
+    return params;
+  }
+  SecureBytes MasterKey(const MasterKeyParams& params, const VolumeId&) const override {
+    ++logins;
+    if (wrong_pin_) throw Error(ErrorKind::kWrongKey, "wrong PIN for PKCS#11 token \"t\"");
+    return SecureBytes::Copy(std::span<const uint8_t>(params.pkcs11->wrapped).first(kKeySize));
+  }
+  mutable int logins = 0;
+
+ private:
+  bool wrong_pin_;
+};
+
+// Review: a wrong PIN is one failed login, not one per slot of the token (tokens lock their PIN
+// after a few failures, and anyone who can write the cipher dir can add slots that are tried
+// before authentication); the message is the PIN's.
+TEST_F(MasterSlots, AWrongPinIsTriedOnceNotOncePerSlot) {
+  FakeHsm hsm(false);
+  auto v = Volume::Create(dir_, {}, hsm);
+  v->AddMasterSlot(hsm);
+  v->AddMasterSlot(hsm);
+  ASSERT_EQ(3u, v->master_slots().size());
+  EXPECT_EQ(3u, Volume::Open(dir_, hsm)->master_slots().size());
+  FakeHsm wrong_pin(true);
+  try {
+    Volume::Open(dir_, wrong_pin);
+    ADD_FAILURE() << "opened";
+  } catch (const Error& e) {
+    EXPECT_EQ(ErrorKind::kWrongKey, e.kind());
+    EXPECT_NE(std::string::npos, std::string(e.what()).find("wrong PIN")) << e.what();
+  }
+  EXPECT_EQ(1, wrong_pin.logins);
+}
+
+// Review (fails today, so DISABLED_): retire --destroy-old-master promises that no old copy of
+// the keyring opens any more (issue 10). It checks that no *current* slot besides the HSM's is
+// left, but a slot removed earlier (a recovery key kept on paper) still opens every copy made
+// while it existed, and so still yields the retired KEK.
+TEST_F(MasterSlots, DISABLED_AfterRetireWithDestroyOldMasterNoOldCopyYieldsTheRetiredKek) {
+  FakeHsm hsm(false);
+  auto v = Volume::Create(dir_, {}, hsm);
+  const SecureBytes recovery = NewRecoveryKey();
+  v->AddMasterSlot(*MakeNewRecoveryKeySource(recovery));
+  const std::string with_recovery = Slurp(dir_ / kKeyringFileName);  // a backup
+  v->RemoveMasterSlot(2);
+  v->UpdateKeyring([](Keyring& k) { k.Rotate(5000); });
+  v->ReplaceOnlyMasterSlot(hsm, [](Keyring& k) { k.Retire(1); });  // and the old HSM key goes
+  const fs::path scratch = root_ / "scratch";
+  fs::create_directories(scratch);
+  Spit(scratch / kKeyringFileName, with_recovery);
+  UniqueFd old_root(::open(scratch.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  const KeyringFile old_file = KeyringFile::Read(old_root.get(), scratch);
+  bool opened = false;
+  try {
+    KeyringFile::Unlocked old = old_file.Unlock(v->config(), *Recovery(recovery));
+    const Keyring k = old_file.Open(v->config(), old.keyring_key);
+    opened = k.kek(k.keks().front().id, 1) != nullptr;
+  } catch (const Error&) {
+  }
+  EXPECT_FALSE(opened) << "a removed recovery slot still opens a copy holding retired KEK 1";
+}
+
 TEST_F(MasterSlots, ChangingOneOfSeveralSlotsKeepsTheOthers) {
   auto v = Volume::Create(dir_, {}, *Key(key_));
   const SecureBytes recovery = NewRecoveryKey();
