@@ -138,7 +138,7 @@ size_t DestroyPending(const Args& args, Volume& volume, const MasterKeySource& s
                                              ": not destroyed");
         }
       }
-      const std::string what = source.DestroyProtectingKey(old);
+      const std::string what = source.DestroyProtectingKey(old, volume.config().volume_id);
       volume.UpdateKeyring([&](Keyring& k) { k.RemovePendingDestroy(old); });
       nlohmann::json fields = {{"destroyed", what}};
       for (const auto& [name, value] : source.AuditFields()) fields[name] = value;
@@ -325,6 +325,10 @@ void CheckCanDestroyOldMaster(const Args& args) {
 int RetireAndDestroyOldMaster(const Args& args, Volume& volume, const KekInfo& kek) {
   CheckCanDestroyOldMaster(args);
   CheckSuccessorIsAnotherKey(args, volume);
+  // The old key must be one envelopefs may destroy (made for this volume): checked before
+  // anything changes.
+  args.KeySource(/*confirm=*/false)
+      ->CheckCanDestroy(volume.master_slots().front().params, volume.config().volume_id);
   auto successor = SuccessorSource(args, volume);
   volume.ReplaceOnlyMasterSlot(*successor, [&](Keyring& k) { k.Retire(kek.version); });
   AppendAuditEvent(volume, "version_retired", {{"kek_version", kek.version}, {"kek_id", kek.id}});

@@ -51,7 +51,18 @@ class MasterKeySource {
   // master key the volume depends on now. The caller must also make sure the keyring it keeps
   // does not depend on the key `params` names (e.g. a new master key from the same token key, or
   // a KMIP source given no key id that reuses the old one).
-  virtual std::string DestroyProtectingKey(const MasterKeyParams& params) const;
+  //
+  // `volume` is the volume whose master key `params` protects: a token key is destroyed only if
+  // envelopefs created it for that volume (its CKA_ID; see pkcs11_source.cc), never a key that
+  // another volume may depend on (Error(kUsage)).
+  virtual std::string DestroyProtectingKey(const MasterKeyParams& params,
+                                           const VolumeId& volume) const;
+  // Throws what DestroyProtectingKey would for the key `params` names, without destroying
+  // anything (checked before a retirement changes anything).
+  virtual void CheckCanDestroy(const MasterKeyParams& params, const VolumeId& volume) const {
+    (void)params;
+    (void)volume;
+  }
 };
 
 // Error(kUsage) saying which options open a volume whose master key is described by `params`

@@ -65,7 +65,7 @@ SecureBytes FirstLine(const SecureBytes& raw) {
   return SecureBytes::Copy(raw.span().first(len));
 }
 
-std::string MasterKeySource::DestroyProtectingKey(const MasterKeyParams&) const {
+std::string MasterKeySource::DestroyProtectingKey(const MasterKeyParams&, const VolumeId&) const {
   const char* what = kind() == MasterKeyKind::kKeyFile      ? "a key file"
                      : kind() == MasterKeyKind::kPassphrase ? "a passphrase"
                      : kind() == MasterKeyKind::kRecovery   ? "a recovery key"

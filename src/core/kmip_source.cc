@@ -90,7 +90,8 @@ class KmipSource : public MasterKeySource {
 
   // Revoke (Cessation of Operation) then Destroy; a key that is not Active is destroyed as it
   // is, one that is not there counts as destroyed. Never the key given with --kmip-key-id.
-  std::string DestroyProtectingKey(const MasterKeyParams& params) const override {
+  std::string DestroyProtectingKey(const MasterKeyParams& params,
+                                   const VolumeId&) const override {
     if (params.kind != MasterKeyKind::kKmip || !params.kmip) throw WrongSourceError(params);
     const std::string& id = params.kmip->key_id;
     const std::string what = "kmip key \"" + id + "\" on " + options_.server;

@@ -26,6 +26,28 @@ namespace {
 constexpr char kAadLabel[] = "envelopefs pkcs11 master key v1";
 constexpr size_t kMaxPin = 256;
 
+// The CKA_ID of a token key envelopefs creates: this prefix, then the volume id. It tells which
+// volume a key was made for, so that a key is never shared by accident (NewParams) and never
+// destroyed for another volume (DestroyProtectingKey).
+constexpr char kKeyIdPrefix[] = "envelopefs volume ";
+
+std::vector<uint8_t> KeyBinding(const VolumeId& volume) {
+  std::vector<uint8_t> id(kKeyIdPrefix, kKeyIdPrefix + sizeof kKeyIdPrefix - 1);
+  id.insert(id.end(), volume.begin(), volume.end());
+  return id;
+}
+
+// The volume a token key was created for by envelopefs, if its CKA_ID says so.
+std::optional<VolumeId> BoundVolume(const std::vector<uint8_t>& id) {
+  const size_t prefix = sizeof kKeyIdPrefix - 1;
+  VolumeId volume{};
+  if (id.size() != prefix + volume.size() || std::memcmp(id.data(), kKeyIdPrefix, prefix) != 0) {
+    return std::nullopt;
+  }
+  std::copy(id.begin() + static_cast<long>(prefix), id.end(), volume.begin());
+  return volume;
+}
+
 std::vector<uint8_t> Aad(const VolumeId& volume) {
   // The label with its NUL, then the volume id.
   std::vector<uint8_t> aad(sizeof kAadLabel + volume.size());
@@ -47,7 +69,20 @@ class Pkcs11Source : public MasterKeySource {
                                          "\" has no AES key labelled \"" + options_.key_label +
                                          "\" (add --pkcs11-create-key to create it)");
     }
-    if (!key) key = token.CreateAesKey(options_.key_label);
+    if (key) {
+      // An existing key: never one that envelopefs made for another volume (retiring that
+      // volume's key would destroy it under this one).
+      std::optional<VolumeId> bound = BoundVolume(token.KeyId(*key));
+      if (bound && *bound != volume) {
+        throw Error(ErrorKind::kUsage,
+                    "PKCS#11 key \"" + options_.key_label + "\" in token \"" +
+                        options_.token_label + "\" was created for envelopefs volume " +
+                        ToHex(*bound) +
+                        ": give this volume a key of its own (another --pkcs11-key)");
+      }
+    } else {
+      key = token.CreateAesKey(options_.key_label, KeyBinding(volume));
+    }
     MasterKeyParams params;
     params.kind = MasterKeyKind::kPkcs11;
     Pkcs11Params p;
@@ -90,7 +125,8 @@ class Pkcs11Source : public MasterKeySource {
 
   // Never the key this source is configured with (key_source.h): that one protects the master
   // key the volume has now. The old key's token is opened with this source's module and PIN.
-  std::string DestroyProtectingKey(const MasterKeyParams& params) const override {
+  std::string DestroyProtectingKey(const MasterKeyParams& params,
+                                   const VolumeId& volume) const override {
     if (params.kind != MasterKeyKind::kPkcs11 || !params.pkcs11) throw WrongSourceError(params);
     const Pkcs11Params& p = *params.pkcs11;
     const std::string what = "pkcs11 token \"" + p.token_label + "\" key \"" + p.key_label + "\"";
@@ -102,7 +138,9 @@ class Pkcs11Source : public MasterKeySource {
     }
     Pkcs11Token token(options_.module, p.token_label, Pin());
     std::optional<Pkcs11Token::Handle> key = token.FindAesKey(p.key_label);
-    if (!key || !token.DestroyKey(*key)) return what + " (already gone)";
+    if (!key) return what + " (already gone)";
+    CheckBoundTo(token, *key, p, volume);
+    if (!token.DestroyKey(*key)) return what + " (already gone)";
     if (token.FindAesKey(p.key_label)) {
       throw Error(ErrorKind::kIo, "PKCS#11 token \"" + p.token_label + "\" still holds key \"" +
                                       p.key_label + "\" after destroying it");
@@ -110,7 +148,28 @@ class Pkcs11Source : public MasterKeySource {
     return what;
   }
 
+  void CheckCanDestroy(const MasterKeyParams& params, const VolumeId& volume) const override {
+    if (params.kind != MasterKeyKind::kPkcs11 || !params.pkcs11) throw WrongSourceError(params);
+    const Pkcs11Params& p = *params.pkcs11;
+    Pkcs11Token token(options_.module, p.token_label, Pin());
+    if (std::optional<Pkcs11Token::Handle> key = token.FindAesKey(p.key_label)) {
+      CheckBoundTo(token, *key, p, volume);
+    }
+  }
+
  private:
+  // Error(kUsage) unless envelopefs created token key `key` for `volume` (its CKA_ID).
+  static void CheckBoundTo(Pkcs11Token& token, Pkcs11Token::Handle key, const Pkcs11Params& p,
+                           const VolumeId& volume) {
+    if (BoundVolume(token.KeyId(key)) != volume) {
+      throw Error(ErrorKind::kUsage,
+                  "refusing to destroy PKCS#11 key \"" + p.key_label + "\" in token \"" +
+                      p.token_label +
+                      "\": envelopefs did not create it for this volume (its CKA_ID), so other "
+                      "volumes may depend on it; destroy it yourself once none does");
+    }
+  }
+
   SecureBytes Pin() const {
     if (options_.pin_file) {
       UniqueFd fd = OpenSecretFile(*options_.pin_file, "PIN file", options_.allow_insecure);

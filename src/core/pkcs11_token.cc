@@ -174,7 +174,25 @@ std::optional<Pkcs11Token::Handle> Pkcs11Token::FindAesKey(const std::string& la
   return found[0];
 }
 
-Pkcs11Token::Handle Pkcs11Token::CreateAesKey(const std::string& label) {
+std::vector<uint8_t> Pkcs11Token::KeyId(Handle key) {
+  struct ck_attribute attr {
+    CKA_ID, nullptr, 0
+  };
+  ck_rv_t rv = functions_->C_GetAttributeValue(session_, key, &attr, 1);
+  if (rv == CKR_ATTRIBUTE_TYPE_INVALID || attr.value_len == static_cast<unsigned long>(-1)) {
+    return {};
+  }
+  Check(rv, "C_GetAttributeValue");
+  if (attr.value_len > 256) throw Error(ErrorKind::kIo, "PKCS#11 key has an oversized CKA_ID");
+  std::vector<uint8_t> id(attr.value_len);
+  attr.value = id.data();
+  Check(functions_->C_GetAttributeValue(session_, key, &attr, 1), "C_GetAttributeValue");
+  id.resize(attr.value_len);
+  return id;
+}
+
+Pkcs11Token::Handle Pkcs11Token::CreateAesKey(const std::string& label,
+                                              std::span<const uint8_t> id) {
   ck_object_class_t klass = CKO_SECRET_KEY;
   ck_key_type_t type = CKK_AES;
   unsigned long length = 32;
@@ -184,6 +202,7 @@ Pkcs11Token::Handle Pkcs11Token::CreateAesKey(const std::string& label) {
       {CKA_KEY_TYPE, &type, sizeof type},
       {CKA_VALUE_LEN, &length, sizeof length},
       {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
+      {CKA_ID, const_cast<uint8_t*>(id.data()), id.size()},
       {CKA_TOKEN, &yes, 1},
       {CKA_PRIVATE, &yes, 1},
       {CKA_SENSITIVE, &yes, 1},

@@ -38,9 +38,11 @@ class Pkcs11Token {
 
   // The AES secret key labelled `label`, or nullopt if there is none. Error(kUsage) if several.
   std::optional<Handle> FindAesKey(const std::string& label);
-  // Generates a 256-bit AES key labelled `label` on the token: CKA_TOKEN, CKA_PRIVATE,
-  // CKA_SENSITIVE, not CKA_EXTRACTABLE, for encrypting and decrypting only.
-  Handle CreateAesKey(const std::string& label);
+  // Generates a 256-bit AES key labelled `label` with CKA_ID `id` on the token: CKA_TOKEN,
+  // CKA_PRIVATE, CKA_SENSITIVE, not CKA_EXTRACTABLE, for encrypting and decrypting only.
+  Handle CreateAesKey(const std::string& label, std::span<const uint8_t> id);
+  // The key's CKA_ID (empty if it has none).
+  std::vector<uint8_t> KeyId(Handle key);
   // Destroys object `key` on the token (C_DestroyObject). Returns false if the token says the
   // object is no longer there (CKR_OBJECT_HANDLE_INVALID, e.g. destroyed by another session
   // since it was found); any other refusal is Error(kIo).

@@ -305,7 +305,7 @@ TEST_F(KmipSource, DestroyProtectingKeyDestroysTheOldServerKeyOnly) {
 
   auto source = Source(new_id);  // configured for the new key, given the old params
   const std::string what = "kmip key \"" + old_id + "\" on " + server_->address();
-  EXPECT_EQ(what, source->DestroyProtectingKey(old_params));
+  EXPECT_EQ(what, source->DestroyProtectingKey(old_params, volume));
   const auto audit = source->AuditFields();
   EXPECT_EQ(server_->address(), audit.at("kms"));
   EXPECT_EQ("TLSv1.2", audit.at("tls_protocol"));
@@ -318,7 +318,7 @@ TEST_F(KmipSource, DestroyProtectingKeyDestroysTheOldServerKeyOnly) {
     EXPECT_TRUE(Contains(e.what(), "KMS " + server_->address() + " refused Decrypt")) << e.what();
     EXPECT_FALSE(Contains(e.what(), "\n"));
   }
-  EXPECT_EQ(what + " (already gone)", source->DestroyProtectingKey(old_params));
+  EXPECT_EQ(what + " (already gone)", source->DestroyProtectingKey(old_params, volume));
   EXPECT_EQ(kKeySize, creating->MasterKey(other_params, volume).size());
   EXPECT_EQ(kKeySize, source->MasterKey(new_params, volume).size());
 
@@ -330,12 +330,12 @@ TEST_F(KmipSource, DestroyProtectingKeyDestroysTheOldServerKeyOnly) {
     ASSERT_EQ(KmipClient::Outcome::kDone, client.Revoke(other_params.kmip->key_id));
   }
   EXPECT_EQ("kmip key \"" + other_params.kmip->key_id + "\" on " + server_->address(),
-            source->DestroyProtectingKey(other_params));
+            source->DestroyProtectingKey(other_params, volume));
   EXPECT_THROW(creating->MasterKey(other_params, volume), Error);
 
   // The key the source is configured with is refused; params of another kind too.
   try {
-    source->DestroyProtectingKey(new_params);
+    source->DestroyProtectingKey(new_params, volume);
     ADD_FAILURE() << "destroyed the source's own key";
   } catch (const Error& e) {
     EXPECT_EQ(ErrorKind::kUsage, e.kind());
@@ -344,7 +344,7 @@ TEST_F(KmipSource, DestroyProtectingKeyDestroysTheOldServerKeyOnly) {
                   "key",
               std::string(e.what()));
   }
-  EXPECT_THROW(source->DestroyProtectingKey(MasterKeyParams{}), Error);
+  EXPECT_THROW(source->DestroyProtectingKey(MasterKeyParams{}, VolumeId{}), Error);
   EXPECT_EQ(kKeySize, source->MasterKey(new_params, volume).size());
 }
 

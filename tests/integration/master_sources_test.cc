@@ -227,8 +227,9 @@ TEST(MasterSources, EditsOfThePkcs11SectionAreRefused) {
   SoftHsm hsm;
   TempDir t;
   const fs::path cipher = t.path() / "cipher";
-  ASSERT_EQ(0, RunCommand(kCtl + " init" + hsm.Flags("k1") + "--pkcs11-create-key " + Quote(cipher))
-                   .exit_code);
+  // A key made outside envelopefs, so that a second volume may share it (below).
+  ASSERT_EQ(0, hsm.Tool("--keygen --key-type AES:32 --label k1 --sensitive").exit_code);
+  ASSERT_EQ(0, RunCommand(kCtl + " init" + hsm.Flags("k1") + Quote(cipher)).exit_code);
   const fs::path keyring = cipher / "envelopefs.keyring";
   const std::string original = ReadFile(keyring);
   const std::string list = kCtl + " keys list" + hsm.Flags("k1") + Quote(cipher);
@@ -352,7 +353,8 @@ TEST(MasterSources, DestroyProtectingKeyDestroysTheOldTokenKeyOnly) {
   const MasterKeyParams new_params = new_source->NewParams(volume);
   ASSERT_EQ(kKeySize, old_source->MasterKey(old_params, volume).size());
 
-  EXPECT_EQ("pkcs11 token \"envtest\" key \"old\"", new_source->DestroyProtectingKey(old_params));
+  EXPECT_EQ("pkcs11 token \"envtest\" key \"old\"",
+            new_source->DestroyProtectingKey(old_params, volume));
   try {
     old_source->MasterKey(old_params, volume);
     ADD_FAILURE() << "the old master key is still produced";
@@ -365,7 +367,7 @@ TEST(MasterSources, DestroyProtectingKeyDestroysTheOldTokenKeyOnly) {
   }
   // Idempotent: a retried retirement succeeds.
   EXPECT_EQ("pkcs11 token \"envtest\" key \"old\" (already gone)",
-            new_source->DestroyProtectingKey(old_params));
+            new_source->DestroyProtectingKey(old_params, volume));
   // The other keys still open their master keys; the token lists them and not the old one.
   EXPECT_EQ(kKeySize, other_source->MasterKey(other_params, other_volume).size());
   EXPECT_EQ(kKeySize, new_source->MasterKey(new_params, volume).size());
@@ -378,7 +380,7 @@ TEST(MasterSources, DestroyProtectingKeyDestroysTheOldTokenKeyOnly) {
   for (const auto& [source, params] :
        {std::pair{new_source.get(), &new_params}, std::pair{other_source.get(), &other_params}}) {
     try {
-      source->DestroyProtectingKey(*params);
+      source->DestroyProtectingKey(*params, volume);
       ADD_FAILURE() << "destroyed the source's own key";
     } catch (const Error& e) {
       EXPECT_EQ(ErrorKind::kUsage, e.kind());
@@ -389,14 +391,14 @@ TEST(MasterSources, DestroyProtectingKeyDestroysTheOldTokenKeyOnly) {
   EXPECT_EQ(kKeySize, new_source->MasterKey(new_params, volume).size());
   // Params of another kind, and a wrong PIN: one line, nothing destroyed.
   MasterKeyParams file_params;
-  EXPECT_THROW(new_source->DestroyProtectingKey(file_params), Error);
+  EXPECT_THROW(new_source->DestroyProtectingKey(file_params, volume), Error);
   Pkcs11SourceOptions wrong_pin;
   wrong_pin.module = hsm.module();
   wrong_pin.token_label = hsm.label();
   wrong_pin.key_label = "new";
   wrong_pin.pin_file = hsm.wrong_pin_file().string();
   try {
-    MakePkcs11Source(wrong_pin)->DestroyProtectingKey(other_params);
+    MakePkcs11Source(wrong_pin)->DestroyProtectingKey(other_params, other_volume);
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_EQ(ErrorKind::kWrongKey, e.kind());
@@ -420,7 +422,7 @@ TEST(MasterSources, DestroyProtectingKeyIsAUsageErrorForFilePassphraseAndCommand
     MasterKeyParams params;
     params.kind = source->kind();
     try {
-      source->DestroyProtectingKey(params);
+      source->DestroyProtectingKey(params, VolumeId{});
       ADD_FAILURE() << name;
     } catch (const Error& e) {
       EXPECT_EQ(ErrorKind::kUsage, e.kind()) << name;
