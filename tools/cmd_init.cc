@@ -35,6 +35,7 @@ int RunInit(const Args& args) {
     std::printf("created envelopefs volume in %s (chunk size %u, %s names, KEK version %u)\n",
                 dir.c_str(), c.chunk_size, c.plaintext_names ? "plaintext" : "encrypted",
                 volume->ActiveKek().info.version);
+    PrintKmipKeyId(volume->master_slots().front().params);
     std::printf("next: mount it with  envelopefs%s %s MOUNTPOINT  (see envelopefs(1))\n",
                 KeyOptionHint(args).c_str(), ShellWord(dir.string()).c_str());
   }

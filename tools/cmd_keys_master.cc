@@ -194,6 +194,14 @@ uint32_t AddRecoverySlot(const Args& args, Volume& volume) {
   return slot;
 }
 
+void PrintKmipKeyId(const MasterKeyParams& params) {
+  if (params.kind != MasterKeyKind::kKmip || !params.kmip) return;
+  std::printf(
+      "the master key is protected by KMIP key \"%s\": open the volume with "
+      "--kmip-key-id %s\n",
+      params.kmip->key_id.c_str(), ShellWord(params.kmip->key_id).c_str());
+}
+
 nlohmann::json MasterSlotsJson(const std::vector<MasterSlot>& slots) {
   nlohmann::json out = nlohmann::json::array();
   for (const MasterSlot& s : slots) {
@@ -248,6 +256,9 @@ int KeysChangeMaster(const Args& args, const fs::path& dir) {
                       "through them it still opens this keyring (its keyring key is renewed only "
                       "when a single slot is left)"
                     : "");
+    for (const MasterSlot& s : volume->master_slots()) {
+      if (s.number == volume->unlocked_slot()) PrintKmipKeyId(s.params);
+    }
   }
   return kExitOk;
 }
@@ -274,6 +285,9 @@ int KeysAddMaster(const Args& args, const fs::path& dir) {
     PrintJson({{"slot", slot}, {"source", kind}});
   } else if (!args.quiet) {
     std::printf("added master slot %u (a %s)\n", slot, kind);
+    for (const MasterSlot& s : volume->master_slots()) {
+      if (s.number == slot) PrintKmipKeyId(s.params);
+    }
   }
   return kExitOk;
 }
@@ -342,6 +356,7 @@ int RetireAndDestroyOldMaster(const Args& args, Volume& volume, const KekInfo& k
     std::printf("KEK version %u retired: its key material is destroyed.\n", kek.version);
     std::printf("the keyring is now protected by %s: open the volume with it from now on\n",
                 DescribeMasterKey(now.params).c_str());
+    PrintKmipKeyId(now.params);
   }
   if (DestroyPending(args, volume, *successor) != 0) {
     std::fprintf(stderr,

@@ -6,21 +6,21 @@ namespace envelopefs::cli {
 namespace {
 
 // Shared option paragraphs, pasted into each command's text (string literal concatenation).
-#define ENVELOPECTL_KEY_OPTIONS                                                            \
-  "key options:\n"                                                                         \
-  "  --keyfile FILE       the master key: a file of exactly 32 bytes (\"-\": stdin)\n"     \
-  "  --passfile FILE      the passphrase on FILE's first line (\"-\": stdin)\n"            \
-  "  --insecure-keyfile   accept a key, passphrase or PIN file that group or others can\n" \
-  "                       read\n"                                                          \
-  "  --master-command CMD the master key is CMD's output: 32 bytes or 64 hex digits\n"     \
-  "                       (run with sh -c, no terminal, 30 s timeout)\n"                   \
-  "  --pkcs11-module PATH --pkcs11-token LABEL --pkcs11-key LABEL\n"                       \
-  "                       the master key, encrypted by an AES key in a PKCS#11 token\n"    \
-  "  --pin-file FILE      the token's PIN (first line; default: $ENVELOPEFS_PKCS11_PIN)\n" \
-  "  --kmip-server HOST:PORT --tls-cert FILE --tls-key FILE --tls-ca FILE\n"               \
-  "  [--kmip-key-id ID]   the master key, encrypted by a KMIP server's AES key (mutual\n"  \
-  "                       TLS; the key id defaults to the one in the keyring)\n"           \
-  "  --recovery-key FILE  the volume's recovery key (its text; \"-\": stdin)\n"            \
+#define ENVELOPECTL_KEY_OPTIONS                                                             \
+  "key options:\n"                                                                          \
+  "  --keyfile FILE       the master key: a file of exactly 32 bytes (\"-\": stdin)\n"      \
+  "  --passfile FILE      the passphrase on FILE's first line (\"-\": stdin)\n"             \
+  "  --insecure-keyfile   accept a key, passphrase or PIN file that group or others can\n"  \
+  "                       read\n"                                                           \
+  "  --master-command CMD the master key is CMD's output: 32 bytes or 64 hex digits\n"      \
+  "                       (run with sh -c, no terminal, 30 s timeout)\n"                    \
+  "  --pkcs11-module PATH --pkcs11-token LABEL --pkcs11-key LABEL\n"                        \
+  "                       the master key, encrypted by an AES key in a PKCS#11 token\n"     \
+  "  --pin-file FILE      the token's PIN (first line; default: $ENVELOPEFS_PKCS11_PIN)\n"  \
+  "  --kmip-server HOST:PORT --tls-cert FILE --tls-key FILE --tls-ca FILE\n"                \
+  "  --kmip-key-id ID     the master key, encrypted by a KMIP server's AES key (mutual\n"   \
+  "                       TLS; init --kmip-create-key prints the id of the key it makes)\n" \
+  "  --recovery-key FILE  the volume's recovery key (its text; \"-\": stdin)\n"             \
   "  (without a key option the passphrase is asked on the terminal)\n"
 #define ENVELOPECTL_COMMON_OPTIONS                            \
   "  -q, --quiet          no summary line, no progress bar\n" \
@@ -50,7 +50,7 @@ constexpr char kOverview[] =
     "\n"
     "KEY is --keyfile FILE, --passfile FILE (\"-\" reads stdin), --master-command CMD or\n"
     "--pkcs11-module PATH --pkcs11-token LABEL --pkcs11-key LABEL [--pin-file FILE] or\n"
-    "--kmip-server HOST:PORT --tls-cert FILE --tls-key FILE --tls-ca FILE [--kmip-key-id ID];\n"
+    "--kmip-server HOST:PORT --tls-cert FILE --tls-key FILE --tls-ca FILE --kmip-key-id ID;\n"
     "without\n"
     "one the passphrase is asked on the terminal. NEWKEY is the same with --new- in front. A key "
     "or passphrase file that group or others can read is\n"

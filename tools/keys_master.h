@@ -29,6 +29,10 @@ int RetireAndDestroyOldMaster(const Args& args, Volume& volume, const KekInfo& k
 // and shows its key once (to -o FILE, created mode 0600 and never overwritten, or stdout).
 uint32_t AddRecoverySlot(const Args& args, Volume& volume);
 
+// For a slot protected by a KMIP key: a line telling which --kmip-key-id opens the volume from
+// now on (the id in the keyring is never used on its own). Prints nothing for other sources.
+void PrintKmipKeyId(const MasterKeyParams& params);
+
 // The master slots for keys list: JSON, and text lines (with the keys pending destruction).
 nlohmann::json MasterSlotsJson(const std::vector<MasterSlot>& slots);
 nlohmann::json PendingJson(const std::vector<MasterKeyParams>& pending);  // descriptions

@@ -100,9 +100,10 @@ struct Pkcs11SourceOptions {
 std::unique_ptr<MasterKeySource> MakePkcs11Source(const Pkcs11SourceOptions& options);
 
 // A master key encrypted (AES-256-GCM) by key `key_id` of the KMIP server `server` (HOST:PORT),
-// reached over mutual TLS (tls_client.h). Without `key_id`, opening uses the id stored in the
-// keyring; with `create_key`, NewParams creates the key on the server (Create, AES-256, then
-// Activate) instead. See kmip_source.cc.
+// reached over mutual TLS (tls_client.h). Opening needs `key_id` (or a key this source created
+// with NewParams): the id stored in the keyring is not authenticated before the key opens it, so
+// it is never used on its own (Error(kUsage)). With `create_key`, NewParams creates the key on
+// the server (Create, AES-256, then Activate) instead. See kmip_source.cc.
 struct KmipSourceOptions {
   std::string server;
   std::optional<std::string> key_id;

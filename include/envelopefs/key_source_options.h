@@ -19,7 +19,7 @@
 //                        up (init, change-master) if it does not exist
 //   --kmip-server HOST:PORT, --kmip-key-id ID, --tls-cert FILE, --tls-key FILE, --tls-ca FILE:
 //                        the master key encrypted by a KMIP server's key over mutual TLS (the
-//                        key id may be left out to use the one in the keyring)
+//                        key id is needed to open a volume: the keyring's is never used alone)
 //   --new-kmip-server, --new-kmip-key-id, --new-tls-cert, --new-tls-key, --new-tls-ca:
 //                        envelopectl only, the new source
 //   --kmip-create-key    envelopectl only: create the server key of the KMIP source being set up

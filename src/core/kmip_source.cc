@@ -55,6 +55,10 @@ class KmipSource : public MasterKeySource {
                   "a new KMIP master key needs --kmip-key-id ID (a key on the server) or "
                   "--kmip-create-key");
     }
+    {
+      std::lock_guard lock(mutex_);
+      made_for_key_id_ = p.key_id;  // MasterKey of these params follows (Volume::Create)
+    }
     RandomBytes(p.iv);
     SecureBytes master = SecureBytes::Random(kKeySize);
     KmipClient::Sealed sealed = client.EncryptGcm(p.key_id, p.iv, Aad(volume), master.span());
@@ -69,9 +73,23 @@ class KmipSource : public MasterKeySource {
   SecureBytes MasterKey(const MasterKeyParams& params, const VolumeId& volume) const override {
     if (params.kind != MasterKeyKind::kKmip || !params.kmip) throw WrongSourceError(params);
     const KmipParams& p = *params.kmip;
-    if (options_.key_id && *options_.key_id != p.key_id) {
+    // The key id in the keyring is read before anything is authenticated: used on its own, a
+    // keyring forged under another key this client may use would open (and new files would go
+    // under KEKs its author knows). So the id is always the one the user gave (or this source
+    // just created), like a PKCS#11 key's label.
+    std::optional<std::string> pinned = options_.key_id;
+    {
+      std::lock_guard lock(mutex_);
+      if (!pinned) pinned = made_for_key_id_;
+    }
+    if (!pinned) {
+      throw Error(ErrorKind::kUsage,
+                  "give the KMIP key's id with --kmip-key-id ID (the keyring names \"" + p.key_id +
+                      "\", but that is not authenticated until the key has opened the keyring)");
+    }
+    if (*pinned != p.key_id) {
       throw Error(ErrorKind::kUsage, "this volume's master key is protected by KMIP key \"" +
-                                         p.key_id + "\", not \"" + *options_.key_id + "\"");
+                                         p.key_id + "\", not \"" + *pinned + "\"");
     }
     KmipClient client = Connect();
     std::span<const uint8_t> wrapped(p.wrapped);
@@ -90,8 +108,7 @@ class KmipSource : public MasterKeySource {
 
   // Revoke (Cessation of Operation) then Destroy; a key that is not Active is destroyed as it
   // is, one that is not there counts as destroyed. Never the key given with --kmip-key-id.
-  std::string DestroyProtectingKey(const MasterKeyParams& params,
-                                   const VolumeId&) const override {
+  std::string DestroyProtectingKey(const MasterKeyParams& params, const VolumeId&) const override {
     if (params.kind != MasterKeyKind::kKmip || !params.kmip) throw WrongSourceError(params);
     const std::string& id = params.kmip->key_id;
     const std::string what = "kmip key \"" + id + "\" on " + options_.server;
@@ -127,6 +144,7 @@ class KmipSource : public MasterKeySource {
   HostPort server_;
   mutable std::mutex mutex_;
   mutable std::map<std::string, std::string> audit_;
+  mutable std::optional<std::string> made_for_key_id_;  // the key of the last NewParams
 };
 
 }  // namespace

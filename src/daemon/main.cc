@@ -2,7 +2,7 @@
 //
 // Usage: envelopefs [--keyfile FILE | --passfile FILE | --master-command CMD | --pkcs11-module
 // PATH --pkcs11-token LABEL --pkcs11-key LABEL [--pin-file FILE] | --kmip-server HOST:PORT
-// --tls-cert FILE --tls-key FILE --tls-ca FILE [--kmip-key-id ID]] [-f] [--ro] [--nonempty]
+// --tls-cert FILE --tls-key FILE --tls-ca FILE --kmip-key-id ID] [-f] [--ro] [--nonempty]
 // [-o OPTIONS] CIPHERDIR MOUNTPOINT (also as run by mount.fuse3: CIPHERDIR MOUNTPOINT -o OPTIONS).
 // Before anything else it checks the mount point (mount_checks.h) and locks the cipher dir
 // (cipher_dir_lock.h). Without -f the process forks then; the child unlocks the volume and
@@ -58,7 +58,7 @@ constexpr char kUsage[] =
     "  --pkcs11-module PATH --pkcs11-token LABEL --pkcs11-key LABEL\n"
     "                   master key encrypted by an AES key in a PKCS#11 token\n"
     "  --pin-file FILE  the token's PIN (first line; default: $ENVELOPEFS_PKCS11_PIN)\n"
-    "  --kmip-server HOST:PORT --tls-cert FILE --tls-key FILE --tls-ca FILE [--kmip-key-id ID]\n"
+    "  --kmip-server HOST:PORT --tls-cert FILE --tls-key FILE --tls-ca FILE --kmip-key-id ID\n"
     "                   master key encrypted by a KMIP server's AES key over mutual TLS\n"
     "                   (10 s timeouts)\n"
     "  --recovery-key FILE  the volume's recovery key (its text; - for stdin)\n"

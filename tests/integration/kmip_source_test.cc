@@ -43,6 +43,21 @@ class KmipSource : public KmipServerTest {
            " --" + prefix + "tls-ca " + Quote(pki_.ca_file()) + " ";
   }
 
+  // The options that open volume `cipher`: Flags() and the key id its keyring names (a test may
+  // read it there; a user gives the id init printed).
+  std::string Opens(const fs::path& cipher) const {
+    return Flags() + "--kmip-key-id " +
+           KeyringValue(ReadFile(cipher / "envelopefs.keyring"), "key_id") + " ";
+  }
+
+  // A new AES key on the test's server (Create, Activate); its id.
+  std::string NewServerKey() const {
+    KmipClient client(ParseHostPort(server_->address(), "kms"),
+                      {pki_.cert("client").string(), pki_.key_path("client").string(),
+                       pki_.ca_file().string(), std::chrono::seconds(10)});
+    return client.CreateAesKey("envelopefs test");
+  }
+
   // The source for the test's server, given key `key_id` or creating a key.
   std::unique_ptr<MasterKeySource> Source(std::optional<std::string> key_id = {}) const {
     KmipSourceOptions options;
@@ -72,10 +87,14 @@ void ExpectTlsAudited(const fs::path& cipher, const std::string& event, size_t a
 }
 
 TEST_F(KmipSource, AKmipVolumeMountsWritesRemountsAndReads) {
-  MountedVolume v({"--kmip-create-key", "", Flags()});
+  const std::string id = NewServerKey();
+  MountedVolume v({"", "", Flags() + "--kmip-key-id " + id});
   WriteFile(v / "a.txt", "through the KMS");
   v.Unmount();
-  v.Mount();  // the key id from the keyring
+  // Without the key id: refused, the keyring's own id is not used on its own.
+  ExpectOneLine(kCtl + " keys list" + Flags() + Quote(v.cipher()), 2,
+                "give the KMIP key's id with --kmip-key-id ID");
+  v.Mount();
   EXPECT_EQ("through the KMS", ReadFile(v / "a.txt"));
   v.Unmount();
 
@@ -86,14 +105,8 @@ TEST_F(KmipSource, AKmipVolumeMountsWritesRemountsAndReads) {
   ExpectTlsAudited(v.cipher(), "volume_created", 1);
   ExpectTlsAudited(v.cipher(), "volume_unlocked", 2);
 
-  // The same key given by id; another id is refused with one line.
-  const size_t at = keyring.find("key_id = '");
-  ASSERT_NE(at, std::string::npos);
-  const std::string id = keyring.substr(at + 10, keyring.find('\'', at + 10) - at - 10);
-  v.set_key_flags(Flags() + "--kmip-key-id " + id);
-  v.Mount();
-  EXPECT_EQ("through the KMS", ReadFile(v / "a.txt"));
-  v.Unmount();
+  // Another id is refused with one line.
+  EXPECT_EQ(id, KeyringValue(keyring, "key_id"));
   ExpectOneLine(kCtl + " keys list" + Flags() + "--kmip-key-id 99999 " + Quote(v.cipher()), 2,
                 "protected by KMIP key \"" + id + "\", not \"99999\"");
 }
@@ -112,7 +125,9 @@ TEST_F(KmipSource, ChangeMasterGoesFromFileToKmipAndBackToFile) {
   EXPECT_TRUE(Contains(ReadFile(keyring), "source = 'kmip'"));
   ExpectOneLine(kCtl + " keys list --keyfile " + Quote(v.keyfile()) + dir, 2,
                 "protected by KMIP key");
-  v.set_key_flags(Flags());
+  EXPECT_TRUE(Contains(r.output, "--kmip-key-id " + KeyringValue(ReadFile(keyring), "key_id")))
+      << r.output;  // the new key's id is shown
+  v.set_key_flags(Opens(v.cipher()));
   v.Mount();
   EXPECT_EQ("kept across three master keys", ReadFile(v / "kept.txt"));
   v.Unmount();
@@ -121,7 +136,8 @@ TEST_F(KmipSource, ChangeMasterGoesFromFileToKmipAndBackToFile) {
   TempDir t;
   const fs::path key2 = t.path() / "key2";
   ASSERT_EQ(0, RunCommand("umask 077; head -c 32 /dev/urandom > " + Quote(key2)).exit_code);
-  r = RunCommand(kCtl + " keys change-master" + Flags() + "--new-keyfile " + Quote(key2) + dir);
+  r = RunCommand(kCtl + " keys change-master" + Opens(v.cipher()) + "--new-keyfile " + Quote(key2) +
+                 dir);
   ASSERT_EQ(0, r.exit_code) << r.output;
   v.set_key_flags("--keyfile " + Quote(key2));
   v.Mount();
@@ -154,7 +170,7 @@ TEST_F(KmipSource, FailuresGiveOneLineAndChangeNothing) {
   ASSERT_EQ(0,
             RunCommand(kCtl + " init" + Flags() + "--kmip-create-key " + Quote(cipher)).exit_code);
   const std::string keyring = ReadFile(cipher / "envelopefs.keyring");
-  const std::string dir = Quote(cipher);
+  const std::string dir = "--kmip-key-id " + KeyringValue(keyring, "key_id") + " " + Quote(cipher);
   const fs::path mnt = t.path() / "mnt";
   fs::create_directories(mnt);
 
@@ -214,6 +230,8 @@ TEST_F(KmipSource, KeysListCheckAlertsBeforeTheClientCertificateExpires) {
     long days;
     int alert;  // 0: none
   } cases[] = {{40, 0}, {20, 30}, {10, 14}, {3, 7}};
+  const std::string id =
+      "--kmip-key-id " + KeyringValue(ReadFile(cipher / "envelopefs.keyring"), "key_id") + " ";
   for (const auto& c : cases) {
     CertSpec spec;
     spec.name = "client" + std::to_string(c.days);
@@ -221,7 +239,8 @@ TEST_F(KmipSource, KeysListCheckAlertsBeforeTheClientCertificateExpires) {
     spec.not_after_days = c.days;
     spec.extra_seconds = 3600;
     pki_.Issue(spec);
-    const std::string list = kCtl + " keys list --check" + Flags("", "", spec.name) + Quote(cipher);
+    const std::string list =
+        kCtl + " keys list --check" + Flags("", "", spec.name) + id + Quote(cipher);
     CommandResult json_out = RunCommand(list + " --json 2>/dev/null");
     EXPECT_EQ(c.alert != 0 ? 9 : 0, json_out.exit_code) << c.days << json_out.output;
     const json j = json::parse(json_out.output);
@@ -244,8 +263,9 @@ TEST_F(KmipSource, KeysListCheckAlertsBeforeTheClientCertificateExpires) {
           << text.output;
     }
     // Without --check: reported, not alerted.
-    EXPECT_EQ(0,
-              RunCommand(kCtl + " keys list" + Flags("", "", spec.name) + Quote(cipher)).exit_code);
+    EXPECT_EQ(
+        0,
+        RunCommand(kCtl + " keys list" + Flags("", "", spec.name) + id + Quote(cipher)).exit_code);
   }
 }
 
@@ -262,7 +282,7 @@ TEST_F(KmipSource, EditsOfTheKmipSectionAreRefused) {
                     id = KeyringValue(original, "key_id");
   std::string flipped = wrapped;
   flipped[10] = flipped[10] == '0' ? '1' : '0';
-  const std::string list = kCtl + " keys list" + Flags() + Quote(cipher);
+  const std::string list = kCtl + " keys list" + Opens(cipher) + Quote(cipher);
   const std::vector<KeyringEdit> edits = {
       {"mode = 'AES-GCM'", "mode = 'AES-CBC'", 4, "invalid [master_key] kmip"},
       {"iv = '" + iv + "'", "iv = '" + iv.substr(2) + "'", 4, "invalid [master_key] kmip"},
@@ -301,7 +321,7 @@ TEST_F(KmipSource, DestroyProtectingKeyDestroysTheOldServerKeyOnly) {
   const MasterKeyParams new_params = creating->NewParams(volume);
   const std::string old_id = old_params.kmip->key_id, new_id = new_params.kmip->key_id;
   ASSERT_NE(old_id, other_params.kmip->key_id);
-  ASSERT_EQ(kKeySize, creating->MasterKey(old_params, volume).size());
+  ASSERT_EQ(kKeySize, Source(old_id)->MasterKey(old_params, volume).size());
 
   auto source = Source(new_id);  // configured for the new key, given the old params
   const std::string what = "kmip key \"" + old_id + "\" on " + server_->address();
@@ -311,7 +331,7 @@ TEST_F(KmipSource, DestroyProtectingKeyDestroysTheOldServerKeyOnly) {
   EXPECT_EQ("TLSv1.2", audit.at("tls_protocol"));
   EXPECT_EQ(0u, audit.at("tls_cipher").rfind("ECDHE-ECDSA-AES", 0)) << audit.at("tls_cipher");
   try {
-    creating->MasterKey(old_params, volume);
+    Source(old_id)->MasterKey(old_params, volume);
     ADD_FAILURE() << "the old master key is still produced";
   } catch (const Error& e) {
     EXPECT_EQ(ErrorKind::kUsage, e.kind());
@@ -319,7 +339,7 @@ TEST_F(KmipSource, DestroyProtectingKeyDestroysTheOldServerKeyOnly) {
     EXPECT_FALSE(Contains(e.what(), "\n"));
   }
   EXPECT_EQ(what + " (already gone)", source->DestroyProtectingKey(old_params, volume));
-  EXPECT_EQ(kKeySize, creating->MasterKey(other_params, volume).size());
+  EXPECT_EQ(kKeySize, Source(other_params.kmip->key_id)->MasterKey(other_params, volume).size());
   EXPECT_EQ(kKeySize, source->MasterKey(new_params, volume).size());
 
   // A key already revoked (e.g. a crash between Revoke and Destroy) is destroyed as it is.
@@ -331,7 +351,7 @@ TEST_F(KmipSource, DestroyProtectingKeyDestroysTheOldServerKeyOnly) {
   }
   EXPECT_EQ("kmip key \"" + other_params.kmip->key_id + "\" on " + server_->address(),
             source->DestroyProtectingKey(other_params, volume));
-  EXPECT_THROW(creating->MasterKey(other_params, volume), Error);
+  EXPECT_THROW(Source(other_params.kmip->key_id)->MasterKey(other_params, volume), Error);
 
   // The key the source is configured with is refused; params of another kind too.
   try {
@@ -358,13 +378,18 @@ TEST_F(KmipSource, RetireWithDestroyOldMasterDestroysTheOldServerKey) {
             RunCommand(kCtl + " init" + Flags() + "--kmip-create-key " + Quote(cipher)).exit_code);
   const fs::path keyring = cipher / "envelopefs.keyring";
   const std::string old_copy = ReadFile(keyring);
-  ASSERT_EQ(0, RunCommand(kCtl + " keys rotate" + Flags() + Quote(cipher)).exit_code);
+  const std::string old_id = KeyringValue(old_copy, "key_id");
+  ASSERT_EQ(0, RunCommand(kCtl + " keys rotate" + Opens(cipher) + Quote(cipher)).exit_code);
   CommandResult retired = RunCommand(kCtl + " keys retire --kek-version 1 --destroy-old-master" +
-                                     Flags() + Quote(cipher));
+                                     Opens(cipher) + Quote(cipher));
   ASSERT_EQ(0, retired.exit_code) << retired.output;
   EXPECT_TRUE(Contains(retired.output, "destroyed kmip key")) << retired.output;
-  // The volume opens (the key id is the one the keyring stores now).
-  json list = json::parse(RunCommand(kCtl + " keys list --json" + Flags() + Quote(cipher)).output);
+  // The volume opens with the new key, whose id the command printed.
+  const std::string new_id = KeyringValue(ReadFile(keyring), "key_id");
+  EXPECT_NE(old_id, new_id);
+  EXPECT_TRUE(Contains(retired.output, "KMIP key \"" + new_id + "\"")) << retired.output;
+  json list =
+      json::parse(RunCommand(kCtl + " keys list --json" + Opens(cipher) + Quote(cipher)).output);
   EXPECT_EQ("retired", list["keys"][0]["state"]) << list.dump();
   EXPECT_EQ(0u, list["old_master_keys_to_destroy"].size());
   std::vector<json> events = AuditLines(cipher / "envelopefs.audit.log");
@@ -373,18 +398,20 @@ TEST_F(KmipSource, RetireWithDestroyOldMasterDestroysTheOldServerKey) {
   EXPECT_EQ(destroyed->value("tls_protocol", ""), "TLSv1.2") << destroyed->dump();
   // The old copy, put back, names a key the server has destroyed.
   WriteFile(keyring, old_copy);
-  ExpectOneLine(kCtl + " keys list" + Flags() + Quote(cipher), 2, "refused Decrypt");
+  ExpectOneLine(kCtl + " keys list" + Flags() + "--kmip-key-id " + old_id + " " + Quote(cipher), 2,
+                "refused Decrypt");
 }
 
-// Review (fails today, so DISABLED_: run with --gtest_also_run_disabled_tests): opened without
-// --kmip-key-id, the KMIP source uses the key id the keyring names, before the keyring is
+// Found by the review: the key id the keyring names is read before the keyring is
 // authenticated. Anyone who can write the cipher dir and Encrypt under some key of the same KMS
-// that the owner's client may Decrypt with (here: another key, same client identity) writes a
-// whole new keyring for the owner's volume: the owner's credentials open it, and every file
-// written from then on is under KEKs the attacker chose.
-TEST_F(KmipSource, DISABLED_AKeyringForgedUnderAnotherKmsKeyIsRefused) {
+// that the owner's client may Decrypt with (here: another key, same client identity) could write
+// a whole new keyring for the owner's volume, which the owner's credentials would open, and every
+// file written from then on would be under KEKs the attacker chose. So the key id is always the
+// one the owner gives (--kmip-key-id), never the keyring's on its own.
+TEST_F(KmipSource, AKeyringForgedUnderAnotherKmsKeyIsRefused) {
   const fs::path cipher = dir_.path() / "cipher";
   Volume::Create(cipher, {}, *Source());  // the owner's volume, under a key the KMS creates
+  const std::string owner_id = KeyringValue(ReadFile(cipher / "envelopefs.keyring"), "key_id");
   UniqueFd root(::open(cipher.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   const VolumeConfig config = VolumeConfig::LoadAt(root.get(), cipher);
   // The attacker: a key of its own on the same KMS, a master key it knows, KEKs it knows.
@@ -396,7 +423,7 @@ TEST_F(KmipSource, DISABLED_AKeyringForgedUnderAnotherKmsKeyIsRefused) {
   forged.Save(root.get(), cipher, config);
   bool opened = false;
   try {
-    Volume::Open(cipher, *Source());  // the owner's options: server and TLS files, no key id
+    Volume::Open(cipher, *Source(owner_id));  // the owner's options, with their key id
     opened = true;
   } catch (const Error&) {
   }
