@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <sstream>
 
@@ -215,7 +216,16 @@ void MountedVolume::Mount() {
     }
     usleep(50 * 1000);
   }
-  FAIL() << "mount did not appear within 10 s: " << DaemonLog();
+  // For the next reader of a CI log: where each of the daemon's threads waits.
+  std::string where;
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid_) + "/task", ec)) {
+    std::ifstream wchan(task.path() / "wchan"), stack(task.path() / "stack");
+    std::string w((std::istreambuf_iterator<char>(wchan)), std::istreambuf_iterator<char>());
+    std::string k((std::istreambuf_iterator<char>(stack)), std::istreambuf_iterator<char>());
+    where += "\n  thread " + task.path().filename().string() + " waits in " + w + "\n" + k;
+  }
+  FAIL() << "mount did not appear within 10 s: " << DaemonLog() << where;
 }
 
 void MountedVolume::Unmount() {
