@@ -183,26 +183,28 @@ std::string MountedVolume::KeyFlags() const {
 
 void MountedVolume::Mount() {
   ASSERT_LT(pid_, 0) << "already mounted";
+  // Everything the child needs is made before fork: this process has other threads (the
+  // watchdog), so the child may only make async-signal-safe calls. An allocation there can wait
+  // forever on an allocator lock another thread held at fork (seen with ASan: a child spinning).
+  // ENVELOPEFS_TEST_DAEMON_WRAPPER runs the daemon under a tool, e.g. "valgrind -q";
+  // ENVELOPEFS_TEST_DAEMON is another build of it (the ThreadSanitizer one, scripts/test).
+  const char* wrapper = getenv("ENVELOPEFS_TEST_DAEMON_WRAPPER");
+  const char* daemon = getenv("ENVELOPEFS_TEST_DAEMON");
+  const std::string cmd = std::string("exec ") + (wrapper ? std::string(wrapper) + " " : "") +
+                          (daemon ? Quote(daemon) : std::string(ENVELOPEFS_BINARY)) +
+                          " -f --seal-interval 1 " + KeyFlags() + " " + options_.mount_flags + " " +
+                          Quote(cipher_) + " " + Quote(mnt_);
+  const std::string log = log_.string();
+  const struct rlimit limit = {options_.max_descriptors, options_.max_descriptors};
   pid_t pid = fork();
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
-    if (options_.max_descriptors != 0) {
-      const struct rlimit limit = {options_.max_descriptors, options_.max_descriptors};
-      if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(126);
-    }
-    int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (limit.rlim_cur != 0 && setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(126);
+    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (fd >= 0) {
       dup2(fd, 1);
       dup2(fd, 2);
     }
-    // ENVELOPEFS_TEST_DAEMON_WRAPPER runs the daemon under a tool, e.g. "valgrind -q";
-    // ENVELOPEFS_TEST_DAEMON is another build of it (the ThreadSanitizer one, scripts/test).
-    const char* wrapper = getenv("ENVELOPEFS_TEST_DAEMON_WRAPPER");
-    const char* daemon = getenv("ENVELOPEFS_TEST_DAEMON");
-    std::string cmd = std::string("exec ") + (wrapper ? std::string(wrapper) + " " : "") +
-                      (daemon ? Quote(daemon) : std::string(ENVELOPEFS_BINARY)) +
-                      " -f --seal-interval 1 " + KeyFlags() + " " + options_.mount_flags + " " +
-                      Quote(cipher_) + " " + Quote(mnt_);
     execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
