@@ -2,6 +2,7 @@
 """Small-file and append workloads for bench/run. Prints one JSON object of timings (seconds).
 
 usage: workloads.py smallfiles DIR   create/ls -lR/read/delete 10,000 files of 1-16 KiB in 100 dirs
+       workloads.py small-phase DIR create|ls|read|delete [DIRS]   one phase, untimed
        workloads.py appends FILE     10,000 appends of 100 bytes, fsync every 100
        workloads.py footer FILE      cold open + read of the last 64 KiB of a large file (how a
                                      Parquet reader starts), milliseconds, median of 5
@@ -24,14 +25,17 @@ def drop_caches():
         pass
 
 
-def smallfiles(root):
+def small_tree(root):
+    return os.path.join(root, "small")
+
+
+def small_create(root, dirs=100):
+    """dirs x 100 files of 1-16 KiB (a fixed sequence of sizes)."""
     rng = random.Random(7)
     payload = os.urandom(16384)
-    base = os.path.join(root, "small")
+    base = small_tree(root)
     shutil.rmtree(base, ignore_errors=True)
-    out = {}
-    t = time.monotonic()
-    for d in range(100):
+    for d in range(dirs):
         dpath = os.path.join(base, "d%03d" % d)
         os.makedirs(dpath)
         for i in range(100):
@@ -39,22 +43,36 @@ def smallfiles(root):
             fd = os.open(os.path.join(dpath, "f%03d.csv" % i), os.O_WRONLY | os.O_CREAT, 0o644)
             os.write(fd, payload[:n])
             os.close(fd)
-    out["create"] = time.monotonic() - t
-    drop_caches()
-    t = time.monotonic()
-    subprocess.run(["ls", "-lR", base], stdout=subprocess.DEVNULL, check=True)
-    out["ls_lR"] = time.monotonic() - t
-    drop_caches()
-    t = time.monotonic()
+
+
+def small_ls(root):
+    subprocess.run(["ls", "-lR", small_tree(root)], stdout=subprocess.DEVNULL, check=True)
+
+
+def small_read(root):
     total = 0
-    for dirpath, _, files in os.walk(base):
+    for dirpath, _, files in os.walk(small_tree(root)):
         for name in files:
             with open(os.path.join(dirpath, name), "rb") as f:
                 total += len(f.read())
-    out["read"] = time.monotonic() - t
-    t = time.monotonic()
-    shutil.rmtree(base)
-    out["delete"] = time.monotonic() - t
+    return total
+
+
+def small_delete(root):
+    shutil.rmtree(small_tree(root))
+
+
+SMALL_PHASES = {"create": small_create, "ls": small_ls, "read": small_read, "delete": small_delete}
+
+
+def smallfiles(root):
+    out = {}
+    for name, cold in (("create", False), ("ls_lR", True), ("read", True), ("delete", False)):
+        if cold:
+            drop_caches()
+        t = time.monotonic()
+        SMALL_PHASES[name.split("_")[0]](root)
+        out[name] = time.monotonic() - t
     return out
 
 
@@ -90,5 +108,10 @@ def footer(path):
 
 if __name__ == "__main__":
     kind, target = sys.argv[1], sys.argv[2]
+    if kind == "small-phase":  # one phase of smallfiles, untimed: workloads.py small-phase DIR PHASE [DIRS]
+        phase = sys.argv[3]
+        args = [int(sys.argv[4])] if phase == "create" and len(sys.argv) > 4 else []
+        SMALL_PHASES[phase](target, *args)
+        sys.exit(0)
     workloads = {"smallfiles": smallfiles, "appends": appends, "footer": footer}
     print(json.dumps(workloads[kind](target)))

@@ -32,7 +32,6 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
              fuse_file_info* fi);
-void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*);
 void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi);
 void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi);
 void OpFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length,

@@ -1,4 +1,4 @@
-// FUSE operations on file contents: open, create, read, write, flush, release, fsync and
+// FUSE operations on file contents: open, create, read, write, release, fsync and
 // fallocate, plus init and destroy of the session.
 #include <dirent.h>
 #include <fcntl.h>
@@ -134,8 +134,6 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
     fuse_reply_write(req, static_cast<size_t>(n));
   }
 }
-
-void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 
 void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   FileHandle* handle = &GetFile(fi);
