@@ -140,8 +140,12 @@ class PassphraseSource : public MasterKeySource {
     MasterKeyParams params;
     params.kind = MasterKeyKind::kPassphrase;
     KdfParams kdf;
+#ifdef ENVELOPEFS_TEST_HOOKS  // tests only (CMake option ENVELOPEFS_TEST_HOOKS, off by default)
     const char* fast = std::getenv("ENVELOPEFS_TEST_FAST_KDF");
-    bool test_fast = fast != nullptr && std::string_view(fast) == "1";
+    const bool test_fast = fast != nullptr && std::string_view(fast) == "1";
+#else
+    const bool test_fast = false;
+#endif
     kdf.opslimit = test_fast ? crypto_pwhash_OPSLIMIT_MIN : crypto_pwhash_OPSLIMIT_INTERACTIVE;
     kdf.memlimit = test_fast ? crypto_pwhash_MEMLIMIT_MIN : crypto_pwhash_MEMLIMIT_INTERACTIVE;
     RandomBytes(kdf.salt);
