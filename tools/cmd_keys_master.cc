@@ -116,15 +116,6 @@ UniqueFd OpenRecoveryKeyOutput(const Args& args) {
   return fd;
 }
 
-void WriteAll(int fd, std::span<const uint8_t> bytes, const std::string& what) {
-  while (!bytes.empty()) {
-    ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) ThrowSystemError("cannot write " + what);
-    bytes = bytes.subspan(static_cast<size_t>(n));
-  }
-}
-
 // Destroys every pending old master key the volume records, with `source` (which reaches the
 // same token or KMS). Returns how many could not be destroyed (each named on stderr).
 size_t DestroyPending(const Args& args, Volume& volume, const MasterKeySource& source) {
@@ -175,7 +166,7 @@ uint32_t AddRecoverySlot(const Args& args, Volume& volume) {
   if (out.valid()) {
     WriteAll(out.get(), text.span(), *args.output);
     WriteAll(out.get(), AsBytes("\n"), *args.output);
-    if (::fsync(out.get()) != 0) ThrowSystemError("cannot write " + *args.output);
+    if (::fsync(out.get()) != 0) ThrowSystemError("write " + *args.output);
     if (!args.json) {
       std::printf(
           "recovery key for master slot %u written to %s: keep it offline (open the volume "
