@@ -212,15 +212,16 @@ nlohmann::json PendingJson(const std::vector<MasterKeyParams>& pending) {
 }
 
 void PrintMasterSlots(const std::vector<MasterSlot>& slots,
-                      const std::vector<MasterKeyParams>& pending) {
-  std::printf("master slots:\n");
+                      const std::vector<MasterKeyParams>& pending, bool authenticated) {
+  const char* claimed = authenticated ? "" : " (as claimed, not authenticated)";
+  std::printf("master slots%s:\n", claimed);
   for (const MasterSlot& s : slots) {
     std::printf("  %u  %-10s  %s%s\n", s.number, MasterKeyKindName(s.params.kind),
                 DescribeMasterKey(s.params).c_str(),
                 s.created_unix != 0 ? ("  (added " + FormatUtc(s.created_unix) + ")").c_str() : "");
   }
   for (const MasterKeyParams& p : pending) {
-    std::printf("old master key not yet destroyed: %s\n", DescribeMasterKey(p).c_str());
+    std::printf("old master key not yet destroyed%s: %s\n", claimed, DescribeMasterKey(p).c_str());
   }
 }
 
