@@ -271,6 +271,7 @@ json Report(const Args& args, AuditInput& in) {
       {"keys", KeysJson(in.keys.statuses)},
       {"rotation_overdue", RotationOverdue(in.keys.statuses)},
       {"master_slots", MasterSlotsJson(in.slots)},
+      {"master_slots_authenticated", keyed},
       {"old_master_keys_to_destroy", PendingJson(in.pending)},
       {"audit_log", AuditLogJson(VerifyAuditLog(in.root.get(), in.config,
                                                 keyed ? &in.volume->audit_key() : nullptr))},
@@ -341,6 +342,9 @@ void PrintReport(const json& r, const KeyPolicyReport& keys) {
   }
   std::printf("%-24s %s\n", "master slots:", slots.c_str());
   PrintList("old masters to destroy:", r["old_master_keys_to_destroy"], "");
+  if (!r["master_slots_authenticated"].get<bool>()) {
+    std::printf("  (no key given: master slots and old masters as claimed, not authenticated)\n");
+  }
   PrintList("stored unencrypted:", r["unencrypted"], "");
   PrintList("damaged:", r["damaged"], "");
   PrintList("unsealed:", r["unsealed"], "not checked (no key given)");

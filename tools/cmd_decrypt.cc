@@ -67,15 +67,6 @@ std::string ParentOf(const std::string& path) {
   return slash == std::string::npos ? std::string() : path.substr(0, slash);
 }
 
-void WriteAll(int fd, std::span<const uint8_t> data, const std::string& what) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) ThrowSystemError("write " + what);
-    data = data.subspan(static_cast<size_t>(n));
-  }
-}
-
 // --- metadata policy -------------------------------------------------------------------------
 
 // Permissions as stored, without set-uid/set-gid; the sticky bit on directories only.

@@ -44,12 +44,14 @@ int KeysList(const Args& args, const fs::path& dir) {
   std::string volume_id;
   std::vector<MasterSlot> slots;
   std::vector<MasterKeyParams> pending;
+  bool slots_authenticated = false;  // without a key, the slots are the keyring's claims
   if (args.HasKey()) {
     auto volume = OpenVolume(args, dir, /*log_unlock=*/false);
     report = KeyPolicyOf(*volume);
     volume_id = ToHex(volume->config().volume_id);
     slots = volume->master_slots();
     pending = volume->pending_destroy();
+    slots_authenticated = true;
   } else {
     UniqueFd root = OpenRoot(dir);
     const VolumeConfig config = VolumeConfig::LoadAt(root.get(), dir);
@@ -64,7 +66,8 @@ int KeysList(const Args& args, const fs::path& dir) {
                           {"keys", KeysJson(report.statuses)},
                           {"rotate_after_days", report.rotate_after_days},
                           {"policy_authenticated", report.authenticated},
-                          {"master_slots", MasterSlotsJson(slots)}};
+                          {"master_slots", MasterSlotsJson(slots)},
+                          {"master_slots_authenticated", slots_authenticated}};
     out["old_master_keys_to_destroy"] = PendingJson(pending);
     if (cert) {
       out["client_certificate"] = {
@@ -76,7 +79,7 @@ int KeysList(const Args& args, const fs::path& dir) {
     PrintJson(out);
   } else {
     PrintKeysTable(report);
-    PrintMasterSlots(slots, pending);
+    PrintMasterSlots(slots, pending, slots_authenticated);
     if (cert) {
       std::printf("client certificate %s expires %s (in %lld days)\n", cert->file.c_str(),
                   FormatUtc(cert->not_after).c_str(), static_cast<long long>(cert->days_left));

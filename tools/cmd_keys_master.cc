@@ -116,15 +116,6 @@ UniqueFd OpenRecoveryKeyOutput(const Args& args) {
   return fd;
 }
 
-void WriteAll(int fd, std::span<const uint8_t> bytes, const std::string& what) {
-  while (!bytes.empty()) {
-    ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) ThrowSystemError("cannot write " + what);
-    bytes = bytes.subspan(static_cast<size_t>(n));
-  }
-}
-
 // Destroys every pending old master key the volume records, with `source` (which reaches the
 // same token or KMS). Returns how many could not be destroyed (each named on stderr).
 size_t DestroyPending(const Args& args, Volume& volume, const MasterKeySource& source) {
@@ -175,7 +166,7 @@ uint32_t AddRecoverySlot(const Args& args, Volume& volume) {
   if (out.valid()) {
     WriteAll(out.get(), text.span(), *args.output);
     WriteAll(out.get(), AsBytes("\n"), *args.output);
-    if (::fsync(out.get()) != 0) ThrowSystemError("cannot write " + *args.output);
+    if (::fsync(out.get()) != 0) ThrowSystemError("write " + *args.output);
     if (!args.json) {
       std::printf(
           "recovery key for master slot %u written to %s: keep it offline (open the volume "
@@ -221,15 +212,16 @@ nlohmann::json PendingJson(const std::vector<MasterKeyParams>& pending) {
 }
 
 void PrintMasterSlots(const std::vector<MasterSlot>& slots,
-                      const std::vector<MasterKeyParams>& pending) {
-  std::printf("master slots:\n");
+                      const std::vector<MasterKeyParams>& pending, bool authenticated) {
+  const char* claimed = authenticated ? "" : " (as claimed, not authenticated)";
+  std::printf("master slots%s:\n", claimed);
   for (const MasterSlot& s : slots) {
     std::printf("  %u  %-10s  %s%s\n", s.number, MasterKeyKindName(s.params.kind),
                 DescribeMasterKey(s.params).c_str(),
                 s.created_unix != 0 ? ("  (added " + FormatUtc(s.created_unix) + ")").c_str() : "");
   }
   for (const MasterKeyParams& p : pending) {
-    std::printf("old master key not yet destroyed: %s\n", DescribeMasterKey(p).c_str());
+    std::printf("old master key not yet destroyed%s: %s\n", claimed, DescribeMasterKey(p).c_str());
   }
 }
 

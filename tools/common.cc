@@ -341,4 +341,13 @@ void PrintJson(const nlohmann::json& value) {
   std::cout << value.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
 }
 
+void WriteAll(int fd, std::span<const uint8_t> data, const std::string& what) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) ThrowSystemError("write " + what);
+    data = data.subspan(static_cast<size_t>(n));
+  }
+}
+
 }  // namespace envelopefs::cli

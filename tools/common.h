@@ -1,6 +1,7 @@
 // Helpers shared by the envelopectl subcommands: finding and walking a volume, header-only reads
 // of cipher files, checking a header with the keys, reading a file's plaintext, running work on
-// several threads, and the shared key-policy report. Functions are thread-safe unless noted.
+// several threads, the shared key-policy report and writing output. Functions are thread-safe
+// unless noted.
 //
 // Error convention of envelopectl (tools/): a command returns its exit code (exit_codes.h) for
 // what it finds (e.g. kExitDamaged after reporting damage in its own format), and throws Error
@@ -171,7 +172,12 @@ void PrintKeysTable(const KeyPolicyReport& report);
 // One stderr line per overdue version (for --check).
 void WarnOverdue(const KeyPolicyReport& report, const std::string& rotate_command);
 
+// --- output --------------------------------------------------------------------------------
+
 // Pretty-printed, on stdout; bytes of names that are not UTF-8 are replaced by U+FFFD.
 void PrintJson(const nlohmann::json& value);
+// Writes all of `data` to `fd` (retrying short writes and EINTR). Throws Error "write WHAT: ..."
+// on failure.
+void WriteAll(int fd, std::span<const uint8_t> data, const std::string& what);
 
 }  // namespace envelopefs::cli

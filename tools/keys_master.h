@@ -34,9 +34,11 @@ uint32_t AddRecoverySlot(const Args& args, Volume& volume);
 void PrintKmipKeyId(const MasterKeyParams& params);
 
 // The master slots for keys list: JSON, and text lines (with the keys pending destruction).
+// Unless `authenticated` (read with the master key), the text marks both as the keyring's
+// claims: anyone who can write the cipher dir can change them.
 nlohmann::json MasterSlotsJson(const std::vector<MasterSlot>& slots);
 nlohmann::json PendingJson(const std::vector<MasterKeyParams>& pending);  // descriptions
 void PrintMasterSlots(const std::vector<MasterSlot>& slots,
-                      const std::vector<MasterKeyParams>& pending);
+                      const std::vector<MasterKeyParams>& pending, bool authenticated);
 
 }  // namespace envelopefs::cli

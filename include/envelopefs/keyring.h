@@ -108,8 +108,7 @@ class KeyringFile {
   Unlocked Unlock(const VolumeConfig& config, const MasterKeySource& source) const;
   // The keyring key held by slot `number` under `master_key`, or nullopt if there is no such slot
   // or it does not open with that key.
-  std::optional<SecureBytes> UnwrapSlot(const VolumeConfig& config, uint32_t number,
-                                        const SecureBytes& master_key) const;
+  std::optional<SecureBytes> UnwrapSlot(uint32_t number, const SecureBytes& master_key) const;
   int format() const { return format_; }
   // The master keys recorded as pending destruction (unauthenticated until Open).
   const std::vector<MasterKeyParams>& pending_destroy() const { return pending_; }

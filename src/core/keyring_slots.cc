@@ -93,6 +93,13 @@ bool SameParams(const MasterKeyParams& a, const MasterKeyParams& b) {
   return x == y;
 }
 
+// The slot numbered `number` in `slots` (a Keyring's or a KeyringFile's), or slots.end().
+template <typename Slots>
+auto FindSlot(Slots& slots, uint32_t number) {
+  return std::find_if(slots.begin(), slots.end(),
+                      [&](const MasterSlot& s) { return s.number == number; });
+}
+
 // A source whose master key does not depend on a slot's parameters: read once for all its slots.
 bool SameKeyForEverySlot(MasterKeyKind kind) {
   return kind == MasterKeyKind::kKeyFile || kind == MasterKeyKind::kCommand ||
@@ -157,22 +164,19 @@ std::vector<MasterSlot> KeyringFile::slots(const VolumeConfig& config) const {
   return {implicit};
 }
 
-std::optional<SecureBytes> KeyringFile::UnwrapSlot(const VolumeConfig& config, uint32_t number,
+std::optional<SecureBytes> KeyringFile::UnwrapSlot(uint32_t number,
                                                    const SecureBytes& master_key) const {
   if (format_ < 3) {
     if (number != 1) return std::nullopt;
     return master_key.Clone();  // the master key is the keyring key
   }
-  (void)config;  // the slot binds the keyring's own volume id; Open checks it against config's
+  // The slot binds the keyring's own volume id; Open checks it against the config's.
   VolumeId volume{};
   if (volume_id_.size() != volume.size()) return std::nullopt;
   std::copy(volume_id_.begin(), volume_id_.end(), volume.begin());
-  for (const MasterSlot& slot : slots_) {
-    if (slot.number == number) {
-      return keyring_wrap::UnwrapSlot(master_key, volume, number, slot.wrapped);
-    }
-  }
-  return std::nullopt;
+  auto slot = FindSlot(slots_, number);
+  if (slot == slots_.end()) return std::nullopt;
+  return keyring_wrap::UnwrapSlot(master_key, volume, number, slot->wrapped);
 }
 
 KeyringFile::Unlocked KeyringFile::Unlock(const VolumeConfig& config,
@@ -217,7 +221,7 @@ KeyringFile::Unlocked KeyringFile::Unlock(const VolumeConfig& config,
       continue;
     }
     tried = true;
-    if (auto key = UnwrapSlot(config, slot->number, master)) {
+    if (auto key = UnwrapSlot(slot->number, master)) {
       return Unlocked{std::move(*key), slot->number, std::move(master)};
     }
   }
@@ -242,11 +246,7 @@ uint32_t Keyring::AddSlot(const MasterKeyParams& params, const SecureBytes& mast
                           int64_t now_unix) {
   UpgradeImplicitSlot();
   uint32_t number = 1;
-  while (number <= MasterSlot::kMaxSlots &&
-         std::any_of(slots_.begin(), slots_.end(),
-                     [&](const MasterSlot& s) { return s.number == number; })) {
-    ++number;
-  }
+  while (number <= MasterSlot::kMaxSlots && FindSlot(slots_, number) != slots_.end()) ++number;
   if (number > MasterSlot::kMaxSlots) {
     throw Error(ErrorKind::kState, "all " + std::to_string(MasterSlot::kMaxSlots) +
                                        " master slots are in use: remove one first");
@@ -260,9 +260,7 @@ uint32_t Keyring::AddSlot(const MasterKeyParams& params, const SecureBytes& mast
 }
 
 void Keyring::RemoveSlot(uint32_t number) {
-  auto it = std::find_if(slots_.begin(), slots_.end(),
-                         [&](const MasterSlot& s) { return s.number == number; });
-  if (it == slots_.end()) {
+  if (FindSlot(slots_, number) == slots_.end()) {
     throw Error(ErrorKind::kUsage, "no master slot " + std::to_string(number));
   }
   if (slots_.size() == 1) {
@@ -271,16 +269,13 @@ void Keyring::RemoveSlot(uint32_t number) {
                                        "volume (add another first)");
   }
   UpgradeImplicitSlot();
-  it = std::find_if(slots_.begin(), slots_.end(),
-                    [&](const MasterSlot& s) { return s.number == number; });
-  slots_.erase(it);
+  slots_.erase(FindSlot(slots_, number));
 }
 
 void Keyring::ReplaceSlot(uint32_t number, const MasterKeyParams& params,
                           const SecureBytes& master_key, int64_t now_unix) {
   UpgradeImplicitSlot();
-  auto it = std::find_if(slots_.begin(), slots_.end(),
-                         [&](const MasterSlot& s) { return s.number == number; });
+  auto it = FindSlot(slots_, number);
   if (it == slots_.end()) {
     throw Error(ErrorKind::kUsage, "no master slot " + std::to_string(number));
   }

@@ -204,7 +204,7 @@ Keyring Volume::Authenticate(const KeyringFile& file, const SecureBytes& keyring
 }
 
 SecureBytes Volume::KeyringKeyFor(const KeyringFile& file) const {
-  if (auto key = file.UnwrapSlot(config_, unlocked_slot_, master_key_)) return std::move(*key);
+  if (auto key = file.UnwrapSlot(unlocked_slot_, master_key_)) return std::move(*key);
   return keyring_.keyring_key().Clone();
 }
 

@@ -110,7 +110,7 @@ void OpenText(std::string_view text) {
     SecureBytes keyring_key = fuzz::TestMasterKey().Clone();
     try {
       for (const MasterSlot& slot : file.slots(config)) {
-        if (auto key = file.UnwrapSlot(config, slot.number, fuzz::TestMasterKey())) {
+        if (auto key = file.UnwrapSlot(slot.number, fuzz::TestMasterKey())) {
           keyring_key = std::move(*key);
           break;
         }
@@ -187,7 +187,7 @@ void Operations(fuzz::Input& in) {
   KeyringFile file = KeyringFile::Read(dir.get(), path);
   Keyring back = file.Open(config, k.keyring_key());
   for (const MasterSlot& slot : k.slots()) {
-    auto key = file.UnwrapSlot(config, slot.number, fuzz::TestMasterKey());
+    auto key = file.UnwrapSlot(slot.number, fuzz::TestMasterKey());
     fuzz::Check(key && std::ranges::equal(key->span(), k.keyring_key().span()),
                 "every slot opens with its master key");
   }

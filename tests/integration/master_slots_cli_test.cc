@@ -53,11 +53,29 @@ TEST(MasterSlotsCli, ARecoveryKeyFromInitMountsAndRemovingTheKeyFileSlotLocksThe
   EXPECT_EQ("keyfile", list["master_slots"][0]["source"]);
   EXPECT_EQ("recovery", list["master_slots"][1]["source"]);
   EXPECT_EQ("recovery", list["master_slots"][2]["source"]);
+  EXPECT_TRUE(list["master_slots_authenticated"].get<bool>()) << list.dump();
+  CommandResult keyed_text = RunCommand(kCtl + " keys list" + key + Quote(v.cipher()));
+  EXPECT_TRUE(Contains(keyed_text.output, "\nmaster slots:\n")) << keyed_text.output;
+  EXPECT_FALSE(Contains(keyed_text.output, "as claimed")) << keyed_text.output;
+  // Without a key the slots are the keyring's claims, and every output says so.
+  json claimed = json::parse(RunCommand(kCtl + " keys list --json " + Quote(v.cipher())).output);
+  EXPECT_EQ(3u, claimed["master_slots"].size()) << claimed.dump();
+  EXPECT_FALSE(claimed["master_slots_authenticated"].get<bool>()) << claimed.dump();
   // audit reports them too (for the compliance report), without a key as claimed.
   json audit = json::parse(RunCommand(kCtl + " audit --json " + Quote(v.cipher())).output);
   EXPECT_EQ(3u, audit["master_slots"].size()) << audit.dump();
   EXPECT_EQ(0u, audit["old_master_keys_to_destroy"].size()) << audit.dump();
+  EXPECT_FALSE(audit["master_slots_authenticated"].get<bool>()) << audit.dump();
+  json keyed_audit =
+      json::parse(RunCommand(kCtl + " audit --json" + key + Quote(v.cipher())).output);
+  EXPECT_TRUE(keyed_audit["master_slots_authenticated"].get<bool>()) << keyed_audit.dump();
+  CommandResult audit_text = RunCommand(kCtl + " audit " + Quote(v.cipher()));
+  EXPECT_TRUE(
+      Contains(audit_text.output, "master slots and old masters as claimed, not authenticated"))
+      << audit_text.output;
   CommandResult text = RunCommand(kCtl + " keys list " + Quote(v.cipher()));
+  EXPECT_TRUE(Contains(text.output, "master slots (as claimed, not authenticated):\n"))
+      << text.output;
   EXPECT_TRUE(Contains(text.output, "3  recovery    a recovery key")) << text.output;
 
   // Mount with the recovery key (from a file; "-" reads standard input just as well).
@@ -232,6 +250,12 @@ TEST(MasterSlotsCli, AnOldMasterKeyLeftByACrashIsListedUntilDestroyOldMasterDest
   EXPECT_TRUE(Contains(before.output, "old master key not yet destroyed: PKCS#11 key \"k1\""))
       << before.output;
   EXPECT_TRUE(Contains(before.output, "1 old master key is not destroyed yet")) << before.output;
+  // Without a key: the same record, marked as the keyring's claim.
+  CommandResult claimed = RunCommand(kCtl + " keys list " + Quote(cipher));
+  EXPECT_TRUE(Contains(claimed.output,
+                       "old master key not yet destroyed (as claimed, not authenticated): "
+                       "PKCS#11 key \"k1\""))
+      << claimed.output;
   // Nothing to do without a key: listing the claims works, destroying needs the token.
   CommandResult destroyed =
       RunCommand(kCtl + " keys destroy-old-master" + hsm.Flags("k2") + Quote(cipher));

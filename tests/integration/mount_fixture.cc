@@ -1,13 +1,13 @@
 #include "mount_fixture.h"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -25,6 +25,7 @@ namespace {
 
 constexpr long kFuseSuperMagic = 0x65735546;
 constexpr int kWatchdogSeconds = 240;
+constexpr unsigned kAsNobodySeconds = 60;  // AsNobody's child is killed after this long
 
 }  // namespace
 
@@ -227,7 +228,13 @@ void MountedVolume::Mount() {
     std::string k((std::istreambuf_iterator<char>(stack)), std::istreambuf_iterator<char>());
     where += "\n  thread " + task.path().filename().string() + " waits in " + w + "\n" + k;
   }
-  FAIL() << "mount did not appear within 10 s: " << DaemonLog() << where;
+  // Not mounted: stop the daemon so that mounted() is false and ASSERT_MOUNTED stops the test
+  // (a mount that appears just now is detached; it is ours).
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+  if (IsFuseMount(mnt_)) RunCommand("fusermount3 -uz " + Quote(mnt_));
+  FAIL() << "mount did not appear within 10 s (daemon killed): " << DaemonLog() << where;
 }
 
 void MountedVolume::Unmount() {
@@ -288,17 +295,30 @@ fs::path CipherOf(const MountedVolume& v, const fs::path& plain) {
   return {};
 }
 
-int AsNobody(const fs::path& dir, const std::function<int()>& body) {
+int AsNobody(const fs::path& dir, int (*body)()) {
+  // Prepared before fork: the child of this multi-threaded process makes only async-signal-safe
+  // calls (no allocation: see Mount). The ids change through the bare system calls: setgroups is
+  // not async-signal-safe, and glibc's set*id wrappers take process-wide locks to change every
+  // thread's ids; the system calls change only the calling thread's, the child's only thread.
+  const std::string where = dir.string();
+  sigset_t alarm_only;
+  sigemptyset(&alarm_only);
+  sigaddset(&alarm_only, SIGALRM);
   pid_t pid = fork();
   if (pid == 0) {
-    if (chdir(dir.c_str()) != 0 || setgroups(0, nullptr) != 0 || setgid(65534) != 0 ||
-        setuid(65534) != 0) {
+    sigprocmask(SIG_UNBLOCK, &alarm_only, nullptr);
+    signal(SIGALRM, SIG_DFL);
+    alarm(kAsNobodySeconds);  // a hung file system kills the child, not the test
+    if (chdir(where.c_str()) != 0 || syscall(SYS_setgroups, 0, nullptr) != 0 ||
+        syscall(SYS_setgid, 65534) != 0 || syscall(SYS_setuid, 65534) != 0) {
       _exit(100);
     }
     _exit(body());
   }
+  if (pid < 0) return -1;
   int status = 0;
-  waitpid(pid, &status, 0);
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 

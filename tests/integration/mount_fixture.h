@@ -110,9 +110,12 @@ bool IsFuseMount(const fs::path& path);
 // How many descriptors process `pid` (e.g. a daemon) holds.
 size_t DescriptorsOf(pid_t pid);
 
-// Runs `body` in a child process as uid/gid 65534 (nobody) with its working directory at `dir`;
-// returns the child's exit code (the body's return value).
-int AsNobody(const fs::path& dir, const std::function<int()>& body);
+// Runs `body` in a forked child process as uid/gid 65534 (nobody, no supplementary groups) with
+// its working directory at `dir`; returns the child's exit code (the body's return value), or
+// -1 if it did not exit (it is killed after 60 s). The test process has other threads, so `body`
+// may make only async-signal-safe calls (open, read, write, chmod, ...: no allocation, no gtest
+// assertions); a plain function, e.g. a lambda without captures.
+int AsNobody(const fs::path& dir, int (*body)());
 
 // The cipher file behind plaintext file `plain` of a mounted volume (same inode number), or an
 // empty path.

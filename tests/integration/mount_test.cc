@@ -1,6 +1,8 @@
-// Mounted integration tests: round trips, POSIX behaviour, persistence, keys, no plaintext on disk.
+// Mounted integration tests: round trips, POSIX behaviour, persistence, keys, no plaintext on disk,
+// and the mount fixture's own failure path (a mount that never appears).
 #include <fcntl.h>
 #include <grp.h>
+#include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -408,7 +410,7 @@ TEST(Mount, AllowOtherGivesOtherUsersLocalDiskPermissionChecks) {
   EXPECT_EQ(0, AsNobody(v.mnt(), [] {
               int fd = open("public", O_RDONLY);
               char buf[5];
-              return fd >= 0 && read(fd, buf, 5) == 5 && std::string(buf, 5) == "hello" ? 0 : 1;
+              return fd >= 0 && read(fd, buf, 5) == 5 && memcmp(buf, "hello", 5) == 0 ? 0 : 1;
             }));
   EXPECT_EQ(EACCES, AsNobody(v.mnt(), [] { return open("public", O_WRONLY) < 0 ? errno : 0; }));
   EXPECT_EQ(0, AsNobody(v.mnt(), [] {
@@ -478,6 +480,36 @@ TEST(Mount, APartitionedTreeStaysWithinTheDescriptorBudget) {
   peak = std::max(peak, DescriptorsOf(v.pid()));
   EXPECT_EQ(static_cast<uintmax_t>(kPartitions * 2 + 15 + 1), fs::remove_all(v / "events"));
   EXPECT_LT(peak, 500u) << "directories pin descriptors";
+}
+
+// The fixture itself: a daemon that never mounts fails Mount, and is killed and reaped, so that
+// mounted() is false and ASSERT_MOUNTED stops the test instead of letting it run on a bare dir.
+TEST(MountFixture, AMountThatNeverAppearsKillsTheDaemonAndIsNotMounted) {
+  MountedVolume v;
+  ASSERT_MOUNTED(v);
+  v.Unmount();
+  // The "daemon" sleeps instead of mounting (the wrapper's shell ignores the real command line).
+  ASSERT_EQ(0, setenv("ENVELOPEFS_TEST_DAEMON_WRAPPER", "sh -c 'sleep 60' --", 1));
+  ::testing::TestPartResultArray failures;
+  {
+    ::testing::ScopedFakeTestPartResultReporter intercept(
+        ::testing::ScopedFakeTestPartResultReporter::INTERCEPT_ONLY_CURRENT_THREAD, &failures);
+    v.Mount();
+  }
+  unsetenv("ENVELOPEFS_TEST_DAEMON_WRAPPER");
+  ASSERT_EQ(1, failures.size());
+  EXPECT_TRUE(failures.GetTestPartResult(0).fatally_failed());
+  EXPECT_TRUE(Contains(failures.GetTestPartResult(0).message(), "did not appear"))
+      << failures.GetTestPartResult(0).message();
+  EXPECT_FALSE(v.mounted());
+  EXPECT_FALSE(IsFuseMount(v.mnt()));
+  // Reaped: this process has no child left (RunCommand's are reaped by pclose).
+  errno = 0;
+  EXPECT_EQ(-1, waitpid(-1, nullptr, WNOHANG));
+  EXPECT_EQ(ECHILD, errno);
+  // And the volume mounts again.
+  v.Mount();
+  ASSERT_MOUNTED(v);
 }
 
 }  // namespace

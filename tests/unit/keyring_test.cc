@@ -26,12 +26,14 @@
 #include "envelopefs/unique_fd.h"
 #include "envelopefs/volume.h"
 #include "envelopefs/volume_config.h"
+#include "error_kind_of.h"
 #include "recording_reporter.h"
 #include "temp_volume.h"
 
 namespace envelopefs {
 namespace {
 
+using testing::KindOf;
 using testing::Slurp;
 using testing::Spit;
 
@@ -95,15 +97,6 @@ class VolumeDir : public ::testing::Test {
     rotate.join();
     EXPECT_TRUE(done.load());
     EXPECT_EQ("", failure);
-  }
-  static ErrorKind KindOf(const std::function<void()>& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return e.kind();
-    }
-    ADD_FAILURE() << "no Error thrown";
-    return ErrorKind::kUsage;
   }
 
   fs::path root_, dir_, key_;

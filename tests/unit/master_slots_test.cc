@@ -22,25 +22,17 @@
 #include "envelopefs/name_transform.h"
 #include "envelopefs/recovery_key.h"
 #include "envelopefs/volume.h"
+#include "error_kind_of.h"
 #include "recording_reporter.h"
 #include "temp_volume.h"
 
 namespace envelopefs {
 namespace {
 
+using testing::KindOf;
 using testing::Slurp;
 using testing::Spit;
 namespace fs = std::filesystem;
-
-ErrorKind KindOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.kind();
-  }
-  ADD_FAILURE() << "no error";
-  return ErrorKind::kInternal;
-}
 
 class MasterSlots : public ::testing::Test {
  protected:
