@@ -24,7 +24,6 @@ void FlushPool::Run(size_t n, const std::function<void(size_t)>& job) {
   next_ = 0;
   count_ = n;
   finished_ = 0;
-  ++generation_;
   start_.notify_all();
   done_.wait(lock, [&] { return finished_ == count_; });
   job_ = nullptr;
@@ -33,20 +32,16 @@ void FlushPool::Run(size_t n, const std::function<void(size_t)>& job) {
 
 void FlushPool::Work() {
   std::unique_lock<std::mutex> lock(mutex_);
-  size_t seen = generation_;
   while (true) {
-    start_.wait(lock, [&] { return stop_ || (generation_ != seen && next_ < count_); });
+    // Jobs are left only during a Run (count_ is 0 between runs), whenever this thread started.
+    start_.wait(lock, [&] { return stop_ || next_ < count_; });
     if (stop_) return;
-    // Takes jobs of this run until none is left; the last to finish wakes Run().
-    while (next_ < count_) {
-      const size_t i = next_++;
-      const auto* job = job_;
-      lock.unlock();
-      (*job)(i);
-      lock.lock();
-      if (++finished_ == count_) done_.notify_one();
-    }
-    seen = generation_;
+    const size_t i = next_++;
+    const auto* job = job_;
+    lock.unlock();
+    (*job)(i);
+    lock.lock();
+    if (++finished_ == count_) done_.notify_one();  // the last job of the run wakes Run()
   }
 }
 

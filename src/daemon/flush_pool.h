@@ -33,7 +33,6 @@ class FlushPool {
   std::condition_variable start_, done_;
   const std::function<void(size_t)>* job_ = nullptr;
   size_t next_ = 0, count_ = 0, finished_ = 0;
-  size_t generation_ = 0;
   bool stop_ = false;
   std::vector<std::thread> threads_;
 };

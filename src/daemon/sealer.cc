@@ -37,74 +37,71 @@ void Sealer::Enqueue(std::shared_ptr<CipherFile> file) {
     std::unique_lock<std::mutex> lock(mutex_);
     // Backpressure: a creator faster than the disk waits here (its release does) rather than
     // exhausting the daemon's descriptors with files waiting to be sealed.
-    drained_.wait(lock,
-                  [this] { return stop_ || pending_.size() + in_flight_ < 2 * max_pending_; });
+    drained_.wait(lock, [this] { return stop_ || pending_.size() + in_flight_ < max_pending_; });
     CipherFile* key = file.get();
     pending_.emplace(key, std::move(file));
-    if (pending_.size() >= max_pending_ && !flush_now_) wake = flush_now_ = true;
+    if (2 * pending_.size() >= max_pending_ && !flush_now_) wake = flush_now_ = true;
   }
   if (wake) wake_.notify_all();
 }
 
 void Sealer::Flush() {
   std::lock_guard<std::mutex> flush_lock(flush_mutex_);
-  std::map<CipherFile*, std::shared_ptr<CipherFile>> batch;
+  std::vector<Work> work;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    batch.swap(pending_);
-    in_flight_ += batch.size();
+    work.reserve(pending_.size() + retry_.size());
+    for (auto& [key, file] : pending_) work.push_back({std::move(file), 0, /*counted=*/true});
+    for (auto& [key, file] : retry_) {
+      if (!pending_.count(key)) work.push_back({std::move(file), 0, /*counted=*/false});
+    }
+    in_flight_ += pending_.size();
+    pending_.clear();
+    retry_.clear();
   }
-  if (batch.empty()) return;
-  struct Work {
-    std::shared_ptr<CipherFile> file;
-    uint64_t count;
-    int flush_error = 0;
-    bool seal_failed = false;
-  };
-  std::vector<Work> work;
-  work.reserve(batch.size());
-  for (auto& [key, file] : batch) {
-    const uint64_t count = file->ModificationCount();
-    work.push_back({std::move(file), count});
-  }
-  batch.clear();
+  if (work.empty()) return;
+  for (auto& w : work) w.count = w.file->ModificationCount();
   // Only our own files are flushed, never the whole backing file system (a syncfs would flush
   // every other workload's dirty data there too). Writeback is started for the whole batch at
   // once, so that the fdatasyncs below mostly wait for I/O already under way.
   for (auto& w : work) ::sync_file_range(w.file->fd(), 0, 0, SYNC_FILE_RANGE_WRITE);
-  std::map<CipherFile*, std::shared_ptr<CipherFile>> retry;
   for (size_t begin = 0; begin < work.size(); begin += kChunk) {
-    const size_t n = std::min(kChunk, work.size() - begin);
-    // A file's sealed record is written only once its data is durable; the record itself needs
-    // no flush: until it is durable, the unsealed record is.
-    pool_.Run(n, [&](size_t i) {
-      Work& w = work[begin + i];
-      if (::fdatasync(w.file->fd()) != 0) {
-        w.flush_error = errno;
-        return;
-      }
-      w.seal_failed = w.file->SealIfUnchanged(w.count) < 0;
-    });
-    for (size_t i = begin; i < begin + n; ++i) {
-      Work& w = work[i];
-      if (w.flush_error != 0) {
-        Log(LogLevel::kWarning, w.file->display_name() + ": flush failed (" +
-                                    std::strerror(w.flush_error) +
-                                    "); it stays unsealed until the next try");
-        CipherFile* key = w.file.get();
-        retry.emplace(key, std::move(w.file));
-      } else if (w.seal_failed) {
-        Log(LogLevel::kWarning, w.file->display_name() + ": could not record its sealed size");
-      }
-      w.file.reset();  // its descriptor closes now (unless the file is open again)
-    }
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      in_flight_ -= n;
-      if (!retry.empty()) pending_.merge(retry);
-    }
-    drained_.notify_all();
+    FlushChunk(std::span<Work>(work).subspan(begin, std::min(kChunk, work.size() - begin)));
   }
+}
+
+void Sealer::FlushChunk(std::span<Work> chunk) {
+  // A file's sealed record is written only once its data is durable; the record itself needs no
+  // flush: until it is durable, the unsealed record is.
+  pool_.Run(chunk.size(), [&](size_t i) {
+    Work& w = chunk[i];
+    if (::fdatasync(w.file->fd()) != 0) {
+      w.flush_error = errno;
+      return;
+    }
+    w.seal_failed = w.file->SealIfUnchanged(w.count) < 0;
+  });
+  size_t released = 0;
+  std::map<CipherFile*, std::shared_ptr<CipherFile>> retry;
+  for (Work& w : chunk) {
+    if (w.counted) ++released;
+    if (w.flush_error != 0) {
+      Log(LogLevel::kWarning, w.file->display_name() + ": flush failed (" +
+                                  std::strerror(w.flush_error) +
+                                  "); it stays unsealed until the next try");
+      CipherFile* key = w.file.get();
+      retry.emplace(key, std::move(w.file));
+    } else if (w.seal_failed) {
+      Log(LogLevel::kWarning, w.file->display_name() + ": could not record its sealed size");
+    }
+    w.file.reset();  // its descriptor closes now (unless the file is open again)
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    in_flight_ -= released;
+    retry_.merge(retry);  // not counted against max_pending: failures never block a close
+  }
+  drained_.notify_all();
 }
 
 void Sealer::Run() {

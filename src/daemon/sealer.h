@@ -9,9 +9,9 @@
 // record written as soon as its fdatasync returned 0 (concurrent fdatasyncs share ext4's journal
 // commits, so a burst such as an untar keeps up). A file whose flush failed waits for the next
 // round. Flush() does the same immediately (used at unmount). Each waiting file holds open
-// descriptors, so a flush also starts early once `max_pending` files wait (a burst of small files
-// must not exhaust the daemon's descriptors), each chunk's descriptors close once it is done, and
-// Enqueue() waits while 2 x `max_pending` files wait or are being flushed.
+// descriptors: at most `max_pending` files wait or are being flushed (Enqueue() waits for the
+// sealer beyond that, so a creator faster than the disk cannot exhaust the daemon's descriptors),
+// a flush starts early once half as many wait, and each chunk's descriptors close once it is done.
 // Thread-safe.
 #pragma once
 
@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <thread>
 
 #include "envelopefs/cipher_file.h"
@@ -31,14 +32,23 @@ class Sealer {
   static constexpr size_t kFlushThreads = 16;
   static constexpr size_t kChunk = 256;
 
-  Sealer(int interval_seconds, size_t max_pending);
-  ~Sealer();  // stops the thread after a final Flush()
+  Sealer(int interval_seconds, size_t max_pending);  // max_pending >= 1
+  ~Sealer();                                         // stops the thread after a final Flush()
 
   void Enqueue(std::shared_ptr<CipherFile> file);
   void Flush();
 
  private:
+  struct Work {
+    std::shared_ptr<CipherFile> file;
+    uint64_t count;  // ModificationCount() before the flush
+    bool counted;    // counted in in_flight_ (not a retry)
+    int flush_error = 0;
+    bool seal_failed = false;
+  };
+
   void Run();
+  void FlushChunk(std::span<Work> chunk);  // fdatasync and seal on the pool, then release
 
   const int interval_seconds_;
   const size_t max_pending_;
@@ -49,7 +59,8 @@ class Sealer {
   bool stop_ = false;
   bool flush_now_ = false;
   std::map<CipherFile*, std::shared_ptr<CipherFile>> pending_;
-  size_t in_flight_ = 0;  // files taken by a Flush and not released yet
+  std::map<CipherFile*, std::shared_ptr<CipherFile>> retry_;  // their flush failed
+  size_t in_flight_ = 0;  // files taken from pending_ by a Flush and not released yet
   FlushPool pool_;        // before thread_: the destructor's last Flush() still uses it
   std::thread thread_;
 };
