@@ -73,8 +73,8 @@ class CipherFile {
   // fsync/fdatasync: makes data durable, then records the sealed state durably.
   int Sync();
 
-  // Deferred sealing after close: ModificationCount() before a syncfs(2) of the backing file
-  // system, then SealIfUnchanged(count) after it writes the sealed record (no extra flush:
+  // Deferred sealing after close: ModificationCount() before the file's data is flushed
+  // (fdatasync), then SealIfUnchanged(count) after it writes the sealed record (no extra flush:
   // the data it covers is already durable) unless the file changed in between. Only a file
   // changed through this object needs sealing: a file left unsealed by a crash stays so (and
   // verify says so) until it is written again.

@@ -1,9 +1,10 @@
 #include "sealer.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -14,7 +15,10 @@
 namespace envelopefs {
 
 Sealer::Sealer(int interval_seconds, size_t max_pending)
-    : interval_seconds_(interval_seconds), max_pending_(max_pending), thread_([this] { Run(); }) {}
+    : interval_seconds_(interval_seconds),
+      max_pending_(max_pending),
+      pool_(kFlushThreads),
+      thread_([this] { Run(); }) {}
 
 Sealer::~Sealer() {
   {
@@ -22,6 +26,7 @@ Sealer::~Sealer() {
     stop_ = true;
   }
   wake_.notify_all();
+  drained_.notify_all();
   thread_.join();
   Flush();
 }
@@ -29,70 +34,74 @@ Sealer::~Sealer() {
 void Sealer::Enqueue(std::shared_ptr<CipherFile> file) {
   bool wake = false;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::unique_lock<std::mutex> lock(mutex_);
+    // Backpressure: a creator faster than the disk waits here (its release does) rather than
+    // exhausting the daemon's descriptors with files waiting to be sealed.
+    drained_.wait(lock, [this] { return stop_ || pending_.size() + in_flight_ < max_pending_; });
     CipherFile* key = file.get();
     pending_.emplace(key, std::move(file));
-    if (pending_.size() >= max_pending_ && !flush_now_) wake = flush_now_ = true;
+    if (2 * pending_.size() >= max_pending_ && !flush_now_) wake = flush_now_ = true;
   }
   if (wake) wake_.notify_all();
 }
 
 void Sealer::Flush() {
   std::lock_guard<std::mutex> flush_lock(flush_mutex_);
-  std::map<CipherFile*, std::shared_ptr<CipherFile>> batch;
+  std::vector<Work> work;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    batch.swap(pending_);
+    work.reserve(pending_.size() + retry_.size());
+    for (auto& [key, file] : pending_) work.push_back({std::move(file), 0, /*counted=*/true});
+    for (auto& [key, file] : retry_) {
+      if (!pending_.count(key)) work.push_back({std::move(file), 0, /*counted=*/false});
+    }
+    in_flight_ += pending_.size();
+    pending_.clear();
+    retry_.clear();
   }
-  if (batch.empty()) return;
-  std::vector<std::pair<std::shared_ptr<CipherFile>, uint64_t>> work;
-  work.reserve(batch.size());
-  for (auto& [key, file] : batch) work.emplace_back(file, file->ModificationCount());
+  if (work.empty()) return;
+  for (auto& w : work) w.count = w.file->ModificationCount();
+  // Only our own files are flushed, never the whole backing file system (a syncfs would flush
+  // every other workload's dirty data there too). Writeback is started for the whole batch at
+  // once, so that the fdatasyncs below mostly wait for I/O already under way.
+  for (auto& w : work) ::sync_file_range(w.file->fd(), 0, 0, SYNC_FILE_RANGE_WRITE);
+  for (size_t begin = 0; begin < work.size(); begin += kChunk) {
+    FlushChunk(std::span<Work>(work).subspan(begin, std::min(kChunk, work.size() - begin)));
+  }
+}
+
+void Sealer::FlushChunk(std::span<Work> chunk) {
+  // A file's sealed record is written only once its data is durable; the record itself needs no
+  // flush: until it is durable, the unsealed record is.
+  pool_.Run(chunk.size(), [&](size_t i) {
+    Work& w = chunk[i];
+    if (::fdatasync(w.file->fd()) != 0) {
+      w.flush_error = errno;
+      return;
+    }
+    w.seal_failed = w.file->SealIfUnchanged(w.count) < 0;
+  });
+  size_t released = 0;
   std::map<CipherFile*, std::shared_ptr<CipherFile>> retry;
-  if (work.size() > kPerFileFlushLimit) {
-    // A burst (an untar, a copy of many small files): one fdatasync per file falls behind the
-    // creator, and every waiting file holds a descriptor. One syncfs per backing file system
-    // instead; it also flushes other workloads' dirty data there, which a burst amortizes.
-    std::map<dev_t, int> by_device;
-    for (auto& [file, count] : work) {
-      struct stat st;
-      if (::fstat(file->fd(), &st) == 0) by_device.emplace(st.st_dev, file->fd());
+  for (Work& w : chunk) {
+    if (w.counted) ++released;
+    if (w.flush_error != 0) {
+      Log(LogLevel::kWarning, w.file->display_name() + ": flush failed (" +
+                                  std::strerror(w.flush_error) +
+                                  "); it stays unsealed until the next try");
+      CipherFile* key = w.file.get();
+      retry.emplace(key, std::move(w.file));
+    } else if (w.seal_failed) {
+      Log(LogLevel::kWarning, w.file->display_name() + ": could not record its sealed size");
     }
-    for (auto [dev, fd] : by_device) {
-      if (::syncfs(fd) != 0) {
-        Log(LogLevel::kWarning, "syncfs failed; closed files stay unsealed until the next try");
-        std::lock_guard<std::mutex> lock(mutex_);
-        pending_.merge(batch);
-        return;
-      }
-    }
-  } else {
-    // Only our own files are flushed (a syncfs would flush every other workload's dirty data
-    // on a shared backing file system too): writeback is started for the whole batch first,
-    // then each file's data is waited for before its sealed record is written.
-    for (auto& [file, count] : work) {
-      ::sync_file_range(file->fd(), 0, 0, SYNC_FILE_RANGE_WRITE);
-    }
-    for (auto& [file, count] : work) {
-      if (::fdatasync(file->fd()) != 0) {
-        Log(LogLevel::kWarning, file->display_name() + ": flush failed (" + std::strerror(errno) +
-                                    "); it stays unsealed until the next try");
-        retry.emplace(file.get(), file);
-        file.reset();
-      }
-    }
+    w.file.reset();  // its descriptor closes now (unless the file is open again)
   }
-  // The sealed records need no flush: until one is durable, the unsealed record is.
-  for (auto& [file, count] : work) {
-    if (!file) continue;
-    if (int rc = file->SealIfUnchanged(count); rc < 0) {
-      Log(LogLevel::kWarning, file->display_name() + ": could not record its sealed size");
-    }
-  }
-  if (!retry.empty()) {
+  {
     std::lock_guard<std::mutex> lock(mutex_);
-    pending_.merge(retry);
+    in_flight_ -= released;
+    retry_.merge(retry);  // not counted against max_pending: failures never block a close
   }
+  drained_.notify_all();
 }
 
 void Sealer::Run() {

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <thread>
+#include <vector>
 
 #include "envelopefs/shown_ctime.h"
 #include "temp_volume.h"
@@ -81,6 +82,28 @@ TEST_F(SealerTest, DestructionSealsWhatIsWaiting) {
     sealer.Enqueue(file);
   }
   EXPECT_TRUE(file->sealed());
+}
+
+TEST_F(SealerTest, ABurstLargerThanAChunkIsSealedWithEveryFlushedFile) {
+  Sealer sealer(3600, 1024);
+  std::vector<std::shared_ptr<CipherFile>> files;
+  for (size_t i = 0; i < Sealer::kChunk * 2 + 7; ++i) {
+    files.push_back(Changed("f" + std::to_string(i)));
+    sealer.Enqueue(files.back());
+  }
+  sealer.Flush();
+  for (auto& f : files) EXPECT_TRUE(f->sealed());
+}
+
+// More closed files than the sealer lets wait: Enqueue waits for the sealer's thread to flush
+// (no interval passes here) instead of piling up descriptors, and every file ends up sealed.
+TEST_F(SealerTest, EnqueueWaitsForTheSealerWhenTooManyFilesWait) {
+  Sealer sealer(3600, 4);
+  std::vector<std::shared_ptr<CipherFile>> files;
+  for (int i = 0; i < 40; ++i) files.push_back(Changed("f" + std::to_string(i)));
+  for (auto& f : files) sealer.Enqueue(f);  // would hang if nothing drained the queue
+  sealer.Flush();
+  for (auto& f : files) EXPECT_TRUE(f->sealed());
 }
 
 // A seal is a header-only rewrite: the change time the mount shows stays the one before it
