@@ -4,7 +4,9 @@
 // and key ages against the rotation policy. Works without a key (then DEKs are not unwrapped:
 // duplicate wrapped-DEK records are reported instead, names are not checked, and the key
 // versions and policy are the keyring's claims, reported as not authenticated). Optionally
-// writes the report as Prometheus textfile metrics.
+// writes the report as Prometheus textfile metrics. Streams the walk (ParallelWalk): memory is
+// a fixed amount, the files it lists, and a 40-byte fingerprint per file for the duplicate
+// checks (audit_duplicates.h).
 #include <unistd.h>
 
 #include <algorithm>

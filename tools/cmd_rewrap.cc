@@ -2,6 +2,7 @@
 // rewriting only the two key slots of each header: the data is never read or rewritten, so the
 // cost does not depend on file sizes. Crash-safe and safe while mounted (see rewrap.h); running
 // it again after an interruption finishes the job. --shard K/N splits the work across machines.
+// Streams the walk (ParallelWalk): each thread holds one slice of paths at a time.
 #include <sys/resource.h>
 
 #include <algorithm>

@@ -3,6 +3,7 @@
 // every symlink target and every extended attribute value (bound to its file or directory in
 // format 2). Reports each damaged entry with its plaintext and cipher path. Names are bytes:
 // JSON output replaces invalid UTF-8 (PrintJson), the audit log and messages escape it.
+// Streams the walk (ParallelWalk): only the entries it reports are kept.
 #include <fcntl.h>
 #include <sys/xattr.h>
 #include <unistd.h>

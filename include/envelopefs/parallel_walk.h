@@ -33,9 +33,10 @@ struct ParallelWalkOptions {
 // Calls work(worker, entry, index) for every entry of WalkCipherDir(cipher_dir, names) for
 // which `wanted` (may be null: every entry) returns true, on worker `worker` in [0, jobs), each
 // entry exactly once; then worker_done(worker) (may be null) on each worker once it has no more
-// work (e.g. to finish a batch). Returns the number of entries walked (wanted or not). The first
-// exception thrown by the walk, `wanted`, `work` or `worker_done` stops the walk and is rethrown
-// once every thread has stopped.
+// work (e.g. to finish a batch; also after another worker failed, so that it can finish what it
+// started). Returns the number of entries walked (wanted or not). The first exception thrown by
+// the walk, `wanted`, `work` or `worker_done` stops the walk and is rethrown once every thread
+// has stopped.
 uint64_t ParallelWalk(
     const std::filesystem::path& cipher_dir, const NameTransform& names,
     const ParallelWalkOptions& options, const std::function<bool(const CipherEntry&)>& wanted,
