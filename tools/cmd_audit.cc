@@ -4,17 +4,18 @@
 // and key ages against the rotation policy. Works without a key (then DEKs are not unwrapped:
 // duplicate wrapped-DEK records are reported instead, names are not checked, and the key
 // versions and policy are the keyring's claims, reported as not authenticated). Optionally
-// writes the report as Prometheus textfile metrics.
+// writes the report as Prometheus textfile metrics. Streams the walk (ParallelWalk): memory is
+// a fixed amount, the files it lists, and a 40-byte fingerprint per file for the duplicate
+// checks (audit_duplicates.h).
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <functional>
 #include <map>
-#include <set>
 #include <tuple>
 #include <vector>
 
+#include "audit_duplicates.h"
 #include "cli.h"
 #include "common.h"
 #include "envelopefs/audit_log.h"
@@ -24,6 +25,7 @@
 #include "envelopefs/exit_codes.h"
 #include "envelopefs/key_policy.h"
 #include "envelopefs/keyring.h"
+#include "envelopefs/parallel_walk.h"
 #include "envelopefs/unique_fd.h"
 #include "keys_master.h"
 #include "progress.h"
@@ -87,49 +89,13 @@ FileFacts Examine(int root_fd, const CipherEntry& entry, const KekTable* keks) {
   return f;
 }
 
-// Groups of files (cipher paths) sharing a key, counting hard links to one inode once. Sorted
-// vectors rather than maps: about 50 bytes a file, for a million files.
-template <typename Key>
-json DuplicateGroups(const std::vector<CipherEntry>& files, const std::vector<FileFacts>& facts,
-                     const std::function<std::optional<Key>(const FileFacts&)>& key_of) {
-  // The first file of every inode.
-  std::vector<size_t> order(files.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return std::tie(facts[a].dev, facts[a].ino, a) < std::tie(facts[b].dev, facts[b].ino, b);
-  });
-  std::vector<std::pair<Key, size_t>> keyed;
-  for (size_t k = 0; k < order.size(); ++k) {
-    const size_t i = order[k];
-    if (k > 0 && facts[order[k - 1]].dev == facts[i].dev &&
-        facts[order[k - 1]].ino == facts[i].ino) {
-      continue;  // another link to an inode already counted
-    }
-    if (std::optional<Key> key = key_of(facts[i])) keyed.emplace_back(*key, i);
-  }
-  std::vector<size_t>().swap(order);
-  std::sort(keyed.begin(), keyed.end());
-  json out = json::array();
-  for (size_t a = 0; a < keyed.size();) {
-    size_t b = a + 1;
-    while (b < keyed.size() && keyed[b].first == keyed[a].first) ++b;
-    if (b - a >= 2) {
-      json group = json::array();
-      for (size_t k = a; k < b; ++k) group.push_back(files[keyed[k].second].cipher_path);
-      out.push_back(group);
-    }
-    a = b;
-  }
-  return out;
-}
-
 struct AuditInput {
   fs::path dir;
   UniqueFd root;  // the cipher dir (O_PATH)
   VolumeConfig config;
   KeyPolicyReport keys;            // authenticated with the key; as claimed by the keyring without
   std::unique_ptr<Volume> volume;  // null without a key
-  std::vector<CipherEntry> entries;
+  std::optional<NameTransform> names;
   std::vector<MasterSlot> slots;         // authenticated with the key, else as claimed
   std::vector<MasterKeyParams> pending;  // old master keys still to destroy
 };
@@ -138,7 +104,7 @@ AuditInput Load(const Args& args, const fs::path& dir) {
   AuditInput in;
   in.dir = dir;
   in.root = OpenRoot(dir);
-  std::optional<NameTransform> names;
+  std::optional<NameTransform>& names = in.names;
   if (args.HasKey()) {
     in.volume = OpenVolume(args, dir, /*log_unlock=*/false);
     in.config = in.volume->config();
@@ -158,55 +124,7 @@ AuditInput Load(const Args& args, const fs::path& dir) {
     names.emplace(SecureBytes(kNameKeyBytes), SecureBytes(kKeySize), in.config.plaintext_names,
                   in.config.format_version);
   }
-  in.entries = CollectEntries(dir, *names);
   return in;
-}
-
-std::vector<FileFacts> ExamineAll(const Args& args, int root_fd,
-                                  const std::vector<CipherEntry>& files, const Volume* volume) {
-  std::optional<KekTable> keks;
-  if (volume != nullptr) keks.emplace(*volume);
-  std::vector<FileFacts> facts(files.size());
-  Progress progress(Progress::WantedFor(args), "files", files.size());
-  ParallelFor(files.size(), JobCount(args), [&](size_t i) {
-    facts[i] = Examine(root_fd, files[i], keks ? &*keks : nullptr);
-    progress.Add();
-  });
-  return facts;
-}
-
-// Counts and lists over all files' facts.
-struct Tally {
-  std::map<std::string, uint64_t> by_version, chunk_sizes, ciphers, formats;
-  json unencrypted = json::array(), damaged = json::array(), unsealed = json::array();
-  size_t inodes = 0;  // distinct (hard links count once)
-};
-
-Tally Count(const std::vector<CipherEntry>& files, const std::vector<FileFacts>& facts) {
-  Tally t;
-  std::vector<std::pair<dev_t, ino_t>> inodes;
-  inodes.reserve(files.size());
-  for (const FileFacts& f : facts) inodes.emplace_back(f.dev, f.ino);
-  std::sort(inodes.begin(), inodes.end());
-  t.inodes = static_cast<size_t>(std::unique(inodes.begin(), inodes.end()) - inodes.begin());
-  for (size_t i = 0; i < files.size(); ++i) {
-    const FileFacts& f = facts[i];
-    if (f.status == HeaderStatus::kNotEnvelope) {
-      t.unencrypted.push_back(files[i].cipher_path);
-      continue;
-    }
-    if (f.status == HeaderStatus::kOk) {
-      ++t.by_version[std::to_string(f.kek_version)];
-      ++t.chunk_sizes[std::to_string(f.chunk_size)];
-      ++t.formats[std::to_string(f.format_version)];
-      ++t.ciphers[kCipherName];
-    }
-    if (f.unsealed) t.unsealed.push_back(files[i].cipher_path);
-    if (!f.problem.empty()) {
-      t.damaged.push_back({{"cipher_path", files[i].cipher_path}, {"reason", f.problem}});
-    }
-  }
-  return t;
 }
 
 std::optional<FileId> FileIdOf(const FileFacts& f) {
@@ -217,6 +135,131 @@ std::optional<FileId> FileIdOf(const FileFacts& f) {
 std::optional<Sha256Digest> DekOf(const FileFacts& f) {
   if (!f.dek_known) return std::nullopt;
   return f.dek_key;
+}
+
+// One listed file (unencrypted, damaged, unsealed) at its walk index: reported in walk order.
+struct Listed {
+  uint64_t index;
+  std::string cipher_path;
+  std::string reason;  // damaged only
+};
+
+// Counts and lists over the files one worker examined; merged at the end. Per file only the
+// FilePrint (40 bytes) is kept, and the lists, which name only files with a problem.
+struct Tally {
+  std::map<uint32_t, uint64_t> by_version, chunk_sizes, formats;
+  uint64_t files = 0, ok = 0;
+  std::vector<Listed> unencrypted, damaged, unsealed;
+  std::vector<FilePrint> prints;
+
+  void Add(uint64_t index, const CipherEntry& e, const FileFacts& f) {
+    ++files;
+    prints.push_back(MakePrint(index, f.dev, f.ino, FileIdOf(f), DekOf(f)));
+    if (f.status == HeaderStatus::kNotEnvelope) {
+      unencrypted.push_back({index, e.cipher_path, ""});
+      return;
+    }
+    if (f.status == HeaderStatus::kOk) {
+      ++by_version[f.kek_version];
+      ++chunk_sizes[f.chunk_size];
+      ++formats[f.format_version];
+      ++ok;
+    }
+    if (f.unsealed) unsealed.push_back({index, e.cipher_path, ""});
+    if (!f.problem.empty()) damaged.push_back({index, e.cipher_path, f.problem});
+  }
+
+  void Merge(Tally&& o) {
+    for (const auto& [k, n] : o.by_version) by_version[k] += n;
+    for (const auto& [k, n] : o.chunk_sizes) chunk_sizes[k] += n;
+    for (const auto& [k, n] : o.formats) formats[k] += n;
+    files += o.files;
+    ok += o.ok;
+    for (auto list : {&Tally::unencrypted, &Tally::damaged, &Tally::unsealed}) {
+      for (Listed& l : o.*list) (this->*list).push_back(std::move(l));
+    }
+    prints.insert(prints.end(), o.prints.begin(), o.prints.end());
+    o = Tally();
+  }
+};
+
+json CountsJson(const std::map<uint32_t, uint64_t>& counts) {
+  std::map<std::string, uint64_t> out;
+  for (const auto& [k, n] : counts) out[std::to_string(k)] = n;
+  return out;
+}
+
+// Paths (or, with reasons, {cipher_path, reason}) in walk order.
+json ListJson(std::vector<Listed>& list, bool with_reason) {
+  std::sort(list.begin(), list.end(),
+            [](const Listed& a, const Listed& b) { return a.index < b.index; });
+  json out = json::array();
+  for (const Listed& l : list) {
+    out.push_back(with_reason ? json{{"cipher_path", l.cipher_path}, {"reason", l.reason}}
+                              : json(l.cipher_path));
+  }
+  return out;
+}
+
+// Examines every regular file's header in parallel, streaming the walk; collects the names
+// that do not authenticate (on the walking thread, in walk order).
+Tally ExamineAll(const Args& args, AuditInput& in, bool names_checked, json* bad_names,
+                 uint64_t* entries) {
+  std::optional<KekTable> keks;
+  if (in.volume != nullptr) keks.emplace(*in.volume);
+  const unsigned jobs = JobCount(args);
+  std::vector<Tally> tallies(jobs);
+  // On a terminal, a first walk counts the files for the bar (it keeps nothing).
+  const bool bar = Progress::WantedFor(args);
+  auto regular = [](const CipherEntry& e) { return e.type == DT_REG; };
+  Progress progress(bar, "files", bar ? CountEntries(in.dir, *in.names, regular) : 0);
+  *entries = ParallelWalk(
+      in.dir, *in.names, {jobs, kWalkQueueCapacity},
+      [&](const CipherEntry& e) {
+        if (names_checked && !e.name_ok) bad_names->push_back(e.cipher_path);
+        return e.type == DT_REG;
+      },
+      [&](unsigned worker, const CipherEntry& e, uint64_t index) {
+        tallies[worker].Add(index, e, Examine(in.root.get(), e, keks ? &*keks : nullptr));
+        progress.Add();
+      });
+  progress.Finish();
+  Tally total;
+  for (Tally& t : tallies) total.Merge(std::move(t));
+  return total;
+}
+
+// The second walk, only when short fingerprints collide: the candidates' full file ids and
+// DEK fingerprints and their paths, grouped exactly. A file changed between the walks is
+// judged by what it holds now.
+void ExactDuplicates(const AuditInput& in, const DuplicateCandidates& c, json* file_id_groups,
+                     json* dek_groups) {
+  *file_id_groups = json::array();
+  *dek_groups = json::array();
+  if (c.file_id_indices.empty() && c.dek_indices.empty()) return;
+  std::optional<KekTable> keks;
+  if (in.volume != nullptr) keks.emplace(*in.volume);
+  std::vector<Candidate<FileId>> ids;
+  std::vector<Candidate<Sha256Digest>> deks;
+  uint64_t index = 0;
+  auto among = [](const std::vector<uint64_t>& sorted, uint64_t i) {
+    return std::binary_search(sorted.begin(), sorted.end(), i);
+  };
+  WalkCipherDir(in.dir, *in.names, [&](const CipherEntry& e) {
+    const uint64_t i = index++;
+    const bool id_wanted = among(c.file_id_indices, i);
+    const bool dek_wanted = among(c.dek_indices, i);
+    if (e.type != DT_REG || (!id_wanted && !dek_wanted)) return;
+    const FileFacts f = Examine(in.root.get(), e, keks ? &*keks : nullptr);
+    if (id_wanted) {
+      if (auto id = FileIdOf(f)) ids.push_back({*id, i, e.cipher_path});
+    }
+    if (dek_wanted) {
+      if (auto dek = DekOf(f)) deks.push_back({*dek, i, e.cipher_path});
+    }
+  });
+  *file_id_groups = GroupExact(std::move(ids));
+  *dek_groups = GroupExact(std::move(deks));
 }
 
 json AuditLogJson(const AuditLogReport& r) {
@@ -230,42 +273,36 @@ json AuditLogJson(const AuditLogReport& r) {
           {"problems", r.problems}};
 }
 
-// Takes the entries out of `in` (regular files are moved, not copied: 100k paths).
+// Streams the walk (ExamineAll), then the duplicate checks (FindCandidates, ExactDuplicates).
 json Report(const Args& args, AuditInput& in) {
-  std::vector<CipherEntry> files;
   json bad_names = json::array();
   const bool names_checked = in.volume != nullptr || in.config.plaintext_names;
-  const size_t entry_count = in.entries.size();
-  for (CipherEntry& e : in.entries) {
-    if (names_checked && !e.name_ok) bad_names.push_back(e.cipher_path);
-    if (e.type == DT_REG) files.push_back(std::move(e));
-  }
-  in.entries.clear();
-  in.entries.shrink_to_fit();
-  const std::vector<FileFacts> facts = ExamineAll(args, in.root.get(), files, in.volume.get());
-  const Tally t = Count(files, facts);
+  uint64_t entry_count = 0;
+  Tally t = ExamineAll(args, in, names_checked, &bad_names, &entry_count);
+  const DuplicateCandidates candidates = FindCandidates(std::move(t.prints));
+  json file_id_groups, dek_groups;
+  ExactDuplicates(in, candidates, &file_id_groups, &dek_groups);
   const bool keyed = in.volume != nullptr;
-  const json dek_groups = DuplicateGroups<Sha256Digest>(files, facts, DekOf);
   return {
       {"timestamp", FormatUtc(in.keys.now)},
       {"volume_id", ToHex(in.config.volume_id)},
       {"tool_version", ENVELOPEFS_VERSION},
       {"cipher_dir", fs::absolute(in.dir).string()},
       {"key_given", keyed},
-      {"files", files.size()},
-      {"inodes", t.inodes},
+      {"files", t.files},
+      {"inodes", candidates.inodes},
       {"entries", entry_count},
-      {"by_kek_version", t.by_version},
-      {"duplicate_file_ids", DuplicateGroups<FileId>(files, facts, FileIdOf)},
+      {"by_kek_version", CountsJson(t.by_version)},
+      {"duplicate_file_ids", file_id_groups},
       {"duplicate_deks", keyed ? dek_groups : json(nullptr)},
       {"duplicate_wrapped_deks", keyed ? json(nullptr) : dek_groups},
-      {"unencrypted", t.unencrypted},
-      {"damaged", t.damaged},
-      {"unsealed", keyed ? t.unsealed : json(nullptr)},
-      {"format_versions", t.formats},
+      {"unencrypted", ListJson(t.unencrypted, false)},
+      {"damaged", ListJson(t.damaged, true)},
+      {"unsealed", keyed ? ListJson(t.unsealed, false) : json(nullptr)},
+      {"format_versions", CountsJson(t.formats)},
       {"bad_names", names_checked ? bad_names : json(nullptr)},
-      {"chunk_sizes", t.chunk_sizes},
-      {"ciphers", t.ciphers},
+      {"chunk_sizes", CountsJson(t.chunk_sizes)},
+      {"ciphers", t.ok > 0 ? json{{kCipherName, t.ok}} : json::object()},
       {"rotate_after_days", in.keys.rotate_after_days},
       {"policy_authenticated", in.keys.authenticated},
       {"keys", KeysJson(in.keys.statuses)},

@@ -2,18 +2,20 @@
 // rewriting only the two key slots of each header: the data is never read or rewritten, so the
 // cost does not depend on file sizes. Crash-safe and safe while mounted (see rewrap.h); running
 // it again after an interruption finishes the job. --shard K/N splits the work across machines.
+// Streams the walk (ParallelWalk): each thread holds one slice of paths at a time.
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <mutex>
+#include <vector>
 
 #include "cli.h"
 #include "common.h"
 #include "envelopefs/audit_log.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/exit_codes.h"
+#include "envelopefs/parallel_walk.h"
 #include "envelopefs/rewrap.h"
 #include "progress.h"
 
@@ -40,21 +42,20 @@ size_t SliceForFdLimit(unsigned jobs) {
   return std::clamp<size_t>(static_cast<size_t>(usable / jobs), 1, kRewrapBatch);
 }
 
-// The cipher paths (relative to the cipher dir) of the regular files in this shard.
-std::vector<std::string> FilesOfShard(const Volume& volume, const Shard& shard) {
-  NameTransform names = MakeNameTransform(volume);  // exact internal-file rules, any names mode
-  std::vector<std::string> files;
-  WalkCipherDir(volume.cipher_dir(), names, [&](const CipherEntry& e) {
-    if (e.type != DT_REG) return;
-    if (shard.count > 1 && ShardOf(e.relative, shard.count) != shard.index) return;
-    files.push_back(e.relative);
-  });
-  return files;
-}
-
 struct Failure {
+  uint64_t index;  // in the walk: failures are reported in walk order
   std::string file;
   std::string why;
+};
+
+// One worker's share of the walk: the files it took and has not rewrapped yet (at most one
+// slice: RewrapFiles holds them all open until its batch's sync), and what it found so far.
+struct RewrapWorker {
+  std::vector<std::string> files;  // cipher paths relative to the cipher dir
+  std::vector<uint64_t> indices;   // their walk indices
+  std::vector<uint8_t> half_done;  // a file got its first slot (for the progress bar)
+  RewrapStats stats;
+  std::vector<Failure> failures;
 };
 
 // Every failed file is printed once, from its outcome (kFailed with the reason): a damaged
@@ -73,43 +74,62 @@ int RunRewrap(const Args& args) {
   const auto start = std::chrono::steady_clock::now();
   auto volume = OpenVolume(args, dir);
   const Shard shard = args.shard.value_or(Shard{});
-  const std::vector<std::string> files = FilesOfShard(*volume, shard);
   const Volume::KekCopy target = volume->ActiveKek();
-  const unsigned jobs = static_cast<unsigned>(std::clamp<size_t>(files.size(), 1, JobCount(args)));
+  const unsigned jobs = std::max(1u, JobCount(args));
   const size_t slice = SliceForFdLimit(jobs);
+  const NameTransform names = MakeNameTransform(*volume);  // exact internal-file rules
 
-  std::vector<RewrapStats> stats(jobs);
-  std::vector<Failure> failures;
-  std::mutex mu;
+  // Streamed: each worker takes the files of this shard from the walk, a slice at a time, and
+  // rewraps each slice (crash-safe batches, see rewrap.h) before taking the next.
+  std::vector<RewrapWorker> workers(jobs);
   // Two steps per file: a file that gets a new record is reported when its first slot is
-  // written and again after its batch's sync, so the bar moves file by file, not by batches.
-  Progress progress(Progress::WantedFor(args), "files", files.size(), 2);
-  std::vector<uint8_t> half_done(files.size());  // each element touched by one thread only
-  auto on_file = [&](const std::string& file, RewrapOutcome outcome, const std::string& why) {
-    const size_t index = static_cast<size_t>(&file - files.data());
-    const bool half = index < files.size() && half_done[index] != 0;
-    if (outcome == RewrapOutcome::kFirstSlotWritten) {
-      if (index < files.size()) half_done[index] = 1;
-      progress.Add(1);
-      return;
-    }
-    progress.Add(half ? 1 : 2);
-    if (outcome != RewrapOutcome::kFailed) return;
-    std::lock_guard<std::mutex> lock(mu);
-    failures.push_back({file, why});
+  // written and again after its batch's sync, so the count moves file by file, not by batches.
+  auto in_shard = [&](const CipherEntry& e) {
+    return e.type == DT_REG &&
+           (shard.count <= 1 || ShardOf(e.relative, shard.count) == shard.index);
   };
+  // On a terminal, a first walk counts the files for the bar (it keeps nothing).
+  const bool bar = Progress::WantedFor(args);
+  Progress progress(bar, "files", bar ? CountEntries(dir, names, in_shard) : 0, 2);
   FailuresPrintedFromOutcomes printed;
-  RunOnThreads(jobs, [&](unsigned t) {
-    auto [begin, end] = SliceBounds(files.size(), jobs, t);
-    for (size_t i = begin; i < end; i += slice) {
-      std::span<const std::string> part(files.data() + i, std::min(slice, end - i));
-      stats[t] += RewrapFiles(*volume, target, part, on_file, printed);
-    }
-  });
+  auto rewrap_slice = [&](RewrapWorker& w) {
+    if (w.files.empty()) return;
+    w.half_done.assign(w.files.size(), 0);
+    auto on_file = [&](const std::string& file, RewrapOutcome outcome, const std::string& why) {
+      const size_t at = static_cast<size_t>(&file - w.files.data());
+      const bool half = at < w.files.size() && w.half_done[at] != 0;
+      if (outcome == RewrapOutcome::kFirstSlotWritten) {
+        if (at < w.files.size()) w.half_done[at] = 1;
+        progress.Add(1);
+        return;
+      }
+      progress.Add(half ? 1 : 2);
+      if (outcome != RewrapOutcome::kFailed) return;
+      w.failures.push_back({at < w.files.size() ? w.indices[at] : UINT64_MAX, file, why});
+    };
+    w.stats += RewrapFiles(*volume, target, w.files, on_file, printed);
+    w.files.clear();
+    w.indices.clear();
+  };
+  ParallelWalk(
+      dir, names, {jobs, kWalkQueueCapacity}, in_shard,
+      [&](unsigned t, const CipherEntry& e, uint64_t index) {
+        RewrapWorker& w = workers[t];
+        w.files.push_back(e.relative);
+        w.indices.push_back(index);
+        if (w.files.size() >= slice) rewrap_slice(w);
+      },
+      [&](unsigned t) { rewrap_slice(workers[t]); });
   progress.Finish();
 
+  std::vector<Failure> failures;
+  for (RewrapWorker& w : workers) {
+    for (Failure& f : w.failures) failures.push_back(std::move(f));
+  }
+  std::sort(failures.begin(), failures.end(),
+            [](const Failure& a, const Failure& b) { return a.index < b.index; });
   RewrapStats total;
-  for (const RewrapStats& s : stats) total += s;
+  for (const RewrapWorker& w : workers) total += w.stats;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const std::string shard_text =

@@ -3,10 +3,12 @@
 // every symlink target and every extended attribute value (bound to its file or directory in
 // format 2). Reports each damaged entry with its plaintext and cipher path. Names are bytes:
 // JSON output replaces invalid UTF-8 (PrintJson), the audit log and messages escape it.
+// Streams the walk (ParallelWalk): only the entries it reports are kept.
 #include <fcntl.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <climits>
@@ -20,6 +22,7 @@
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
 #include "envelopefs/long_symlink.h"
+#include "envelopefs/parallel_walk.h"
 #include "envelopefs/unique_fd.h"
 #include "progress.h"
 
@@ -208,6 +211,26 @@ nlohmann::json DamagedJson(const CipherEntry& e, const std::string& reason) {
           {"reason", reason}};
 }
 
+// An entry with something to report: damaged (problem) or unsealed, at its walk index.
+struct Finding {
+  uint64_t index = 0;
+  CipherEntry entry;
+  std::string problem;
+  bool unsealed = false;
+};
+
+// The workers' findings in walk order.
+std::vector<Finding> MergeFindings(std::vector<std::vector<Finding>>& per_worker) {
+  std::vector<Finding> all;
+  for (std::vector<Finding>& part : per_worker) {
+    for (Finding& f : part) all.push_back(std::move(f));
+    std::vector<Finding>().swap(part);
+  }
+  std::sort(all.begin(), all.end(),
+            [](const Finding& a, const Finding& b) { return a.index < b.index; });
+  return all;
+}
+
 }  // namespace
 
 int RunVerify(const Args& args) {
@@ -217,19 +240,31 @@ int RunVerify(const Args& args) {
   auto volume = OpenVolume(args, dir, /*log_unlock=*/false);
   UseToolLogSink();
   NameTransform names = MakeNameTransform(*volume);
-  const std::vector<CipherEntry> entries = CollectEntries(dir, names);
-  std::vector<std::string> problems(entries.size());
-  std::vector<char> unsealed(entries.size(), 0);
+  // Streamed: only the entries with something to report are kept (a few), with their walk
+  // index, and reported in walk order once every entry was checked.
+  const unsigned jobs = JobCount(args);
+  std::vector<std::vector<Finding>> found(jobs);
+  std::vector<uint64_t> files_of(jobs, 0);
   std::atomic<uint64_t> bytes{0};
+  uint64_t entry_count = 0;
   {
-    Progress progress(Progress::WantedFor(args), "entries", entries.size());
-    ParallelFor(entries.size(), JobCount(args), [&](size_t i) {
-      bool u = false;
-      problems[i] = CheckEntry(entries[i], *volume, names, bytes, &u);
-      unsealed[i] = u && problems[i].empty();
-      progress.Add();
-    });
+    // On a terminal, a first walk counts the entries for the bar (it keeps nothing).
+    const bool bar = Progress::WantedFor(args);
+    Progress progress(bar, "entries", bar ? CountEntries(dir, names, nullptr) : 0);
+    entry_count =
+        ParallelWalk(dir, names, {jobs, kWalkQueueCapacity}, nullptr,
+                     [&](unsigned worker, const CipherEntry& e, uint64_t index) {
+                       bool u = false;
+                       std::string problem = CheckEntry(e, *volume, names, bytes, &u);
+                       if (e.type == DT_REG) ++files_of[worker];
+                       const bool unsealed = u && problem.empty();
+                       if (!problem.empty() || unsealed) {
+                         found[worker].push_back({index, e, std::move(problem), unsealed});
+                       }
+                       progress.Add();
+                     });
   }
+  std::vector<Finding> findings = MergeFindings(found);
   // The root directory is no entry, but its extended attributes are checked like any other.
   CipherEntry root;
   root.cipher_path = fs::absolute(dir).string();
@@ -242,6 +277,7 @@ int RunVerify(const Args& args) {
                                : std::string("open: ") + std::strerror(errno);
   }
   uint64_t files = 0;
+  for (uint64_t n : files_of) files += n;
   nlohmann::json damaged = nlohmann::json::array();
   // A problem names no plaintext (files are opened without a display name, and names, IVs and
   // attributes are reported by their cipher names), so it goes to the audit log as it is.
@@ -256,33 +292,33 @@ int RunVerify(const Args& args) {
   };
   if (!root_problems.empty()) report(root, root_problems);
   nlohmann::json unproven = nlohmann::json::array();
-  for (size_t i = 0; i < entries.size(); ++i) {
-    if (entries[i].type == DT_REG) ++files;
-    if (unsealed[i]) {
+  for (const Finding& f : findings) {
+    if (f.unsealed) {
       // Every chunk authenticated, but the file is not sealed: its last write was interrupted
       // (a crash), or an older state of its header was put back together with a cut or a
       // rolled-back chunk. Nothing proves it complete until it is written again.
-      unproven.push_back(DamagedJson(entries[i], kUnsealedReason));
+      unproven.push_back(DamagedJson(f.entry, kUnsealedReason));
       if (!args.json) {
         std::printf("UNSEALED %s (%s): %s\n",
-                    entries[i].plain_path.empty() ? "?" : entries[i].plain_path.c_str(),
-                    EscapeName(entries[i].cipher_path).c_str(), kUnsealedReason);
+                    f.entry.plain_path.empty() ? "?" : f.entry.plain_path.c_str(),
+                    EscapeName(f.entry.cipher_path).c_str(), kUnsealedReason);
       }
     }
-    if (problems[i].empty()) continue;
-    report(entries[i], problems[i]);
+    if (f.problem.empty()) continue;
+    report(f.entry, f.problem);
   }
   const bool ok = damaged.empty() && unproven.empty();
   if (args.json) {
-    PrintJson({{"entries", entries.size()},
+    PrintJson({{"entries", entry_count},
                {"files", files},
                {"bytes", bytes.load()},
                {"damaged", damaged},
                {"unsealed", unproven},
                {"ok", ok}});
   } else if (!args.quiet || !ok) {
-    std::printf("verified %zu entries (%llu files, %llu bytes): %zu damaged, %zu unsealed\n",
-                entries.size(), static_cast<unsigned long long>(files),
+    std::printf("verified %llu entries (%llu files, %llu bytes): %zu damaged, %zu unsealed\n",
+                static_cast<unsigned long long>(entry_count),
+                static_cast<unsigned long long>(files),
                 static_cast<unsigned long long>(bytes.load()), damaged.size(), unproven.size());
   }
   return ok ? kExitOk : kExitDamaged;

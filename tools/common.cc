@@ -89,6 +89,15 @@ std::vector<CipherEntry> CollectFiles(const fs::path& cipher_dir, const NameTran
   return files;
 }
 
+uint64_t CountEntries(const fs::path& cipher_dir, const NameTransform& names,
+                      const std::function<bool(const CipherEntry&)>& wanted) {
+  uint64_t n = 0;
+  WalkCipherDir(cipher_dir, names, [&](const CipherEntry& e) {
+    if (!wanted || wanted(e)) ++n;
+  });
+  return n;
+}
+
 std::string DisplayName(const CipherEntry& entry) {
   return entry.plain_path.empty() ? entry.cipher_path : entry.plain_path;
 }

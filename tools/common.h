@@ -67,6 +67,10 @@ std::vector<CipherEntry> CollectEntries(const std::filesystem::path& cipher_dir,
 // Only the regular files.
 std::vector<CipherEntry> CollectFiles(const std::filesystem::path& cipher_dir,
                                       const NameTransform& names);
+// How many entries `wanted` accepts (every entry if null), by a walk that keeps nothing: the
+// total of the progress bar of a streamed walk (ParallelWalk), which learns it only at the end.
+uint64_t CountEntries(const std::filesystem::path& cipher_dir, const NameTransform& names,
+                      const std::function<bool(const CipherEntry&)>& wanted);
 // The plaintext path if known, else the cipher path (for messages).
 std::string DisplayName(const CipherEntry& entry);
 // "file", "dir", "symlink", ... for a d_type.

@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <memory>
+
 #include "envelopefs/error.h"
 #include "envelopefs/unique_fd.h"
 
@@ -23,12 +25,13 @@ void Walk(int dirfd, const std::filesystem::path& cipher, const std::string& rel
   }
   int scan = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (scan < 0) ThrowSystemError("open " + cipher.string());
-  DIR* d = fdopendir(scan);
+  // Closed even when `visit` throws (ParallelWalk stops a walk that way).
+  std::unique_ptr<DIR, int (*)(DIR*)> d(fdopendir(scan), closedir);
   if (d == nullptr) {
     close(scan);
     ThrowSystemError("opendir " + cipher.string());
   }
-  while (dirent* ent = readdir(d)) {
+  while (dirent* ent = readdir(d.get())) {
     std::string_view n = ent->d_name;
     if (n == "." || n == "..") continue;
     if (names.IsInternal(n, in_root)) continue;
@@ -60,7 +63,6 @@ void Walk(int dirfd, const std::filesystem::path& cipher, const std::string& rel
            visit);
     }
   }
-  closedir(d);
 }
 
 }  // namespace

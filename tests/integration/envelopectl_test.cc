@@ -193,6 +193,59 @@ TEST(Envelopectl, AuditCountsWhatWasCreated) {
   EXPECT_NE(std::string::npos, text.output.find("notes.txt")) << text.output;
 }
 
+// audit streams the walk and keeps 8-byte fingerprints of file ids and DEKs: a file whose id
+// shares only its first 8 bytes with another's is looked at again and is no duplicate; real
+// copies are found, hard links count once, and the report is the same for any --jobs.
+TEST(Envelopectl, AuditFindsExactDuplicatesWithAnyJobCount) {
+  OfflineVolume v;
+  for (int i = 0; i < 300; ++i) {
+    v.Write("d" + std::to_string(i % 6) + "/f" + std::to_string(i), std::to_string(i));
+  }
+  const fs::path original = v.CipherPath("d0/f0");
+  const fs::path copy1 = v.CipherPath("d3") / "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+  const fs::path copy2 = v.cipher() / "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+  fs::copy_file(original, copy1);
+  fs::copy_file(original, copy2);
+  v.Link("d0/f0", "d5/hardlink");  // a second name of the original's inode: no duplicate
+  const fs::path hardlink = v.CipherPath("d5/hardlink");
+  // The first 8 bytes of d1/f1's file id, the last 8 changed: its header no longer
+  // authenticates (damaged), and its file id is another one.
+  const fs::path near = v.CipherPath("d2") / "CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC";
+  fs::copy_file(v.CipherPath("d1/f1"), near);
+  WriteBytesAt(near, format::kFileIdOffset + 8, std::vector<uint8_t>(8, 0x5a));
+
+  json first;
+  for (int jobs : {1, 3, 8}) {
+    int rc = -1;
+    json j = CtlJson(v, "audit --jobs " + std::to_string(jobs) + " " + Quote(v.cipher()), &rc);
+    EXPECT_EQ(5, rc);
+    EXPECT_EQ(304, j["files"]);
+    EXPECT_EQ(303, j["inodes"]);
+    ASSERT_EQ(1u, j["duplicate_file_ids"].size()) << j["duplicate_file_ids"].dump(2);
+    // The original's inode is named once, by whichever of its names the walk meets first.
+    std::set<std::string> got(j["duplicate_file_ids"][0].begin(), j["duplicate_file_ids"][0].end());
+    EXPECT_EQ(3u, got.size());
+    EXPECT_EQ(1u, got.count(copy1.string()));
+    EXPECT_EQ(1u, got.count(copy2.string()));
+    EXPECT_EQ(1u, got.count(original.string()) + got.count(hardlink.string()))
+        << j["duplicate_file_ids"].dump(2);
+    ASSERT_EQ(1u, j["duplicate_deks"].size()) << j["duplicate_deks"].dump(2);
+    EXPECT_EQ(j["duplicate_file_ids"][0], j["duplicate_deks"][0]);
+    ASSERT_EQ(1u, j["damaged"].size());
+    EXPECT_EQ(near.string(), j["damaged"][0]["cipher_path"]);
+    j.erase("timestamp");
+    j.erase("audit_log");
+    if (first.is_null()) first = j;
+    EXPECT_EQ(first, j) << "--jobs " << jobs << " reports the same, in the same order";
+  }
+  // Without the key the near copy's wrapped DEK record is the one of d1/f1: a duplicate.
+  CommandResult keyless =
+      RunCommand(kCtl + " audit --json --jobs 3 " + Quote(v.cipher()) + " 2>/dev/null");
+  json k = json::parse(keyless.output);
+  EXPECT_EQ(2u, k["duplicate_wrapped_deks"].size()) << k["duplicate_wrapped_deks"].dump(2);
+  EXPECT_EQ(first["duplicate_file_ids"], k["duplicate_file_ids"]);
+}
+
 TEST(Envelopectl, PlaintextNamesVolumesWorkWithEveryCommand) {
   OfflineVolume v("--plaintext-names --chunk-size 4096");
   std::map<std::string, std::string> files = {
