@@ -6,6 +6,7 @@
 #        SIZES="4K 16K 64K" SIZE_MB=512 RAND_MB=128 RAND_SECONDS=8 ROUNDS=3 bench/chunk_sizes.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 SIZES=${SIZES:-"4K 8K 16K 32K 64K"}
 SIZE_MB=${SIZE_MB:-512}
 RAND_MB=${RAND_MB:-128}
@@ -19,9 +20,7 @@ cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DENVELOPEFS_TESTS=OFF >/
 cmake --build build-release -j"$(nproc)" >/dev/null
 
 cleanup() {
-  for m in "$work"/mnt-*; do
-    grep -q " $m " /proc/mounts && fusermount3 -u "$m" 2>/dev/null || true
-  done
+  unmount_work_mounts "$work"
 }
 trap cleanup EXIT
 cleanup

@@ -10,6 +10,7 @@
 #        BUILD=build-release SCALE_DIR=/var/tmp/envelopefs-scale FILE_BYTES=512 NOFILE=4096
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 FILES=${FILES:-1000000}
 DIRS=${DIRS:-100000}
 FILE_BYTES=${FILE_BYTES:-512}
@@ -20,7 +21,7 @@ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DENVELOPEFS_TESTS=OFF >/dev/n
 cmake --build "$BUILD" -j"$(nproc)" >/dev/null
 cipher="$work/cipher" mnt="$work/mnt" key="$work/key"
 cleanup() {
-  if grep -q " $mnt " /proc/mounts; then fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt"; fi
+  unmount_if_mounted "$mnt"
 }
 trap cleanup EXIT
 cleanup

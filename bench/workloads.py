@@ -6,6 +6,8 @@ usage: workloads.py smallfiles DIR   create/ls -lR/read/delete 10,000 files of 1
        workloads.py appends FILE     10,000 appends of 100 bytes, fsync every 100
        workloads.py footer FILE      cold open + read of the last 64 KiB of a large file (how a
                                      Parquet reader starts), milliseconds, median of 5
+       workloads.py roundtrip DIR    microseconds per statfs and per getxattr (ENODATA) through
+                                     a mount: the cost of one FUSE round trip without I/O
 """
 import json
 import os
@@ -106,6 +108,28 @@ def footer(path):
     return {"footer_cold_ms": times[len(times) // 2]}
 
 
+def roundtrip(root, n=20000):
+    """Microseconds per FUSE round trip that does no I/O: statfs (every FUSE file system answers
+    it), and getxattr of security.selinux on a file (what ls -l asks of every file; ENODATA)."""
+    probe = os.path.join(root, "roundtrip-probe")
+    with open(probe, "w"):
+        pass
+    out = {}
+    t = time.perf_counter()
+    for _ in range(n):
+        os.statvfs(root)
+    out["statfs_us"] = (time.perf_counter() - t) / n * 1e6
+    t = time.perf_counter()
+    for _ in range(n):
+        try:
+            os.getxattr(probe, "security.selinux", follow_symlinks=False)
+        except OSError:
+            pass
+    out["getxattr_us"] = (time.perf_counter() - t) / n * 1e6
+    os.unlink(probe)
+    return out
+
+
 if __name__ == "__main__":
     kind, target = sys.argv[1], sys.argv[2]
     if kind == "small-phase":  # one phase of smallfiles, untimed: workloads.py small-phase DIR PHASE [DIRS]
@@ -113,5 +137,6 @@ if __name__ == "__main__":
         args = [int(sys.argv[4])] if phase == "create" and len(sys.argv) > 4 else []
         SMALL_PHASES[phase](target, *args)
         sys.exit(0)
-    workloads = {"smallfiles": smallfiles, "appends": appends, "footer": footer}
+    workloads = {"smallfiles": smallfiles, "appends": appends, "footer": footer,
+                 "roundtrip": roundtrip}
     print(json.dumps(workloads[kind](target)))

@@ -93,10 +93,11 @@ void PrintReport(const InspectReport& r) {
 std::string CipherPathOf(const Args& args, const fs::path& cipher_dir,
                          const std::string& relative) {
   auto volume = OpenVolume(args, cipher_dir, /*log_unlock=*/false);
-  for (const CipherEntry& e : CollectEntries(volume->cipher_dir(), MakeNameTransform(*volume))) {
-    if (e.plain_path == relative) return e.cipher_path;
-  }
-  return "";
+  std::string found;  // the walk keeps nothing else: memory does not grow with the tree
+  WalkCipherDir(volume->cipher_dir(), MakeNameTransform(*volume), [&](const CipherEntry& e) {
+    if (found.empty() && e.plain_path == relative) found = e.cipher_path;
+  });
+  return found;
 }
 
 // Why `file`, which has no envelopefs header, is not something inspect can show: a plaintext

@@ -1,9 +1,12 @@
 // envelopectl keys — lists KEK versions against the rotation policy, rotates to a new version,
 // retires a version no file uses any more (destroying its key), and changes the master key.
 // Every change is recorded in the audit log.
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "cli.h"
 #include "common.h"
@@ -12,6 +15,7 @@
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/exit_codes.h"
+#include "envelopefs/parallel_walk.h"
 #include "envelopefs/unique_fd.h"
 #include "keys_master.h"
 #include "progress.h"
@@ -149,29 +153,45 @@ struct Users {
 
 Users FindUsers(const Args& args, const Volume& volume, const KekInfo& kek) {
   NameTransform names = MakeNameTransform(volume);
-  std::vector<CipherEntry> files = CollectFiles(volume.cipher_dir(), names);
+  // Streamed (ParallelWalk): each worker keeps its count and its first few users (the walk hands
+  // a worker its entries in walk order), so the named examples are the first in walk order.
+  const unsigned jobs = JobCount(args);
+  std::vector<uint64_t> count_of(jobs, 0);
+  std::vector<std::vector<std::pair<uint64_t, std::string>>> examples_of(jobs);
+  auto regular = [](const CipherEntry& e) { return e.type == DT_REG; };
+  const bool bar = Progress::WantedFor(args);
+  Progress progress(bar, "files", bar ? CountEntries(volume.cipher_dir(), names, regular) : 0);
+  ParallelWalk(volume.cipher_dir(), names, {jobs, kWalkQueueCapacity}, regular,
+               [&](unsigned worker, const CipherEntry& e, uint64_t index) {
+                 HeaderRead r = ReadEntryHeader(volume.root_fd(), e);
+                 progress.Add();
+                 // A file deleted since the walk uses nothing; any other unreadable, damaged or
+                 // foreign file might (a header whose magic was flipped looks like a file stored
+                 // unencrypted).
+                 bool uses = r.status != HeaderStatus::kOk &&
+                             !(r.status == HeaderStatus::kUnreadable && r.error == ENOENT);
+                 for (const KeySlotInfo& s : r.slots) {
+                   uses = uses || (r.status == HeaderStatus::kOk && s.kek_id == kek.id &&
+                                   s.kek_version == kek.version);
+                 }
+                 if (!uses) return;
+                 ++count_of[worker];
+                 if (examples_of[worker].size() < kFilesNamed) {
+                   examples_of[worker].emplace_back(
+                       index, EscapeName(DisplayName(e)) +
+                                  (r.status != HeaderStatus::kOk ? " (" + r.reason + ")" : ""));
+                 }
+               });
   Users users;
-  std::mutex mu;
-  Progress progress(Progress::WantedFor(args), "files", files.size());
-  ParallelFor(files.size(), JobCount(args), [&](size_t i) {
-    HeaderRead r = ReadEntryHeader(volume.root_fd(), files[i]);
-    progress.Add();
-    // A file deleted since the walk uses nothing; any other unreadable, damaged or foreign file
-    // might (a header whose magic was flipped looks like a file stored unencrypted).
-    bool uses = r.status != HeaderStatus::kOk &&
-                !(r.status == HeaderStatus::kUnreadable && r.error == ENOENT);
-    for (const KeySlotInfo& s : r.slots) {
-      uses = uses ||
-             (r.status == HeaderStatus::kOk && s.kek_id == kek.id && s.kek_version == kek.version);
-    }
-    if (!uses) return;
-    std::lock_guard<std::mutex> lock(mu);
-    ++users.count;
-    if (users.examples.size() < kFilesNamed) {
-      users.examples.push_back(EscapeName(DisplayName(files[i])) +
-                               (r.status != HeaderStatus::kOk ? " (" + r.reason + ")" : ""));
-    }
-  });
+  std::vector<std::pair<uint64_t, std::string>> examples;
+  for (unsigned w = 0; w < jobs; ++w) {
+    users.count += count_of[w];
+    for (auto& example : examples_of[w]) examples.push_back(std::move(example));
+  }
+  std::sort(examples.begin(), examples.end());
+  for (size_t i = 0; i < examples.size() && i < kFilesNamed; ++i) {
+    users.examples.push_back(std::move(examples[i].second));
+  }
   return users;
 }
 

@@ -81,14 +81,6 @@ std::vector<CipherEntry> CollectEntries(const fs::path& cipher_dir, const NameTr
   return entries;
 }
 
-std::vector<CipherEntry> CollectFiles(const fs::path& cipher_dir, const NameTransform& names) {
-  std::vector<CipherEntry> files;
-  WalkCipherDir(cipher_dir, names, [&](const CipherEntry& e) {
-    if (e.type == DT_REG) files.push_back(e);
-  });
-  return files;
-}
-
 uint64_t CountEntries(const fs::path& cipher_dir, const NameTransform& names,
                       const std::function<bool(const CipherEntry&)>& wanted) {
   uint64_t n = 0;

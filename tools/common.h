@@ -61,12 +61,10 @@ int64_t NowUnix();
 
 // --- walking ---------------------------------------------------------------------------------
 
-// Every entry below the volume root (WalkCipherDir order: a directory before its entries).
+// Every entry below the volume root (WalkCipherDir order: a directory before its entries), kept
+// in memory: for ls (which sorts them) and decrypt. The other tools stream (ParallelWalk).
 std::vector<CipherEntry> CollectEntries(const std::filesystem::path& cipher_dir,
                                         const NameTransform& names);
-// Only the regular files.
-std::vector<CipherEntry> CollectFiles(const std::filesystem::path& cipher_dir,
-                                      const NameTransform& names);
 // How many entries `wanted` accepts (every entry if null), by a walk that keeps nothing: the
 // total of the progress bar of a streamed walk (ParallelWalk), which learns it only at the end.
 uint64_t CountEntries(const std::filesystem::path& cipher_dir, const NameTransform& names,

@@ -28,7 +28,9 @@ struct CipherEntry {
 // Calls `visit` for every entry below `cipher_dir` (not the root itself), skipping the files
 // `names` calls internal. Without the volume's keys (a NameTransform with zero keys) names do
 // not decrypt: entries then have name_ok == false and empty plaintext paths. Directories whose
-// IV cannot be read are reported likewise; their entries are still visited.
+// IV cannot be read are reported likewise; their entries are still visited. A directory that
+// cannot be opened or read throws Error (one removed since it was listed is skipped): no walk
+// ends early in silence.
 void WalkCipherDir(const std::filesystem::path& cipher_dir, const NameTransform& names,
                    const std::function<void(const CipherEntry&)>& visit);
 

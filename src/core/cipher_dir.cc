@@ -5,8 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <memory>
 
+#include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/unique_fd.h"
 
@@ -24,14 +26,22 @@ void Walk(int dirfd, const std::filesystem::path& cipher, const std::string& rel
     ivs_ok = false;
   }
   int scan = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (scan < 0) ThrowSystemError("open " + cipher.string());
+  if (scan < 0) ThrowSystemError("open " + EscapeName(cipher.string()));
   // Closed even when `visit` throws (ParallelWalk stops a walk that way).
   std::unique_ptr<DIR, int (*)(DIR*)> d(fdopendir(scan), closedir);
   if (d == nullptr) {
     close(scan);
-    ThrowSystemError("opendir " + cipher.string());
+    ThrowSystemError("opendir " + EscapeName(cipher.string()));
   }
-  while (dirent* ent = readdir(d.get())) {
+  for (;;) {
+    errno = 0;
+    dirent* ent = readdir(d.get());
+    if (ent == nullptr) {
+      // The end, or an error: a walk that ended early would let a tool miss files (keys
+      // retire would destroy a key they still use).
+      if (errno != 0) ThrowSystemError("read directory " + EscapeName(cipher.string()));
+      break;
+    }
     std::string_view n = ent->d_name;
     if (n == "." || n == "..") continue;
     if (names.IsInternal(n, in_root)) continue;
@@ -57,7 +67,12 @@ void Walk(int dirfd, const std::filesystem::path& cipher, const std::string& rel
     visit(entry);
     if (entry.type == DT_DIR) {
       int child = openat(dirfd, ent->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (child < 0) continue;
+      if (child < 0) {
+        if (errno == ENOENT) continue;  // removed since it was listed (the volume is mounted)
+        // Never skipped silently (unreadable, replaced by a symlink, out of descriptors): the
+        // tools' reports and keys retire's check that no file uses a key need every file.
+        ThrowSystemError("open directory " + EscapeName(entry.cipher_path));
+      }
       UniqueFd owned(child);
       Walk(child, entry.cipher_path, entry.relative, entry.plain_path, false, entry.name_ok, names,
            visit);

@@ -164,7 +164,8 @@ int LookupBacking(EnvelopeFs& fs, Inode& dir, const std::string& backing, std::s
   ToPlainAttr(fs, inode, inode_fd.get(), st);
   {
     std::lock_guard<std::mutex> lock(inode->mutex);  // where the kernel last saw it
-    inode->parent = dir.is_root ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(&dir);
+    inode->parent_is_root = dir.is_root;
+    inode->parent_key = {dir.dev, dir.ino};
     inode->name.assign(name);
   }
   e->ino = reinterpret_cast<fuse_ino_t>(inode);

@@ -37,46 +37,6 @@ void GatedOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Gated<OpOpen>::Call(req, ino, fi);
 }
 
-fuse_lowlevel_ops MakeOperations() {
-  fuse_lowlevel_ops ops{};
-  ops.init = OpInit;
-  ops.destroy = OpDestroy;
-  ops.lookup = OpLookup;
-  ops.forget = OpForget;
-  ops.forget_multi = OpForgetMulti;
-  ops.getattr = OpGetAttr;
-  ops.setattr = Gated<OpSetAttr>::Call;
-  ops.readlink = OpReadlink;
-  ops.mknod = Gated<OpMknod>::Call;
-  ops.mkdir = Gated<OpMkdir>::Call;
-  ops.symlink = Gated<OpSymlink>::Call;
-  ops.link = Gated<OpLink>::Call;
-  ops.unlink = Gated<OpUnlink>::Call;
-  ops.rmdir = Gated<OpRmdir>::Call;
-  ops.rename = Gated<OpRename>::Call;
-  ops.open = GatedOpen;
-  ops.create = Gated<OpCreate>::Call;
-  ops.read = OpRead;
-  ops.write = Gated<OpWrite>::Call;
-  // No flush: every write already reached the backing file, so close(2) has nothing to wait
-  // for. libfuse answers ENOSYS once and the kernel stops sending FLUSH (a round trip per
-  // close).
-  ops.release = OpRelease;
-  ops.fsync = OpFsync;
-  ops.fallocate = Gated<OpFallocate>::Call;
-  ops.opendir = OpOpendir;
-  ops.readdir = OpReaddir;
-  ops.readdirplus = OpReaddirplus;
-  ops.releasedir = OpReleasedir;
-  ops.fsyncdir = OpFsyncdir;
-  ops.statfs = OpStatfs;
-  ops.setxattr = Gated<OpSetxattr>::Call;
-  ops.getxattr = OpGetxattr;
-  ops.listxattr = OpListxattr;
-  ops.removexattr = Gated<OpRemovexattr>::Call;
-  return ops;
-}
-
 }  // namespace
 
 void EnvelopeFs::RefreshKeyring(bool force) {
@@ -149,8 +109,45 @@ void EnvelopeFs::ChooseInodeMode() {
 
 EnvelopeFs::~EnvelopeFs() = default;
 
-const fuse_lowlevel_ops& EnvelopeFs::Operations() {
-  static const fuse_lowlevel_ops ops = MakeOperations();
+fuse_lowlevel_ops EnvelopeFs::Operations(const MountOptions& options) {
+  fuse_lowlevel_ops ops{};
+  ops.init = OpInit;
+  ops.destroy = OpDestroy;
+  ops.lookup = OpLookup;
+  ops.forget = OpForget;
+  ops.forget_multi = OpForgetMulti;
+  ops.getattr = OpGetAttr;
+  ops.setattr = Gated<OpSetAttr>::Call;
+  ops.readlink = OpReadlink;
+  ops.mknod = Gated<OpMknod>::Call;
+  ops.mkdir = Gated<OpMkdir>::Call;
+  ops.symlink = Gated<OpSymlink>::Call;
+  ops.link = Gated<OpLink>::Call;
+  ops.unlink = Gated<OpUnlink>::Call;
+  ops.rmdir = Gated<OpRmdir>::Call;
+  ops.rename = Gated<OpRename>::Call;
+  ops.open = GatedOpen;
+  ops.create = Gated<OpCreate>::Call;
+  ops.read = OpRead;
+  ops.write = Gated<OpWrite>::Call;
+  // No flush: every write already reached the backing file, so close(2) has nothing to wait
+  // for. libfuse answers ENOSYS once and the kernel stops sending FLUSH (a round trip per
+  // close).
+  ops.release = OpRelease;
+  ops.fsync = OpFsync;
+  ops.fallocate = Gated<OpFallocate>::Call;
+  ops.opendir = OpOpendir;
+  ops.readdir = OpReaddir;
+  ops.readdirplus = OpReaddirplus;
+  ops.releasedir = OpReleasedir;
+  ops.fsyncdir = OpFsyncdir;
+  ops.statfs = OpStatfs;
+  if (options.xattrs) {
+    ops.setxattr = Gated<OpSetxattr>::Call;
+    ops.getxattr = OpGetxattr;
+    ops.listxattr = OpListxattr;
+    ops.removexattr = Gated<OpRemovexattr>::Call;
+  }
   return ops;
 }
 

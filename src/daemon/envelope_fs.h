@@ -52,6 +52,11 @@ struct MountOptions {
   double attr_timeout = 1.0;
   double entry_timeout = 1.0;
   int seal_interval_seconds = 2;
+  // Extended attributes through the mount (--noxattr turns them off). Without them the daemon
+  // has no xattr handlers: libfuse answers ENOSYS, the kernel stops asking (EOPNOTSUPP to the
+  // caller), and so sends no GETXATTR of security.capability before each write, nor for the
+  // probes of ls -l.
+  bool xattrs = true;
 };
 
 class EnvelopeFs {
@@ -59,7 +64,8 @@ class EnvelopeFs {
   EnvelopeFs(std::unique_ptr<Volume> volume, const MountOptions& options);
   ~EnvelopeFs();
 
-  static const fuse_lowlevel_ops& Operations();
+  // The request handlers for a mount with `options`.
+  static fuse_lowlevel_ops Operations(const MountOptions& options);
 
   Volume& volume() { return *volume_; }
   const NameTransform& names() const { return names_; }
@@ -92,6 +98,11 @@ class EnvelopeFs {
   // line, logged at mount.
   const std::string& inode_mode() const { return inode_mode_; }
 
+  // The FUSE session, for notifications to the kernel from request handlers; set once, before
+  // the session serves requests.
+  void set_session(fuse_session* session) { session_ = session; }
+  fuse_session* session() const { return session_; }
+
  private:
   // Uses file handles for inodes (InodeTable::EnableHandles) unless ENVELOPEFS_NO_FILE_HANDLES
   // is set or the probe fails (not root, or a backing file system without them); sets
@@ -111,6 +122,7 @@ class EnvelopeFs {
   std::atomic<int64_t> keyring_checked_ms_{0};
   std::shared_mutex namespace_mutex_;
   WriteGate write_gate_;
+  fuse_session* session_ = nullptr;
 };
 
 }  // namespace envelopefs

@@ -19,6 +19,18 @@ size_t BudgetFromEnvironment() {
   return 0;
 }
 
+// InodeTable::HoldForgotten for a scope.
+class ForgottenHold {
+ public:
+  explicit ForgottenHold(InodeTable& table) : table_(table) { table_.HoldForgotten(); }
+  ~ForgottenHold() { table_.ReleaseForgotten(); }
+  ForgottenHold(const ForgottenHold&) = delete;
+  ForgottenHold& operator=(const ForgottenHold&) = delete;
+
+ private:
+  InodeTable& table_;
+};
+
 }  // namespace
 
 size_t DescriptorBudget() {
@@ -84,8 +96,14 @@ void InodeRelief::Run() {
     const size_t excess =
         std::max(cached > budget_ / 4 * 3 ? cached - budget_ / 4 * 3 : 0,
                  pinned > pinned_budget_ / 4 * 3 ? pinned - pinned_budget_ / 4 * 3 : 0);
-    for (const auto& [parent, name] : inodes_.IdleEntries(excess)) {
-      fuse_lowlevel_notify_inval_entry(session_, parent, name.data(), name.size());
+    // Dropping a directory's entry can make the kernel forget it, and so its children named
+    // later in this batch would name a freed parent: forgotten inodes wait until the batch is
+    // sent (InodeTable::HoldForgotten).
+    {
+      ForgottenHold hold(inodes_);
+      for (const auto& [parent, name] : inodes_.IdleEntries(excess)) {
+        fuse_lowlevel_notify_inval_entry(session_, parent, name.data(), name.size());
+      }
     }
     lock.lock();
   }

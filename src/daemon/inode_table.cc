@@ -90,12 +90,36 @@ void InodeTable::Forget(Inode* inode, uint64_t n) {
   if (left != 0) return;
   cache_.Remove(inode->fd_slot);
   if (inode->pinned) --pinned_;
+  std::unique_ptr<Inode> gone;
   auto it = inodes_.find({inode->dev, inode->ino});
   if (it != inodes_.end() && it->second.get() == inode) {
+    gone = std::move(it->second);
     inodes_.erase(it);
-  } else {
-    detached_.erase(inode);  // a stale inode: its (dev, ino) belongs to another one now
+  } else if (auto stale = detached_.find(inode); stale != detached_.end()) {
+    gone = std::move(stale->second);  // a stale inode: its (dev, ino) belongs to another one now
+    detached_.erase(stale);
   }
+  if (gone && holding_forgotten_) {
+    // Only its address must stay reserved: its descriptor (if it pins one) closes now, as it
+    // was counted out of pinned_ above. The kernel sends no request for a forgotten inode.
+    gone->pinned.reset();
+    forgotten_.push_back(std::move(gone));
+  }
+}
+
+void InodeTable::HoldForgotten() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  holding_forgotten_ = true;
+}
+
+void InodeTable::ReleaseForgotten() {
+  std::vector<std::unique_ptr<Inode>> gone;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    holding_forgotten_ = false;
+    gone.swap(forgotten_);
+  }
+  // Freed outside the lock: each may close a descriptor.
 }
 
 std::vector<std::pair<fuse_ino_t, std::string>> InodeTable::IdleEntries(size_t max) {
@@ -110,8 +134,16 @@ std::vector<std::pair<fuse_ino_t, std::string>> InodeTable::IdleEntries(size_t m
     if (inode.type != S_IFREG && inode.type != S_IFLNK && inode.type != S_IFDIR) continue;
     if (inode.is_root) continue;
     std::lock_guard<std::mutex> ilock(it->second->mutex);
-    if (inode.parent == 0 || inode.name.empty() || !inode.open_file.expired()) continue;
-    out.emplace_back(inode.parent, inode.name);
+    if (inode.name.empty() || !inode.open_file.expired()) continue;
+    fuse_ino_t parent = FUSE_ROOT_ID;
+    if (!inode.parent_is_root) {
+      // A parent the kernel has forgotten (no longer in the table) is not named: its node id
+      // may be another inode's by now.
+      auto found = inodes_.find(inode.parent_key);
+      if (found == inodes_.end()) continue;
+      parent = reinterpret_cast<fuse_ino_t>(found->second.get());
+    }
+    out.emplace_back(parent, inode.name);
   }
   idle_cursor_ = it == inodes_.end() ? std::pair<dev_t, ino_t>{} : it->first;
   return out;

@@ -48,10 +48,15 @@ struct Inode {
   bool is_root = false;
   std::atomic<uint64_t> nlookup{0};
 
-  std::mutex open_mutex;                // one open of the cipher file at a time (see envelope_fs.h)
-  std::mutex mutex;                     // the parts below; never held across disk I/O
-  fuse_ino_t parent = 0;                // where the kernel last looked it up (for invalidation)
-  std::string name;                     //   and under which plaintext name
+  std::mutex open_mutex;  // one open of the cipher file at a time (see envelope_fs.h)
+  std::mutex mutex;       // the parts below; never held across disk I/O
+  std::mutex mode_mutex;  // a chmod, and the set-ID drop of a direct write (both read the mode)
+  // Where the kernel last looked it up (for invalidation): the root, or the directory with this
+  // key in the table (by key, not by node id: a parent forgotten since is looked up again under
+  // a new one, and its old address may belong to another inode by then).
+  bool parent_is_root = false;
+  std::pair<dev_t, ino_t> parent_key;
+  std::string name;                     //   and under which plaintext name (empty: none yet)
   std::optional<DirIvs> dir_ivs;        // directories: read on first use
   std::weak_ptr<CipherFile> open_file;  // regular files: shared by all opens
   // Regular files: the chunk layout from the header (read once; only needed to report the size
@@ -106,6 +111,14 @@ class InodeTable {
   // process's working directory; dropping a directory drops its unused subtree.)
   std::vector<std::pair<fuse_ino_t, std::string>> IdleEntries(size_t max);
 
+  // While notifications name parents by node id (their Inode's address), no forgotten Inode may
+  // be freed: its address could go to a new inode (a file, say), and a notification meant for
+  // the forgotten parent would reach it. Between HoldForgotten and ReleaseForgotten (one holder
+  // at a time: the relief thread), forgotten inodes wait; the kernel answers a notification
+  // through one with ENOENT. ReleaseForgotten frees them.
+  void HoldForgotten();
+  void ReleaseForgotten();
+
   // Every file open through us now (for quiescing: each is sealed).
   std::vector<std::shared_ptr<CipherFile>> OpenFiles() const;
 
@@ -127,8 +140,10 @@ class InodeTable {
   std::map<std::pair<dev_t, ino_t>, std::unique_ptr<Inode>> inodes_;
   // Stale inodes the kernel still knows (FindOrInsert), by address, until it forgets them.
   std::map<const Inode*, std::unique_ptr<Inode>> detached_;
-  std::pair<dev_t, ino_t> idle_cursor_{};  // where IdleEntries resumes
-  size_t pinned_ = 0;                      // inodes with a pinned descriptor
+  std::pair<dev_t, ino_t> idle_cursor_{};          // where IdleEntries resumes
+  bool holding_forgotten_ = false;                 // HoldForgotten
+  std::vector<std::unique_ptr<Inode>> forgotten_;  // forgotten while held
+  size_t pinned_ = 0;                              // inodes with a pinned descriptor
   size_t watch_limit_ = SIZE_MAX;
   size_t watch_pinned_ = SIZE_MAX;
   // With file handles: the cipher dir's descriptor, device and mount id; else -1.

@@ -65,6 +65,8 @@ constexpr char kUsage[] =
     "  -f, --foreground stay in the foreground (log to stderr)\n"
     "  --ro             mount read-only\n"
     "  --nonempty       allow a mount point that is not empty (its files are hidden)\n"
+    "  --noxattr        no extended attributes through the mount (EOPNOTSUPP): one FUSE\n"
+    "                   round trip less per write, none for ls -l's attribute probes\n"
     "  -o OPTIONS       mount options, e.g. keyfile=FILE,allow_other,nosuid,nodev: the long\n"
     "                   options above (keyfile=, passfile=, ro, nonempty, ...), FUSE options,\n"
     "                   and fstab options (noauto, nofail, _netdev, x-systemd.*: ignored)\n"
@@ -78,6 +80,7 @@ struct CommandLine {
   bool debug = false;
   bool read_only = false;
   bool nonempty = false;
+  bool no_xattr = false;
   std::vector<std::string> fuse_options;
   std::string cipher_dir;
   std::string mountpoint;
@@ -93,12 +96,13 @@ struct CommandLine {
 // (keyfile=FILE, ro, ...): the key-source options (key_source_options.h, whose codes are
 // higher) and the daemon's own below. -f, -d, -h and -V may not (a mount helper waits for the
 // command).
-enum { kFirstDaemonOption = 1000, kRo = kFirstDaemonOption, kSealInterval, kNonempty };
-static_assert(kFirstKeySourceOption > kNonempty);
+enum { kFirstDaemonOption = 1000, kRo = kFirstDaemonOption, kSealInterval, kNonempty, kNoXattr };
+static_assert(kFirstKeySourceOption > kNoXattr);
 const option kOwnOptions[] = {
     {"foreground", no_argument, nullptr, 'f'},
     {"ro", no_argument, nullptr, kRo},
     {"nonempty", no_argument, nullptr, kNonempty},
+    {"noxattr", no_argument, nullptr, kNoXattr},
     {"debug", no_argument, nullptr, 'd'},
     {"help", no_argument, nullptr, 'h'},
     {"version", no_argument, nullptr, 'V'},
@@ -117,6 +121,9 @@ void ApplyDaemonOption(CommandLine& cl, int code, const std::string& value) {
       break;
     case kNonempty:
       cl.nonempty = true;
+      break;
+    case kNoXattr:
+      cl.no_xattr = true;
       break;
   }
 }
@@ -292,6 +299,7 @@ int Serve(const CommandLine& cl, int report_fd) {
                                     {{"mountpoint", cl.mountpoint}, {"read_only", cl.read_only}});
     MountOptions options;
     options.read_only = cl.read_only;
+    options.xattrs = !cl.no_xattr;
     options.seal_interval_seconds = cl.seal_interval;
     fs = std::make_unique<EnvelopeFs>(std::move(volume), options);
   } catch (const std::exception& e) {
@@ -318,9 +326,10 @@ int Serve(const CommandLine& cl, int report_fd) {
   for (auto& a : args) argv.push_back(a.data());
   fuse_args fargs = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
-  fuse_session* se =
-      fuse_session_new(&fargs, &EnvelopeFs::Operations(), sizeof(fuse_lowlevel_ops), fs.get());
+  const fuse_lowlevel_ops ops = EnvelopeFs::Operations(fs->options());
+  fuse_session* se = fuse_session_new(&fargs, &ops, sizeof(ops), fs.get());
   if (se == nullptr) Report(report_fd, kExitUsage, "invalid FUSE options: " + opts);
+  fs->set_session(se);
   if (fuse_set_signal_handlers(se) != 0) Report(report_fd, kExitIo, "cannot set signal handlers");
   if (fuse_session_mount(se, cl.mountpoint.c_str()) != 0) {
     Report(report_fd, kExitIo, "cannot mount on " + cl.mountpoint);

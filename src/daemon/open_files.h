@@ -18,6 +18,9 @@ namespace envelopefs {
 struct FileHandle {
   std::shared_ptr<CipherFile> file;
   bool append = false;
+  // Opened with O_DIRECT: served without the page cache (FOPEN_DIRECT_IO), so the kernel does
+  // not clear set-ID bits before a write (DropSetIdBitsBeforeWrite does).
+  bool direct = false;
 };
 
 inline FileHandle& GetFile(fuse_file_info* fi) { return *reinterpret_cast<FileHandle*>(fi->fh); }

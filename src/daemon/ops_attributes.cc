@@ -54,6 +54,7 @@ void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
       SettleShownCtime(fd.get());
     }
     if (to_set & FUSE_SET_ATTR_MODE) {
+      std::lock_guard<std::mutex> lock(inode.mode_mutex);  // see DropSetIdBitsBeforeWrite
       if (chmod(path.c_str(), attr->st_mode & 07777) != 0) return errno;
     }
     if (only_ctime || (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {

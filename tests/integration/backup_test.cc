@@ -13,8 +13,6 @@
 namespace envelopefs::testing {
 namespace {
 
-#define ASSERT_MOUNTED(v) ASSERT_TRUE((v).mounted()) << (v).DaemonLog()
-
 // rsync's "Literal data" of a --stats output: the bytes it had to send ("1,234" allowed).
 long long LiteralBytes(const std::string& stats) {
   const std::string label = "Literal data: ";

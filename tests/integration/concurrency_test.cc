@@ -21,8 +21,6 @@
 namespace envelopefs::testing {
 namespace {
 
-#define ASSERT_MOUNTED(v) ASSERT_TRUE((v).mounted()) << (v).DaemonLog()
-
 constexpr int kOps = 300;         // per thread
 constexpr size_t kStripe = 1000;  // not a multiple of the 4 KiB chunk: writers share chunks
 constexpr size_t kStripes = 64;

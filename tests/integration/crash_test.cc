@@ -20,8 +20,6 @@
 namespace envelopefs::testing {
 namespace {
 
-#define ASSERT_MOUNTED(v) ASSERT_TRUE((v).mounted()) << (v).DaemonLog()
-
 // Writes files until the mount goes away: some written and fsynced once (remembered in `synced`
 // and never touched again), others rewritten, appended to, truncated and renamed.
 void Churn(const fs::path& root, uint32_t seed, std::map<std::string, std::string>* synced,

@@ -47,6 +47,30 @@ TEST(Envelopectl, RotateThenNewFilesUseTheNewVersionAndOldFilesStillRead) {
   EXPECT_EQ("active", keys["keys"][1]["state"]);
 }
 
+// Whoever can write the cipher dir can make a directory unreadable to the admin's tool: retire
+// then cannot prove that no file in it uses the key, and refuses (the walk never skips one).
+TEST(Envelopectl, RetireRefusesWhenADirectoryCannotBeRead) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to switch users";
+  OfflineVolume v;
+  v.Write("lake/part-0.csv", "a,b\n");
+  ASSERT_EQ(0, RunCommand(v.Ctl("keys rotate " + Quote(v.cipher()))).exit_code);
+  const fs::path hidden = v.CipherPath("lake");
+  // Everything is nobody's but the directory, which nobody may not open.
+  ASSERT_EQ(0, RunCommand("chown -R 65534:65534 " + Quote(v.root())).exit_code);
+  ASSERT_EQ(0, chown(hidden.c_str(), 0, 0));
+  ASSERT_EQ(0, chmod(hidden.c_str(), 0700));
+  const std::string as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
+  CommandResult retire =
+      RunCommand(as_nobody + v.Ctl("keys retire " + Quote(v.cipher()) + " --version 1"));
+  EXPECT_NE(0, retire.exit_code) << retire.output;
+  EXPECT_NE(std::string::npos, retire.output.find("open directory")) << retire.output;
+  EXPECT_NE(std::string::npos, retire.output.find(hidden.filename().string())) << retire.output;
+  // Version 1 is still there: root (who can read the directory) sees the file that uses it.
+  CommandResult again = RunCommand(v.Ctl("keys retire " + Quote(v.cipher()) + " --version 1"));
+  EXPECT_EQ(8, again.exit_code) << again.output;
+  EXPECT_NE(std::string::npos, again.output.find("still used by 1 file")) << again.output;
+}
+
 TEST(Envelopectl, RetireIsRefusedUntilRewrapAndThenDestroysTheKey) {
   OfflineVolume v;
   std::map<std::string, std::string> files;
@@ -63,6 +87,13 @@ TEST(Envelopectl, RetireIsRefusedUntilRewrapAndThenDestroysTheKey) {
   EXPECT_NE(std::string::npos, refused.output.find("still used by 20 files")) << refused.output;
   EXPECT_NE(std::string::npos, refused.output.find("/f")) << "names a file: " << refused.output;
   EXPECT_NE(std::string::npos, refused.output.find("rewrap")) << refused.output;
+  // The files it names are the first in walk order, whatever the number of workers.
+  const std::string retire_v1 = "keys retire " + Quote(v.cipher()) + " --version 1";
+  CommandResult one = RunCommand(v.Ctl(retire_v1 + " --jobs 1"));
+  CommandResult three = RunCommand(v.Ctl(retire_v1 + " --jobs 3"));
+  EXPECT_EQ(8, three.exit_code) << three.output;
+  EXPECT_NE(std::string::npos, three.output.find("still used by 20 files")) << three.output;
+  EXPECT_EQ(one.output, three.output);
 
   CommandResult rewrap = RunCommand(v.Ctl("rewrap " + Quote(v.cipher()) + " --jobs 2"));
   ASSERT_EQ(0, rewrap.exit_code) << rewrap.output;

@@ -29,17 +29,6 @@ constexpr unsigned kAsNobodySeconds = 60;  // AsNobody's child is killed after t
 
 }  // namespace
 
-TempDir::TempDir() {
-  std::string tmpl = "/tmp/envelopefs-test-XXXXXX";
-  if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-  path_ = tmpl;
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
-
 std::string Quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) {

@@ -1,5 +1,6 @@
-// Test support for mounted integration tests: temp dirs, running the programs, and a real FUSE
-// mount of a fresh volume that is always unmounted in teardown.
+// Test support for mounted integration tests: temp dirs (TempDir, from common/temp_dir.h),
+// running the programs, and a real FUSE mount of a fresh volume that is always unmounted in
+// teardown.
 //
 // MountedVolume starts `envelopefs -f` as a child process and waits until the mount point is a
 // FUSE mount. Its destructor unmounts (fusermount3 -u, then -uz) and reaps the daemon, so a
@@ -20,19 +21,14 @@
 #include <thread>
 #include <vector>
 
+#include "common/temp_dir.h"
+
+// Fails the test, showing the daemon's log, unless MountedVolume `v` is mounted.
+#define ASSERT_MOUNTED(v) ASSERT_TRUE((v).mounted()) << (v).DaemonLog()
+
 namespace envelopefs::testing {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 struct CommandResult {
   int exit_code = -1;

@@ -20,8 +20,6 @@
 namespace envelopefs::testing {
 namespace {
 
-#define ASSERT_MOUNTED(v) ASSERT_TRUE((v).mounted()) << (v).DaemonLog()
-
 using json = nlohmann::json;
 
 // The envelopefs mounts this process sees: mount id -> mount point.

@@ -23,8 +23,6 @@
 namespace envelopefs::testing {
 namespace {
 
-#define ASSERT_MOUNTED(v) ASSERT_TRUE((v).mounted()) << (v).DaemonLog()
-
 std::string ReadAt(const fs::path& p, uint64_t off, size_t n) {
   int fd = open(p.c_str(), O_RDONLY);
   EXPECT_GE(fd, 0);

@@ -30,8 +30,6 @@
 namespace envelopefs::testing {
 namespace {
 
-#define ASSERT_MOUNTED(v) ASSERT_TRUE((v).mounted()) << (v).DaemonLog()
-
 const std::string kBadFile = "\xff\xfe-data.csv";  // not UTF-8
 const std::string kBadDir =
     "\xc3\x28"

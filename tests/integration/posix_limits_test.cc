@@ -18,8 +18,6 @@
 namespace envelopefs::testing {
 namespace {
 
-#define ASSERT_MOUNTED(v) ASSERT_TRUE((v).mounted()) << (v).DaemonLog()
-
 int Err(int rc) { return rc < 0 ? errno : 0; }
 
 // open(2)'s errno, 0 if it opens (and then closes it again).

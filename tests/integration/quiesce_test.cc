@@ -16,8 +16,6 @@
 namespace envelopefs::testing {
 namespace {
 
-#define ASSERT_MOUNTED(v) ASSERT_TRUE((v).mounted()) << (v).DaemonLog()
-
 const std::string kCtl = ENVELOPECTL_BINARY;
 
 std::string Quiesce(const MountedVolume& v, const std::string& options, const std::string& cmd) {

@@ -29,8 +29,6 @@ constexpr uint64_t kChunk1 = kHeader + kStride;  // where chunk 1 starts
 const uint64_t kStateSlot0 = StateSlotOffset(format::kFormatVersion2, 0);
 const uint64_t kStateSlot1 = StateSlotOffset(format::kFormatVersion2, 1);
 
-#define ASSERT_MOUNTED(v) ASSERT_TRUE((v).mounted()) << (v).DaemonLog()
-
 std::string Ctl(const MountedVolume& v, const std::string& args) {
   return kCtl + " " + args + " --keyfile " + Quote(v.keyfile());
 }

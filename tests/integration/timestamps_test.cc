@@ -17,8 +17,6 @@
 namespace envelopefs::testing {
 namespace {
 
-#define ASSERT_MOUNTED(v) ASSERT_TRUE((v).mounted()) << (v).DaemonLog()
-
 const std::string kCtl = ENVELOPECTL_BINARY;
 constexpr time_t kOld = 1672480800;  // 2022-12-31 10:00:00 UTC
 

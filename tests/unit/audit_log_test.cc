@@ -13,6 +13,8 @@
 #include <sstream>
 #include <vector>
 
+#include "common/scoped_env.h"
+#include "common/temp_dir.h"
 #include "envelopefs/crypto.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
@@ -28,17 +30,12 @@ namespace fs = std::filesystem;
 class AuditLogTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/envelopefs-audit-XXXXXX";
-    ASSERT_NE(nullptr, mkdtemp(tmpl));
-    root_ = tmpl;
-    setenv("ENVELOPEFS_STATE_DIR", (root_ / "state").c_str(), 1);
     key_ = root_ / "key";
     std::ofstream(key_, std::ios::binary) << std::string(32, 'k');
     fs::permissions(key_, fs::perms::owner_read | fs::perms::owner_write);
     dir_ = root_ / "cipher";
     volume_ = Volume::Create(dir_, {}, *MakeKeyFileSource(key_));
   }
-  void TearDown() override { fs::remove_all(root_); }
 
   fs::path Log() const { return dir_ / kAuditLogFileName; }
   std::vector<std::string> Lines() const {
@@ -64,7 +61,10 @@ class AuditLogTest : public ::testing::Test {
     return all;
   }
 
-  fs::path root_, dir_, key_;
+  testing::TempDir tmp_{"envelopefs-audit"};
+  const fs::path root_ = tmp_.path();
+  testing::ScopedEnv state_dir_{"ENVELOPEFS_STATE_DIR", (root_ / "state").string()};
+  fs::path dir_, key_;
   std::unique_ptr<Volume> volume_;
 };
 

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/temp_dir.h"
 #include "envelopefs/unique_fd.h"
 
 namespace envelopefs {
@@ -21,9 +22,6 @@ namespace fs = std::filesystem;
 class BeneathTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/envelopefs-beneath-XXXXXX";
-    ASSERT_NE(nullptr, mkdtemp(tmpl));
-    top_ = tmpl;
     fs::create_directories(top_ / "root/dir");
     fs::create_directories(top_ / "outside");
     std::ofstream(top_ / "root/dir/file") << "inside";
@@ -31,9 +29,9 @@ class BeneathTest : public ::testing::Test {
     root_.reset(::open((top_ / "root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     ASSERT_TRUE(root_.valid());
   }
-  void TearDown() override { fs::remove_all(top_); }
 
-  fs::path top_;
+  testing::TempDir tmp_{"envelopefs-beneath"};
+  const fs::path top_ = tmp_.path();
   UniqueFd root_;
 };
 

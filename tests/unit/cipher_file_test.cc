@@ -14,6 +14,7 @@
 #include <random>
 #include <string>
 
+#include "common/temp_dir.h"
 #include "envelopefs/error.h"
 #include "envelopefs/key_source.h"
 #include "envelopefs/volume.h"
@@ -27,9 +28,6 @@ namespace fs = std::filesystem;
 class CipherFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/envelopefs-cf-XXXXXX";
-    ASSERT_NE(nullptr, mkdtemp(tmpl));
-    dir_ = tmpl;
     std::ofstream(dir_ / "key", std::ios::binary).write("0123456789abcdef0123456789abcdef", 32);
     fs::permissions(dir_ / "key", fs::perms::owner_read | fs::perms::owner_write);
     source_ = MakeKeyFileSource(dir_ / "key");
@@ -37,7 +35,6 @@ class CipherFileTest : public ::testing::Test {
     options.chunk_size = 4096;
     volume_ = Volume::Create(dir_ / "vol", options, *source_);
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   std::shared_ptr<CipherFile> Create(const std::string& name) {
     int fd = open((dir_ / "vol" / name).c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
@@ -89,7 +86,8 @@ class CipherFileTest : public ::testing::Test {
   }
 
   testing::RecordingReporter damage_;  // outlives every file (declared first)
-  fs::path dir_;
+  testing::TempDir tmp_{"envelopefs-cf"};
+  const fs::path dir_ = tmp_.path();
   std::unique_ptr<MasterKeySource> source_;
   std::unique_ptr<Volume> volume_;
 };

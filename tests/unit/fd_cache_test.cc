@@ -14,6 +14,7 @@
 #include <string>
 
 #include "backing_handle.h"
+#include "common/temp_dir.h"
 #include "inode_table.h"
 
 namespace envelopefs {
@@ -76,9 +77,6 @@ TEST(FdCache, NothingIsKeptWithCapacityZero) {
 class HandleInodes : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "fdcache-XXXXXX").string();
-    ASSERT_NE(nullptr, mkdtemp(tmpl.data()));
-    dir_ = tmpl;
     root_.reset(open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     ASSERT_TRUE(root_.valid());
     int mount_id = -1;
@@ -88,7 +86,6 @@ class HandleInodes : public ::testing::Test {
     ASSERT_EQ(0, fstat(root_.get(), &st));
     table_.EnableHandles(root_.get(), st.st_dev, mount_id, 1);
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   Inode* Look(const std::string& name, InodeFd* lease = nullptr) {
     UniqueFd fd(openat(root_.get(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
@@ -98,7 +95,8 @@ class HandleInodes : public ::testing::Test {
     return table_.FindOrInsert(std::move(fd), st.st_dev, st.st_ino, st.st_mode & S_IFMT, lease);
   }
 
-  std::string dir_;
+  testing::TempDir tmp_{"fdcache"};
+  const std::string dir_ = tmp_.path().string();
   UniqueFd root_;
   InodeTable table_;
 };

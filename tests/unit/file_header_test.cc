@@ -10,9 +10,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "common/temp_dir.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/key_source.h"
@@ -312,6 +314,16 @@ TEST(FormatVectors, Version1FileStillDecrypts) {
   EXPECT_EQ(VectorPlaintext(), plain);
 }
 
+// The volume vector `dir`, opened in a copy (a test never touches the vector) that is removed
+// again once the volume is open.
+std::unique_ptr<Volume> OpenCopyOf(const fs::path& dir) {
+  testing::TempDir copy("envelopefs-v2file");
+  fs::copy(dir, copy.path() / "volume",
+           fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+  return Volume::Open(copy.path() / "volume",
+                      *MakeKeyFileSource(dir.parent_path() / "volume.key", true));
+}
+
 // A format-2 cipher file of the volume vector (tests/data/v2, "indexed.bin": 300 chunks of 4096
 // bytes, data in chunks 0 and 256 and the 4-byte last one, holes between), decoded by hand from
 // the documented layout, so that the reader in src/core is not the only one that agrees.
@@ -328,13 +340,7 @@ TEST(FormatVectors, Version2FileDecodesByTheDocumentedLayout) {
   EXPECT_EQ(4096u, LoadLe32(file.data() + 12));
 
   // The KEK comes from the vector's keyring; everything below follows envelopefs-format(5).
-  char tmpl[] = "/tmp/envelopefs-v2file-XXXXXX";
-  ASSERT_NE(nullptr, mkdtemp(tmpl));
-  fs::copy(dir, fs::path(tmpl) / "volume",
-           fs::copy_options::recursive | fs::copy_options::copy_symlinks);
-  auto volume = Volume::Open(fs::path(tmpl) / "volume",
-                             *MakeKeyFileSource(dir.parent_path() / "volume.key", true));
-  fs::remove_all(tmpl);
+  auto volume = OpenCopyOf(dir);
   const uint8_t* slot = file.data() + 64;
   SecureBytes kek;
   ASSERT_TRUE(volume->FindKek(LoadLe32(slot + 8), LoadLe32(slot + 12), kek));
@@ -353,7 +359,9 @@ TEST(FormatVectors, Version2FileDecodesByTheDocumentedLayout) {
   const uint64_t c = std::max(c0, c1);
   ASSERT_EQ(1u, c0 > c1 ? c0 - c1 : c1 - c0);
   const uint8_t* record = file.data() + 256 + (c - 1) % 2 * 128;
-  std::vector<uint8_t> state_aad(kStateLabelV2, kStateLabelV2 + 19);
+  std::vector<uint8_t> state_aad;
+  state_aad.reserve(19 + 16 + 8);
+  state_aad.insert(state_aad.end(), kStateLabelV2, kStateLabelV2 + 19);
   state_aad.insert(state_aad.end(), file.begin() + 16, file.begin() + 32);
   uint8_t counter[8];
   StoreLe64(counter, c);

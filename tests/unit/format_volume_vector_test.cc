@@ -21,6 +21,7 @@
 #include <map>
 #include <string>
 
+#include "common/temp_dir.h"
 #include "envelopefs/audit_log.h"
 #include "envelopefs/cipher_dir.h"
 #include "envelopefs/cipher_file.h"
@@ -72,13 +73,9 @@ class VolumeVector : public ::testing::TestWithParam<int> {
  protected:
   void SetUp() override {
     // Work on a copy: opening must not need to write, but a test must never touch the vector.
-    char tmpl[] = "/tmp/envelopefs-vector-XXXXXX";
-    ASSERT_NE(nullptr, mkdtemp(tmpl));
-    root_ = tmpl;
     fs::copy(Data() / "volume", root_ / "volume",
              fs::copy_options::recursive | fs::copy_options::copy_symlinks);
   }
-  void TearDown() override { fs::remove_all(root_); }
   fs::path Data() const {
     return fs::path(ENVELOPEFS_TEST_DATA_DIR) / ("v" + std::to_string(GetParam()));
   }
@@ -86,7 +83,8 @@ class VolumeVector : public ::testing::TestWithParam<int> {
   std::unique_ptr<MasterKeySource> Key() const {
     return MakeKeyFileSource(Data() / "volume.key", /*allow_insecure=*/true);
   }
-  fs::path root_;
+  testing::TempDir tmp_{"envelopefs-vector"};
+  const fs::path root_ = tmp_.path();
 };
 
 TEST_P(VolumeVector, OpensAndReadsBackExactlyItsTree) {

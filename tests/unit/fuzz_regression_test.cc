@@ -12,6 +12,7 @@
 #include <limits>
 #include <string>
 
+#include "common/temp_dir.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
 #include "envelopefs/keyring.h"
@@ -27,13 +28,9 @@ namespace fs = std::filesystem;
 class FuzzRegression : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/envelopefs-fuzzreg-XXXXXX";
-    ASSERT_NE(nullptr, mkdtemp(tmpl));
-    dir_ = tmpl;
     root_.reset(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     ASSERT_TRUE(root_.valid());
   }
-  void TearDown() override { fs::remove_all(dir_); }
   void Write(const std::string& name, const std::string& text) {
     std::ofstream(dir_ / name, std::ios::binary) << text;
   }
@@ -49,7 +46,8 @@ class FuzzRegression : public ::testing::Test {
     return "";
   }
 
-  fs::path dir_;
+  testing::TempDir tmp_{"envelopefs-fuzzreg"};
+  const fs::path dir_ = tmp_.path();
   UniqueFd root_;
 };
 

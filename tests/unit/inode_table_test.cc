@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 
+#include "common/temp_dir.h"
 #include "inode_number_reuse.h"
 
 namespace envelopefs {
@@ -38,7 +39,7 @@ TEST(InodeTable, IdleEntriesAreNamedCachedObjectsNoOneHasOpen) {
   InodeTable table;
   auto add = [&](ino_t ino, mode_t type, const char* name) {
     Inode* inode = table.FindOrInsert(SomeFd(), 1, ino, type);
-    inode->parent = FUSE_ROOT_ID;
+    inode->parent_is_root = true;
     inode->name = name;
     return inode;
   };
@@ -62,7 +63,7 @@ TEST(InodeTable, IdleEntriesResumeWhereTheyStopped) {
   InodeTable table;
   for (ino_t i = 1; i <= 10; ++i) {
     Inode* inode = table.FindOrInsert(SomeFd(), 1, i, S_IFREG);
-    inode->parent = FUSE_ROOT_ID;
+    inode->parent_is_root = true;
     inode->name = "f" + std::to_string(i);
   }
   std::set<std::string> seen;
@@ -91,13 +92,8 @@ TEST(InodeTable, GoingOverTheWatchedSizeCallsBack) {
 // new file: the cached Inode (kept by file handle, holding no descriptor) must not stand for the
 // new file, and must live until the kernel forgets it.
 TEST(InodeTable, AReusedInodeNumberGetsANewInodeAndTheStaleOneLivesUntilForgotten) {
-  std::string tmpl = "/tmp/envelopefs-inode-table-XXXXXX";
-  ASSERT_NE(nullptr, mkdtemp(tmpl.data()));
-  const std::filesystem::path dir = tmpl;
-  struct Cleanup {
-    std::filesystem::path dir;
-    ~Cleanup() { std::filesystem::remove_all(dir); }
-  } cleanup{dir};
+  testing::TempDir tmp("envelopefs-inode-table");
+  const std::filesystem::path dir = tmp.path();
   UniqueFd root(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   ASSERT_TRUE(root.valid());
   int mount_id = -1;

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "common/scoped_env.h"
+#include "common/temp_dir.h"
 #include "envelopefs/error.h"
 #include "envelopefs/key_source.h"
 #include "envelopefs/volume.h"
@@ -27,19 +29,17 @@ namespace fs = std::filesystem;
 class KeyringMessages : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/envelopefs-keyring-messages-XXXXXX";
-    ASSERT_NE(nullptr, mkdtemp(tmpl));
-    root_ = tmpl;
     dir_ = root_ / "cipher";
     key_ = root_ / "key";
     std::ofstream(key_, std::ios::binary) << std::string(32, '\x01');
     fs::permissions(key_, fs::perms::owner_read | fs::perms::owner_write,
                     fs::perm_options::replace);
-    setenv("ENVELOPEFS_STATE_DIR", (root_ / "state").c_str(), 1);  // this host's memory
   }
-  void TearDown() override { fs::remove_all(root_); }
 
-  fs::path root_, dir_, key_;
+  testing::TempDir tmp_{"envelopefs-keyring-messages"};
+  const fs::path root_ = tmp_.path();
+  testing::ScopedEnv state_dir_{"ENVELOPEFS_STATE_DIR", (root_ / "state").string()};
+  fs::path dir_, key_;
 };
 
 // The message of an Open that fails, or "" if it succeeds.

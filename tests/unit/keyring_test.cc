@@ -18,6 +18,8 @@
 #include <sstream>
 #include <thread>
 
+#include "common/scoped_env.h"
+#include "common/temp_dir.h"
 #include "envelopefs/cipher_file.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
@@ -44,14 +46,9 @@ class VolumeDir : public ::testing::Test {
   testing::RecordingReporter damage_;  // what the daemon side of these tests reported
   void SetUp() override {
     setenv("ENVELOPEFS_TEST_FAST_KDF", "1", 1);
-    char tmpl[] = "/tmp/envelopefs-keyring-XXXXXX";
-    ASSERT_NE(nullptr, mkdtemp(tmpl));
-    root_ = tmpl;
     dir_ = root_ / "cipher";
     key_ = WriteKey("key", 1);
-    setenv("ENVELOPEFS_STATE_DIR", (root_ / "state").c_str(), 1);  // this host's memory
   }
-  void TearDown() override { fs::remove_all(root_); }
 
   fs::path WriteKey(const std::string& name, uint8_t fill, size_t size = 32) {
     fs::path p = root_ / name;
@@ -99,7 +96,10 @@ class VolumeDir : public ::testing::Test {
     EXPECT_EQ("", failure);
   }
 
-  fs::path root_, dir_, key_;
+  testing::TempDir tmp_{"envelopefs-keyring"};
+  const fs::path root_ = tmp_.path();
+  testing::ScopedEnv state_dir_{"ENVELOPEFS_STATE_DIR", (root_ / "state").string()};
+  fs::path dir_, key_;
 };
 
 TEST_F(VolumeDir, CreateThenOpenWithTheSameKeyGivesTheSameKeys) {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <string>
 
+#include "common/temp_dir.h"
 #include "envelopefs/crypto.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/unique_fd.h"
@@ -27,16 +28,9 @@ using namespace envelopefs::testing;
 class LongSymlinkTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/envelopefs-longlink-XXXXXX";
-    ASSERT_NE(nullptr, mkdtemp(tmpl));
-    dir_ = tmpl;
     fs::create_directory(dir_ / "sub");
     root_.reset(open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     sub_.reset(open((dir_ / "sub").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
   }
   std::optional<std::string> Read(const NameTransform& names, const std::string& name,
                                   std::string* problem) {
@@ -46,7 +40,8 @@ class LongSymlinkTest : public ::testing::Test {
   }
   std::string Marker(const std::string& name) { return *ReadStoredTarget(sub_.get(), name); }
 
-  fs::path dir_;
+  testing::TempDir tmp_{"envelopefs-longlink"};
+  const fs::path dir_ = tmp_.path();
   UniqueFd root_, sub_;
 };
 

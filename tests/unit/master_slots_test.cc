@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/scoped_env.h"
+#include "common/temp_dir.h"
 #include "envelopefs/cipher_dir.h"
 #include "envelopefs/cipher_file.h"
 #include "envelopefs/damage_reporter.h"
@@ -38,14 +40,9 @@ class MasterSlots : public ::testing::Test {
  protected:
   void SetUp() override {
     setenv("ENVELOPEFS_TEST_FAST_KDF", "1", 1);
-    char tmpl[] = "/tmp/envelopefs-slots-XXXXXX";
-    ASSERT_NE(nullptr, mkdtemp(tmpl));
-    root_ = tmpl;
     dir_ = root_ / "cipher";
     key_ = WriteFile("key", std::string(32, '\x01'));
-    setenv("ENVELOPEFS_STATE_DIR", (root_ / "state").c_str(), 1);
   }
-  void TearDown() override { fs::remove_all(root_); }
   fs::path WriteFile(const std::string& name, const std::string& content) {
     fs::path p = root_ / name;
     std::ofstream(p, std::ios::binary) << content;
@@ -59,7 +56,10 @@ class MasterSlots : public ::testing::Test {
         WriteFile("recovery" + std::to_string(++files_),
                   std::string(reinterpret_cast<const char*>(text.data()), text.size()) + "\n"));
   }
-  fs::path root_, dir_, key_;
+  testing::TempDir tmp_{"envelopefs-slots"};
+  const fs::path root_ = tmp_.path();
+  testing::ScopedEnv state_dir_{"ENVELOPEFS_STATE_DIR", (root_ / "state").string()};
+  fs::path dir_, key_;
   int files_ = 0;
 };
 

@@ -1,7 +1,7 @@
 // Unit tests of NameTransform's entry names: encrypted and plaintext entry names (any bytes but
 // NUL and '/'), long names and their side files, directory IVs and their sync-conflict copies,
 // atomic mkdir, internal names. Symlink targets, extended attributes and EscapeName are in
-// name_transform_symlink_xattr_test.cc. File system tests run in fresh directories under /tmp.
+// name_transform_symlink_xattr_test.cc. File system tests run in fresh temp directories.
 #include "envelopefs/name_transform.h"
 
 #include <dirent.h>
@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/temp_dir.h"
 #include "envelopefs/crypto.h"
 #include "envelopefs/encoding.h"
 #include "envelopefs/error.h"
@@ -29,23 +30,15 @@ namespace {
 
 using namespace envelopefs::testing;
 
-// A fresh directory under /tmp, open as fd(), removed with its contents at the end.
-class TempDir {
+// A fresh temp directory (TempDir), open as fd(), removed with its contents at the end.
+class NamesDir {
  public:
-  TempDir() {
-    char pattern[] = "/tmp/envelopefs-names-XXXXXX";
-    if (mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-    fd_.reset(open(pattern, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  NamesDir() {
+    fd_.reset(open(tmp_.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!fd_.valid()) throw std::runtime_error("open temp dir failed");
   }
-  ~TempDir() {
-    fd_.reset();
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
   int fd() const { return fd_.get(); }
-  const std::filesystem::path& path() const { return path_; }
+  const std::filesystem::path& path() const { return tmp_.path(); }
 
   void WriteFile(const std::string& name, std::string_view content) const {
     int fd = openat(fd_.get(), name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -53,7 +46,7 @@ class TempDir {
     ASSERT_EQ(static_cast<ssize_t>(content.size()), write(fd, content.data(), content.size()));
     close(fd);
   }
-  std::set<std::string> Entries() const { return EntriesOf(path_); }
+  std::set<std::string> Entries() const { return EntriesOf(tmp_.path()); }
   static std::set<std::string> EntriesOf(const std::filesystem::path& dir) {
     std::set<std::string> out;
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
@@ -63,8 +56,8 @@ class TempDir {
   }
 
  private:
-  std::filesystem::path path_;
-  UniqueFd fd_;
+  TempDir tmp_{"envelopefs-names"};
+  UniqueFd fd_;  // closed before tmp_ removes the directory
 };
 
 std::string IvFileContent(const DirIv& iv) {
@@ -93,7 +86,7 @@ TEST(NameTransformTest, RequiresA64ByteNameKeyAndA32ByteXattrKey) {
 
 TEST(NameTransformTest, RoundTripsEveryLengthIncludingUtf8AndLongNames) {
   NameTransform names = MakeNames();
-  TempDir dir;
+  NamesDir dir;
   DirIvs ivs;
   ivs.primary = PatternIv(1);
   for (size_t length = 1; length <= kMaxNameLength; ++length) {
@@ -114,7 +107,7 @@ TEST(NameTransformTest, RoundTripsEveryLengthIncludingUtf8AndLongNames) {
 TEST(NameTransformTest, NamesAreBytesNotUtf8) {
   for (bool plaintext : {false, true}) {
     NameTransform names = MakeNames(plaintext);
-    TempDir dir;
+    NamesDir dir;
     DirIvs ivs;
     ivs.primary = plaintext ? DirIv{} : PatternIv(2);
     std::string every_byte;  // every byte value but NUL and '/'
@@ -190,7 +183,7 @@ TEST(NameTransformTest, OutputIsBase64UrlOrTheLongForm) {
 
 TEST(NameTransformTest, LongNamesUseAVerifiedSideFile) {
   NameTransform names = MakeNames();
-  TempDir dir;
+  NamesDir dir;
   DirIvs ivs;
   ivs.primary = PatternIv(4);
   std::string name = MixedName(200);
@@ -299,7 +292,7 @@ TEST(NameTransformTest, WrongIvFailsButAnAlternateIvWorks) {
 
 TEST(NameTransformTest, ReadDirIvsHonoursSyncConflictCopies) {
   NameTransform names = MakeNames();
-  TempDir dir;
+  NamesDir dir;
   names.InitDirIv(dir.fd());
   DirIvs before = names.ReadDirIvs(dir.fd());
   EXPECT_TRUE(before.alternates.empty());
@@ -322,7 +315,7 @@ TEST(NameTransformTest, ReadDirIvsHonoursSyncConflictCopies) {
 
 TEST(NameTransformTest, MissingOrDamagedDirIvThrows) {
   NameTransform names = MakeNames();
-  TempDir dir;
+  NamesDir dir;
   try {
     names.ReadDirIvs(dir.fd());
     FAIL() << "no exception";
@@ -341,7 +334,7 @@ TEST(NameTransformTest, MissingOrDamagedDirIvThrows) {
 
 TEST(NameTransformTest, InitDirIvNeverReplacesAnExistingIv) {
   NameTransform names = MakeNames();
-  TempDir dir;
+  NamesDir dir;
   names.InitDirIv(dir.fd());
   DirIv iv = names.ReadDirIvs(dir.fd()).primary;
   EXPECT_THROW(names.InitDirIv(dir.fd()), Error);
@@ -351,14 +344,14 @@ TEST(NameTransformTest, InitDirIvNeverReplacesAnExistingIv) {
 
 TEST(NameTransformTest, MakeDirectoryCreatesTheIvBeforeTheName) {
   NameTransform names = MakeNames();
-  TempDir dir;
+  NamesDir dir;
   std::string backing = *names.ToBacking(PatternIv(12), "photos", false);
   ASSERT_EQ(0, names.MakeDirectory(dir.fd(), backing, 0750));
   struct stat st;
   ASSERT_EQ(0, fstatat(dir.fd(), backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
   EXPECT_TRUE(S_ISDIR(st.st_mode));
   EXPECT_EQ(0750u, st.st_mode & 07777);
-  EXPECT_EQ((std::set<std::string>{kDirIvFileName}), TempDir::EntriesOf(dir.path() / backing));
+  EXPECT_EQ((std::set<std::string>{kDirIvFileName}), NamesDir::EntriesOf(dir.path() / backing));
   UniqueFd child(openat(dir.fd(), backing.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   ASSERT_TRUE(child.valid());
   DirIvs ivs = names.ReadDirIvs(child.get());
@@ -426,7 +419,7 @@ TEST(NameTransformTest, PlaintextModeStoresNamesAsTheyAreAndReservesVolumeFiles)
   EXPECT_TRUE(names.ToBacking(ivs.primary, kDirIvFileName, false));
   EXPECT_FALSE(names.IsInternal("envelopefs.long.abc.name", false));
 
-  TempDir dir;
+  NamesDir dir;
   // No side files in plaintext mode: a user's "envelopefs.long.x.name" is left alone.
   dir.WriteFile("envelopefs.long.x.name", "user data");
   EXPECT_EQ(0, names.WriteLongNameSideFile(dir.fd(), ivs.primary, "envelopefs.long.x",
@@ -435,7 +428,7 @@ TEST(NameTransformTest, PlaintextModeStoresNamesAsTheyAreAndReservesVolumeFiles)
   EXPECT_EQ((std::set<std::string>{"envelopefs.long.x.name"}), dir.Entries());
   ASSERT_EQ(0, unlinkat(dir.fd(), "envelopefs.long.x.name", 0));
   ASSERT_EQ(0, names.MakeDirectory(dir.fd(), "plain", 0700));
-  EXPECT_TRUE(TempDir::EntriesOf(dir.path() / "plain").empty());
+  EXPECT_TRUE(NamesDir::EntriesOf(dir.path() / "plain").empty());
   EXPECT_EQ(-EEXIST, names.MakeDirectory(dir.fd(), "plain", 0700));
   names.InitDirIv(dir.fd());  // no-op
   EXPECT_EQ((std::set<std::string>{"plain"}), dir.Entries());

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/temp_dir.h"
 #include "envelopefs/file_format.h"
 #include "envelopefs/secure_bytes.h"
 
@@ -31,18 +32,11 @@ constexpr int kFilesPerDir = 20;  // 500 files, 525 entries
 class WalkTree : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/envelopefs-walk-XXXXXX";
-    ASSERT_NE(nullptr, mkdtemp(tmpl));
-    dir_ = tmpl;
     for (int d = 0; d < kDirs; ++d) {
       const fs::path sub = dir_ / ("d" + std::to_string(d));
       fs::create_directories(sub);
       for (int f = 0; f < kFilesPerDir; ++f) std::ofstream(sub / ("f" + std::to_string(f))) << f;
     }
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
   }
 
   // The entries of a plain single-threaded walk, in walk order (relative cipher paths).
@@ -52,7 +46,8 @@ class WalkTree : public ::testing::Test {
     return out;
   }
 
-  fs::path dir_;
+  testing::TempDir tmp_{"envelopefs-walk"};
+  const fs::path dir_ = tmp_.path();
   NameTransform names_{SecureBytes(64), SecureBytes(32), /*plaintext_names=*/true,
                        format::kFormatVersion};
 };

@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/temp_dir.h"
+
 namespace envelopefs {
 namespace {
 
@@ -67,9 +69,8 @@ TEST(ShownCtime, AppliesOnlyToTheChangeTimeTheRecordingLeft) {
 }
 
 TEST(ShownCtime, RecordingOnAFileKeepsTheTimeUntilTheFileChanges) {
-  char dir_template[] = "/tmp/shown-ctime-XXXXXX";
-  ASSERT_NE(nullptr, mkdtemp(dir_template));
-  const std::string path = std::string(dir_template) + "/f";
+  testing::TempDir dir("shown-ctime");
+  const std::string path = (dir.path() / "f").string();
   int fd = open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
   ASSERT_GE(fd, 0);
   struct stat st;
@@ -105,8 +106,6 @@ TEST(ShownCtime, RecordingOnAFileKeepsTheTimeUntilTheFileChanges) {
   EXPECT_TRUE(SameTime(st.st_ctim, ReadShownCtime(fd, st)));
   close(path_fd);
   close(fd);
-  unlink(path.c_str());
-  rmdir(dir_template);
 }
 
 }  // namespace

@@ -13,6 +13,8 @@
 #include <memory>
 #include <string>
 
+#include "common/scoped_env.h"
+#include "common/temp_dir.h"
 #include "envelopefs/cipher_file.h"
 #include "envelopefs/key_source.h"
 #include "envelopefs/volume.h"
@@ -32,10 +34,6 @@ inline void Spit(const std::filesystem::path& p, const std::string& s) {
 class TempVolume {
  public:
   TempVolume() {
-    char tmpl[] = "/tmp/envelopefs-unit-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp");
-    dir_ = tmpl;
-    setenv("ENVELOPEFS_STATE_DIR", (dir_ / "state").c_str(), 1);
     std::ofstream(dir_ / "key", std::ios::binary).write("0123456789abcdef0123456789abcdef", 32);
     std::filesystem::permissions(
         dir_ / "key", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
@@ -44,12 +42,6 @@ class TempVolume {
     options.chunk_size = 4096;
     volume_ = Volume::Create(dir_ / "vol", options, *source_);
   }
-  ~TempVolume() {
-    volume_.reset();
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-  }
-
   Volume& volume() { return *volume_; }
   // What files created or opened by Create and Open reported.
   RecordingReporter& damage() { return damage_; }
@@ -69,9 +61,11 @@ class TempVolume {
 
  private:
   RecordingReporter damage_;  // outlives every file (declared first)
-  std::filesystem::path dir_;
+  TempDir tmp_{"envelopefs-unit"};
+  const std::filesystem::path dir_ = tmp_.path();
+  ScopedEnv state_dir_{"ENVELOPEFS_STATE_DIR", (dir_ / "state").string()};
   std::unique_ptr<MasterKeySource> source_;
-  std::unique_ptr<Volume> volume_;
+  std::unique_ptr<Volume> volume_;  // closed first, before tmp_ removes the directory
 };
 
 }  // namespace envelopefs::testing
