@@ -72,6 +72,13 @@ std::string Dump(const nlohmann::json& j) {
 
 std::string HexDigest(std::span<const uint8_t> bytes) { return ToHex(Sha256(bytes)); }
 
+// A string field of a line read from the log, or `fallback` when it is absent or of another
+// type. (nlohmann's value() throws on a type mismatch, and the log is hostile input.)
+std::string StringField(const nlohmann::json& line, const char* name, const char* fallback) {
+  auto it = line.find(name);
+  return it != line.end() && it->is_string() ? it->get<std::string>() : std::string(fallback);
+}
+
 // Opens the log for appending: never through a symlink, and never a FIFO, device or hard link
 // (nothing but a regular file with one link is even opened).
 UniqueFd OpenLog(int root_fd, std::string* why) {
@@ -315,7 +322,7 @@ AuditLogReport VerifyAuditLog(int root_fd, const VolumeConfig& config,
     }
     chained = true;
     const uint64_t sequence = line["seq"].is_number_unsigned() ? line["seq"].get<uint64_t>() : 0;
-    const std::string prev = line.value("prev", "");
+    const std::string prev = StringField(line, "prev", "");
     if (prev != HexDigest(AsBytes(previous))) {
       problem(line_no,
               "does not follow the line before it (lines removed, reordered or edited "
@@ -345,8 +352,8 @@ AuditLogReport VerifyAuditLog(int root_fd, const VolumeConfig& config,
     if (!has_mac) {
       ++report.unauthenticated;
       ++unproven;
-      if (line.value("event", "") != "unlock_failed") {
-        problem(line_no, "a \"" + line.value("event", "?") +
+      if (StringField(line, "event", "") != "unlock_failed") {
+        problem(line_no, "a \"" + StringField(line, "event", "?") +
                              "\" line without a MAC (only failed unlocks are written without "
                              "the key): forged");
       }

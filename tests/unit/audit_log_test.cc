@@ -135,6 +135,27 @@ TEST_F(AuditLogTest, AForgedLineWithoutAMacIsFound) {
   EXPECT_NE(std::string::npos, Problems(Verify()).find("line 3: a \"kek_rotated\" line without"));
 }
 
+// Found by fuzz_audit_log: a "prev" or "event" of another type than a string made the reader
+// throw out of VerifyAuditLog (envelopectl audit died with std::terminate). Now such a line is
+// a problem like any other edit.
+TEST_F(AuditLogTest, FieldsOfTheWrongTypeAreProblemsNotACrash) {
+  AppendSome(2);
+  std::vector<std::string> lines = Lines();
+  const std::string prev = ToHex(Sha256(AsBytes(lines.back() + "\n")));
+  lines.push_back("{\"event\":5,\"prev\":\"" + prev + "\",\"seq\":3}");
+  lines.push_back("{\"event\":\"kek_rotated\",\"prev\":[1],\"seq\":4}");
+  lines.push_back("{\"event\":null,\"prev\":{},\"seq\":\"5\",\"mac\":7}");
+  WriteLines(lines);
+  for (bool with_key : {true, false}) {
+    AuditLogReport r;
+    ASSERT_NO_THROW(r = Verify(with_key));
+    const std::string problems = Problems(r);
+    EXPECT_NE(std::string::npos, problems.find("line 3: a \"?\" line without a MAC")) << problems;
+    EXPECT_NE(std::string::npos, problems.find("line 4: does not follow")) << problems;
+    EXPECT_NE(std::string::npos, problems.find("line 5: does not follow")) << problems;
+  }
+}
+
 TEST_F(AuditLogTest, AFailedUnlockIsChainedWithoutAMac) {
   AppendSome(1);
   fs::path wrong = root_ / "wrong";
