@@ -70,7 +70,10 @@ int CipherFile::PrepareModify(bool changes_size, bool creates_holes) {
   // alone by an older version, beside an older state: header_writes.h).
   if (flags == disk_state_.flags && disk_state_.counter % 2 == 0) return 0;
   // Durable before anything changes: a crash can never leave a sealed record that disagrees
-  // with the file's chunks or length, nor holes in a file not marked sparse.
+  // with the file's chunks or length, nor holes in a file not marked sparse. Under the header
+  // lock: `envelopectl rewrap` keeps a file's times only if, under that lock, the file was sealed
+  // and stayed so (rewrap.cc), which this unsealing write, made before any data write, ends.
+  HeaderLock lock(fd_.get());
   return WriteState(size_, flags, /*sealed=*/false, /*durable=*/true);
 }
 

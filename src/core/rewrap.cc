@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -32,7 +33,22 @@ struct Pending {
   int first_slot;    // written before the first sync; the other one after it
   KeptTimes mtime;   // a rewrap changes no contents: the times the mount shows are kept
   Sha256Digest dek;  // the DEK's fingerprint: the second slot is written only for the same DEK
+  // The state record seen under the header lock in phase 1, if it was sealed and of format 2
+  // or later (TimesProvenUnchanged).
+  std::optional<uint64_t> sealed_counter;
 };
+
+// The state counter of a file whose times a rewrap may put back: sealed, in a format whose
+// writers unseal (under the header lock, cipher_file_state.cc) before any data write. A file
+// that is unsealed may be being written through a mount: a write landing between KeptTimes'
+// check and its futimens would get its modification time set back, and backup tools going by
+// it would miss the change. Such files, and format 1 files (an overwrite in place does not
+// unseal them, so nothing proves that no write happened), keep the rewrap's own time instead:
+// a backup copies them once more, and misses nothing.
+std::optional<uint64_t> SealedCounter(const HeaderRead& header, const OpenedHeader& opened) {
+  if (header.fixed.version < kFormatVersion2 || !opened.state.sealed()) return std::nullopt;
+  return opened.state.counter;
+}
 
 // 0 or an errno.
 int WriteSlot(int fd, const KeySlotBytes& record, int slot) {
@@ -101,7 +117,11 @@ RewrapStats RewrapFiles(
       }
       const int written =
           p.mtime.Write([&] { return WriteSlot(p.fd.get(), p.record, 1 - p.first_slot); });
-      p.mtime.Restore();
+      // Still under the lock: sealed since phase 1 with the same record, so no data write
+      // happened since, and none can start before the lock is released.
+      if (p.sealed_counter && again.state.sealed() && again.state.counter == *p.sealed_counter) {
+        p.mtime.Restore();
+      }
       if (written != 0) {
         ++stats.failed;  // the first slot already holds the new record: the file is fine
         report(*p.path, RewrapOutcome::kFailed, std::string("second slot: ") + strerror(written));
@@ -179,8 +199,15 @@ RewrapStats RewrapFiles(
       if (opened.slot_opens[i]) generation = std::max(generation, header.slots[i].generation);
     }
     if (generation < UINT64_MAX) ++generation;
-    Pending p{&path,         std::move(owned),          header.dev, {}, {}, first,
-              KeptTimes(fd), DekFingerprint(opened.dek)};
+    Pending p{&path,
+              std::move(owned),
+              header.dev,
+              {},
+              {},
+              first,
+              KeptTimes(fd),
+              DekFingerprint(opened.dek),
+              SealedCounter(header, opened)};
     std::memcpy(p.fixed.data(), header.bytes.data(), kFixedSize);
     p.record =
         WrapDek(header.FixedBytes(), KeySlotInfo{generation, target.info.id, target.info.version},
