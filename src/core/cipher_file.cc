@@ -308,6 +308,7 @@ int CipherFile::Rekey() {
   int rc = 0;
   {
     HeaderLock lock(fd_.get());
+    lock.WarnIfBusy(CurrentName());
     for (const HeaderWrite& w : PlanRekeyWrites(fixed_, header->bytes, first_key_slot)) {
       rc = PwriteAll(w.bytes.data(), w.bytes.size(), w.offset);
       if (rc == 0 && w.flush_after && ::fdatasync(fd_.get()) != 0) rc = -errno;

@@ -74,6 +74,7 @@ int CipherFile::PrepareModify(bool changes_size, bool creates_holes) {
   // lock: `envelopectl rewrap` keeps a file's times only if, under that lock, the file was sealed
   // and stayed so (rewrap.cc), which this unsealing write, made before any data write, ends.
   HeaderLock lock(fd_.get());
+  lock.WarnIfBusy(CurrentName());
   return WriteState(size_, flags, /*sealed=*/false, /*durable=*/true);
 }
 

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <optional>
 #include <set>
@@ -37,6 +38,11 @@ struct Pending {
   // or later (TimesProvenUnchanged).
   std::optional<uint64_t> sealed_counter;
 };
+
+// How long rewrap waits for a header lock held by someone else (the daemon holds it for at most
+// one file's fdatasync) before it leaves the file as failed.
+constexpr std::chrono::milliseconds kLockPatience{10000};
+constexpr char kBusyReason[] = "another process holds the file's header lock";
 
 // The state counter of a file whose times a rewrap may put back: sealed, in a format whose
 // writers unseal (under the header lock, cipher_file_state.cc) before any data write. A file
@@ -102,7 +108,12 @@ RewrapStats RewrapFiles(
     // Phase 1 is written; make it durable, then overwrite the other slot and sync again.
     SyncFileSystems(batch);
     for (Pending& p : batch) {
-      HeaderLock lock(p.fd.get());
+      HeaderLock lock(p.fd.get(), kLockPatience);
+      if (lock.busy()) {
+        ++stats.failed;  // the first slot already holds the new record: the file is fine
+        report(*p.path, RewrapOutcome::kFailed, "second slot: " + std::string(kBusyReason));
+        continue;
+      }
       HeaderRead now = ReadHeader(p.fd.get());
       OpenedHeader again = OpenHeader(now, volume, /*check_length=*/false);
       if (now.status != HeaderStatus::kOk ||
@@ -134,22 +145,30 @@ RewrapStats RewrapFiles(
     batch.clear();
   };
 
-  for (const std::string& path : files) {
+  // Phase 1 of one file; true when the batch is full.
+  auto first_phase = [&](const std::string& path) -> bool {
     ++stats.examined;
     int fd = OpenRegularBeneath(volume.root_fd(), path, O_RDWR);
     if (fd < 0) {
       ++stats.failed;
       report(path, RewrapOutcome::kFailed, strerror(-fd));
-      continue;
+      return false;
     }
     UniqueFd owned(fd);
-    HeaderLock lock(fd);
+    // Phase 1 under the lock, released before finish_batch takes the locks of the batch (the
+    // same inode may be in it under another name: a hard link).
+    HeaderLock lock(fd, kLockPatience);
+    if (lock.busy()) {
+      ++stats.failed;
+      report(path, RewrapOutcome::kFailed, kBusyReason);
+      return false;
+    }
     HeaderRead header = ReadHeader(fd);
     if (header.status == HeaderStatus::kNotEnvelope ||
         (header.status == HeaderStatus::kDamaged && header.cipher_size == 0)) {
       ++stats.skipped;  // stored unencrypted, or still being created
       report(path, RewrapOutcome::kSkipped, header.reason);
-      continue;
+      return false;
     }
     OpenedHeader opened = OpenHeader(header, volume, /*check_length=*/false);
     if (opened.slot < 0) {
@@ -163,7 +182,7 @@ RewrapStats RewrapFiles(
         ReportDamage(reporter, {(volume.cipher_dir() / path).string(), std::nullopt, why});
       }
       report(path, RewrapOutcome::kFailed, why);
-      continue;
+      return false;
     }
     if (opened.slots_disagree) {
       // One slot holds a DEK the state records are not under: a truncation to zero torn
@@ -175,7 +194,7 @@ RewrapStats RewrapFiles(
           "); not rewrapped: write the file again through the mount, or restore it";
       ReportDamage(reporter, {(volume.cipher_dir() / path).string(), std::nullopt, why});
       report(path, RewrapOutcome::kFailed, why);
-      continue;
+      return false;
     }
     bool current = true;
     for (int i = 0; i < 2; ++i) {
@@ -185,7 +204,7 @@ RewrapStats RewrapFiles(
     if (current) {
       ++stats.already_current;
       report(path, RewrapOutcome::kCurrent, "");
-      continue;
+      return false;
     }
     // Overwrite first a slot that is not the only valid one: an invalid slot, else the one with
     // the lower generation (slot 1 on a tie).
@@ -199,6 +218,16 @@ RewrapStats RewrapFiles(
       if (opened.slot_opens[i]) generation = std::max(generation, header.slots[i].generation);
     }
     if (generation < UINT64_MAX) ++generation;
+    const int kept = 1 - first;
+    if (opened.slot_opens[kept] && header.slots[kept].kek_id == target.info.id &&
+        header.slots[kept].kek_version == target.info.version && ::fdatasync(fd) != 0) {
+      // The slot that stays already holds the target version: written by a rewrap that has
+      // not synced it yet (another job or process, or this batch under another name). It is
+      // made durable before the other one is overwritten, so that no crash can tear both.
+      ++stats.failed;
+      report(path, RewrapOutcome::kFailed, std::string("fdatasync: ") + strerror(errno));
+      return false;
+    }
     Pending p{&path,
               std::move(owned),
               header.dev,
@@ -215,11 +244,15 @@ RewrapStats RewrapFiles(
     if (int rc = p.mtime.Write([&] { return WriteSlot(p.fd.get(), p.record, first); }); rc != 0) {
       ++stats.failed;
       report(path, RewrapOutcome::kFailed, strerror(rc));
-      continue;
+      return false;
     }
     batch.push_back(std::move(p));
     report(path, RewrapOutcome::kFirstSlotWritten, "");
-    if (batch.size() == kRewrapBatch) finish_batch();
+    return batch.size() == kRewrapBatch;
+  };
+
+  for (const std::string& path : files) {
+    if (first_phase(path)) finish_batch();
   }
   finish_batch();
   return stats;

@@ -4,6 +4,7 @@
 #include "envelopefs/rewrap.h"
 
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <ctime>
@@ -122,6 +123,74 @@ TEST(Rewrap, AFileBeingWrittenKeepsTheRewrapsTime) {
   EXPECT_EQ(1u, stats.rewrapped);
   EXPECT_GT(ModificationTime(v.Path("a")).tv_sec, 1672480800);
   ASSERT_EQ(0, file->Sync());
+  file.reset();
+  auto reopened = v.Open("a");
+  std::string data(8, '\0');
+  ASSERT_EQ(8, reopened->Read({reinterpret_cast<uint8_t*>(data.data()), 8}, 0));
+  EXPECT_EQ("datamore", data);
+}
+
+// A hard link as the name that fills a batch: rewrap finished the batch while it still held
+// the lock of that name's open file, and then waited for the lock of the same inode through
+// the earlier name, forever (and with it the daemon's next write to the file). Now phase 1's
+// lock is released first, and a slot already rewritten under another name is made durable
+// before the other slot is overwritten. Times out (ctest) rather than hangs if it comes back.
+TEST(Rewrap, AHardLinkInTheBatchNeitherHangsNorRisksBothSlots) {
+  TempVolume v;
+  auto file = v.Create("f0");
+  ASSERT_EQ(4, TempVolume::Write(*file, std::string("data"), 0));
+  ASSERT_EQ(0, file->Sync());
+  file.reset();
+  std::vector<std::string> files = {"f0"};
+  for (size_t i = 1; i + 1 < kRewrapBatch; ++i) {
+    files.push_back("f" + std::to_string(i));
+    std::filesystem::copy_file(v.Path("f0"), v.Path(files.back()));
+  }
+  ASSERT_EQ(0, link(v.Path("f0").c_str(), v.Path("link").c_str()));
+  files.push_back("link");  // fills the batch
+  ASSERT_EQ(kRewrapBatch, files.size());
+  v.volume().UpdateKeyring([](Keyring& k) { k.Rotate(std::time(nullptr)); });
+  const Volume::KekCopy target = v.volume().ActiveKek();
+  RewrapStats stats = RewrapFiles(v.volume(), target, files, nullptr, v.damage());
+  EXPECT_EQ(0u, stats.failed);
+  EXPECT_EQ(kRewrapBatch - 1, stats.rewrapped);  // the link's second slot was f0's
+  EXPECT_EQ(1u, stats.already_current);
+  for (const std::string& name : {std::string("f0"), std::string("f7"), std::string("link")}) {
+    UniqueFd fd(open(v.Path(name).c_str(), O_RDONLY | O_CLOEXEC));
+    HeaderRead header = ReadHeader(fd.get());
+    for (int slot = 0; slot < 2; ++slot) {
+      EXPECT_EQ(target.info.version, header.slots[slot].kek_version) << name << " " << slot;
+    }
+    auto reopened = v.Open(name);
+    std::string data(4, '\0');
+    ASSERT_EQ(4, reopened->Read({reinterpret_cast<uint8_t*>(data.data()), 4}, 0));
+    EXPECT_EQ("data", data);
+  }
+}
+
+// Anyone who can open a cipher file can flock it. A lock held for good makes rewrap leave the
+// file (after 10 s) and the daemon's write go ahead (after 5 s) instead of waiting forever.
+TEST(Rewrap, AHeaderLockHeldByAnotherProcessIsWaitedForOnlySoLong) {
+  TempVolume v;
+  auto file = v.Create("a");
+  ASSERT_EQ(4, TempVolume::Write(*file, std::string("data"), 0));
+  ASSERT_EQ(0, file->Sync());
+  UniqueFd squatter(open(v.Path("a").c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_EQ(0, flock(squatter.get(), LOCK_EX));
+  ASSERT_EQ(4, TempVolume::Write(*file, std::string("more"), 4));  // unseals: waits, goes on
+  ASSERT_EQ(0, file->Sync());
+  v.volume().UpdateKeyring([](Keyring& k) { k.Rotate(std::time(nullptr)); });
+  std::string why;
+  auto on_file = [&](const std::string&, RewrapOutcome outcome, const std::string& reason) {
+    if (outcome == RewrapOutcome::kFailed) why = reason;
+  };
+  const std::vector<std::string> files = {"a"};
+  RewrapStats stats = RewrapFiles(v.volume(), v.volume().ActiveKek(), files, on_file, v.damage());
+  EXPECT_EQ(1u, stats.failed);
+  EXPECT_NE(std::string::npos, why.find("header lock")) << why;
+  squatter.reset();
+  stats = RewrapFiles(v.volume(), v.volume().ActiveKek(), files, on_file, v.damage());
+  EXPECT_EQ(1u, stats.rewrapped);
   file.reset();
   auto reopened = v.Open("a");
   std::string data(8, '\0');
