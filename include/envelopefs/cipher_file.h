@@ -168,7 +168,10 @@ class CipherFile {
   FileState disk_state_;  // the newest state record on disk
   ChunkIndex tags_;       // format 2: the tag of every chunk (zero for holes)
   bool index_stale_ = false;  // index blocks on disk may disagree with tags_ (a failed write)
-  bool dirty_ = false;        // changed through this object since it was opened
+  // A state write failed part-way: the disk may hold a newer record than disk_state_ (a sealed
+  // one), so the next change writes its unsealed record again rather than trust disk_state_.
+  bool state_unsure_ = false;
+  bool dirty_ = false;  // changed through this object since it was opened
   std::atomic<uint64_t> modifications_{0};
   // Until when a change would be mistaken for the last seal's (RecordShownCtime).
   std::chrono::system_clock::time_point settle_until_{};

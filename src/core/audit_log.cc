@@ -172,7 +172,13 @@ void Append(int root_fd, const VolumeConfig& config, bool enabled, const SecureB
     while (::flock(fd.get(), LOCK_EX) != 0 && errno == EINTR) {
     }
     Tail tail = ReadTail(fd.get());
-    line["seq"] = tail.sequence + 1;
+    // Numbered after this host's own last line too: a log moved aside, emptied or ended with
+    // garbage must not restart the numbers, or putting the old log back later would match
+    // this host's record again. The gap it leaves shows as lines missing.
+    HostState host(config.volume_id);
+    const uint64_t after = std::max(tail.sequence, host.audit_mark().sequence);
+    const uint64_t sequence = after < UINT64_MAX ? after + 1 : UINT64_MAX;
+    line["seq"] = sequence;
     line["prev"] = HexDigest(AsBytes(tail.last_line));
     std::string text = SealLine(line, key);
     if (tail.torn) text.insert(text.begin(), '\n');
@@ -190,7 +196,7 @@ void Append(int root_fd, const VolumeConfig& config, bool enabled, const SecureB
     if (written) {
       // This host remembers its last line, so that removing or replacing it is found.
       const std::string line_text = tail.torn ? text.substr(1) : text;
-      HostState(config.volume_id).RecordAuditLine(tail.sequence + 1, HexDigest(AsBytes(line_text)));
+      host.RecordAuditLine(sequence, HexDigest(AsBytes(line_text)));
     }
     text.pop_back();
     ToSyslog(text);
@@ -287,7 +293,8 @@ AuditLogReport VerifyAuditLog(int root_fd, const VolumeConfig& config,
   auto problem = [&](uint64_t line_no, const std::string& what) {
     report.problems.push_back("line " + std::to_string(line_no) + ": " + what);
   };
-  std::string previous;  // the previous raw line, with its newline
+  // The digest of the previous raw line, with its newline (of nothing before the first).
+  std::string previous = HexDigest({});
   uint64_t previous_sequence = 0;
   bool chained = false;   // a chained line has been seen
   uint64_t unproven = 0;  // chained lines after the last authenticated one
@@ -296,10 +303,20 @@ AuditLogReport VerifyAuditLog(int root_fd, const VolumeConfig& config,
   while (pos < text->size()) {
     size_t end = text->find('\n', pos);
     const bool torn = end == std::string::npos;
-    std::string raw = text->substr(pos, torn ? std::string::npos : end - pos + 1);
-    pos = torn ? text->size() : end + 1;
+    const size_t length = (torn ? text->size() : end + 1) - pos;
     ++line_no;
     ++report.lines;
+    if (length > kTailWindow) {
+      // Not a line envelopefs writes; and parsing it could take many times its size in memory
+      // (deeply nested JSON), so it is not parsed. Its successor is still checked against it.
+      problem(line_no, "longer than any audit line (" + std::to_string(length) +
+                           " bytes: edited or damaged)");
+      previous = HexDigest(AsBytes(std::string_view(*text).substr(pos, length)));
+      pos += length;
+      continue;
+    }
+    std::string raw = text->substr(pos, length);
+    pos += length;
     std::string body = raw;
     if (!body.empty() && body.back() == '\n') body.pop_back();
     nlohmann::json line;
@@ -308,7 +325,7 @@ AuditLogReport VerifyAuditLog(int root_fd, const VolumeConfig& config,
     } catch (const nlohmann::json::exception&) {
       problem(line_no, torn ? "cut short (the log was truncated or a write was torn)"
                             : "not a valid audit line (edited or damaged)");
-      previous = raw;
+      previous = HexDigest(AsBytes(raw));
       continue;
     }
     if (!line.is_object() || !line.contains("seq")) {
@@ -317,13 +334,14 @@ AuditLogReport VerifyAuditLog(int root_fd, const VolumeConfig& config,
       } else {
         ++report.legacy;  // written by envelopefs 0.1, before the log was chained
       }
-      previous = raw;
+      previous = HexDigest(AsBytes(raw));
       continue;
     }
+    const bool first_chained = !chained;
     chained = true;
     const uint64_t sequence = line["seq"].is_number_unsigned() ? line["seq"].get<uint64_t>() : 0;
     const std::string prev = StringField(line, "prev", "");
-    if (prev != HexDigest(AsBytes(previous))) {
+    if (prev != previous) {
       problem(line_no,
               "does not follow the line before it (lines removed, reordered or edited "
               "before it)");
@@ -336,6 +354,11 @@ AuditLogReport VerifyAuditLog(int root_fd, const VolumeConfig& config,
                                  std::to_string(sequence) + ")"
                            : "out of order (sequence " + std::to_string(sequence) + " after " +
                                  std::to_string(previous_sequence) + ")");
+    }
+    if (first_chained && sequence > 1) {
+      problem(line_no, std::to_string(sequence - 1) +
+                           " lines missing before it (the log starts at sequence " +
+                           std::to_string(sequence) + ")");
     }
     previous_sequence = sequence;
     report.last_sequence = sequence;
@@ -370,7 +393,7 @@ AuditLogReport VerifyAuditLog(int root_fd, const VolumeConfig& config,
         unproven = 0;
       }
     }
-    previous = raw;
+    previous = HexDigest(AsBytes(raw));
   }
   // Not a problem by itself (a failed unlock may be the last event), but nothing vouches for
   // these lines yet.

@@ -43,6 +43,7 @@ int CipherFile::WriteState(uint64_t size, uint32_t flags, bool sealed, bool dura
   FileState next{0, size, sealed ? flags | kStateSealed : flags, {}};
   if (sealed && indexed()) next.digest = tags_.Digest();
   FileState written;
+  state_unsure_ = true;  // until every write below went through
   for (const HeaderWrite& w :
        PlanStateWrites(fixed_.version, keys_.state, fixed_.file_id, disk_state_, next, &written)) {
     if (int rc = PwriteAll(w.bytes.data(), w.bytes.size(), w.offset); rc < 0) return rc;
@@ -50,6 +51,7 @@ int CipherFile::WriteState(uint64_t size, uint32_t flags, bool sealed, bool dura
   }
   if (durable && ::fdatasync(fd_.get()) != 0) return -errno;
   disk_state_ = written;
+  state_unsure_ = false;
   return 0;
 }
 
@@ -68,7 +70,7 @@ int CipherFile::PrepareModify(bool changes_size, bool creates_holes) {
   if (broken_) return -EIO;
   // Already unsealed (and sparse if needed), in both slots (an odd current record was written
   // alone by an older version, beside an older state: header_writes.h).
-  if (flags == disk_state_.flags && disk_state_.counter % 2 == 0) return 0;
+  if (flags == disk_state_.flags && disk_state_.counter % 2 == 0 && !state_unsure_) return 0;
   // Durable before anything changes: a crash can never leave a sealed record that disagrees
   // with the file's chunks or length, nor holes in a file not marked sparse. Under the header
   // lock: `envelopectl rewrap` keeps a file's times only if, under that lock, the file was sealed

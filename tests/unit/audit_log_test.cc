@@ -156,6 +156,40 @@ TEST_F(AuditLogTest, FieldsOfTheWrongTypeAreProblemsNotACrash) {
   }
 }
 
+// A log moved aside (or emptied, or ended with garbage) made the writer start again at
+// sequence 1, and this host's record then matched the old log once it was put back. Now the
+// writer numbers on after this host's last line, and a log must start at sequence 1.
+TEST_F(AuditLogTest, ALogMovedAsideCannotBePutBackUnnoticed) {
+  AppendSome(3);
+  fs::rename(Log(), root_ / "saved");
+  AppendSome(2);
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(2u, lines.size());
+  EXPECT_NE(std::string::npos, lines[0].find("\"seq\":4")) << lines[0];
+  std::string problems = Problems(Verify());
+  EXPECT_NE(std::string::npos, problems.find("line 1: 3 lines missing before it")) << problems;
+  fs::rename(root_ / "saved", Log());
+  problems = Problems(Verify());
+  EXPECT_NE(std::string::npos, problems.find("removed from its end")) << problems;
+  // Garbage at the end does not restart the numbers either.
+  std::ofstream(Log(), std::ios::app) << "garbage\n";
+  AppendSome(1);
+  EXPECT_NE(std::string::npos, Lines().back().find("\"seq\":6")) << Lines().back();
+}
+
+// A line far longer than any the writer makes is a problem without being parsed: a deeply
+// nested one would take many times its size in memory to parse.
+TEST_F(AuditLogTest, AHugeLineIsReportedWithoutBeingParsed) {
+  AppendSome(1);
+  std::ofstream(Log(), std::ios::app) << std::string(1 << 20, '[') << "\n";
+  AppendSome(1);
+  AuditLogReport r = Verify();
+  const std::string problems = Problems(r);
+  EXPECT_NE(std::string::npos, problems.find("line 2: longer than any audit line")) << problems;
+  // (Line 3 does not follow it: the writer reads only the log's last 64 KiB to chain on.)
+  EXPECT_EQ(3u, r.lines);
+}
+
 TEST_F(AuditLogTest, AFailedUnlockIsChainedWithoutAMac) {
   AppendSome(1);
   fs::path wrong = root_ / "wrong";
