@@ -22,6 +22,7 @@
 #include "envelopefs/keyring.h"
 #include "envelopefs/log.h"
 #include "envelopefs/unique_fd.h"
+#include "header_lock.h"
 
 namespace envelopefs {
 namespace {
@@ -169,7 +170,14 @@ void Append(int root_fd, const VolumeConfig& config, bool enabled, const SecureB
           std::string("cannot append to the audit log ") + kAuditLogFileName + ": " + why);
       return;
     }
-    while (::flock(fd.get(), LOCK_EX) != 0 && errno == EINTR) {
+    // Bounded: whoever can open the log can flock it, and tamper events are appended from the
+    // daemon's read path.
+    HeaderLock lock(fd.get());
+    if (lock.busy()) {
+      ToSyslog(Dump(line));
+      Log(LogLevel::kWarning, std::string("cannot append to the audit log ") + kAuditLogFileName +
+                                  ": another process holds its lock");
+      return;
     }
     Tail tail = ReadTail(fd.get());
     // Numbered after this host's own last line too: a log moved aside, emptied or ended with
@@ -192,7 +200,6 @@ void Append(int root_fd, const VolumeConfig& config, bool enabled, const SecureB
               (n >= 0 && n < static_cast<ssize_t>(text.size()) ? "short write"
                                                                : std::strerror(errno)));
     }
-    ::flock(fd.get(), LOCK_UN);
     if (written) {
       // This host remembers its last line, so that removing or replacing it is found.
       const std::string line_text = tail.torn ? text.substr(1) : text;

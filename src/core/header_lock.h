@@ -1,4 +1,4 @@
-// HeaderLock — flock(LOCK_EX) on a cipher file for as long as the object lives.
+// HeaderLock — flock(LOCK_EX) on a cipher file (or the audit log) for as long as it lives.
 //
 // The daemon holds it while it rewrites a whole header (a file truncated to zero gets a fresh
 // DEK) and while it unseals a sealed file before changing it; `envelopectl rewrap` while it

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -188,6 +189,20 @@ TEST_F(AuditLogTest, AHugeLineIsReportedWithoutBeingParsed) {
   EXPECT_NE(std::string::npos, problems.find("line 2: longer than any audit line")) << problems;
   // (Line 3 does not follow it: the writer reads only the log's last 64 KiB to chain on.)
   EXPECT_EQ(3u, r.lines);
+}
+
+// Whoever can open the log can flock it: a writer waits 5 s, then leaves the event to syslog
+// instead of blocking (the daemon appends tamper events from its read path).
+TEST_F(AuditLogTest, ALockHeldOnTheLogDelaysAWriterButNeverBlocksIt) {
+  AppendSome(1);
+  UniqueFd squatter(::open(Log().c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_EQ(0, ::flock(squatter.get(), LOCK_EX));
+  AppendSome(1);
+  EXPECT_EQ(1u, Lines().size());
+  squatter.reset();
+  AppendSome(1);
+  EXPECT_EQ(2u, Lines().size());
+  EXPECT_TRUE(Verify().problems.empty()) << Problems(Verify());
 }
 
 TEST_F(AuditLogTest, AFailedUnlockIsChainedWithoutAMac) {
