@@ -116,7 +116,8 @@ class CipherFile {
   int WriteState(uint64_t size, uint32_t flags, bool sealed, bool durable);
   // Writes the sealed record of the current state, keeping the modification time.
   int Seal(bool durable);
-  int PrepareModify(bool changes_size, bool creates_holes);
+  // `take_header_lock` false: the caller holds the header lock already (Rekey).
+  int PrepareModify(bool changes_size, bool creates_holes, bool take_header_lock = true);
   void SettleSeal();  // before a change: ForgetShownCtime while before settle_until_
   int ExtendTo(uint64_t new_size);
   // Seals `len` bytes of `plain` as chunk `index` and writes it in place.

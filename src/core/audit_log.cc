@@ -184,7 +184,13 @@ void Append(int root_fd, const VolumeConfig& config, bool enabled, const SecureB
     // garbage must not restart the numbers, or putting the old log back later would match
     // this host's record again. The gap it leaves shows as lines missing.
     HostState host(config.volume_id);
-    const uint64_t after = std::max(tail.sequence, host.audit_mark().sequence);
+    uint64_t marked = 0;
+    try {
+      marked = host.audit_mark().sequence;
+    } catch (const std::exception& e) {
+      Log(LogLevel::kWarning, std::string("audit log: this host's record: ") + e.what());
+    }
+    const uint64_t after = std::max(tail.sequence, marked);
     const uint64_t sequence = after < UINT64_MAX ? after + 1 : UINT64_MAX;
     line["seq"] = sequence;
     line["prev"] = HexDigest(AsBytes(tail.last_line));
@@ -346,6 +352,8 @@ AuditLogReport VerifyAuditLog(int root_fd, const VolumeConfig& config,
     }
     const bool first_chained = !chained;
     chained = true;
+    // The writer numbers from 1; 0, a negative number or a string is no sequence number, and
+    // must not pass for "no line before" (it would hide lines cut from the front).
     const uint64_t sequence = line["seq"].is_number_unsigned() ? line["seq"].get<uint64_t>() : 0;
     const std::string prev = StringField(line, "prev", "");
     if (prev != previous) {
@@ -353,7 +361,15 @@ AuditLogReport VerifyAuditLog(int root_fd, const VolumeConfig& config,
               "does not follow the line before it (lines removed, reordered or edited "
               "before it)");
     }
-    if (previous_sequence != 0 && sequence != previous_sequence + 1) {
+    if (sequence == 0) {
+      problem(line_no, "no valid sequence number (edited or forged)");
+    } else if (first_chained) {
+      if (sequence > 1) {
+        problem(line_no, std::to_string(sequence - 1) +
+                             " lines missing before it (the log starts at sequence " +
+                             std::to_string(sequence) + ")");
+      }
+    } else if (sequence != previous_sequence + 1) {
       problem(line_no, sequence > previous_sequence
                            ? std::to_string(sequence - previous_sequence - 1) +
                                  " lines missing before it (sequence " +
@@ -361,11 +377,6 @@ AuditLogReport VerifyAuditLog(int root_fd, const VolumeConfig& config,
                                  std::to_string(sequence) + ")"
                            : "out of order (sequence " + std::to_string(sequence) + " after " +
                                  std::to_string(previous_sequence) + ")");
-    }
-    if (first_chained && sequence > 1) {
-      problem(line_no, std::to_string(sequence - 1) +
-                           " lines missing before it (the log starts at sequence " +
-                           std::to_string(sequence) + ")");
     }
     previous_sequence = sequence;
     report.last_sequence = sequence;

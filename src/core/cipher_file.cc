@@ -298,7 +298,16 @@ int CipherFile::Rekey() {
     Log(LogLevel::kError, CurrentName() + ": " + e.what());
     return -ErrnoFor(e.kind());  // kKeyUnavailable: EACCES
   }
-  if (int rc = PrepareModify(/*changes_size=*/true, false); rc < 0) return rc;
+  // The whole change under the header lock, so that `envelopectl rewrap` never writes a key
+  // slot of the old DEK beside the new one. Nothing is changed if the lock cannot be had.
+  HeaderLock lock(fd_.get());
+  if (lock.busy()) {
+    Log(LogLevel::kWarning, CurrentName() + ": not emptied: another process holds its header lock");
+    return -EBUSY;
+  }
+  if (int rc = PrepareModify(/*changes_size=*/true, false, /*take_header_lock=*/false); rc < 0) {
+    return rc;
+  }
   if (::ftruncate(fd_.get(), static_cast<off_t>(kHeaderSize)) != 0) return -errno;
   size_ = 0;  // a consistent step: an empty file under the old header
   tags_.Clear();
@@ -306,14 +315,10 @@ int CipherFile::Rekey() {
   // First a key slot that does not open the DEK in use, if one does not (header_writes.h).
   const int first_key_slot = !slot_opens_[0] ? 0 : !slot_opens_[1] ? 1 : 0;
   int rc = 0;
-  {
-    HeaderLock lock(fd_.get());
-    lock.WarnIfBusy(CurrentName());
-    for (const HeaderWrite& w : PlanRekeyWrites(fixed_, header->bytes, first_key_slot)) {
-      rc = PwriteAll(w.bytes.data(), w.bytes.size(), w.offset);
-      if (rc == 0 && w.flush_after && ::fdatasync(fd_.get()) != 0) rc = -errno;
-      if (rc < 0) break;
-    }
+  for (const HeaderWrite& w : PlanRekeyWrites(fixed_, header->bytes, first_key_slot)) {
+    rc = PwriteAll(w.bytes.data(), w.bytes.size(), w.offset);
+    if (rc == 0 && w.flush_after && ::fdatasync(fd_.get()) != 0) rc = -errno;
+    if (rc < 0) break;
   }
   if (rc < 0) return AdoptHeaderAfterFailedRekey(*header, rc);
   fixed_ = ParseFixedHeader(header->bytes);

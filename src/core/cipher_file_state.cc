@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "cipher_file_internal.h"
@@ -61,7 +62,7 @@ void CipherFile::SettleSeal() {
   settle_until_ = {};
 }
 
-int CipherFile::PrepareModify(bool changes_size, bool creates_holes) {
+int CipherFile::PrepareModify(bool changes_size, bool creates_holes, bool take_header_lock) {
   SettleSeal();
   // Format 1 keeps no index digest: an overwrite in place leaves the sealed record valid.
   if (!indexed() && !changes_size && !creates_holes) return 0;
@@ -75,8 +76,13 @@ int CipherFile::PrepareModify(bool changes_size, bool creates_holes) {
   // with the file's chunks or length, nor holes in a file not marked sparse. Under the header
   // lock: `envelopectl rewrap` keeps a file's times only if, under that lock, the file was sealed
   // and stayed so (rewrap.cc), which this unsealing write, made before any data write, ends.
-  HeaderLock lock(fd_.get());
-  lock.WarnIfBusy(CurrentName());
+  std::optional<HeaderLock> lock;
+  if (take_header_lock) {
+    lock.emplace(fd_.get());
+    // After 5 s: a write cannot wait on anyone who can open the file. What is lost is only
+    // rewrap's proof that no write began (it gives up on a file it held that long: rewrap.cc).
+    lock->WarnIfBusy(CurrentName());
+  }
   return WriteState(size_, flags, /*sealed=*/false, /*durable=*/true);
 }
 

@@ -41,12 +41,14 @@ class HeaderLock {
     for (;;) {
       if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) {
         state_ = State::kHeld;
+        acquired_at_ = std::chrono::steady_clock::now();
         return;
       }
       if (errno == EINTR) continue;
       if (errno != EWOULDBLOCK) break;
       if (std::chrono::steady_clock::now() >= deadline) {
         state_ = State::kBusy;
+        acquired_at_ = std::chrono::steady_clock::now();
         return;
       }
       const struct timespec pause = {0, pause_ns};
@@ -71,6 +73,8 @@ class HeaderLock {
   HeaderLock& operator=(const HeaderLock&) = delete;
 
   State state() const { return state_; }
+  // When the lock was taken (when the wait ended, if it was not).
+  std::chrono::steady_clock::time_point acquired_at() const { return acquired_at_; }
   bool busy() const { return state_ == State::kBusy; }
   // For a daemon that goes ahead anyway: one log line naming `file` when the lock was busy.
   void WarnIfBusy(const std::string& file) const {
@@ -83,6 +87,7 @@ class HeaderLock {
  private:
   int fd_;
   State state_ = State::kUnsupported;
+  std::chrono::steady_clock::time_point acquired_at_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace envelopefs

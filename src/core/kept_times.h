@@ -45,10 +45,13 @@ class KeptTimes {
   }
 
   // Puts the kept modification time back and records the change time to show, unless the file
-  // changed otherwise since. Returns RecordShownCtime's "wait until" time if it recorded one.
-  std::optional<std::chrono::system_clock::time_point> Restore() {
+  // changed otherwise since, or `deadline` (if given) has passed. Returns RecordShownCtime's
+  // "wait until" time if it recorded one.
+  std::optional<std::chrono::system_clock::time_point> Restore(
+      std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt) {
     struct stat st;
     if (!valid_ || ::fstat(fd_, &st) != 0 || !SameTime(st.st_mtim, last_own_)) return std::nullopt;
+    if (deadline && std::chrono::steady_clock::now() > *deadline) return std::nullopt;
     valid_ = false;
     const struct timespec times[2] = {{0, UTIME_OMIT}, kept_};
     if (::futimens(fd_, times) != 0) return std::nullopt;

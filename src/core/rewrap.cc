@@ -42,6 +42,9 @@ struct Pending {
 // How long rewrap waits for a header lock held by someone else (the daemon holds it for at most
 // one file's fdatasync) before it leaves the file as failed.
 constexpr std::chrono::milliseconds kLockPatience{10000};
+// How long after taking a lock rewrap may still put a file's times back: well within the 5 s
+// after which the daemon's first write to a sealed file stops waiting for the lock.
+constexpr std::chrono::milliseconds kRestoreWithin{2000};
 constexpr char kBusyReason[] = "another process holds the file's header lock";
 
 // The state counter of a file whose times a rewrap may put back: sealed, in a format whose
@@ -63,10 +66,19 @@ int WriteSlot(int fd, const KeySlotBytes& record, int slot) {
   return n < 0 ? errno : EIO;  // a short write of 128 bytes: the disk is full
 }
 
+// A file of the next batch, opened before the batch's first sync.
+struct Candidate {
+  const std::string* path;
+  UniqueFd fd;
+  dev_t dev;
+  struct timespec ctime;  // before the sync: a file changed since is synced on its own
+};
+
 // syncfs(2) of every file system the batch touched (a cipher dir may span mounts).
-void SyncFileSystems(const std::vector<Pending>& batch) {
+template <typename Items>
+void SyncFileSystems(const Items& batch) {
   std::set<dev_t> done;
-  for (const Pending& p : batch) {
+  for (const auto& p : batch) {
     if (!done.insert(p.dev).second) continue;
     if (syncfs(p.fd.get()) != 0) ThrowSystemError("syncfs");
   }
@@ -129,9 +141,10 @@ RewrapStats RewrapFiles(
       const int written =
           p.mtime.Write([&] { return WriteSlot(p.fd.get(), p.record, 1 - p.first_slot); });
       // Still under the lock: sealed since phase 1 with the same record, so no data write
-      // happened since, and none can start before the lock is released.
+      // happened since, and none can start before the lock is released (or before the daemon
+      // stops waiting for it: hence the deadline, should this process have been stopped).
       if (p.sealed_counter && again.state.sealed() && again.state.counter == *p.sealed_counter) {
-        p.mtime.Restore();
+        p.mtime.Restore(lock.acquired_at() + kRestoreWithin);
       }
       if (written != 0) {
         ++stats.failed;  // the first slot already holds the new record: the file is fine
@@ -145,30 +158,23 @@ RewrapStats RewrapFiles(
     batch.clear();
   };
 
-  // Phase 1 of one file; true when the batch is full.
-  auto first_phase = [&](const std::string& path) -> bool {
-    ++stats.examined;
-    int fd = OpenRegularBeneath(volume.root_fd(), path, O_RDWR);
-    if (fd < 0) {
-      ++stats.failed;
-      report(path, RewrapOutcome::kFailed, strerror(-fd));
-      return false;
-    }
-    UniqueFd owned(fd);
-    // Phase 1 under the lock, released before finish_batch takes the locks of the batch (the
-    // same inode may be in it under another name: a hard link).
+  // Phase 1 of one file: its first slot, under the lock, released before finish_batch takes the
+  // locks of the batch (the same inode may be in it under another name: a hard link).
+  auto first_phase = [&](Candidate& c) {
+    const std::string& path = *c.path;
+    const int fd = c.fd.get();
     HeaderLock lock(fd, kLockPatience);
     if (lock.busy()) {
       ++stats.failed;
       report(path, RewrapOutcome::kFailed, kBusyReason);
-      return false;
+      return;
     }
     HeaderRead header = ReadHeader(fd);
     if (header.status == HeaderStatus::kNotEnvelope ||
         (header.status == HeaderStatus::kDamaged && header.cipher_size == 0)) {
       ++stats.skipped;  // stored unencrypted, or still being created
       report(path, RewrapOutcome::kSkipped, header.reason);
-      return false;
+      return;
     }
     OpenedHeader opened = OpenHeader(header, volume, /*check_length=*/false);
     if (opened.slot < 0) {
@@ -182,7 +188,7 @@ RewrapStats RewrapFiles(
         ReportDamage(reporter, {(volume.cipher_dir() / path).string(), std::nullopt, why});
       }
       report(path, RewrapOutcome::kFailed, why);
-      return false;
+      return;
     }
     if (opened.slots_disagree) {
       // One slot holds a DEK the state records are not under: a truncation to zero torn
@@ -194,7 +200,7 @@ RewrapStats RewrapFiles(
           "); not rewrapped: write the file again through the mount, or restore it";
       ReportDamage(reporter, {(volume.cipher_dir() / path).string(), std::nullopt, why});
       report(path, RewrapOutcome::kFailed, why);
-      return false;
+      return;
     }
     bool current = true;
     for (int i = 0; i < 2; ++i) {
@@ -204,7 +210,7 @@ RewrapStats RewrapFiles(
     if (current) {
       ++stats.already_current;
       report(path, RewrapOutcome::kCurrent, "");
-      return false;
+      return;
     }
     // Overwrite first a slot that is not the only valid one: an invalid slot, else the one with
     // the lower generation (slot 1 on a tie).
@@ -218,18 +224,21 @@ RewrapStats RewrapFiles(
       if (opened.slot_opens[i]) generation = std::max(generation, header.slots[i].generation);
     }
     if (generation < UINT64_MAX) ++generation;
-    const int kept = 1 - first;
-    if (opened.slot_opens[kept] && header.slots[kept].kek_id == target.info.id &&
-        header.slots[kept].kek_version == target.info.version && ::fdatasync(fd) != 0) {
-      // The slot that stays already holds the target version: written by a rewrap that has
-      // not synced it yet (another job or process, or this batch under another name). It is
-      // made durable before the other one is overwritten, so that no crash can tear both.
-      ++stats.failed;
-      report(path, RewrapOutcome::kFailed, std::string("fdatasync: ") + strerror(errno));
-      return false;
+    // The slot that stays must be durable before the other is overwritten, so that no crash
+    // can tear both. The batch's first sync made every earlier write durable; a file changed
+    // since (the daemon's new header after a truncation to zero, whose last slot it does not
+    // sync; a concurrent rewrap; this batch under another name) is synced on its own.
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || st.st_ctim.tv_sec != c.ctime.tv_sec ||
+        st.st_ctim.tv_nsec != c.ctime.tv_nsec) {
+      if (::fdatasync(fd) != 0) {
+        ++stats.failed;
+        report(path, RewrapOutcome::kFailed, std::string("fdatasync: ") + strerror(errno));
+        return;
+      }
     }
     Pending p{&path,
-              std::move(owned),
+              std::move(c.fd),
               header.dev,
               {},
               {},
@@ -244,17 +253,42 @@ RewrapStats RewrapFiles(
     if (int rc = p.mtime.Write([&] { return WriteSlot(p.fd.get(), p.record, first); }); rc != 0) {
       ++stats.failed;
       report(path, RewrapOutcome::kFailed, strerror(rc));
-      return false;
+      return;
     }
     batch.push_back(std::move(p));
     report(path, RewrapOutcome::kFirstSlotWritten, "");
-    return batch.size() == kRewrapBatch;
   };
 
+  std::vector<Candidate> candidates;
+  candidates.reserve(kRewrapBatch);
+  auto run_batch = [&] {
+    if (candidates.empty()) return;
+    SyncFileSystems(candidates);
+    for (Candidate& c : candidates) first_phase(c);
+    candidates.clear();
+    finish_batch();
+  };
   for (const std::string& path : files) {
-    if (first_phase(path)) finish_batch();
+    ++stats.examined;
+    int fd = OpenRegularBeneath(volume.root_fd(), path, O_RDWR);
+    if (fd < 0) {
+      ++stats.failed;
+      report(path, RewrapOutcome::kFailed, strerror(-fd));
+      continue;
+    }
+    Candidate c{&path, UniqueFd(fd), 0, {}};
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      ++stats.failed;
+      report(path, RewrapOutcome::kFailed, std::string("fstat: ") + strerror(errno));
+      continue;
+    }
+    c.dev = st.st_dev;
+    c.ctime = st.st_ctim;
+    candidates.push_back(std::move(c));
+    if (candidates.size() == kRewrapBatch) run_batch();
   }
-  finish_batch();
+  run_batch();
   return stats;
 }
 

@@ -176,6 +176,14 @@ TEST_F(AuditLogTest, ALogMovedAsideCannotBePutBackUnnoticed) {
   std::ofstream(Log(), std::ios::app) << "garbage\n";
   AppendSome(1);
   EXPECT_NE(std::string::npos, Lines().back().find("\"seq\":6")) << Lines().back();
+  // Nor does a first line numbered 0 (or not numbered) pass for the start of the log.
+  for (const std::string seq : {"0", "-1", "\"1\""}) {
+    WriteLines({"{\"event\":\"unlock_failed\",\"prev\":\"" + ToHex(Sha256({})) +
+                "\",\"seq\":" + seq + "}"});
+    AppendSome(1);
+    problems = Problems(Verify());
+    EXPECT_NE(std::string::npos, problems.find("line 1: no valid sequence number")) << problems;
+  }
 }
 
 // A line far longer than any the writer makes is a problem without being parsed: a deeply

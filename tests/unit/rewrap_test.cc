@@ -207,6 +207,28 @@ void WriteRange(const std::filesystem::path& p, size_t offset, const std::string
             pwrite(fd.get(), bytes.data(), bytes.size(), static_cast<off_t>(offset)));
 }
 
+// A truncation to zero gives the file a fresh DEK under the header lock. If someone holds the
+// lock for good (a stopped rewrap may be about to write a slot of the DEK in use), it fails
+// with EBUSY and changes nothing, rather than wait forever or write beside that slot.
+TEST(Rewrap, ATruncationToZeroNeverGoesAheadWithoutTheHeaderLock) {
+  TempVolume v;
+  auto file = v.Create("a");
+  ASSERT_EQ(4, TempVolume::Write(*file, std::string("data"), 0));
+  ASSERT_EQ(0, file->Sync());
+  const std::string header = ReadRange(v.Path("a"), 0, 512);
+  {
+    UniqueFd squatter(open(v.Path("a").c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_EQ(0, flock(squatter.get(), LOCK_EX));
+    EXPECT_EQ(-EBUSY, file->Truncate(0));
+  }
+  EXPECT_EQ(header, ReadRange(v.Path("a"), 0, 512));
+  std::string data(4, '\0');
+  ASSERT_EQ(4, file->Read({reinterpret_cast<uint8_t*>(data.data()), 4}, 0));
+  EXPECT_EQ("data", data);
+  EXPECT_EQ(0, file->Truncate(0));                                     // once the lock is free
+  EXPECT_NE(header.substr(64, 192), ReadRange(v.Path("a"), 64, 192));  // a fresh DEK
+}
+
 TEST(Rewrap, NeverOverwritesAKeySlotWhenTheSlotsHoldDifferentDataKeys) {
   // An attacker puts back an old key slot and the old state records after a truncation to
   // zero gave the file a new DEK: the file reads as EIO, and rewrap must not overwrite the
