@@ -118,7 +118,8 @@ TEST(MasterSources, ChangeMasterGoesFromFileToPkcs11ToCommandAndBackToFile) {
   for (const json& e : AuditLines(v.cipher() / "envelopefs.audit.log")) {
     if (e.value("event", "") == "master_key_changed") sources.push_back(e.value("source", ""));
   }
-  EXPECT_EQ((std::vector<std::string>{"pkcs11", "command", "keyfile"}), sources);
+  EXPECT_EQ((std::vector<std::string>{"pkcs11", "command", "keyfile"}), sources)
+      << ReadFile(v.cipher() / "envelopefs.audit.log");
 }
 
 // The other directions: passphrase -> token key k1 -> token key k2 -> passphrase; after each
