@@ -72,7 +72,6 @@ class HeaderLock {
   HeaderLock(const HeaderLock&) = delete;
   HeaderLock& operator=(const HeaderLock&) = delete;
 
-  State state() const { return state_; }
   // When the lock was taken (when the wait ended, if it was not).
   std::chrono::steady_clock::time_point acquired_at() const { return acquired_at_; }
   bool busy() const { return state_ == State::kBusy; }

@@ -16,6 +16,7 @@
 #include "envelopefs/cipher_header.h"
 #include "envelopefs/error.h"
 #include "envelopefs/file_header.h"
+#include "envelopefs/shown_ctime.h"
 #include "envelopefs/unique_fd.h"
 #include "header_lock.h"
 #include "kept_times.h"
@@ -34,8 +35,8 @@ struct Pending {
   int first_slot;    // written before the first sync; the other one after it
   KeptTimes mtime;   // a rewrap changes no contents: the times the mount shows are kept
   Sha256Digest dek;  // the DEK's fingerprint: the second slot is written only for the same DEK
-  // The state record seen under the header lock in phase 1, if it was sealed and of format 2
-  // or later (TimesProvenUnchanged).
+  // The state counter seen under the header lock in phase 1, if the times may be put back
+  // (SealedCounter).
   std::optional<uint64_t> sealed_counter;
 };
 
@@ -229,8 +230,7 @@ RewrapStats RewrapFiles(
     // since (the daemon's new header after a truncation to zero, whose last slot it does not
     // sync; a concurrent rewrap; this batch under another name) is synced on its own.
     struct stat st;
-    if (::fstat(fd, &st) != 0 || st.st_ctim.tv_sec != c.ctime.tv_sec ||
-        st.st_ctim.tv_nsec != c.ctime.tv_nsec) {
+    if (::fstat(fd, &st) != 0 || !SameTime(st.st_ctim, c.ctime)) {
       if (::fdatasync(fd) != 0) {
         ++stats.failed;
         report(path, RewrapOutcome::kFailed, std::string("fdatasync: ") + strerror(errno));

@@ -58,6 +58,13 @@ class TempVolume {
   static ssize_t Write(CipherFile& f, const std::string& s, uint64_t offset) {
     return f.Write({reinterpret_cast<const uint8_t*>(s.data()), s.size()}, offset);
   }
+  // Up to `n` plaintext bytes from `offset`: as many as Read returned (none on an error).
+  static std::string Read(CipherFile& f, size_t n, uint64_t offset = 0) {
+    std::string out(n, '\0');
+    const ssize_t got = f.Read({reinterpret_cast<uint8_t*>(out.data()), n}, offset);
+    out.resize(got > 0 ? static_cast<size_t>(got) : 0);
+    return out;
+  }
 
  private:
   RecordingReporter damage_;  // outlives every file (declared first)
